@@ -1,0 +1,5 @@
+//! civic-rules host: the case store, the plug-in runtime and the HTTP API.
+#![deny(missing_docs)]
+
+pub mod directory;
+pub mod runtime;

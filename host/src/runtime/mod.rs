@@ -1,0 +1,448 @@
+//! The plug-in runtime: the only code that touches wasmtime.
+//!
+//! One [`Engine`] per process. A plug-in is validated and compiled once when it is loaded
+//! (or read back from the compiled cache), pre-linked against the contract's imports, and
+//! then every decision runs in a fresh [`Store`] with a fuel budget, an epoch deadline, a
+//! memory cap and a bounded log — no state survives from one case to the next, and a
+//! trapped instance is simply dropped. Outputs are validated before anyone acts on them.
+//!
+//! Plug-ins import only the read-only directory and the log: no WASI, so there is no
+//! filesystem, network, clock, randomness, environment or arguments to take away.
+
+mod cache;
+pub mod error;
+mod host;
+mod validate;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+use wasmtime::component::{Component, Linker};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap};
+
+use crate::directory::Directory;
+pub use error::{PluginError, PluginFailure, PluginRef, RuntimeError};
+pub use host::{DecisionLog, LogLine, MAX_LOG_BYTES, MAX_LOG_LINES, wit};
+use host::{HostState, Limiter, PluginPre};
+
+/// The contract version this host speaks.
+pub const CONTRACT_VERSION: &str = "0.1.0";
+
+/// The three hooks of the contract.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Hook {
+    /// Admissibility, grid admission, mediation.
+    Eligibility,
+    /// Lead unit, co-handlers, deadlines.
+    Routing,
+    /// Actions when a timer fires.
+    Escalation,
+}
+
+impl Hook {
+    /// Every hook.
+    pub const ALL: [Hook; 3] = [Hook::Eligibility, Hook::Routing, Hook::Escalation];
+
+    /// The hook's name in the contract and in URLs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Hook::Eligibility => "eligibility",
+            Hook::Routing => "routing",
+            Hook::Escalation => "escalation",
+        }
+    }
+}
+
+impl std::str::FromStr for Hook {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "eligibility" => Ok(Hook::Eligibility),
+            "routing" => Ok(Hook::Routing),
+            "escalation" => Ok(Hook::Escalation),
+            other => Err(format!("unknown hook `{other}`: expected eligibility, routing or escalation")),
+        }
+    }
+}
+
+/// Host-wide maxima and settings. Per-plug-in [`Limits`] are capped by these.
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    /// Largest fuel budget any plug-in may have.
+    pub max_fuel: u64,
+    /// Longest wall-clock deadline any plug-in may have.
+    pub max_timeout: Duration,
+    /// Largest linear memory any plug-in may have (also the pooling slot size).
+    pub max_memory_bytes: u64,
+    /// Decisions that may run at the same time (pooling allocator slots).
+    pub max_concurrent: u32,
+    /// Largest component accepted.
+    pub max_component_bytes: usize,
+    /// Longest a compilation may take before the load is refused.
+    pub compile_timeout: Duration,
+    /// Granularity of the wall-clock deadline.
+    pub epoch_tick: Duration,
+    /// Where compiled plug-ins are cached; `None` disables the cache.
+    pub cache_dir: Option<PathBuf>,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        Self {
+            max_fuel: 2_000_000_000,
+            max_timeout: Duration::from_secs(2),
+            max_memory_bytes: 16 << 20,
+            max_concurrent: 128,
+            max_component_bytes: 16 << 20,
+            compile_timeout: Duration::from_secs(60),
+            epoch_tick: Duration::from_millis(2),
+            cache_dir: None,
+        }
+    }
+}
+
+/// One plug-in's limits for one decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Limits {
+    /// Fuel budget (roughly, wasm instructions).
+    pub fuel: u64,
+    /// Wall-clock deadline.
+    #[serde(with = "millis")]
+    pub timeout: Duration,
+    /// Linear-memory cap in bytes.
+    pub memory_bytes: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self { fuel: 10_000_000, timeout: Duration::from_millis(100), memory_bytes: 4 << 20 }
+    }
+}
+
+mod millis {
+    use std::time::Duration;
+    pub fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(d.as_millis() as u64)
+    }
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        <u64 as serde::Deserialize>::deserialize(d).map(Duration::from_millis)
+    }
+}
+
+/// A compiled, pre-linked plug-in, ready to evaluate. Cheap to share.
+pub struct Plugin {
+    id: PluginRef,
+    pre: PluginPre<HostState>,
+    limits: Limits,
+    config: String,
+}
+
+impl std::fmt::Debug for Plugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Plugin").field("id", &self.id).field("limits", &self.limits).finish()
+    }
+}
+
+impl Plugin {
+    /// Name and version.
+    pub fn id(&self) -> &PluginRef {
+        &self.id
+    }
+    /// Its limits (already capped by the host).
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+    /// Its configuration string.
+    pub fn config(&self) -> &str {
+        &self.config
+    }
+}
+
+/// What a decision is computed from, besides the plug-in.
+#[derive(Debug, Clone)]
+pub struct Input<'a> {
+    /// The case.
+    pub case: &'a wit::Case,
+    /// Evaluation time (ms since the epoch).
+    pub now: i64,
+    /// The caller's recent cases.
+    pub recent_cases: &'a [wit::RecentCase],
+    /// The directory version to decide against.
+    pub directory: &'a Arc<Directory>,
+}
+
+/// A successful evaluation: the output and what it cost.
+#[derive(Debug, Clone)]
+pub struct Evaluation<T> {
+    /// The decision, or `None` for "no opinion".
+    pub output: Option<T>,
+    /// Fuel consumed.
+    pub fuel_used: u64,
+    /// Wall-clock time, including instantiation.
+    pub duration: Duration,
+    /// What the plug-in logged.
+    pub log: DecisionLog,
+}
+
+/// Advances the engine's epoch so wall-clock deadlines fire; stops when dropped.
+struct Ticker {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Ticker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            t.thread().unpark();
+            let _ = t.join();
+        }
+    }
+}
+
+/// The plug-in runtime. Create one per process and share it.
+pub struct Runtime {
+    engine: Engine,
+    linker: Linker<HostState>,
+    config: RuntimeConfig,
+    cache: Option<cache::Cache>,
+    _ticker: Ticker,
+}
+
+impl Runtime {
+    /// Sets up the engine, the pooling allocator, the linker and the deadline ticker.
+    pub fn new(config: RuntimeConfig) -> Result<Self, RuntimeError> {
+        let engine_err = |e: wasmtime::Error| RuntimeError::Engine(format!("{e:#}"));
+        let mut pool = PoolingAllocationConfig::default();
+        let slots = config.max_concurrent;
+        pool.total_component_instances(slots)
+            // main module + shim + fixup instances, with room for guests built differently
+            .total_core_instances(slots * 8)
+            .total_memories(slots * 2)
+            .total_tables(slots * 4)
+            .max_memories_per_component(2)
+            .max_memory_size(config.max_memory_bytes as usize)
+            .linear_memory_keep_resident(256 << 10)
+            .table_keep_resident(64 << 10);
+        let mut c = Config::new();
+        c.wasm_component_model(true)
+            .concurrency_support(false)
+            .consume_fuel(true)
+            .epoch_interruption(true)
+            .parallel_compilation(true)
+            // Explicit bounds checks instead of signal handlers and guard regions: no
+            // page faults or madvise on the per-decision path.
+            .signals_based_traps(false)
+            .memory_reservation(config.max_memory_bytes)
+            .memory_guard_size(0)
+            .memory_reservation_for_growth(0)
+            .max_wasm_stack(512 << 10)
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        let engine = Engine::new(&c).map_err(engine_err)?;
+        let mut linker = Linker::new(&engine);
+        host::Plugin::add_to_linker::<HostState, wasmtime::component::HasSelf<HostState>>(&mut linker, |s| s)
+            .map_err(engine_err)?;
+        let cache = match &config.cache_dir {
+            Some(dir) => Some(cache::Cache::open(dir, &engine)?),
+            None => None,
+        };
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let (engine, stop, tick) = (engine.clone(), stop.clone(), config.epoch_tick);
+            std::thread::Builder::new()
+                .name("civic-epoch".into())
+                .spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        std::thread::park_timeout(tick);
+                        engine.increment_epoch();
+                    }
+                })
+                .map_err(|e| RuntimeError::Engine(format!("could not start the deadline ticker: {e}")))?
+        };
+        Ok(Self { engine, linker, config, cache, _ticker: Ticker { stop, thread: Some(thread) } })
+    }
+
+    /// The host-wide settings.
+    pub fn config(&self) -> &RuntimeConfig {
+        &self.config
+    }
+
+    /// `limits` capped by the host-wide maxima.
+    pub fn cap(&self, limits: Limits) -> Limits {
+        Limits {
+            fuel: limits.fuel.min(self.config.max_fuel),
+            timeout: limits.timeout.min(self.config.max_timeout),
+            memory_bytes: limits.memory_bytes.min(self.config.max_memory_bytes),
+        }
+    }
+
+    /// The version id of component bytes: their hex sha256.
+    pub fn version_of(bytes: &[u8]) -> String {
+        hex::encode(Sha256::digest(bytes))
+    }
+
+    /// Validates, compiles (or reads from the compiled cache) and pre-links a plug-in.
+    #[tracing::instrument(skip(self, bytes, config), fields(bytes = bytes.len()))]
+    pub fn load(&self, name: &str, bytes: &[u8], limits: Limits, config: &str) -> Result<Arc<Plugin>, PluginError> {
+        let started = Instant::now();
+        let id = PluginRef { name: name.to_owned(), version: Self::version_of(bytes) };
+        let fail = |failure| PluginError { plugin: id.clone(), hook: "load", failure, fuel_used: 0, duration: started.elapsed() };
+        if bytes.len() > self.config.max_component_bytes {
+            return Err(fail(PluginFailure::InvalidComponent(format!(
+                "{} bytes is over the {}-byte limit",
+                bytes.len(),
+                self.config.max_component_bytes
+            ))));
+        }
+        validate::check_component_bytes(bytes).map_err(&fail)?;
+        let component = match self.cache.as_ref().and_then(|c| c.get(&self.engine, &id.version)) {
+            Some(c) => c,
+            None => {
+                let component = self.compile(bytes).map_err(&fail)?;
+                if let Some(cache) = &self.cache {
+                    if let Err(e) = cache.put(&id.version, &component) {
+                        tracing::warn!(plugin = %id, error = %e, "could not write the compiled-plug-in cache");
+                    }
+                }
+                component
+            }
+        };
+        let pre = self
+            .linker
+            .instantiate_pre(&component)
+            .and_then(PluginPre::new)
+            .map_err(|e| fail(validate::incompatible(&component, &self.engine, e)))?;
+        tracing::debug!(plugin = %id, elapsed_ms = started.elapsed().as_millis() as u64, "plug-in loaded");
+        Ok(Arc::new(Plugin { id, pre, limits: self.cap(limits), config: config.to_owned() }))
+    }
+
+    /// Compiles on a helper thread so a pathological component cannot hold the caller
+    /// past the compile timeout (the thread finishes in the background and is discarded).
+    fn compile(&self, bytes: &[u8]) -> Result<Component, PluginFailure> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (engine, bytes) = (self.engine.clone(), bytes.to_vec());
+        std::thread::Builder::new()
+            .name("civic-compile".into())
+            .spawn(move || {
+                let _ = tx.send(Component::new(&engine, &bytes));
+            })
+            .map_err(|e| PluginFailure::InvalidComponent(format!("could not start compilation: {e}")))?;
+        match rx.recv_timeout(self.config.compile_timeout) {
+            Ok(Ok(c)) => Ok(c),
+            Ok(Err(e)) => Err(PluginFailure::InvalidComponent(format!("{e:#}"))),
+            Err(_) => Err(PluginFailure::InvalidComponent(format!(
+                "compilation took longer than {} s",
+                self.config.compile_timeout.as_secs()
+            ))),
+        }
+    }
+
+    /// Runs the eligibility hook.
+    #[tracing::instrument(skip_all, fields(plugin = %plugin.id, district = %input.case.district, hook = "eligibility"))]
+    pub fn eligibility(&self, plugin: &Plugin, input: &Input<'_>) -> Result<Evaluation<wit::EligibilityDecision>, PluginError> {
+        self.evaluate(plugin, "eligibility", input, |store, b, ctx| {
+            b.civic_rules_hooks().call_eligibility(store, input.case, ctx)
+        }, |out, dir, district| validate::eligibility(out, dir, district))
+    }
+
+    /// Runs the routing hook.
+    #[tracing::instrument(skip_all, fields(plugin = %plugin.id, district = %input.case.district, hook = "routing"))]
+    pub fn routing(&self, plugin: &Plugin, input: &Input<'_>) -> Result<Evaluation<wit::RoutingDecision>, PluginError> {
+        self.evaluate(plugin, "routing", input, |store, b, ctx| {
+            b.civic_rules_hooks().call_routing(store, input.case, ctx)
+        }, |out, dir, district| validate::routing(out, dir, district))
+    }
+
+    /// Runs the escalation hook for a fired timer.
+    #[tracing::instrument(skip_all, fields(plugin = %plugin.id, district = %input.case.district, hook = "escalation"))]
+    pub fn escalation(
+        &self,
+        plugin: &Plugin,
+        input: &Input<'_>,
+        timer: &wit::Timer,
+    ) -> Result<Evaluation<wit::EscalationDecision>, PluginError> {
+        self.evaluate(plugin, "escalation", input, |store, b, ctx| {
+            b.civic_rules_hooks().call_escalation(store, input.case, *timer, ctx)
+        }, |out, dir, district| validate::escalation(out, dir, district))
+    }
+
+    /// The context a hook receives for `input`.
+    fn context(plugin: &Plugin, input: &Input<'_>) -> wit::Context {
+        let category = input.directory.category(&input.case.category).map(|c| wit::CategoryInfo {
+            code: c.code.clone(),
+            name: c.name.clone(),
+            default_kind: validate::case_kind(&c.default_kind).unwrap_or(wit::CaseKind::Help),
+            grid_admissible: c.grid_admissible,
+            dispute: c.dispute.clone(),
+            lead_function: c.lead_function.clone(),
+        });
+        wit::Context {
+            now: input.now,
+            directory_version: input.directory.version(),
+            category,
+            recent_cases: input.recent_cases.to_vec(),
+            config: plugin.config.clone(),
+        }
+    }
+
+    fn evaluate<T>(
+        &self,
+        plugin: &Plugin,
+        hook: &'static str,
+        input: &Input<'_>,
+        call: impl FnOnce(&mut Store<HostState>, &host::Plugin, &wit::Context) -> wasmtime::Result<Result<Option<T>, wit::RuleError>>,
+        check: impl FnOnce(&T, &Directory, &str) -> Result<(), String>,
+    ) -> Result<Evaluation<T>, PluginError> {
+        let started = Instant::now();
+        let limits = plugin.limits;
+        let ctx = Self::context(plugin, input);
+        let mut store = Store::new(
+            &self.engine,
+            HostState {
+                directory: input.directory.clone(),
+                district: Arc::from(input.case.district.as_str()),
+                limiter: Limiter { max_memory: limits.memory_bytes as usize, hit: false },
+                log: DecisionLog::default(),
+                panic: None,
+            },
+        );
+        store.limiter(|s| &mut s.limiter);
+        let ticks = limits.timeout.as_micros().div_ceil(self.config.epoch_tick.as_micros().max(1)) as u64 + 1;
+        store.set_epoch_deadline(ticks);
+        let result = store.set_fuel(limits.fuel).and_then(|()| {
+            let bindings = plugin.pre.instantiate(&mut store)?;
+            call(&mut store, &bindings, &ctx)
+        });
+        let fuel_used = limits.fuel.saturating_sub(store.get_fuel().unwrap_or(0));
+        let duration = started.elapsed();
+        let fail = |failure| PluginError { plugin: plugin.id.clone(), hook, failure, fuel_used, duration };
+        let state = store.into_data();
+        let output = match result {
+            Err(e) => return Err(fail(classify(e, &state, limits))),
+            Ok(Err(rule)) => return Err(fail(PluginFailure::RuleError(validate::describe_rule_error(&rule)))),
+            Ok(Ok(out)) => out,
+        };
+        if let Some(out) = &output {
+            check(out, &input.directory, &input.case.district).map_err(|m| fail(PluginFailure::InvalidDecision(m)))?;
+        }
+        Ok(Evaluation { output, fuel_used, duration, log: state.log })
+    }
+}
+
+/// Turns a wasmtime error into what happened, in the plug-in author's terms.
+fn classify(e: wasmtime::Error, state: &HostState, limits: Limits) -> PluginFailure {
+    match e.downcast_ref::<Trap>() {
+        Some(Trap::OutOfFuel) => PluginFailure::OutOfFuel { budget: limits.fuel },
+        Some(Trap::Interrupt) => PluginFailure::Timeout { limit_ms: limits.timeout.as_millis() as u64 },
+        _ if state.limiter.hit => PluginFailure::MemoryLimit { limit_bytes: limits.memory_bytes },
+        Some(trap) => PluginFailure::Trap { message: trap.to_string(), panic: state.panic.clone() },
+        None => PluginFailure::Trap { message: format!("{e:#}"), panic: state.panic.clone() },
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,238 @@
+//! Every way a district's code can misbehave is contained with a typed error, and a
+//! well-behaved plug-in evaluated at the same time still succeeds.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use civic_host::directory::{Directory, sample_city};
+use civic_host::runtime::{
+    Evaluation, Input, Limits, MAX_LOG_LINES, Plugin, PluginError, PluginFailure, Runtime, RuntimeConfig, wit,
+};
+use civic_tests::{case, fixture, fixtures};
+
+struct World {
+    runtime: Runtime,
+    directory: Arc<Directory>,
+    city: Arc<Plugin>,
+}
+
+fn world() -> World {
+    let runtime = Runtime::new(RuntimeConfig::default()).expect("runtime");
+    let city = runtime
+        .load("city-default", civic_plugin_bundle::get("civic-plugin-city-default").unwrap().component, Limits::default(), "{}")
+        .expect("city default loads");
+    World { runtime, directory: Arc::new(sample_city()), city }
+}
+
+impl World {
+    fn hostile(&self, behaviour: &str, limits: Limits) -> Arc<Plugin> {
+        self.runtime.load("fx-hostile", &fixture(fixtures::FX_HOSTILE), limits, behaviour).expect("fixture loads")
+    }
+
+    fn route(&self, plugin: &Plugin) -> Result<Evaluation<wit::RoutingDecision>, PluginError> {
+        let mut c = case("jiyang", "noise", Some("jiyang/yuehe/grid-01"));
+        c.eligibility = Some(wit::EligibilityOutcome { grid_admissible: true, mediation: None });
+        self.runtime.routing(plugin, &Input { case: &c, now: c.created_at, recent_cases: &[], directory: &self.directory })
+    }
+
+    /// Runs `hostile` while another thread keeps routing with the city default, and
+    /// checks every one of the bystander's decisions succeeded.
+    fn with_bystander<T: Send>(&self, hostile: impl FnOnce() -> T + Send) -> T {
+        let done = AtomicBool::new(false);
+        let ok = AtomicU64::new(0);
+        let out = std::thread::scope(|s| {
+            let bystander = s.spawn(|| {
+                while !done.load(Ordering::Relaxed) || ok.load(Ordering::Relaxed) == 0 {
+                    let eval = self.route(&self.city).expect("the well-behaved plug-in keeps working");
+                    assert_eq!(eval.output.unwrap().lead, "jiyang/yuehe/grid-01");
+                    ok.fetch_add(1, Ordering::Relaxed);
+                }
+            });
+            let out = hostile();
+            done.store(true, Ordering::Relaxed);
+            bystander.join().expect("bystander thread");
+            out
+        });
+        assert!(ok.load(Ordering::Relaxed) > 0);
+        out
+    }
+}
+
+fn failure(r: Result<Evaluation<wit::RoutingDecision>, PluginError>) -> PluginError {
+    match r {
+        Ok(e) => panic!("expected a failure, got {:?}", e.output),
+        Err(e) => e,
+    }
+}
+
+#[test]
+fn infinite_loop_runs_out_of_fuel() {
+    let w = world();
+    let p = w.hostile("spin", Limits { fuel: 5_000_000, ..Limits::default() });
+    let e = failure(w.with_bystander(|| w.route(&p)));
+    assert_eq!(e.failure, PluginFailure::OutOfFuel { budget: 5_000_000 });
+    assert_eq!(e.plugin.name, "fx-hostile");
+    assert_eq!(e.hook, "routing");
+    assert!(e.fuel_used >= 5_000_000, "fuel used {}", e.fuel_used);
+    assert!(e.to_string().contains("fx-hostile@"), "{e}");
+}
+
+#[test]
+fn infinite_loop_with_huge_fuel_hits_the_deadline() {
+    let w = world();
+    let p = w.hostile("spin", Limits { fuel: u64::MAX, timeout: Duration::from_millis(50), ..Limits::default() });
+    assert_eq!(p.limits().fuel, w.runtime.config().max_fuel, "fuel is capped by the host maximum");
+    let e = failure(w.with_bystander(|| w.route(&p)));
+    assert_eq!(e.failure, PluginFailure::Timeout { limit_ms: 50 });
+    assert!(e.duration < Duration::from_millis(1000), "took {:?}", e.duration);
+}
+
+#[test]
+fn memory_bomb_hits_the_memory_cap() {
+    let w = world();
+    let p = w.hostile("memory-bomb", Limits { memory_bytes: 2 << 20, ..Limits::default() });
+    let e = failure(w.with_bystander(|| w.route(&p)));
+    assert_eq!(e.failure, PluginFailure::MemoryLimit { limit_bytes: 2 << 20 });
+}
+
+#[test]
+fn deep_recursion_traps() {
+    let w = world();
+    let p = w.hostile("deep-recursion", Limits::default());
+    let e = failure(w.with_bystander(|| w.route(&p)));
+    match &e.failure {
+        PluginFailure::Trap { message, .. } => {
+            assert!(message.contains("stack") || message.contains("out of bounds"), "{message}")
+        }
+        other => panic!("expected a trap, got {other:?}"),
+    }
+}
+
+#[test]
+fn panic_is_a_trap_with_the_panic_message() {
+    let w = world();
+    let p = w.hostile("panic", Limits::default());
+    let e = failure(w.with_bystander(|| w.route(&p)));
+    match &e.failure {
+        PluginFailure::Trap { panic: Some(p), .. } => {
+            assert!(p.contains("district rule exploded on case c-test-0001"), "{p}")
+        }
+        other => panic!("expected a trap with a panic message, got {other:?}"),
+    }
+    // The trapped instance was thrown away; the same plug-in keeps evaluating.
+    let again = failure(w.route(&p));
+    assert!(matches!(again.failure, PluginFailure::Trap { .. }));
+    let healthy = w.hostile("", Limits::default());
+    assert_eq!(w.route(&healthy).unwrap().output.unwrap().lead, "jiyang");
+}
+
+#[test]
+fn huge_output_is_an_invalid_decision() {
+    let w = world();
+    let generous = Limits { fuel: 500_000_000, timeout: Duration::from_secs(2), memory_bytes: 16 << 20 };
+    let p = w.hostile("huge-output", generous);
+    let e = failure(w.with_bystander(|| w.route(&p)));
+    assert!(matches!(&e.failure, PluginFailure::InvalidDecision(m) if m.contains("reason code")), "{e}");
+    let p = w.hostile("many-co-handlers", generous);
+    let e = failure(w.route(&p));
+    assert!(matches!(&e.failure, PluginFailure::InvalidDecision(m) if m.contains("100000 co-handlers")), "{e}");
+}
+
+#[test]
+fn log_flood_is_bounded() {
+    let w = world();
+    let p = w.hostile("log-flood", Limits { fuel: 500_000_000, timeout: Duration::from_secs(2), ..Limits::default() });
+    let eval = w.with_bystander(|| w.route(&p)).expect("a flood of logs is not an error");
+    assert_eq!(eval.log.lines.len(), MAX_LOG_LINES);
+    assert_eq!(eval.log.dropped, 100_000 - MAX_LOG_LINES as u64);
+    assert_eq!(eval.log.lines[0].message, "line 0 of a flood");
+}
+
+#[test]
+fn unit_that_does_not_exist_is_refused() {
+    let w = world();
+    let p = w.hostile("ghost-unit", Limits::default());
+    let e = failure(w.with_bystander(|| w.route(&p)));
+    assert!(
+        matches!(&e.failure, PluginFailure::InvalidDecision(m) if m.contains("`jiyang/no-such-unit` does not exist")),
+        "{e}"
+    );
+}
+
+#[test]
+fn unit_of_another_district_is_refused() {
+    let w = world();
+    let p = w.hostile("foreign-unit", Limits::default());
+    let e = failure(w.with_bystander(|| w.route(&p)));
+    assert!(
+        matches!(&e.failure, PluginFailure::InvalidDecision(m) if m.contains("belongs to district tianya")),
+        "{e}"
+    );
+}
+
+#[test]
+fn incompatible_contract_is_refused_at_load() {
+    let w = world();
+    let e = w.with_bystander(|| {
+        w.runtime.load("fx-incompatible", &fixture(fixtures::FX_INCOMPATIBLE), Limits::default(), "{}").unwrap_err()
+    });
+    match &e.failure {
+        PluginFailure::IncompatibleContract { expected, detail } => {
+            assert_eq!(expected, "0.1.0");
+            assert!(detail.contains("civic:rules@0.9.0"), "{detail}");
+        }
+        other => panic!("expected incompatible-contract, got {other:?}"),
+    }
+    assert_eq!(e.hook, "load");
+}
+
+#[test]
+fn bytes_that_are_not_wasm_are_refused() {
+    let w = world();
+    for (bytes, expect) in [
+        (&b"#!/bin/sh\nrm -rf /\n"[..], "not WebAssembly"),
+        (&b""[..], "not WebAssembly"),
+        (&b"\0asm\x01\0\0\0"[..], "core Wasm module"),
+        (&b"\0asm\x0d\0\x01\0garbage"[..], "not a valid component"),
+    ] {
+        let e = w.runtime.load("junk", bytes, Limits::default(), "{}").unwrap_err();
+        assert!(matches!(e.failure, PluginFailure::InvalidComponent(_)), "{e}");
+        assert!(e.to_string().contains(expect), "{e} should mention {expect}");
+    }
+}
+
+#[test]
+fn oversized_component_is_refused_before_compiling() {
+    let runtime = Runtime::new(RuntimeConfig { max_component_bytes: 1000, ..RuntimeConfig::default() }).unwrap();
+    let e = runtime.load("big", &fixture(fixtures::FX_HOSTILE), Limits::default(), "").unwrap_err();
+    assert!(matches!(&e.failure, PluginFailure::InvalidComponent(m) if m.contains("over the 1000-byte limit")), "{e}");
+}
+
+#[test]
+fn globals_do_not_survive_between_decisions() {
+    let w = world();
+    let p = w.hostile("global-counter", Limits::default());
+    for _ in 0..3 {
+        let eval = w.route(&p).unwrap();
+        assert_eq!(eval.output.unwrap().reasons, ["call.1"], "each decision starts from a fresh instance");
+    }
+}
+
+#[test]
+fn rule_errors_and_no_opinion_are_distinct() {
+    let w = world();
+    let e = failure(w.route(&w.hostile("rule-error", Limits::default())));
+    assert_eq!(e.failure, PluginFailure::RuleError("invalid input: case c-test-0001 has no location".into()));
+    let eval = w.route(&w.hostile("no-opinion", Limits::default())).unwrap();
+    assert!(eval.output.is_none());
+}
+
+#[test]
+fn every_fixture_has_a_test() {
+    let sources = include_str!("hostile_plugins.rs");
+    for (name, _) in fixtures::GUESTS {
+        let ident = name.to_uppercase().replace('-', "_");
+        assert!(sources.contains(&format!("fixtures::{ident}")), "fixture {name} has no test");
+    }
+}

@@ -155,6 +155,9 @@ macro_rules! export_plugin {
                 }
             }
 
+            // Exported symbols only exist in Wasm: names like `civic:rules/hooks@0.1.0#routing`
+            // are not valid in native linkers' version scripts.
+            #[cfg(target_arch = "wasm32")]
             $crate::__private::wit::__export_bindings!(__CivicRulesExport with_types_in $crate::__private::wit);
         };
     };

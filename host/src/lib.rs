@@ -2,4 +2,7 @@
 #![deny(missing_docs)]
 
 pub mod directory;
+pub mod lifecycle;
+pub mod model;
 pub mod runtime;
+pub mod store;

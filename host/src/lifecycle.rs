@@ -1,0 +1,343 @@
+//! The work-order state machine: which action is legal in which state, and what it changes.
+//!
+//! Pure functions: [`apply`] takes a case and an action and returns the changed case, or a
+//! [`LifecycleError`] naming the state and the action — in which case nothing changes.
+//! Deadlines and timers are computed by the caller (from the working-time calendar) and
+//! carried in the actions that set them.
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::{Case, CaseStatus, Deadlines, Extension, Millis, PendingTimer, Satisfaction, TimerKind};
+
+/// Longest free text an action carries (reasons, replies, notes).
+pub const MAX_TEXT: usize = 2000;
+
+/// Something done to a case.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum Action {
+    /// Not admitted (不予受理).
+    Reject {
+        /// Why.
+        reason: String,
+    },
+    /// Handed to an emergency line.
+    Transfer {
+        /// `110`, `119`, `120` or `122`.
+        line: String,
+    },
+    /// A consultation answered on the phone (一线办结).
+    AnswerAtIntake {
+        /// The answer given.
+        answer: String,
+    },
+    /// Admitted; waiting for routing.
+    QueueForDispatch,
+    /// Sent to a unit.
+    Dispatch {
+        /// Leading unit.
+        lead: String,
+        /// Helping units.
+        co_handlers: Vec<String>,
+        /// The deadlines set.
+        deadlines: Deadlines,
+        /// The timers that watch them.
+        timers: Vec<PendingTimer>,
+    },
+    /// The handler signs for the case (签收).
+    Sign {
+        /// The signing unit (must be the handler).
+        unit: String,
+    },
+    /// First contact with the citizen made; work starts.
+    Start,
+    /// The unit replies with its result.
+    Reply {
+        /// The reply.
+        text: String,
+    },
+    /// The handler returns the case (退单) with a reason.
+    Return {
+        /// The returning unit (must be the handler).
+        unit: String,
+        /// Why it is not theirs.
+        reason: String,
+    },
+    /// The handler asks for more time (延期).
+    RequestExtension {
+        /// Working days asked for.
+        days: u32,
+        /// Why.
+        reason: String,
+    },
+    /// The pending extension is approved; the resolution deadline moves.
+    ApproveExtension {
+        /// The new resolution deadline.
+        resolution: Millis,
+        /// The timers that replace the resolution-related ones.
+        timers: Vec<PendingTimer>,
+    },
+    /// The pending extension is refused.
+    RefuseExtension {
+        /// Why.
+        reason: String,
+    },
+    /// The citizen is called back (回访).
+    Callback {
+        /// Satisfied with the handling.
+        satisfied: bool,
+        /// The matter is resolved.
+        resolved: bool,
+        /// Notes.
+        #[serde(default)]
+        note: String,
+    },
+    /// Closed (办结).
+    Close,
+    /// Reopened after an unsatisfied callback or a closed case coming back.
+    Reopen {
+        /// Why.
+        reason: String,
+    },
+    /// Merged into a duplicate.
+    Merge {
+        /// The case this one duplicates.
+        into: String,
+    },
+}
+
+impl Action {
+    /// The action's name, as in URLs and errors.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Action::Reject { .. } => "reject",
+            Action::Transfer { .. } => "transfer",
+            Action::AnswerAtIntake { .. } => "answer-at-intake",
+            Action::QueueForDispatch => "queue-for-dispatch",
+            Action::Dispatch { .. } => "dispatch",
+            Action::Sign { .. } => "sign",
+            Action::Start => "start",
+            Action::Reply { .. } => "reply",
+            Action::Return { .. } => "return",
+            Action::RequestExtension { .. } => "request-extension",
+            Action::ApproveExtension { .. } => "approve-extension",
+            Action::RefuseExtension { .. } => "refuse-extension",
+            Action::Callback { .. } => "callback",
+            Action::Close => "close",
+            Action::Reopen { .. } => "reopen",
+            Action::Merge { .. } => "merge",
+        }
+    }
+}
+
+/// An action that is not legal for the case as it is.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("cannot {action} case {case} while it is {status}: {why}")]
+pub struct LifecycleError {
+    /// The case.
+    pub case: String,
+    /// Its state.
+    pub status: CaseStatus,
+    /// The refused action.
+    pub action: &'static str,
+    /// Why.
+    pub why: String,
+}
+
+/// Applies `action` at time `at`; on error the case is untouched (it is borrowed).
+pub fn apply(case: &Case, action: &Action, at: Millis) -> Result<Case, LifecycleError> {
+    use CaseStatus as S;
+    let err = |why: String| LifecycleError { case: case.id.clone(), status: case.status, action: action.name(), why };
+    let wrong_state = |expected: &str| err(format!("only allowed when the case is {expected}"));
+    let text = |t: &str, what: &str| -> Result<(), LifecycleError> {
+        if t.trim().is_empty() {
+            return Err(err(format!("{what} must not be empty")));
+        }
+        if t.len() > MAX_TEXT {
+            return Err(err(format!("{what} is {} bytes; at most {MAX_TEXT}", t.len())));
+        }
+        Ok(())
+    };
+    let mut c = case.clone();
+    c.updated_at = at;
+    match action {
+        Action::Reject { reason } => {
+            if c.status != S::Received {
+                return Err(wrong_state("received"));
+            }
+            text(reason, "the reason")?;
+            c.status = S::Rejected;
+        }
+        Action::Transfer { line } => {
+            if c.status != S::Received {
+                return Err(wrong_state("received"));
+            }
+            if !matches!(line.as_str(), "110" | "119" | "120" | "122") {
+                return Err(err(format!("`{line}` is not an emergency line (110, 119, 120, 122)")));
+            }
+            c.status = S::Transferred;
+        }
+        Action::AnswerAtIntake { answer } => {
+            if c.status != S::Received {
+                return Err(wrong_state("received"));
+            }
+            text(answer, "the answer")?;
+            c.status = S::AnsweredAtIntake;
+        }
+        Action::QueueForDispatch => {
+            if c.status != S::Received {
+                return Err(wrong_state("received"));
+            }
+            c.status = S::PendingDispatch;
+        }
+        Action::Dispatch { lead, co_handlers, deadlines, timers } => {
+            if c.status != S::PendingDispatch {
+                return Err(wrong_state("pending dispatch"));
+            }
+            if lead.is_empty() || co_handlers.contains(lead) {
+                return Err(err("the lead unit must be set and not also a co-handler".into()));
+            }
+            c.handler = Some(lead.clone());
+            c.co_handlers = co_handlers.clone();
+            c.deadlines = deadlines.clone();
+            c.timers = timers.clone();
+            c.status = S::Dispatched;
+        }
+        Action::Sign { unit } => {
+            if c.status != S::Dispatched {
+                return Err(wrong_state("dispatched"));
+            }
+            handler_only(&c, unit).map_err(err)?;
+            c.timers.retain(|t| t.kind != TimerKind::SignOff);
+            c.status = S::Signed;
+        }
+        Action::Start => {
+            if c.status != S::Signed {
+                return Err(wrong_state("signed"));
+            }
+            c.timers.retain(|t| t.kind != TimerKind::FirstContact);
+            c.status = S::InProgress;
+        }
+        Action::Reply { text: t } => {
+            if !matches!(c.status, S::Signed | S::InProgress) {
+                return Err(wrong_state("signed or in progress"));
+            }
+            text(t, "the reply")?;
+            c.timers.clear();
+            c.status = S::Replied;
+        }
+        Action::Return { unit, reason } => {
+            if !matches!(c.status, S::Dispatched | S::Signed) {
+                return Err(wrong_state("dispatched or signed"));
+            }
+            handler_only(&c, unit).map_err(err)?;
+            text(reason, "the return reason")?;
+            c.returned_by.push(unit.clone());
+            c.handler = None;
+            c.co_handlers.clear();
+            c.timers.clear();
+            c.deadlines = Deadlines::default();
+            c.extension = None;
+            c.status = S::PendingDispatch;
+        }
+        Action::RequestExtension { days, reason } => {
+            if !matches!(c.status, S::Signed | S::InProgress) {
+                return Err(wrong_state("signed or in progress"));
+            }
+            if c.extension.as_ref().is_some_and(|e| e.approved.is_none()) {
+                return Err(err("an extension request is already pending".into()));
+            }
+            if !(1..=30).contains(days) {
+                return Err(err(format!("{days} working days is not within 1-30")));
+            }
+            text(reason, "the reason")?;
+            c.extension = Some(Extension {
+                days: *days,
+                reason: reason.clone(),
+                requested_by: c.handler.clone().unwrap_or_default(),
+                approved: None,
+            });
+        }
+        Action::ApproveExtension { resolution, timers } => {
+            pending_extension(&c).map_err(err)?;
+            if c.deadlines.resolution.is_some_and(|r| *resolution <= r) {
+                return Err(err("the new resolution deadline must be later than the current one".into()));
+            }
+            if let Some(e) = c.extension.as_mut() {
+                e.approved = Some(true);
+            }
+            c.deadlines.resolution = Some(*resolution);
+            c.timers.retain(|t| matches!(t.kind, TimerKind::SignOff | TimerKind::FirstContact));
+            c.timers.extend(timers.iter().copied());
+            c.deadlines.warning = timers.iter().find(|t| t.kind == TimerKind::Warning).map(|t| t.due_at);
+        }
+        Action::RefuseExtension { reason } => {
+            pending_extension(&c).map_err(err)?;
+            text(reason, "the reason")?;
+            if let Some(e) = c.extension.as_mut() {
+                e.approved = Some(false);
+            }
+        }
+        Action::Callback { satisfied, resolved, note } => {
+            if c.status != S::Replied {
+                return Err(wrong_state("replied"));
+            }
+            if note.len() > MAX_TEXT {
+                return Err(err(format!("the note is {} bytes; at most {MAX_TEXT}", note.len())));
+            }
+            c.satisfaction = Some(Satisfaction { satisfied: *satisfied, resolved: *resolved, note: note.clone() });
+            c.status = S::Callback;
+        }
+        Action::Close => {
+            if c.status != S::Callback {
+                return Err(wrong_state("called back"));
+            }
+            c.timers.clear();
+            c.status = S::Closed;
+        }
+        Action::Reopen { reason } => {
+            if !matches!(c.status, S::Callback | S::Closed) {
+                return Err(wrong_state("called back or closed"));
+            }
+            text(reason, "the reason")?;
+            c.reopen_count += 1;
+            c.handler = None;
+            c.co_handlers.clear();
+            c.timers.clear();
+            c.deadlines = Deadlines::default();
+            c.extension = None;
+            c.satisfaction = None;
+            c.status = S::PendingDispatch;
+        }
+        Action::Merge { into } => {
+            if c.status.is_terminal() {
+                return Err(wrong_state("open"));
+            }
+            if *into == c.id || into.is_empty() {
+                return Err(err("a case cannot be merged into itself".into()));
+            }
+            c.merged_into = Some(into.clone());
+            c.timers.clear();
+            c.status = S::Merged;
+        }
+    }
+    Ok(c)
+}
+
+fn handler_only(c: &Case, unit: &str) -> Result<(), String> {
+    match &c.handler {
+        Some(h) if h == unit => Ok(()),
+        Some(h) => Err(format!("unit {unit} is not the handler (the handler is {h})")),
+        None => Err("the case has no handler".into()),
+    }
+}
+
+fn pending_extension(c: &Case) -> Result<(), String> {
+    match &c.extension {
+        Some(e) if e.approved.is_none() => Ok(()),
+        _ => Err("there is no pending extension request".into()),
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests;

@@ -1,0 +1,538 @@
+//! The case record, its events and decision records: plain serde types shared by the
+//! store, the lifecycle, intake and the API.
+
+use serde::{Deserialize, Serialize};
+
+use crate::runtime::{PluginRef, wit};
+
+/// Milliseconds since the Unix epoch, UTC.
+pub type Millis = i64;
+
+macro_rules! kebab_enum {
+    ($(#[$m:meta])* $name:ident => $wit:path { $($(#[$vm:meta])* $v:ident),* $(,)? }) => {
+        $(#[$m])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(rename_all = "kebab-case")]
+        pub enum $name { $($(#[$vm])* $v),* }
+
+        impl From<$name> for $wit {
+            fn from(v: $name) -> Self {
+                match v { $($name::$v => <$wit>::$v),* }
+            }
+        }
+
+        impl From<$wit> for $name {
+            fn from(v: $wit) -> Self {
+                match v { $(<$wit>::$v => $name::$v),* }
+            }
+        }
+    };
+}
+
+kebab_enum! {
+    /// What the citizen asked for.
+    CaseKind => wit::CaseKind {
+        /// 咨询
+        Consultation,
+        /// 求助
+        Help,
+        /// 投诉
+        Complaint,
+        /// 举报
+        Report,
+        /// 建议
+        Suggestion,
+        /// 表扬
+        Praise,
+    }
+}
+
+kebab_enum! {
+    /// How the case reached the hotline.
+    Channel => wit::Channel {
+        /// Phone call.
+        Phone,
+        /// The hotline app.
+        App,
+        /// WeChat mini-program.
+        Wechat,
+        /// Web form.
+        Web,
+        /// Reported by a grid worker.
+        Grid,
+        /// An Open311 client.
+        Open311,
+        /// Anything else.
+        Other,
+    }
+}
+
+kebab_enum! {
+    /// Urgency classified at intake.
+    Urgency => wit::Urgency {
+        /// Normal time limits.
+        Normal,
+        /// Emergency time limits.
+        Urgent,
+    }
+}
+
+kebab_enum! {
+    /// Lifecycle state of a case.
+    CaseStatus => wit::CaseStatus {
+        /// Taken in, before admissibility.
+        Received,
+        /// Not admitted (不予受理).
+        Rejected,
+        /// Handed to an emergency line.
+        Transferred,
+        /// Answered on the phone (一线办结).
+        AnsweredAtIntake,
+        /// Waiting for routing (also after a return or reopen).
+        PendingDispatch,
+        /// Sent to a unit, not yet signed for.
+        Dispatched,
+        /// Signed for (签收) by the unit.
+        Signed,
+        /// Being worked on.
+        InProgress,
+        /// The unit has replied.
+        Replied,
+        /// The citizen has been called back.
+        Callback,
+        /// Closed (办结).
+        Closed,
+        /// Merged into a duplicate.
+        Merged,
+    }
+}
+
+impl CaseStatus {
+    /// Every status.
+    pub const ALL: [CaseStatus; 12] = [
+        Self::Received,
+        Self::Rejected,
+        Self::Transferred,
+        Self::AnsweredAtIntake,
+        Self::PendingDispatch,
+        Self::Dispatched,
+        Self::Signed,
+        Self::InProgress,
+        Self::Replied,
+        Self::Callback,
+        Self::Closed,
+        Self::Merged,
+    ];
+
+    /// Terminal states: nothing more happens unless the case is reopened.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Self::Rejected | Self::Transferred | Self::AnsweredAtIntake | Self::Closed | Self::Merged)
+    }
+
+    /// The status's name as in URLs and JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Received => "received",
+            Self::Rejected => "rejected",
+            Self::Transferred => "transferred",
+            Self::AnsweredAtIntake => "answered-at-intake",
+            Self::PendingDispatch => "pending-dispatch",
+            Self::Dispatched => "dispatched",
+            Self::Signed => "signed",
+            Self::InProgress => "in-progress",
+            Self::Replied => "replied",
+            Self::Callback => "callback",
+            Self::Closed => "closed",
+            Self::Merged => "merged",
+        }
+    }
+}
+
+impl std::str::FromStr for CaseStatus {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Self::ALL.into_iter().find(|st| st.as_str() == s).ok_or_else(|| format!("unknown status `{s}`"))
+    }
+}
+
+/// Where the matter is.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Location {
+    /// Community or village unit id.
+    #[serde(default)]
+    pub community: Option<String>,
+    /// Grid unit id.
+    #[serde(default)]
+    pub grid: Option<String>,
+    /// Latitude.
+    #[serde(default)]
+    pub lat: Option<f64>,
+    /// Longitude.
+    #[serde(default)]
+    pub lon: Option<f64>,
+    /// Free-text address.
+    #[serde(default)]
+    pub address: Option<String>,
+}
+
+/// A civil dispute's details.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Dispute {
+    /// Dispute type (`labour`, `business`, ...).
+    #[serde(rename = "type")]
+    pub dispute_type: String,
+    /// Amount in whole CNY.
+    #[serde(default)]
+    pub amount: Option<u64>,
+    /// Each party's chamber-of-commerce membership.
+    #[serde(default)]
+    pub chambers: Vec<Option<String>>,
+}
+
+/// A mediation assignment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Mediation {
+    /// Track (`chamber`, `pre-litigation`, `community`, `industry`, `district`, `city`).
+    pub track: String,
+    /// The mediation body.
+    pub unit: String,
+}
+
+/// What eligibility decided, kept on the case for routing and escalation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EligibilityOutcome {
+    /// On the grid admission list.
+    pub grid_admissible: bool,
+    /// Mediation track, if any.
+    pub mediation: Option<Mediation>,
+}
+
+/// The three deadlines of a dispatched case, plus the yellow-light warning.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Deadlines {
+    /// Sign-off (签收) due.
+    pub sign_off: Option<Millis>,
+    /// First contact with the citizen due.
+    pub first_contact: Option<Millis>,
+    /// Resolution due.
+    pub resolution: Option<Millis>,
+    /// Yellow light from.
+    pub warning: Option<Millis>,
+}
+
+/// A timer waiting to fire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingTimer {
+    /// Which deadline.
+    pub kind: TimerKind,
+    /// When it fires.
+    pub due_at: Millis,
+}
+
+kebab_enum! {
+    /// Which deadline a timer watches.
+    TimerKind => wit::TimerKind {
+        /// Yellow light.
+        Warning,
+        /// Sign-off deadline.
+        SignOff,
+        /// First-contact deadline.
+        FirstContact,
+        /// Resolution deadline.
+        Resolution,
+        /// Resolution still open some working days later.
+        Overdue,
+        /// A repeat found at intake.
+        Repeat,
+    }
+}
+
+/// A pending or decided extension request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Extension {
+    /// Working days asked for.
+    pub days: u32,
+    /// Why.
+    pub reason: String,
+    /// Who asked.
+    pub requested_by: String,
+    /// `None` while pending; then approved or not.
+    pub approved: Option<bool>,
+}
+
+/// The citizen's verdict at callback.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Satisfaction {
+    /// Satisfied with the handling.
+    pub satisfied: bool,
+    /// The matter is resolved.
+    pub resolved: bool,
+    /// Notes from the call.
+    pub note: String,
+}
+
+/// A work order (工单).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Case {
+    /// Case id.
+    pub id: String,
+    /// The district that owns it.
+    pub district: String,
+    /// Service code.
+    pub category: String,
+    /// Kind.
+    pub kind: CaseKind,
+    /// Intake channel.
+    pub channel: Channel,
+    /// Urgency.
+    pub urgency: Urgency,
+    /// Location.
+    pub location: Location,
+    /// Keyed hash of the caller; never the phone number.
+    pub caller_key: String,
+    /// Flags (`litigation`, `fire`, `repeat`, ...).
+    pub flags: wit::CaseFlags,
+    /// Dispute details.
+    pub dispute: Option<Dispute>,
+    /// The citizen's description.
+    pub description: String,
+    /// Lifecycle state.
+    pub status: CaseStatus,
+    /// Eligibility outcome, once decided.
+    pub eligibility: Option<EligibilityOutcome>,
+    /// Leading unit.
+    pub handler: Option<String>,
+    /// Helping units.
+    pub co_handlers: Vec<String>,
+    /// Units that returned the case, oldest first.
+    pub returned_by: Vec<String>,
+    /// How many levels escalation moved it up.
+    pub escalation_level: u32,
+    /// Times reopened.
+    pub reopen_count: u32,
+    /// The unit supervising (督办) the case, if any.
+    pub supervised_by: Option<String>,
+    /// Deadlines.
+    pub deadlines: Deadlines,
+    /// Timers waiting to fire (indexed by due time).
+    pub timers: Vec<PendingTimer>,
+    /// Extension request.
+    pub extension: Option<Extension>,
+    /// The case this one was merged into.
+    pub merged_into: Option<String>,
+    /// Callback verdict.
+    pub satisfaction: Option<Satisfaction>,
+    /// Who created it (token id).
+    pub created_by: String,
+    /// Created.
+    pub created_at: Millis,
+    /// Last changed.
+    pub updated_at: Millis,
+    /// Optimistic-concurrency version; every write increments it.
+    pub version: u64,
+    /// Number of events in its history.
+    pub event_count: u64,
+}
+
+impl Case {
+    /// The case as plug-ins see it (no description, no personal data).
+    pub fn to_wit(&self) -> wit::Case {
+        wit::Case {
+            id: self.id.clone(),
+            district: self.district.clone(),
+            category: self.category.clone(),
+            kind: self.kind.into(),
+            channel: self.channel.into(),
+            urgency: self.urgency.into(),
+            location: wit::Location {
+                community: self.location.community.clone(),
+                grid: self.location.grid.clone(),
+                lat: self.location.lat,
+                lon: self.location.lon,
+            },
+            caller_key: self.caller_key.clone(),
+            flags: self.flags,
+            dispute: self.dispute.as_ref().map(|d| wit::Dispute {
+                dispute_type: d.dispute_type.clone(),
+                amount: d.amount,
+                party_chambers: d.chambers.clone(),
+            }),
+            status: self.status.into(),
+            eligibility: self.eligibility.as_ref().map(|e| wit::EligibilityOutcome {
+                grid_admissible: e.grid_admissible,
+                mediation: e.mediation.as_ref().and_then(|m| {
+                    Some(wit::Mediation { track: mediation_track(&m.track)?, unit: m.unit.clone() })
+                }),
+            }),
+            handler: self.handler.clone(),
+            co_handlers: self.co_handlers.clone(),
+            returned_by: self.returned_by.clone(),
+            escalation_level: self.escalation_level,
+            reopen_count: self.reopen_count,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+        }
+    }
+
+    /// Whether the case is still open.
+    pub fn is_open(&self) -> bool {
+        !self.status.is_terminal()
+    }
+}
+
+/// The contract's mediation track named `s`.
+pub fn mediation_track(s: &str) -> Option<wit::MediationTrack> {
+    use wit::MediationTrack as T;
+    Some(match s {
+        "chamber" => T::Chamber,
+        "pre-litigation" => T::PreLitigation,
+        "community" => T::Community,
+        "industry" => T::Industry,
+        "district" => T::District,
+        "city" => T::City,
+        _ => return None,
+    })
+}
+
+/// The name of a contract mediation track.
+pub fn mediation_track_name(t: wit::MediationTrack) -> &'static str {
+    use wit::MediationTrack as T;
+    match t {
+        T::Chamber => "chamber",
+        T::PreLitigation => "pre-litigation",
+        T::Community => "community",
+        T::Industry => "industry",
+        T::District => "district",
+        T::City => "city",
+    }
+}
+
+/// Everything a rule decision was computed from and what it produced: enough to say why a
+/// case went where it went, and to replay the decision exactly.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DecisionRecord {
+    /// `eligibility`, `routing` or `escalation`.
+    pub hook: String,
+    /// The plug-in and version that decided.
+    pub plugin: PluginRef,
+    /// The contract version.
+    pub contract_version: String,
+    /// The directory version decided against.
+    pub directory_version: u64,
+    /// sha256 of the canonical JSON of `input`.
+    pub input_digest: String,
+    /// The input: case, evaluation time, recent cases, timer.
+    pub input: serde_json::Value,
+    /// The decision (`null` for "no opinion").
+    pub output: serde_json::Value,
+    /// Reason codes.
+    pub reasons: Vec<String>,
+    /// Fuel consumed.
+    pub fuel_used: u64,
+    /// Wall-clock microseconds.
+    pub duration_us: u64,
+    /// The city default decided because the district's plug-in failed or had no opinion.
+    #[serde(default)]
+    pub fallback: bool,
+}
+
+/// One entry of a case's history.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// Position in the case's history, from 0.
+    pub seq: u64,
+    /// When.
+    pub at: Millis,
+    /// Who (token id, `system`, or `plugin:<name>`).
+    pub actor: String,
+    /// What happened.
+    pub what: EventBody,
+}
+
+/// What an event records.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub enum EventBody {
+    /// The case was taken in.
+    Received {
+        /// Channel.
+        channel: Channel,
+    },
+    /// A lifecycle action moved the case.
+    Transition {
+        /// The action.
+        action: crate::lifecycle::Action,
+        /// State before.
+        from: CaseStatus,
+        /// State after.
+        to: CaseStatus,
+    },
+    /// A rule decided something.
+    Decision(Box<DecisionRecord>),
+    /// A plug-in failed; the failure and what the host did instead.
+    RuleFailure {
+        /// The hook.
+        hook: String,
+        /// The plug-in.
+        plugin: PluginRef,
+        /// The typed failure.
+        failure: crate::runtime::PluginFailure,
+        /// What happened instead (`manual-triage`, `city-default`).
+        fallback: String,
+    },
+    /// An escalation action applied.
+    Escalation {
+        /// The timer that fired.
+        timer: TimerKind,
+        /// The action as applied.
+        action: String,
+        /// Its target (unit id, notice text, flag).
+        detail: String,
+    },
+}
+
+impl std::fmt::Display for CaseStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Case {
+    /// A case as received at intake, before any rule has run.
+    pub fn received(id: String, district: String, category: String, created_by: String, at: Millis) -> Case {
+        Case {
+            id,
+            district,
+            category,
+            kind: CaseKind::Complaint,
+            channel: Channel::Phone,
+            urgency: Urgency::Normal,
+            location: Location::default(),
+            caller_key: String::new(),
+            flags: wit::CaseFlags::empty(),
+            dispute: None,
+            description: String::new(),
+            status: CaseStatus::Received,
+            eligibility: None,
+            handler: None,
+            co_handlers: Vec::new(),
+            returned_by: Vec::new(),
+            escalation_level: 0,
+            reopen_count: 0,
+            supervised_by: None,
+            deadlines: Deadlines::default(),
+            timers: Vec::new(),
+            extension: None,
+            merged_into: None,
+            satisfaction: None,
+            created_by,
+            created_at: at,
+            updated_at: at,
+            version: 0,
+            event_count: 0,
+        }
+    }
+}

@@ -1,0 +1,162 @@
+//! Key layout. Every index key is derived from the case alone, so the keys to remove on an
+//! update are the old case's and the keys to add are the new case's.
+
+use crate::model::{Case, CaseStatus, Millis, TimerKind};
+
+/// Index prefixes in the `idx` tree.
+pub const BY_DISTRICT_STATUS: u8 = b'D';
+/// Index by district and creation time.
+pub const BY_DISTRICT: u8 = b'd';
+/// Index by handling unit (lead and co-handlers).
+pub const BY_UNIT: u8 = b'U';
+/// Index by timer due time.
+pub const BY_DUE: u8 = b'T';
+/// Index by caller key, category, creation time.
+pub const BY_CALLER: u8 = b'K';
+/// Index by creation time.
+pub const BY_CREATED: u8 = b'C';
+
+const SEP: u8 = 0;
+
+/// A time as bytes that sort in time order (negative times included).
+pub fn time_key(t: Millis) -> [u8; 8] {
+    ((t as u64) ^ (1 << 63)).to_be_bytes()
+}
+
+/// The time encoded by [`time_key`].
+pub fn time_from_key(b: &[u8]) -> Millis {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[..8]);
+    (u64::from_be_bytes(a) ^ (1 << 63)) as i64
+}
+
+/// Builds `prefix ‖ part ‖ 0 ‖ part ‖ 0 ...`.
+pub fn key(prefix: u8, parts: &[&[u8]]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(1 + parts.iter().map(|p| p.len() + 1).sum::<usize>());
+    k.push(prefix);
+    for (i, p) in parts.iter().enumerate() {
+        if i > 0 {
+            k.push(SEP);
+        }
+        k.extend_from_slice(p);
+    }
+    k
+}
+
+/// A prefix for scanning: `prefix ‖ part ‖ 0 ... ‖ 0`.
+pub fn prefix(prefix: u8, parts: &[&[u8]]) -> Vec<u8> {
+    let mut k = key(prefix, parts);
+    if !parts.is_empty() {
+        k.push(SEP);
+    }
+    k
+}
+
+/// The case id at the end of an index key.
+pub fn id_at_end(k: &[u8]) -> &[u8] {
+    let start = k.iter().rposition(|b| *b == SEP).map(|i| i + 1).unwrap_or(1);
+    &k[start..]
+}
+
+/// The timer index key: due time, case id, timer kind.
+pub fn timer_key(due_at: Millis, id: &str, kind: TimerKind) -> Vec<u8> {
+    key(BY_DUE, &[&time_key(due_at), id.as_bytes(), timer_kind_name(kind).as_bytes()])
+}
+
+/// Parses a timer index key.
+pub fn parse_timer_key(k: &[u8]) -> Option<(Millis, String, TimerKind)> {
+    if k.len() < 10 || k[0] != BY_DUE {
+        return None;
+    }
+    let due = time_from_key(&k[1..9]);
+    let rest = std::str::from_utf8(&k[10..]).ok()?;
+    let (id, kind) = rest.rsplit_once('\0')?;
+    Some((due, id.to_owned(), timer_kind_from_name(kind)?))
+}
+
+/// Every timer kind's key name.
+pub fn timer_kind_name(k: TimerKind) -> &'static str {
+    match k {
+        TimerKind::Warning => "warning",
+        TimerKind::SignOff => "sign-off",
+        TimerKind::FirstContact => "first-contact",
+        TimerKind::Resolution => "resolution",
+        TimerKind::Overdue => "overdue",
+        TimerKind::Repeat => "repeat",
+    }
+}
+
+fn timer_kind_from_name(s: &str) -> Option<TimerKind> {
+    [
+        TimerKind::Warning,
+        TimerKind::SignOff,
+        TimerKind::FirstContact,
+        TimerKind::Resolution,
+        TimerKind::Overdue,
+        TimerKind::Repeat,
+    ]
+    .into_iter()
+    .find(|k| timer_kind_name(*k) == s)
+}
+
+/// Event key: case id ‖ 0 ‖ seq.
+pub fn event_key(id: &str, seq: u64) -> Vec<u8> {
+    let mut k = id.as_bytes().to_vec();
+    k.push(SEP);
+    k.extend_from_slice(&seq.to_be_bytes());
+    k
+}
+
+/// Prefix of all of a case's events.
+pub fn events_prefix(id: &str) -> Vec<u8> {
+    let mut k = id.as_bytes().to_vec();
+    k.push(SEP);
+    k
+}
+
+/// The district-and-status scan prefix.
+pub fn district_status_prefix(district: &str, status: CaseStatus) -> Vec<u8> {
+    prefix(BY_DISTRICT_STATUS, &[district.as_bytes(), status.as_str().as_bytes()])
+}
+
+/// Every index key of `case`.
+pub fn index_keys(c: &Case) -> Vec<Vec<u8>> {
+    let id = c.id.as_bytes();
+    let created = time_key(c.created_at);
+    let mut keys = vec![
+        key(BY_DISTRICT_STATUS, &[c.district.as_bytes(), c.status.as_str().as_bytes(), &created, id]),
+        key(BY_DISTRICT, &[c.district.as_bytes(), &created, id]),
+        key(BY_CALLER, &[c.caller_key.as_bytes(), c.category.as_bytes(), &created, id]),
+        key(BY_CREATED, &[&created, id]),
+    ];
+    for unit in c.handler.iter().chain(c.co_handlers.iter()) {
+        keys.push(key(BY_UNIT, &[unit.as_bytes(), id]));
+    }
+    for t in &c.timers {
+        keys.push(timer_key(t.due_at, &c.id, t.kind));
+    }
+    keys.sort();
+    keys.dedup();
+    keys
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn time_keys_sort_in_time_order() {
+        let times = [-5_000i64, -1, 0, 1, 1_796_000_400_000, i64::MAX];
+        for w in times.windows(2) {
+            assert!(time_key(w[0]) < time_key(w[1]));
+            assert_eq!(time_from_key(&time_key(w[0])), w[0]);
+        }
+    }
+
+    #[test]
+    fn timer_keys_round_trip() {
+        let k = timer_key(1234, "c-0000000007", TimerKind::FirstContact);
+        assert_eq!(parse_timer_key(&k), Some((1234, "c-0000000007".into(), TimerKind::FirstContact)));
+        assert_eq!(id_at_end(&key(BY_CREATED, &[&time_key(5), b"c-1"])), b"c-1");
+    }
+}

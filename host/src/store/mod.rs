@@ -1,0 +1,720 @@
+//! The case store: the only code that touches sled.
+//!
+//! Trees: `cases` (id → case JSON), `events` (id ‖ seq → event JSON), `idx` (every index,
+//! prefixed), `meta` (schema version, id counter), `refdata` (directory versions), plus
+//! named trees for other services (`plugins`, `tokens`, ...) through [`Store::tree`].
+//!
+//! A case, its new events and its index entries are written in one sled transaction across
+//! trees, so an index entry never points at a missing case and every case is in its
+//! indexes. A write is acknowledged only after it is durable: writers wait for a flush that
+//! started after their write, and concurrent writers share one flush (group commit).
+
+mod durability;
+mod keys;
+
+use std::collections::HashMap;
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use parking_lot::RwLock;
+use serde::{Deserialize, Serialize};
+use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
+
+pub use durability::Durability;
+use durability::GroupCommit;
+pub use keys::time_key;
+
+use crate::directory::{Directory, DirectoryError};
+use crate::lifecycle::LifecycleError;
+use crate::model::{Case, CaseStatus, Event, EventBody, Millis, TimerKind};
+
+/// The schema this code reads and writes.
+pub const SCHEMA_VERSION: u32 = 1;
+/// Largest page a listing returns.
+pub const MAX_PAGE: usize = 200;
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The store could not be opened; nothing was changed.
+    #[error("could not open the store at {path}: {message}")]
+    Open {
+        /// The store directory.
+        path: PathBuf,
+        /// Why.
+        message: String,
+    },
+    /// The store was written by another schema version; it was left untouched.
+    #[error(
+        "the store at {path} has schema version {found}, this build reads version {supported}; \
+         use a build that matches, or export with it and import here. The store was not changed"
+    )]
+    UnknownSchema {
+        /// The store directory.
+        path: PathBuf,
+        /// The version found.
+        found: String,
+        /// The version this build reads.
+        supported: u32,
+    },
+    /// The directory holds something that is not a civic-rules store; it was left untouched.
+    #[error("{path} is not a civic-rules store ({why}); point --data at an empty or existing store directory")]
+    NotAStore {
+        /// The directory.
+        path: PathBuf,
+        /// What was found.
+        why: String,
+    },
+    /// No such case.
+    #[error("case {0} does not exist")]
+    NotFound(String),
+    /// A case with this id already exists.
+    #[error("case {0} already exists")]
+    Exists(String),
+    /// The case changed since the caller read it; nothing was written.
+    #[error("case {case} is at version {actual}, not {expected}: it changed since you read it; reload and retry")]
+    Conflict {
+        /// The case.
+        case: String,
+        /// The version the caller had.
+        expected: u64,
+        /// The version stored.
+        actual: u64,
+    },
+    /// The lifecycle refused the action; nothing was written.
+    #[error(transparent)]
+    Lifecycle(#[from] LifecycleError),
+    /// Something the caller asked is invalid.
+    #[error("{0}")]
+    Invalid(String),
+    /// Reference data was refused.
+    #[error(transparent)]
+    Directory(#[from] DirectoryError),
+    /// A stored record could not be read.
+    #[error("stored record {key} is unreadable: {message}")]
+    Corrupt {
+        /// Which record.
+        key: String,
+        /// Why.
+        message: String,
+    },
+    /// An import line was refused; nothing was imported.
+    #[error("import line {line}: {message}")]
+    Import {
+        /// 1-based line number.
+        line: usize,
+        /// Why.
+        message: String,
+    },
+    /// sled or the file system failed.
+    #[error("storage i/o failed: {0}")]
+    Io(String),
+}
+
+impl From<sled::Error> for StoreError {
+    fn from(e: sled::Error) -> Self {
+        StoreError::Io(e.to_string())
+    }
+}
+
+impl From<std::io::Error> for StoreError {
+    fn from(e: std::io::Error) -> Self {
+        StoreError::Io(e.to_string())
+    }
+}
+
+type TxResult<T> = Result<T, ConflictableTransactionError<StoreError>>;
+
+fn abort<T>(e: StoreError) -> TxResult<T> {
+    Err(ConflictableTransactionError::Abort(e))
+}
+
+fn untx(e: TransactionError<StoreError>) -> StoreError {
+    match e {
+        TransactionError::Abort(e) => e,
+        TransactionError::Storage(e) => e.into(),
+    }
+}
+
+fn decode<T: for<'de> Deserialize<'de>>(key: &[u8], bytes: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice(bytes)
+        .map_err(|e| StoreError::Corrupt { key: String::from_utf8_lossy(key).into_owned(), message: e.to_string() })
+}
+
+fn encode<T: Serialize>(v: &T) -> Vec<u8> {
+    serde_json::to_vec(v).expect("model types always serialize")
+}
+
+/// What a listing filters on. Every field is optional.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Filter {
+    /// Only this district.
+    pub district: Option<String>,
+    /// Only this status.
+    pub status: Option<CaseStatus>,
+    /// Only cases this unit handles (lead or co-handler).
+    pub unit: Option<String>,
+    /// Only this category.
+    pub category: Option<String>,
+    /// Created at or after.
+    pub created_from: Option<Millis>,
+    /// Created before.
+    pub created_to: Option<Millis>,
+    /// Only cases created by this token.
+    pub created_by: Option<String>,
+}
+
+impl Filter {
+    fn matches(&self, c: &Case) -> bool {
+        self.district.as_ref().is_none_or(|d| *d == c.district)
+            && self.status.is_none_or(|s| s == c.status)
+            && self.unit.as_ref().is_none_or(|u| c.handler.as_ref() == Some(u) || c.co_handlers.contains(u))
+            && self.category.as_ref().is_none_or(|x| *x == c.category)
+            && self.created_from.is_none_or(|t| c.created_at >= t)
+            && self.created_to.is_none_or(|t| c.created_at < t)
+            && self.created_by.as_ref().is_none_or(|b| *b == c.created_by)
+    }
+}
+
+/// One page of a listing, newest first.
+#[derive(Debug, Clone)]
+pub struct Page {
+    /// The cases.
+    pub cases: Vec<Case>,
+    /// Pass back to get the next page; `None` at the end.
+    pub next: Option<String>,
+}
+
+/// A timer that is due.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DueTimer {
+    /// The case.
+    pub case_id: String,
+    /// Which deadline.
+    pub kind: TimerKind,
+    /// When it was due.
+    pub due_at: Millis,
+}
+
+/// What a consistency check found.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Consistency {
+    /// Cases checked.
+    pub cases: usize,
+    /// Index entries checked.
+    pub index_entries: usize,
+    /// Everything wrong, in words.
+    pub problems: Vec<String>,
+}
+
+/// A new write: the case as it should be stored and the events to append.
+#[derive(Debug, Clone)]
+pub struct Change {
+    /// The case.
+    pub case: Case,
+    /// Events to append (their `seq` is assigned by the store).
+    pub events: Vec<(Millis, String, EventBody)>,
+}
+
+/// The case store.
+pub struct Store {
+    path: PathBuf,
+    db: sled::Db,
+    meta: sled::Tree,
+    cases: sled::Tree,
+    events: sled::Tree,
+    idx: sled::Tree,
+    refdata: sled::Tree,
+    commit: GroupCommit,
+    directories: RwLock<HashMap<u64, Arc<Directory>>>,
+    current_directory: RwLock<Option<Arc<Directory>>>,
+}
+
+const META_SCHEMA: &[u8] = b"schema";
+/// The file that names the schema, read before sled opens anything.
+pub const MARKER: &str = "CIVIC_STORE";
+const META_NEXT_CASE: &[u8] = b"next_case";
+const META_DIRECTORY: &[u8] = b"directory_version";
+
+impl Store {
+    /// Opens (or creates, if `path` is missing or empty) a store.
+    ///
+    /// Refuses, without changing anything, a directory that holds something else, a store
+    /// of another schema version, or one sled cannot open.
+    pub fn open(path: &Path, durability: Durability) -> Result<Self, StoreError> {
+        let open_err = |message: String| StoreError::Open { path: path.to_owned(), message };
+        let marker = path.join(MARKER);
+        let mut fresh = false;
+        if path.exists() {
+            if !path.is_dir() {
+                return Err(StoreError::NotAStore { path: path.to_owned(), why: "it is a file".into() });
+            }
+            match std::fs::read_to_string(&marker) {
+                Ok(text) => {
+                    // Checked before sled opens anything: a store of another schema is never touched.
+                    let found = text.trim().strip_prefix("civic-rules store schema ").unwrap_or(text.trim()).to_owned();
+                    if found != SCHEMA_VERSION.to_string() {
+                        return Err(StoreError::UnknownSchema { path: path.to_owned(), found, supported: SCHEMA_VERSION });
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    let names: Vec<String> = std::fs::read_dir(path)
+                        .map_err(|e| open_err(e.to_string()))?
+                        .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
+                        .collect();
+                    if !names.is_empty() {
+                        return Err(StoreError::NotAStore { path: path.to_owned(), why: format!("it holds {} and no {MARKER}", names.join(", ")) });
+                    }
+                    fresh = true;
+                }
+                Err(e) => return Err(open_err(format!("cannot read {}: {e}", marker.display()))),
+            }
+        } else {
+            fresh = true;
+        }
+        let db = sled::Config::new()
+            .path(path)
+            .open()
+            .map_err(|e| open_err(format!("{e}; the files were left as they are")))?;
+        let meta = db.open_tree("meta")?;
+        if fresh {
+            meta.insert(META_SCHEMA, SCHEMA_VERSION.to_string().as_bytes())?;
+            db.flush()?;
+            let tmp = path.join(format!("{MARKER}.tmp"));
+            std::fs::write(&tmp, format!("civic-rules store schema {SCHEMA_VERSION}\n"))?;
+            std::fs::rename(&tmp, &marker)?;
+        } else if meta.get(META_SCHEMA)?.as_deref() != Some(SCHEMA_VERSION.to_string().as_bytes()) {
+            return Err(StoreError::NotAStore { path: path.to_owned(), why: "its schema marker and its contents disagree".into() });
+        }
+        Ok(Self {
+            path: path.to_owned(),
+            cases: db.open_tree("cases")?,
+            events: db.open_tree("events")?,
+            idx: db.open_tree("idx")?,
+            refdata: db.open_tree("refdata")?,
+            commit: GroupCommit::new(db.clone(), durability),
+            meta,
+            db,
+            directories: RwLock::new(HashMap::new()),
+            current_directory: RwLock::new(None),
+        })
+    }
+
+    /// Where the store lives.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// A named tree for another service's records (plug-in versions, tokens, ...).
+    /// Writes to it are made durable with [`Store::sync`].
+    pub fn tree(&self, name: &str) -> Result<sled::Tree, StoreError> {
+        Ok(self.db.open_tree(format!("x:{name}"))?)
+    }
+
+    /// Waits until every write made before this call is durable.
+    pub fn sync(&self) -> Result<(), StoreError> {
+        self.commit.sync()
+    }
+
+    /// Flushes made so far (for tests and metrics).
+    pub fn flush_count(&self) -> u64 {
+        self.commit.flushes()
+    }
+
+    /// A fresh, never-used case id.
+    pub fn next_case_id(&self) -> Result<String, StoreError> {
+        let n = self.meta.update_and_fetch(META_NEXT_CASE, |old| {
+            let n = old.map(|b| u64::from_be_bytes(b.try_into().unwrap_or([0; 8]))).unwrap_or(0) + 1;
+            Some(n.to_be_bytes().to_vec())
+        })?;
+        let n = u64::from_be_bytes(n.expect("just set").as_ref().try_into().expect("8 bytes"));
+        Ok(format!("c-{n:010}"))
+    }
+
+    /// Stores a new case with its first events; durable when this returns.
+    pub fn create_case(&self, change: Change) -> Result<Case, StoreError> {
+        let Change { mut case, events } = change;
+        case.version = 1;
+        case.event_count = events.len() as u64;
+        let written = (&self.cases, &self.events, &self.idx)
+            .transaction(|(tc, te, ti)| {
+                if tc.get(case.id.as_bytes())?.is_some() {
+                    return abort(StoreError::Exists(case.id.clone()));
+                }
+                for (seq, (at, actor, what)) in events.iter().enumerate() {
+                    let e = Event { seq: seq as u64, at: *at, actor: actor.clone(), what: what.clone() };
+                    te.insert(keys::event_key(&case.id, seq as u64), encode(&e))?;
+                }
+                for k in keys::index_keys(&case) {
+                    ti.insert(k, &[])?;
+                }
+                tc.insert(case.id.as_bytes(), encode(&case))?;
+                Ok(())
+            })
+            .map_err(untx);
+        written?;
+        self.commit.sync()?;
+        Ok(case)
+    }
+
+    /// Reads a case.
+    pub fn get_case(&self, id: &str) -> Result<Option<Case>, StoreError> {
+        self.cases.get(id.as_bytes())?.map(|b| decode(id.as_bytes(), &b)).transpose()
+    }
+
+    /// Changes a case atomically: `f` gets the stored case and returns the new one with the
+    /// events to append. With `expected_version`, a case that changed since is a
+    /// [`StoreError::Conflict`] and nothing is written. `f` may run more than once.
+    pub fn update_case(
+        &self,
+        id: &str,
+        expected_version: Option<u64>,
+        f: impl Fn(&Case) -> Result<Change, StoreError>,
+    ) -> Result<Case, StoreError> {
+        let updated = (&self.cases, &self.events, &self.idx)
+            .transaction(|(tc, te, ti)| {
+                let Some(bytes) = tc.get(id.as_bytes())? else {
+                    return abort(StoreError::NotFound(id.to_owned()));
+                };
+                let old: Case = match decode(id.as_bytes(), &bytes) {
+                    Ok(c) => c,
+                    Err(e) => return abort(e),
+                };
+                if let Some(v) = expected_version {
+                    if v != old.version {
+                        return abort(StoreError::Conflict { case: id.to_owned(), expected: v, actual: old.version });
+                    }
+                }
+                let Change { case: mut new, events } = match f(&old) {
+                    Ok(c) => c,
+                    Err(e) => return abort(e),
+                };
+                if new.id != old.id || new.district != old.district || new.created_at != old.created_at {
+                    return abort(StoreError::Invalid("a case's id, district and creation time never change".into()));
+                }
+                new.version = old.version + 1;
+                new.event_count = old.event_count + events.len() as u64;
+                for (i, (at, actor, what)) in events.iter().enumerate() {
+                    let seq = old.event_count + i as u64;
+                    let e = Event { seq, at: *at, actor: actor.clone(), what: what.clone() };
+                    te.insert(keys::event_key(id, seq), encode(&e))?;
+                }
+                let (old_keys, new_keys) = (keys::index_keys(&old), keys::index_keys(&new));
+                for k in old_keys.iter().filter(|k| !new_keys.contains(k)) {
+                    ti.remove(k.as_slice())?;
+                }
+                for k in new_keys.iter().filter(|k| !old_keys.contains(k)) {
+                    ti.insert(k.as_slice(), &[])?;
+                }
+                tc.insert(id.as_bytes(), encode(&new))?;
+                Ok(new)
+            })
+            .map_err(untx)?;
+        self.commit.sync()?;
+        Ok(updated)
+    }
+
+    /// A case's history, oldest first.
+    pub fn history(&self, id: &str) -> Result<Vec<Event>, StoreError> {
+        self.events
+            .scan_prefix(keys::events_prefix(id))
+            .map(|kv| {
+                let (k, v) = kv?;
+                decode(&k, &v)
+            })
+            .collect()
+    }
+
+    /// Cases matching `filter`, newest first, at most `limit` (capped at [`MAX_PAGE`]),
+    /// continuing after `cursor`.
+    pub fn list(&self, filter: &Filter, cursor: Option<&str>, limit: usize) -> Result<Page, StoreError> {
+        let limit = limit.clamp(1, MAX_PAGE);
+        let prefix = match (&filter.district, filter.status, &filter.unit) {
+            (_, _, Some(unit)) => keys::prefix(keys::BY_UNIT, &[unit.as_bytes()]),
+            (Some(d), Some(s), None) => keys::district_status_prefix(d, s),
+            (Some(d), None, None) => keys::prefix(keys::BY_DISTRICT, &[d.as_bytes()]),
+            (None, _, None) => vec![keys::BY_CREATED],
+        };
+        let end = match cursor {
+            Some(c) => {
+                let k = hex::decode(c).map_err(|_| StoreError::Invalid("the cursor is not one this store issued".into()))?;
+                if !k.starts_with(&prefix) {
+                    return Err(StoreError::Invalid("the cursor belongs to another listing".into()));
+                }
+                k
+            }
+            None => {
+                let mut e = prefix.clone();
+                e.push(0xff);
+                e
+            }
+        };
+        let mut cases = Vec::with_capacity(limit);
+        let mut last = None;
+        for kv in self.idx.range(prefix.clone()..end).rev() {
+            let (k, _) = kv?;
+            let id = keys::id_at_end(&k);
+            let id = std::str::from_utf8(id).map_err(|_| StoreError::Corrupt { key: hex::encode(&k), message: "id is not utf-8".into() })?;
+            let Some(c) = self.get_case(id)? else {
+                return Err(StoreError::Corrupt { key: hex::encode(&k), message: format!("index points at missing case {id}") });
+            };
+            last = Some(k.to_vec());
+            if filter.matches(&c) {
+                cases.push(c);
+                if cases.len() == limit {
+                    break;
+                }
+            }
+        }
+        let next = if cases.len() == limit { last.map(hex::encode) } else { None };
+        Ok(Page { cases, next })
+    }
+
+    /// Timers due at or before `now`, earliest first, at most `limit`.
+    pub fn due_timers(&self, now: Millis, limit: usize) -> Result<Vec<DueTimer>, StoreError> {
+        let end = keys::prefix(keys::BY_DUE, &[&time_key(now.saturating_add(1))]);
+        self.idx
+            .range(vec![keys::BY_DUE]..end)
+            .take(limit)
+            .map(|kv| {
+                let (k, _) = kv?;
+                let (due_at, case_id, kind) = keys::parse_timer_key(&k)
+                    .ok_or_else(|| StoreError::Corrupt { key: hex::encode(&k), message: "bad timer key".into() })?;
+                Ok(DueTimer { case_id, kind, due_at })
+            })
+            .collect()
+    }
+
+    /// The caller's cases created at or after `since`, newest first (at most `limit`).
+    pub fn caller_cases(&self, caller_key: &str, since: Millis, limit: usize) -> Result<Vec<Case>, StoreError> {
+        let mut out = Vec::new();
+        for kv in self.idx.scan_prefix(keys::prefix(keys::BY_CALLER, &[caller_key.as_bytes()])) {
+            let (k, _) = kv?;
+            let id = String::from_utf8_lossy(keys::id_at_end(&k)).into_owned();
+            if let Some(c) = self.get_case(&id)? {
+                if c.created_at >= since {
+                    out.push(c);
+                }
+            }
+        }
+        out.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(b.id.cmp(&a.id)));
+        out.truncate(limit);
+        Ok(out)
+    }
+
+    /// Number of cases.
+    pub fn case_count(&self) -> usize {
+        self.cases.len()
+    }
+
+    /// Counts of cases by (district, status), from the index.
+    pub fn status_counts(&self) -> Result<HashMap<(String, CaseStatus), u64>, StoreError> {
+        let mut out = HashMap::new();
+        for kv in self.idx.scan_prefix([keys::BY_DISTRICT_STATUS]) {
+            let (k, _) = kv?;
+            let mut parts = k[1..].split(|b| *b == 0);
+            let (Some(d), Some(s)) = (parts.next(), parts.next()) else { continue };
+            let Ok(status) = std::str::from_utf8(s).unwrap_or("").parse::<CaseStatus>() else { continue };
+            *out.entry((String::from_utf8_lossy(d).into_owned(), status)).or_default() += 1;
+        }
+        Ok(out)
+    }
+
+    // ---- reference data ----
+
+    /// Stores a new version of the directory and category list and makes it current.
+    pub fn put_directory(&self, directory_json: &str, categories_json: &str) -> Result<Arc<Directory>, StoreError> {
+        let version = self.meta.get(META_DIRECTORY)?.map(|v| u64::from_be_bytes(v.as_ref().try_into().unwrap_or([0; 8]))).unwrap_or(0) + 1;
+        let dir = Arc::new(Directory::from_json(version, directory_json, categories_json)?);
+        let record = encode(&RefData { directory: directory_json.to_owned(), categories: categories_json.to_owned() });
+        (&self.refdata, &self.meta)
+            .transaction(|(r, m)| {
+                r.insert(&version.to_be_bytes(), record.clone())?;
+                m.insert(META_DIRECTORY, &version.to_be_bytes())?;
+                Ok(())
+            })
+            .map_err(|e: TransactionError<StoreError>| untx(e))?;
+        self.commit.sync()?;
+        self.directories.write().insert(version, dir.clone());
+        *self.current_directory.write() = Some(dir.clone());
+        Ok(dir)
+    }
+
+    /// The current directory version, if any was stored.
+    pub fn current_directory(&self) -> Result<Option<Arc<Directory>>, StoreError> {
+        if let Some(d) = self.current_directory.read().clone() {
+            return Ok(Some(d));
+        }
+        let Some(v) = self.meta.get(META_DIRECTORY)? else { return Ok(None) };
+        let version = u64::from_be_bytes(v.as_ref().try_into().map_err(|_| StoreError::Corrupt { key: "directory_version".into(), message: "not 8 bytes".into() })?);
+        let d = self.directory(version)?;
+        *self.current_directory.write() = Some(d.clone());
+        Ok(Some(d))
+    }
+
+    /// A stored directory version.
+    pub fn directory(&self, version: u64) -> Result<Arc<Directory>, StoreError> {
+        if let Some(d) = self.directories.read().get(&version) {
+            return Ok(d.clone());
+        }
+        let Some(bytes) = self.refdata.get(version.to_be_bytes())? else {
+            return Err(StoreError::Invalid(format!("directory version {version} does not exist")));
+        };
+        let r: RefData = decode(b"refdata", &bytes)?;
+        let d = Arc::new(Directory::from_json(version, &r.directory, &r.categories)?);
+        self.directories.write().insert(version, d.clone());
+        Ok(d)
+    }
+
+    // ---- backup ----
+
+    /// Writes the whole store as JSON Lines: a header, reference data, cases, events, and
+    /// the records of every named tree.
+    pub fn export(&self, mut out: impl Write) -> Result<usize, StoreError> {
+        let mut n = 0;
+        let mut line = |l: &Line| -> Result<(), StoreError> {
+            serde_json::to_writer(&mut out, l).map_err(|e| StoreError::Io(e.to_string()))?;
+            out.write_all(b"\n")?;
+            n += 1;
+            Ok(())
+        };
+        line(&Line::Header { schema: SCHEMA_VERSION })?;
+        for kv in self.refdata.iter() {
+            let (k, v) = kv?;
+            let r: RefData = decode(&k, &v)?;
+            let version = u64::from_be_bytes(k.as_ref().try_into().unwrap_or([0; 8]));
+            line(&Line::RefData { version, directory: r.directory, categories: r.categories })?;
+        }
+        for kv in self.cases.iter() {
+            let (k, v) = kv?;
+            line(&Line::Case(Box::new(decode(&k, &v)?)))?;
+        }
+        for kv in self.events.iter() {
+            let (k, v) = kv?;
+            let id = String::from_utf8_lossy(&k[..k.len() - 9]).into_owned();
+            line(&Line::Event { case: id, event: Box::new(decode(&k, &v)?) })?;
+        }
+        for name in self.db.tree_names() {
+            let Some(tree) = name.strip_prefix(b"x:") else { continue };
+            let tree_name = String::from_utf8_lossy(tree).into_owned();
+            for kv in self.db.open_tree(&name)?.iter() {
+                let (k, v) = kv?;
+                line(&Line::Record { tree: tree_name.clone(), key: hex::encode(k), value: hex::encode(v) })?;
+            }
+        }
+        drop(line);
+        out.flush()?;
+        Ok(n)
+    }
+
+    /// Reads an export into this store, which must hold no cases; indexes are rebuilt.
+    /// Every line is checked before anything is written.
+    pub fn import(&self, input: impl BufRead) -> Result<usize, StoreError> {
+        if !self.cases.is_empty() || !self.events.is_empty() {
+            return Err(StoreError::Invalid("import needs an empty store; this one holds cases".into()));
+        }
+        let mut lines = Vec::new();
+        for (i, l) in input.lines().enumerate() {
+            let l = l?;
+            if l.trim().is_empty() {
+                continue;
+            }
+            let parsed: Line = serde_json::from_str(&l).map_err(|e| StoreError::Import { line: i + 1, message: e.to_string() })?;
+            if i == 0 && !matches!(parsed, Line::Header { schema } if schema == SCHEMA_VERSION) {
+                return Err(StoreError::Import { line: 1, message: format!("not a schema-{SCHEMA_VERSION} export header") });
+            }
+            if let Line::RefData { version, directory, categories } = &parsed {
+                Directory::from_json(*version, directory, categories)
+                    .map_err(|e| StoreError::Import { line: i + 1, message: e.to_string() })?;
+            }
+            lines.push(parsed);
+        }
+        let mut max_case = 0u64;
+        let mut max_dir = 0u64;
+        for l in &lines {
+            match l {
+                Line::Header { .. } => {}
+                Line::RefData { version, directory, categories } => {
+                    self.refdata.insert(version.to_be_bytes(), encode(&RefData { directory: directory.clone(), categories: categories.clone() }))?;
+                    max_dir = max_dir.max(*version);
+                }
+                Line::Case(c) => {
+                    self.cases.insert(c.id.as_bytes(), encode(c))?;
+                    for k in keys::index_keys(c) {
+                        self.idx.insert(k, &[])?;
+                    }
+                    if let Some(n) = c.id.strip_prefix("c-").and_then(|n| n.parse::<u64>().ok()) {
+                        max_case = max_case.max(n);
+                    }
+                }
+                Line::Event { case, event } => {
+                    self.events.insert(keys::event_key(case, event.seq), encode(event))?;
+                }
+                Line::Record { tree, key, value } => {
+                    let bad = |m: &str| StoreError::Import { line: 0, message: format!("record in {tree}: {m}") };
+                    let k = hex::decode(key).map_err(|_| bad("key is not hex"))?;
+                    let v = hex::decode(value).map_err(|_| bad("value is not hex"))?;
+                    self.tree(tree)?.insert(k, v)?;
+                }
+            }
+        }
+        self.meta.insert(META_NEXT_CASE, &max_case.to_be_bytes())?;
+        if max_dir > 0 {
+            self.meta.insert(META_DIRECTORY, &max_dir.to_be_bytes())?;
+        }
+        *self.current_directory.write() = None;
+        self.db.flush()?;
+        Ok(lines.len())
+    }
+
+    /// Checks that every case is in exactly its indexes, every index entry points at an
+    /// existing case that derives it, and every case has all its events.
+    pub fn check_consistency(&self) -> Result<Consistency, StoreError> {
+        let mut report = Consistency::default();
+        let mut expected = std::collections::HashSet::new();
+        for kv in self.cases.iter() {
+            let (k, v) = kv?;
+            let c: Case = decode(&k, &v)?;
+            report.cases += 1;
+            for key in keys::index_keys(&c) {
+                if !self.idx.contains_key(&key)? {
+                    report.problems.push(format!("case {} is missing index entry {}", c.id, hex::encode(&key)));
+                }
+                expected.insert(key);
+            }
+            let events = self.events.scan_prefix(keys::events_prefix(&c.id)).count() as u64;
+            if events != c.event_count {
+                report.problems.push(format!("case {} has {events} events, expected {}", c.id, c.event_count));
+            }
+        }
+        for kv in self.idx.iter() {
+            let (k, _) = kv?;
+            report.index_entries += 1;
+            if !expected.contains(k.as_ref()) {
+                report.problems.push(format!("index entry {} belongs to no case", hex::encode(&k)));
+            }
+        }
+        Ok(report)
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct RefData {
+    directory: String,
+    categories: String,
+}
+
+/// One line of an export.
+#[derive(Serialize, Deserialize)]
+#[serde(tag = "line", rename_all = "kebab-case", deny_unknown_fields)]
+enum Line {
+    Header { schema: u32 },
+    RefData { version: u64, directory: String, categories: String },
+    Case(Box<Case>),
+    Event { case: String, event: Box<Event> },
+    Record { tree: String, key: String, value: String },
+}
+
+#[cfg(test)]
+mod tests;

@@ -306,10 +306,62 @@ impl Store {
         &self.path
     }
 
-    /// A named tree for another service's records (plug-in versions, tokens, ...).
-    /// Writes to it are made durable with [`Store::sync`].
-    pub fn tree(&self, name: &str) -> Result<sled::Tree, StoreError> {
-        Ok(self.db.open_tree(format!("x:{name}"))?)
+    fn records(&self, collection: &str) -> Result<sled::Tree, StoreError> {
+        Ok(self.db.open_tree(format!("x:{collection}"))?)
+    }
+
+    /// A record of another service's `collection` (plug-in versions, tokens, ...).
+    pub fn record_get(&self, collection: &str, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.records(collection)?.get(key.as_bytes())?.map(|v| v.to_vec()))
+    }
+
+    /// Writes records of `collection` atomically and durably.
+    pub fn record_put(&self, collection: &str, entries: &[(String, Vec<u8>)]) -> Result<(), StoreError> {
+        let tree = self.records(collection)?;
+        let mut batch = sled::Batch::default();
+        for (k, v) in entries {
+            batch.insert(k.as_bytes(), v.as_slice());
+        }
+        tree.apply_batch(batch)?;
+        self.commit.sync()
+    }
+
+    /// Changes one record atomically and durably: `f` sees the current value and returns
+    /// the new one (`None` deletes). `f` may run more than once.
+    pub fn record_update<T>(
+        &self,
+        collection: &str,
+        key: &str,
+        f: impl Fn(Option<&[u8]>) -> Result<(Option<Vec<u8>>, T), StoreError>,
+    ) -> Result<T, StoreError> {
+        let tree = self.records(collection)?;
+        let out = tree
+            .transaction(|t| {
+                let cur = t.get(key.as_bytes())?;
+                let (new, out) = match f(cur.as_deref()) {
+                    Ok(x) => x,
+                    Err(e) => return abort(e),
+                };
+                match new {
+                    Some(v) => drop(t.insert(key.as_bytes(), v)?),
+                    None => drop(t.remove(key.as_bytes())?),
+                }
+                Ok(out)
+            })
+            .map_err(untx)?;
+        self.commit.sync()?;
+        Ok(out)
+    }
+
+    /// Records of `collection` whose key starts with `prefix`, in key order.
+    pub fn record_scan(&self, collection: &str, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        self.records(collection)?
+            .scan_prefix(prefix.as_bytes())
+            .map(|kv| {
+                let (k, v) = kv?;
+                Ok((String::from_utf8_lossy(&k).into_owned(), v.to_vec()))
+            })
+            .collect()
     }
 
     /// Waits until every write made before this call is durable.
@@ -655,7 +707,7 @@ impl Store {
                     let bad = |m: &str| StoreError::Import { line: 0, message: format!("record in {tree}: {m}") };
                     let k = hex::decode(key).map_err(|_| bad("key is not hex"))?;
                     let v = hex::decode(value).map_err(|_| bad("value is not hex"))?;
-                    self.tree(tree)?.insert(k, v)?;
+                    self.records(tree)?.insert(k, v)?;
                 }
             }
         }

@@ -233,7 +233,7 @@ fn export_and_import_round_trip() {
     act(&s, &a.id, Action::QueueForDispatch).unwrap();
     act(&s, &a.id, dispatch("jiyang/yuehe/grid-01", T0 + 9)).unwrap();
     new_case(&s, "tianya", "sanitation", "k2", T0 + 1);
-    s.tree("plugins").unwrap().insert(b"k", b"v").unwrap();
+    s.record_put("plugins", &[("k".into(), b"v".to_vec())]).unwrap();
     let mut buf = Vec::new();
     let lines = s.export(&mut buf).unwrap();
     assert!(lines >= 7);
@@ -247,7 +247,7 @@ fn export_and_import_round_trip() {
     assert_eq!(t.case_count(), 2);
     assert_eq!(t.due_timers(T0 + 9, 10).unwrap().len(), 1, "indexes are rebuilt");
     assert_eq!(t.current_directory().unwrap().unwrap().version(), 1);
-    assert_eq!(t.tree("plugins").unwrap().get(b"k").unwrap().unwrap().as_ref(), b"v");
+    assert_eq!(t.record_get("plugins", "k").unwrap().unwrap(), b"v");
     assert!(t.check_consistency().unwrap().problems.is_empty());
     let fresh = t.next_case_id().unwrap();
     assert!(t.get_case(&fresh).unwrap().is_none(), "new ids do not collide with imported ones");
@@ -295,4 +295,28 @@ fn walk(p: &std::path::Path) -> Vec<std::path::PathBuf> {
         if e.is_dir() { v.extend(walk(&e)) } else { v.push(e) }
     }
     v
+}
+
+#[test]
+fn records_are_updated_atomically() {
+    let (_d, s) = store();
+    let bump = |s: &Store| {
+        s.record_update("counters", "n", |cur| {
+            let n = cur.map(|b| b[0]).unwrap_or(0) + 1;
+            Ok((Some(vec![n]), n))
+        })
+        .unwrap()
+    };
+    std::thread::scope(|scope| {
+        for _ in 0..4 {
+            scope.spawn(|| (0..25).for_each(|_| {
+                bump(&s);
+            }));
+        }
+    });
+    assert_eq!(s.record_get("counters", "n").unwrap(), Some(vec![100]));
+    s.record_put("counters", &[("a/1".into(), vec![1]), ("a/2".into(), vec![2]), ("b/1".into(), vec![3])]).unwrap();
+    assert_eq!(s.record_scan("counters", "a/").unwrap().len(), 2);
+    s.record_update("counters", "a/1", |_| Ok((None, ()))).unwrap();
+    assert_eq!(s.record_get("counters", "a/1").unwrap(), None);
 }

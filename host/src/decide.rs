@@ -1,0 +1,150 @@
+//! Running a district's hook with the host's fallbacks, and recording what decided.
+//!
+//! The district's own version runs first; "no opinion" falls back to the city default;
+//! a failure is recorded (and counted toward suspension) and, where the caller asks,
+//! the city default decides instead. Every decision becomes a [`DecisionRecord`] with its
+//! full input, so it can be replayed exactly.
+
+use std::sync::Arc;
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::metrics::Metrics;
+use crate::model::{DecisionRecord, EventBody, Millis};
+use crate::registry::{Active, Registry};
+use crate::runtime::{CONTRACT_VERSION, Evaluation, Hook, Plugin, PluginError, wit};
+
+/// The input of a decision, as recorded for replay.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
+pub struct RecordedInput {
+    /// The case as the plug-in saw it.
+    pub case: wit::Case,
+    /// Evaluation time.
+    pub now: Millis,
+    /// The caller's recent cases.
+    pub recent_cases: Vec<wit::RecentCase>,
+    /// For escalation: the timer that fired.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timer: Option<wit::Timer>,
+}
+
+impl RecordedInput {
+    /// sha256 of the canonical JSON.
+    pub fn digest(&self) -> String {
+        hex::encode(Sha256::digest(serde_json::to_vec(self).expect("input serializes")))
+    }
+}
+
+/// Reason codes of any decision.
+pub trait Reasons {
+    /// The decision's reason codes.
+    fn reasons(&self) -> &[String];
+}
+
+impl Reasons for wit::EligibilityDecision {
+    fn reasons(&self) -> &[String] {
+        &self.reasons
+    }
+}
+impl Reasons for wit::RoutingDecision {
+    fn reasons(&self) -> &[String] {
+        &self.reasons
+    }
+}
+impl Reasons for wit::EscalationDecision {
+    fn reasons(&self) -> &[String] {
+        &self.reasons
+    }
+}
+
+/// What deciding produced: the decision (if any plug-in gave one) and the events to record.
+#[derive(Debug)]
+pub struct Decided<T> {
+    /// The decision and its record.
+    pub decision: Option<(T, DecisionRecord)>,
+    /// Decision and failure events, in order.
+    pub events: Vec<EventBody>,
+    /// A plug-in failed on the way.
+    pub failed: bool,
+}
+
+/// Builds the record of one evaluation.
+pub fn record<T: Serialize + Reasons>(
+    hook: Hook,
+    active: &Active,
+    directory_version: u64,
+    input: &RecordedInput,
+    eval: &Evaluation<T>,
+    fallback: bool,
+) -> DecisionRecord {
+    DecisionRecord {
+        hook: hook.as_str().into(),
+        plugin: active.plugin.id().clone(),
+        contract_version: CONTRACT_VERSION.into(),
+        directory_version,
+        input_digest: input.digest(),
+        input: serde_json::to_value(input).expect("input serializes"),
+        output: serde_json::to_value(&eval.output).expect("output serializes"),
+        reasons: eval.output.as_ref().map(|o| o.reasons().to_vec()).unwrap_or_default(),
+        fuel_used: eval.fuel_used,
+        duration_us: eval.duration.as_micros() as u64,
+        fallback,
+    }
+}
+
+/// Runs `hook` for `district`. `eval` runs one plug-in on the input. With
+/// `city_default_on_failure`, a failing district plug-in is replaced by the city default.
+#[allow(clippy::too_many_arguments)]
+pub fn decide<T: Serialize + Reasons>(
+    registry: &Registry,
+    metrics: &Metrics,
+    district: &str,
+    hook: Hook,
+    directory_version: u64,
+    input: &RecordedInput,
+    now: Millis,
+    city_default_on_failure: bool,
+    eval: impl Fn(&Plugin) -> Result<Evaluation<T>, PluginError>,
+) -> Decided<T> {
+    let mut out = Decided { decision: None, events: Vec::new(), failed: false };
+    let Some(resolved) = registry.resolve(district, hook) else { return out };
+    let mut candidates: Vec<(Arc<Active>, bool)> = vec![(resolved.active.clone(), resolved.is_city_default)];
+    if !resolved.is_city_default {
+        if let Some(city) = registry.city_default(hook) {
+            candidates.push((city, true));
+        }
+    }
+    for (i, (active, is_city)) in candidates.iter().enumerate() {
+        let fallback = i > 0;
+        match eval(&active.plugin) {
+            Ok(e) => {
+                registry.record_outcome(active, true, now);
+                metrics.decision(district, hook, &active.record.name, if e.output.is_some() { "decided" } else { "no-opinion" }, e.fuel_used, e.duration);
+                if e.output.is_some() {
+                    let rec = record(hook, active, directory_version, input, &e, fallback);
+                    out.events.push(EventBody::Decision(Box::new(rec.clone())));
+                    out.decision = Some((e.output.expect("checked"), rec));
+                    return out;
+                }
+            }
+            Err(err) => {
+                out.failed = true;
+                metrics.failure(district, hook, err.failure.code());
+                registry.record_outcome(active, false, now);
+                tracing::warn!(%district, hook = hook.as_str(), error = %err, "plug-in failed");
+                let next = if city_default_on_failure && !is_city && candidates.len() > i + 1 { "city-default" } else { "manual-triage" };
+                out.events.push(EventBody::RuleFailure {
+                    hook: hook.as_str().into(),
+                    plugin: err.plugin.clone(),
+                    failure: err.failure.clone(),
+                    fallback: next.into(),
+                });
+                if next == "manual-triage" {
+                    return out;
+                }
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,353 @@
+//! Plug-in versions per district and hook: deployment, activation, rollback, suspension.
+//!
+//! A version is identified by the sha256 of its component bytes. Each (district, hook)
+//! slot has at most one active version; the previous ones are kept, newest last, for
+//! rollback. The active versions are held in memory as compiled, pre-linked plug-ins
+//! behind `Arc`s: switching a slot swaps the `Arc`, so an evaluation in flight finishes
+//! on the version it started with. A district without its own version for a hook uses
+//! the city default's ([`CITY`]).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use parking_lot::RwLock;
+use serde::{Deserialize, Serialize};
+
+use crate::model::Millis;
+use crate::runtime::{Hook, Limits, Plugin, PluginError, Runtime};
+use crate::store::{Store, StoreError};
+
+/// The scope of the city default plug-ins.
+pub const CITY: &str = "city";
+/// Consecutive failures after which an active version is suspended.
+pub const DEFAULT_SUSPEND_AFTER: u32 = 5;
+
+const BLOBS: &str = "plugin-blobs";
+const VERSIONS: &str = "plugin-versions";
+const SLOTS: &str = "plugin-slots";
+
+/// Why a registry operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    /// The component was refused by the runtime.
+    #[error(transparent)]
+    Plugin(#[from] PluginError),
+    /// No such version in this slot.
+    #[error("plug-in version {version} is not deployed for {district}/{hook}")]
+    UnknownVersion {
+        /// The district (or `city`).
+        district: String,
+        /// The hook.
+        hook: &'static str,
+        /// The version asked for.
+        version: String,
+    },
+    /// Nothing to roll back to.
+    #[error("{district}/{hook} has no previous version to roll back to")]
+    NoPrevious {
+        /// The district (or `city`).
+        district: String,
+        /// The hook.
+        hook: &'static str,
+    },
+    /// Storage failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A deployed version.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VersionRecord {
+    /// District (or `city`).
+    pub district: String,
+    /// Hook.
+    pub hook: Hook,
+    /// sha256 of the component.
+    pub version: String,
+    /// Name given at deployment.
+    pub name: String,
+    /// Component size in bytes.
+    pub size: usize,
+    /// Who deployed it (token id).
+    pub deployed_by: String,
+    /// When.
+    pub deployed_at: Millis,
+    /// Its limits.
+    pub limits: Limits,
+    /// Its configuration.
+    pub config: String,
+}
+
+/// Something that happened to a slot.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SlotEvent {
+    /// When.
+    pub at: Millis,
+    /// Who (token id or `system`).
+    pub actor: String,
+    /// `activated`, `rolled-back`, `suspended`, `promoted`.
+    pub what: String,
+    /// The version concerned.
+    pub version: String,
+    /// Details.
+    #[serde(default)]
+    pub detail: String,
+}
+
+/// A slot's state: the active version and the ones before it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SlotRecord {
+    /// The active version.
+    pub active: Option<String>,
+    /// Previously active versions, newest last.
+    pub previous: Vec<String>,
+    /// Versions suspended after repeated failures.
+    pub suspended: Vec<String>,
+    /// What happened, oldest first.
+    pub history: Vec<SlotEvent>,
+}
+
+/// An active version, compiled and ready.
+#[derive(Debug)]
+pub struct Active {
+    /// Its record.
+    pub record: VersionRecord,
+    /// The compiled plug-in.
+    pub plugin: Arc<Plugin>,
+    failures: AtomicU32,
+}
+
+/// What to evaluate for a district and hook.
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    /// The version to run.
+    pub active: Arc<Active>,
+    /// It is the city default standing in for the district.
+    pub is_city_default: bool,
+}
+
+type SlotKey = (String, Hook);
+
+/// The plug-in registry.
+pub struct Registry {
+    store: Arc<Store>,
+    runtime: Arc<Runtime>,
+    active: RwLock<HashMap<SlotKey, Arc<Active>>>,
+    suspend_after: u32,
+}
+
+fn slot_key(district: &str, hook: Hook) -> String {
+    format!("{district}/{}", hook.as_str())
+}
+
+fn version_key(district: &str, hook: Hook, version: &str) -> String {
+    format!("{district}/{}/{version}", hook.as_str())
+}
+
+fn json<T: Serialize>(v: &T) -> Vec<u8> {
+    serde_json::to_vec(v).expect("registry records serialize")
+}
+
+fn parse<T: for<'de> Deserialize<'de>>(what: &str, b: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice(b).map_err(|e| StoreError::Corrupt { key: what.to_owned(), message: e.to_string() })
+}
+
+impl Registry {
+    /// A registry over `store`, loading every active version into `runtime`.
+    pub fn open(store: Arc<Store>, runtime: Arc<Runtime>, suspend_after: u32) -> Result<Self, RegistryError> {
+        let reg = Registry { store, runtime, active: RwLock::new(HashMap::new()), suspend_after: suspend_after.max(1) };
+        for (key, bytes) in reg.store.record_scan(SLOTS, "")? {
+            let slot: SlotRecord = parse(&key, &bytes)?;
+            let Some(version) = slot.active else { continue };
+            let Some((district, hook)) = key.split_once('/') else { continue };
+            let hook: Hook = hook.parse().map_err(StoreError::Invalid)?;
+            match reg.load(district, hook, &version) {
+                Ok(active) => {
+                    reg.active.write().insert((district.to_owned(), hook), active);
+                }
+                Err(e) => tracing::error!(%district, hook = hook.as_str(), %version, error = %e, "active plug-in could not be loaded; the slot falls back to the city default"),
+            }
+        }
+        Ok(reg)
+    }
+
+    fn load(&self, district: &str, hook: Hook, version: &str) -> Result<Arc<Active>, RegistryError> {
+        let record = self.version(district, hook, version)?;
+        let bytes = self.store.record_get(BLOBS, version)?.ok_or_else(|| StoreError::Corrupt {
+            key: format!("{BLOBS}/{version}"),
+            message: "component bytes are missing".into(),
+        })?;
+        let plugin = self.runtime.load(&record.name, &bytes, record.limits, &record.config)?;
+        Ok(Arc::new(Active { record, plugin, failures: AtomicU32::new(0) }))
+    }
+
+    /// A deployed version's record.
+    pub fn version(&self, district: &str, hook: Hook, version: &str) -> Result<VersionRecord, RegistryError> {
+        let key = version_key(district, hook, version);
+        let bytes = self.store.record_get(VERSIONS, &key)?.ok_or_else(|| RegistryError::UnknownVersion {
+            district: district.to_owned(),
+            hook: hook.as_str(),
+            version: version.to_owned(),
+        })?;
+        Ok(parse(&key, &bytes)?)
+    }
+
+    /// A version's component bytes.
+    pub fn component(&self, version: &str) -> Result<Option<Vec<u8>>, RegistryError> {
+        Ok(self.store.record_get(BLOBS, version)?)
+    }
+
+    /// Validates and stores a version (not activated). Deploying the same bytes again
+    /// returns the existing record.
+    #[allow(clippy::too_many_arguments)]
+    pub fn deploy(
+        &self,
+        district: &str,
+        hook: Hook,
+        name: &str,
+        bytes: &[u8],
+        limits: Limits,
+        config: &str,
+        actor: &str,
+        now: Millis,
+    ) -> Result<(VersionRecord, bool), RegistryError> {
+        let plugin = self.runtime.load(name, bytes, limits, config)?;
+        let version = plugin.id().version.clone();
+        if let Ok(existing) = self.version(district, hook, &version) {
+            return Ok((existing, false));
+        }
+        let record = VersionRecord {
+            district: district.to_owned(),
+            hook,
+            version: version.clone(),
+            name: name.to_owned(),
+            size: bytes.len(),
+            deployed_by: actor.to_owned(),
+            deployed_at: now,
+            limits: plugin.limits(),
+            config: config.to_owned(),
+        };
+        self.store.record_put(BLOBS, &[(version.clone(), bytes.to_vec())])?;
+        self.store.record_put(VERSIONS, &[(version_key(district, hook, &version), json(&record))])?;
+        Ok((record, true))
+    }
+
+    /// Versions deployed for a slot, oldest first, and the slot's state.
+    pub fn list(&self, district: &str, hook: Hook) -> Result<(Vec<VersionRecord>, SlotRecord), RegistryError> {
+        let mut versions: Vec<VersionRecord> = self
+            .store
+            .record_scan(VERSIONS, &format!("{}/", slot_key(district, hook)))?
+            .into_iter()
+            .map(|(k, v)| parse(&k, &v))
+            .collect::<Result<_, _>>()?;
+        versions.sort_by(|a, b| a.deployed_at.cmp(&b.deployed_at).then(a.version.cmp(&b.version)));
+        Ok((versions, self.slot(district, hook)?))
+    }
+
+    /// A slot's state.
+    pub fn slot(&self, district: &str, hook: Hook) -> Result<SlotRecord, RegistryError> {
+        let key = slot_key(district, hook);
+        Ok(self.store.record_get(SLOTS, &key)?.map(|b| parse(&key, &b)).transpose()?.unwrap_or_default())
+    }
+
+    /// Makes a deployed version the active one; the previous active version is kept for
+    /// rollback. Compiles before switching, so a failure leaves the slot as it was.
+    pub fn activate(&self, district: &str, hook: Hook, version: &str, actor: &str, now: Millis) -> Result<SlotRecord, RegistryError> {
+        let active = self.load(district, hook, version)?;
+        let slot = self.store.record_update(SLOTS, &slot_key(district, hook), |cur| {
+            let mut s: SlotRecord = cur.map(|b| parse("slot", b)).transpose()?.unwrap_or_default();
+            if s.active.as_deref() != Some(version) {
+                if let Some(old) = s.active.take() {
+                    s.previous.push(old);
+                }
+                s.previous.retain(|v| v != version);
+                s.active = Some(version.to_owned());
+            }
+            s.suspended.retain(|v| v != version);
+            s.history.push(SlotEvent { at: now, actor: actor.to_owned(), what: "activated".into(), version: version.to_owned(), detail: String::new() });
+            Ok((Some(json(&s)), s))
+        })?;
+        self.active.write().insert((district.to_owned(), hook), active);
+        Ok(slot)
+    }
+
+    /// Re-activates the previous version.
+    pub fn rollback(&self, district: &str, hook: Hook, actor: &str, now: Millis) -> Result<SlotRecord, RegistryError> {
+        let slot = self.slot(district, hook)?;
+        let Some(previous) = slot.previous.last().cloned() else {
+            return Err(RegistryError::NoPrevious { district: district.to_owned(), hook: hook.as_str() });
+        };
+        let active = self.load(district, hook, &previous)?;
+        let slot = self.store.record_update(SLOTS, &slot_key(district, hook), |cur| {
+            let mut s: SlotRecord = cur.map(|b| parse("slot", b)).transpose()?.unwrap_or_default();
+            let from = s.active.take().unwrap_or_default();
+            s.previous.retain(|v| *v != previous);
+            s.active = Some(previous.clone());
+            s.history.push(SlotEvent { at: now, actor: actor.to_owned(), what: "rolled-back".into(), version: previous.clone(), detail: format!("from {from}") });
+            Ok((Some(json(&s)), s))
+        })?;
+        self.active.write().insert((district.to_owned(), hook), active);
+        Ok(slot)
+    }
+
+    /// The version to run for a district's hook: its own, else the city default's.
+    pub fn resolve(&self, district: &str, hook: Hook) -> Option<Resolved> {
+        let map = self.active.read();
+        if let Some(a) = map.get(&(district.to_owned(), hook)) {
+            return Some(Resolved { active: a.clone(), is_city_default: district == CITY });
+        }
+        map.get(&(CITY.to_owned(), hook)).map(|a| Resolved { active: a.clone(), is_city_default: true })
+    }
+
+    /// The city default for a hook.
+    pub fn city_default(&self, hook: Hook) -> Option<Arc<Active>> {
+        self.active.read().get(&(CITY.to_owned(), hook)).cloned()
+    }
+
+    /// Counts a success (resets the failure run) or a failure of an active version; after
+    /// the configured number of consecutive failures the version is suspended and the
+    /// previous one (or the city default) takes over. Returns `true` if it was suspended.
+    pub fn record_outcome(&self, active: &Arc<Active>, ok: bool, now: Millis) -> bool {
+        if ok {
+            active.failures.store(0, Ordering::Relaxed);
+            return false;
+        }
+        let n = active.failures.fetch_add(1, Ordering::Relaxed) + 1;
+        if n != self.suspend_after {
+            return false;
+        }
+        let (district, hook, version) = (active.record.district.clone(), active.record.hook, active.record.version.clone());
+        let next = self.store.record_update(SLOTS, &slot_key(&district, hook), |cur| {
+            let mut s: SlotRecord = cur.map(|b| parse("slot", b)).transpose()?.unwrap_or_default();
+            if s.active.as_deref() != Some(version.as_str()) {
+                return Ok((cur.map(<[u8]>::to_vec), None));
+            }
+            s.active = s.previous.pop();
+            s.suspended.push(version.clone());
+            s.history.push(SlotEvent {
+                at: now,
+                actor: "system".into(),
+                what: "suspended".into(),
+                version: version.clone(),
+                detail: format!("{n} consecutive failures; now active: {}", s.active.as_deref().unwrap_or("the city default")),
+            });
+            Ok((Some(json(&s)), Some(s.active.clone())))
+        });
+        let Ok(Some(next)) = next else { return false };
+        let mut map = self.active.write();
+        let key = (district.clone(), hook);
+        if map.get(&key).is_some_and(|a| Arc::ptr_eq(a, active)) {
+            map.remove(&key);
+        }
+        drop(map);
+        if let Some(next) = next {
+            match self.load(&district, hook, &next) {
+                Ok(a) => drop(self.active.write().insert(key, a)),
+                Err(e) => tracing::error!(%district, error = %e, "could not load the version restored after a suspension"),
+            }
+        }
+        tracing::warn!(%district, hook = hook.as_str(), %version, failures = n, "plug-in version suspended");
+        true
+    }
+}

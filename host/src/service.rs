@@ -1,0 +1,299 @@
+//! The service: store, runtime, registry, calendar and clock wired together, and the case
+//! operations the API and the CLI call.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::calendar::Calendar;
+use crate::clock::{Clock, SystemClock};
+use crate::deadlines;
+use crate::directory::{Directory, SAMPLE_CATEGORIES, SAMPLE_DIRECTORY};
+use crate::intake;
+use crate::lifecycle::{self, Action, LifecycleError};
+use crate::metrics::Metrics;
+use crate::model::{Case, CaseStatus, EventBody, Millis};
+use crate::registry::{CITY, Registry, RegistryError};
+use crate::runtime::{Hook, Limits, Runtime, RuntimeConfig, RuntimeError};
+use crate::store::{Change, Durability, Store, StoreError};
+
+/// Why a case operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// The request is not valid (a 422 for the API).
+    #[error("{0}")]
+    Invalid(String),
+    /// No such case (or not visible).
+    #[error("case {0} does not exist")]
+    NotFound(String),
+    /// The lifecycle refused the action.
+    #[error(transparent)]
+    Lifecycle(#[from] LifecycleError),
+    /// The store refused or failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The registry refused or failed.
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    /// The service is not set up (no directory loaded).
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+/// How to start the service.
+#[derive(Debug, Clone)]
+pub struct ServiceConfig {
+    /// Data directory: holds `store/`, `plugin-cache/` and `admin-token`.
+    pub data_dir: PathBuf,
+    /// Runtime maxima.
+    pub runtime: RuntimeConfig,
+    /// Failures in a row before a plug-in version is suspended.
+    pub suspend_after: u32,
+    /// Write acknowledgement.
+    pub durability: Durability,
+}
+
+impl ServiceConfig {
+    /// Defaults for a data directory.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        let data_dir = data_dir.into();
+        Self {
+            runtime: RuntimeConfig { cache_dir: Some(data_dir.join("plugin-cache")), ..RuntimeConfig::default() },
+            data_dir,
+            suspend_after: crate::registry::DEFAULT_SUSPEND_AFTER,
+            durability: Durability::GroupCommit,
+        }
+    }
+}
+
+/// The running service.
+pub struct Service {
+    /// Cases and records.
+    pub store: Arc<Store>,
+    /// Plug-in runtime.
+    pub runtime: Arc<Runtime>,
+    /// Plug-in versions.
+    pub registry: Registry,
+    /// Working-time calendar.
+    pub calendar: Calendar,
+    /// Time.
+    pub clock: Arc<dyn Clock>,
+    /// Metrics.
+    pub metrics: Metrics,
+    caller_secret: Vec<u8>,
+}
+
+/// What first start set up.
+#[derive(Debug, Clone, Default)]
+pub struct Bootstrap {
+    /// The admin token, when one was created (shown once).
+    pub admin_token: Option<String>,
+    /// Bundled plug-ins deployed.
+    pub deployed: Vec<String>,
+}
+
+/// A lifecycle request on an existing case, as the API receives it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CaseAction {
+    /// 签收 by the handling unit.
+    Sign,
+    /// First contact made.
+    Start,
+    /// The unit's reply.
+    Reply(String),
+    /// 退单 with a reason; the case is routed again.
+    Return(String),
+    /// Ask for more working days.
+    RequestExtension(u32, String),
+    /// Approve the pending extension.
+    ApproveExtension,
+    /// Refuse the pending extension.
+    RefuseExtension(String),
+    /// Callback verdict.
+    Callback {
+        /// Satisfied.
+        satisfied: bool,
+        /// Resolved.
+        resolved: bool,
+        /// Notes.
+        note: String,
+    },
+    /// Close.
+    Close,
+    /// Reopen; the case is routed again.
+    Reopen(String),
+    /// Merge into a duplicate.
+    Merge(String),
+}
+
+impl CaseAction {
+    /// The action's name (as in URLs and access checks).
+    pub fn name(&self) -> &'static str {
+        match self {
+            CaseAction::Sign => "sign",
+            CaseAction::Start => "start",
+            CaseAction::Reply(_) => "reply",
+            CaseAction::Return(_) => "return",
+            CaseAction::RequestExtension(..) => "request-extension",
+            CaseAction::ApproveExtension => "approve-extension",
+            CaseAction::RefuseExtension(_) => "refuse-extension",
+            CaseAction::Callback { .. } => "callback",
+            CaseAction::Close => "close",
+            CaseAction::Reopen(_) => "reopen",
+            CaseAction::Merge(_) => "merge",
+        }
+    }
+}
+
+const SECRETS: &str = "secrets";
+
+impl Service {
+    /// Opens the store under `config.data_dir` and loads every active plug-in.
+    pub fn open(config: &ServiceConfig, clock: Arc<dyn Clock>) -> Result<Self, ServiceError> {
+        std::fs::create_dir_all(&config.data_dir).map_err(|e| {
+            ServiceError::Unavailable(format!("cannot create the data directory {}: {e}", config.data_dir.display()))
+        })?;
+        let store = Arc::new(Store::open(&config.data_dir.join("store"), config.durability)?);
+        let runtime = Arc::new(Runtime::new(config.runtime.clone()).map_err(|e: RuntimeError| ServiceError::Unavailable(e.to_string()))?);
+        let registry = Registry::open(store.clone(), runtime.clone(), config.suspend_after)?;
+        let caller_secret = match store.record_get(SECRETS, "caller-key")? {
+            Some(s) => s,
+            None => {
+                let mut s = vec![0u8; 32];
+                getrandom::fill(&mut s).expect("the operating system provides randomness");
+                store.record_put(SECRETS, &[("caller-key".into(), s.clone())])?;
+                s
+            }
+        };
+        let calendar = Calendar::bundled();
+        for year in calendar.unchecked_years() {
+            tracing::warn!(year, "the bundled holiday calendar for this year is not marked as checked against the official notice");
+        }
+        Ok(Self { store, runtime, registry, calendar, clock, metrics: Metrics::new(), caller_secret })
+    }
+
+    /// Opens with the system clock.
+    pub fn open_default(config: &ServiceConfig) -> Result<Self, ServiceError> {
+        Self::open(config, Arc::new(SystemClock))
+    }
+
+    /// On an empty store: loads the sample city, deploys and activates the bundled
+    /// plug-ins, and creates an admin token (returned once; also written to
+    /// `admin-token` in the data directory, readable by its owner only).
+    pub fn bootstrap(&self, data_dir: &Path) -> Result<Bootstrap, ServiceError> {
+        let mut out = Bootstrap::default();
+        let now = self.clock.now();
+        if self.store.current_directory()?.is_none() {
+            self.store.put_directory(SAMPLE_DIRECTORY, SAMPLE_CATEGORIES)?;
+        }
+        for b in civic_plugin_bundle::all() {
+            let scope = b.district.unwrap_or(CITY);
+            for hook in Hook::ALL {
+                if self.registry.slot(scope, hook)?.active.is_some() || !self.registry.list(scope, hook)?.0.is_empty() {
+                    continue;
+                }
+                let (rec, _) = self.registry.deploy(scope, hook, b.package, b.component, Limits::default(), "{}", "system", now)?;
+                self.registry.activate(scope, hook, &rec.version, "system", now)?;
+                out.deployed.push(format!("{scope}/{}", hook.as_str()));
+            }
+        }
+        let has_tokens = crate::auth::any(&self.store).map_err(|e| ServiceError::Unavailable(e.to_string()))?;
+        if !has_tokens {
+            let new = crate::auth::NewToken { name: "first admin".into(), role: crate::auth::Role::CityAdmin, district: None, unit: None };
+            let (_, secret) = crate::auth::issue(&self.store, None, &new, now).map_err(|e| ServiceError::Unavailable(e.to_string()))?;
+            write_owner_only(&data_dir.join("admin-token"), &secret)
+                .map_err(|e| ServiceError::Unavailable(format!("cannot write the admin token file: {e}")))?;
+            out.admin_token = Some(secret);
+        }
+        Ok(out)
+    }
+
+    /// The current directory version.
+    pub fn directory(&self) -> Result<Arc<Directory>, ServiceError> {
+        self.store.current_directory()?.ok_or_else(|| ServiceError::Unavailable("no directory is loaded; start with `civic serve` once to load the sample city".into()))
+    }
+
+    pub(crate) fn caller_secret(&self) -> &[u8] {
+        &self.caller_secret
+    }
+
+    /// A case.
+    pub fn case(&self, id: &str) -> Result<Case, ServiceError> {
+        self.store.get_case(id)?.ok_or_else(|| ServiceError::NotFound(id.to_owned()))
+    }
+
+    /// Applies a lifecycle action by `actor`. With `expected_version`, a case that changed
+    /// since is a conflict; without, the action is retried on a fresh read.
+    pub fn act(&self, id: &str, action: &CaseAction, actor: &str, expected_version: Option<u64>) -> Result<Case, ServiceError> {
+        for attempt in 0.. {
+            let current = self.case(id)?;
+            if let Some(v) = expected_version {
+                if v != current.version {
+                    return Err(StoreError::Conflict { case: id.into(), expected: v, actual: current.version }.into());
+                }
+            }
+            let change = self.plan(&current, action, actor)?;
+            match self.store.update_case(id, Some(current.version), |_| Ok(change.clone())) {
+                Err(StoreError::Conflict { .. }) if expected_version.is_none() && attempt < 5 => continue,
+                other => return Ok(other?),
+            }
+        }
+        unreachable!("the loop returns")
+    }
+
+    /// Computes the change an action makes, including re-routing after a return or reopen.
+    fn plan(&self, case: &Case, action: &CaseAction, actor: &str) -> Result<Change, ServiceError> {
+        let now = self.clock.now();
+        let handler = || case.handler.clone().unwrap_or_default();
+        let lc = match action {
+            CaseAction::Sign => Action::Sign { unit: handler() },
+            CaseAction::Start => Action::Start,
+            CaseAction::Reply(t) => Action::Reply { text: t.clone() },
+            CaseAction::Return(r) => Action::Return { unit: handler(), reason: r.clone() },
+            CaseAction::RequestExtension(d, r) => Action::RequestExtension { days: *d, reason: r.clone() },
+            CaseAction::ApproveExtension => {
+                let days = case.extension.as_ref().map(|e| e.days).unwrap_or(0);
+                let base = case.deadlines.resolution.unwrap_or(now);
+                let resolution = self.calendar.add_working_days(base - 1, days);
+                let (_, timers) = deadlines::resolution_timers(&self.calendar, resolution, None);
+                Action::ApproveExtension { resolution, timers }
+            }
+            CaseAction::RefuseExtension(r) => Action::RefuseExtension { reason: r.clone() },
+            CaseAction::Callback { satisfied, resolved, note } => {
+                Action::Callback { satisfied: *satisfied, resolved: *resolved, note: note.clone() }
+            }
+            CaseAction::Close => Action::Close,
+            CaseAction::Reopen(r) => Action::Reopen { reason: r.clone() },
+            CaseAction::Merge(into) => {
+                let target = self.store.get_case(into)?.ok_or_else(|| ServiceError::Invalid(format!("case {into} does not exist")))?;
+                if target.district != case.district {
+                    return Err(ServiceError::Invalid(format!("case {into} does not exist")));
+                }
+                if !target.is_open() {
+                    return Err(ServiceError::Invalid(format!("case {into} is {}; merge into an open case", target.status)));
+                }
+                Action::Merge { into: into.clone() }
+            }
+        };
+        let mut next = lifecycle::apply(case, &lc, now)?;
+        let mut events: Vec<(Millis, String, EventBody)> =
+            vec![(now, actor.to_owned(), EventBody::Transition { action: lc, from: case.status, to: next.status })];
+        if next.status == CaseStatus::PendingDispatch {
+            let dir = self.directory()?;
+            let recent = intake::recent_cases(self, &next.caller_key, &next.id, now)?;
+            intake::route(self, &dir, &mut next, &recent, now, &mut events)?;
+        }
+        Ok(Change { case: next, events })
+    }
+}
+
+fn write_owner_only(path: &Path, secret: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    #[cfg(unix)]
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    opts.mode(0o600);
+    let mut f = opts.open(path)?;
+    writeln!(f, "{secret}")
+}

@@ -1,8 +1,10 @@
 //! civic-rules host: the case store, the plug-in runtime and the HTTP API.
 #![deny(missing_docs)]
 
+pub mod api;
 pub mod auth;
 pub mod calendar;
+pub mod cli;
 pub mod deadlines;
 pub mod directory;
 pub mod intake;

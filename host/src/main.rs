@@ -1,1 +1,5 @@
-fn main() {}
+//! The `civic` binary: parses the command line and calls the library.
+
+fn main() -> std::process::ExitCode {
+    civic_host::cli::main()
+}

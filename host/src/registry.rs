@@ -182,6 +182,16 @@ impl Registry {
         Ok(Arc::new(Active { record, plugin, failures: AtomicU32::new(0) }))
     }
 
+    /// A deployed version, compiled and ready to evaluate (for dry runs of candidates).
+    pub fn plugin(&self, district: &str, hook: Hook, version: &str) -> Result<Arc<Plugin>, RegistryError> {
+        if let Some(a) = self.active.read().get(&(district.to_owned(), hook)) {
+            if a.record.version == version {
+                return Ok(a.plugin.clone());
+            }
+        }
+        Ok(self.load(district, hook, version)?.plugin.clone())
+    }
+
     /// A deployed version's record.
     pub fn version(&self, district: &str, hook: Hook, version: &str) -> Result<VersionRecord, RegistryError> {
         let key = version_key(district, hook, version);

@@ -1,0 +1,245 @@
+//! Cases: intake, reading, listing, history, lifecycle actions.
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use serde::{Deserialize, Serialize};
+
+use super::extract::{Auth, Json};
+use super::{ApiError, AppState, Route, blocking};
+use crate::auth::{Principal, Role};
+use crate::intake::{self, NewCase};
+use crate::model::{Case, CaseStatus, Event, EventBody};
+use crate::service::{CaseAction, Service};
+use crate::store::{Filter, MAX_PAGE};
+
+pub(crate) fn routes() -> Vec<Route> {
+    let r = |path, method, summary, body, ok, handler| Route { path, method, summary, auth: true, body, ok, handler };
+    vec![
+        r("/v1/cases", "POST", "Take a case in: eligibility, routing, one durable write", Some("NewCase"), 201, post(create)),
+        r("/v1/cases", "GET", "List visible cases (filters, cursor pagination)", None, 200, get(list)),
+        r("/v1/cases/{id}", "GET", "A case", None, 200, get(read)),
+        r("/v1/cases/{id}/history", "GET", "A case's history with decision records", None, 200, get(history)),
+        r("/v1/cases/{id}/sign", "POST", "The handling unit signs for the case (签收)", Some("{version?}"), 200, post(sign)),
+        r("/v1/cases/{id}/start", "POST", "First contact made; work starts", Some("{version?}"), 200, post(start)),
+        r("/v1/cases/{id}/reply", "POST", "The unit replies with its result", Some("{text, version?}"), 200, post(reply)),
+        r("/v1/cases/{id}/return", "POST", "Return the case (退单) with a reason; it is routed again", Some("{reason, version?}"), 200, post(return_case)),
+        r("/v1/cases/{id}/extension", "POST", "Request an extension (延期)", Some("{days, reason, version?}"), 200, post(request_extension)),
+        r("/v1/cases/{id}/extension/approve", "POST", "Approve the pending extension", Some("{version?}"), 200, post(approve_extension)),
+        r("/v1/cases/{id}/extension/refuse", "POST", "Refuse the pending extension", Some("{reason, version?}"), 200, post(refuse_extension)),
+        r("/v1/cases/{id}/callback", "POST", "Record the callback (回访)", Some("{satisfied, resolved, note?, version?}"), 200, post(callback)),
+        r("/v1/cases/{id}/close", "POST", "Close the case (办结)", Some("{version?}"), 200, post(close)),
+        r("/v1/cases/{id}/reopen", "POST", "Reopen the case; it is routed again", Some("{reason, version?}"), 200, post(reopen)),
+        r("/v1/cases/{id}/merge", "POST", "Merge into a duplicate", Some("{into, version?}"), 200, post(merge)),
+    ]
+}
+
+/// A case with the reason codes of the decisions that shaped it.
+#[derive(Serialize)]
+struct CaseView {
+    #[serde(flatten)]
+    case: Case,
+    decisions: Vec<DecisionSummary>,
+}
+
+#[derive(Serialize)]
+struct DecisionSummary {
+    hook: String,
+    plugin: String,
+    version: String,
+    reasons: Vec<String>,
+    fallback: bool,
+}
+
+fn view(svc: &Service, case: Case) -> Result<CaseView, ApiError> {
+    let decisions = svc
+        .store
+        .history(&case.id)?
+        .into_iter()
+        .filter_map(|e| match e.what {
+            EventBody::Decision(r) => Some(DecisionSummary {
+                hook: r.hook,
+                plugin: r.plugin.name,
+                version: r.plugin.version,
+                reasons: r.reasons,
+                fallback: r.fallback,
+            }),
+            _ => None,
+        })
+        .collect();
+    Ok(CaseView { case, decisions })
+}
+
+/// Reads a case the principal may see; any other case is "not found".
+fn visible(svc: &Service, p: &Principal, id: &str) -> Result<Case, ApiError> {
+    match svc.store.get_case(id)? {
+        Some(c) if p.can_read(&c) => Ok(c),
+        _ => Err(ApiError::NotFound(format!("case {id} does not exist"))),
+    }
+}
+
+async fn create(State(state): State<AppState>, Auth(p): Auth, Json(new): Json<NewCase>) -> Result<impl IntoResponse, ApiError> {
+    if !p.can_create(&new.district) {
+        return Err(ApiError::Forbidden(format!("this token may not create cases in {}", new.district)));
+    }
+    let out = blocking(&state, move |svc| {
+        let c = intake::intake(svc, &new, &p.id)?;
+        view(svc, c)
+    })
+    .await?;
+    Ok((StatusCode::CREATED, axum::Json(out)))
+}
+
+async fn read(State(state): State<AppState>, Auth(p): Auth, Path(id): Path<String>) -> Result<impl IntoResponse, ApiError> {
+    let out = blocking(&state, move |svc| view(svc, visible(svc, &p, &id)?)).await?;
+    Ok(axum::Json(out))
+}
+
+async fn history(State(state): State<AppState>, Auth(p): Auth, Path(id): Path<String>) -> Result<impl IntoResponse, ApiError> {
+    let events: Vec<Event> = blocking(&state, move |svc| {
+        visible(svc, &p, &id)?;
+        Ok(svc.store.history(&id)?)
+    })
+    .await?;
+    Ok(axum::Json(serde_json::json!({ "events": events })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    district: Option<String>,
+    status: Option<String>,
+    unit: Option<String>,
+    category: Option<String>,
+    created_from: Option<i64>,
+    created_to: Option<i64>,
+    cursor: Option<String>,
+    limit: Option<usize>,
+}
+
+async fn list(State(state): State<AppState>, Auth(p): Auth, q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>) -> Result<impl IntoResponse, ApiError> {
+    let Query(q) = q.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let status = q.status.as_deref().map(str::parse::<CaseStatus>).transpose().map_err(ApiError::BadRequest)?;
+    if q.limit.is_some_and(|l| l == 0 || l > MAX_PAGE) {
+        return Err(ApiError::BadRequest(format!("limit must be 1-{MAX_PAGE}")));
+    }
+    let mut filter = Filter { district: q.district, status, unit: q.unit, category: q.category, created_from: q.created_from, created_to: q.created_to, created_by: None };
+    // The token's scope narrows every listing; asking for another district shows nothing.
+    match p.role {
+        Role::CityAdmin => {}
+        Role::DistrictAdmin | Role::Dispatcher => {
+            if filter.district.is_some() && filter.district != p.district {
+                return Ok(axum::Json(serde_json::json!({"cases": [], "next": null})));
+            }
+            filter.district = p.district.clone();
+        }
+        Role::UnitHandler => {
+            if filter.unit.is_some() && filter.unit != p.unit {
+                return Ok(axum::Json(serde_json::json!({"cases": [], "next": null})));
+            }
+            filter.unit = p.unit.clone();
+            filter.district = p.district.clone();
+        }
+        Role::IntakeAgent => filter.created_by = Some(p.id.clone()),
+    }
+    let limit = q.limit.unwrap_or(50);
+    let cursor = q.cursor;
+    let page = blocking(&state, move |svc| Ok(svc.store.list(&filter, cursor.as_deref(), limit)?)).await?;
+    Ok(axum::Json(serde_json::json!({ "cases": page.cases, "next": page.next })))
+}
+
+async fn run(state: AppState, p: Principal, id: String, action: CaseAction, version: Option<u64>) -> Result<axum::Json<CaseView>, ApiError> {
+    let out = blocking(&state, move |svc| {
+        let c = visible(svc, &p, &id)?;
+        if !p.can_act(&c, action.name()) {
+            return Err(ApiError::Forbidden(format!("this token may not {} case {id}", action.name())));
+        }
+        let c = svc.act(&id, &action, &p.id, version)?;
+        view(svc, c)
+    })
+    .await?;
+    Ok(axum::Json(out))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Versioned {
+    version: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WithText {
+    #[serde(alias = "reason")]
+    text: String,
+    version: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WithReason {
+    reason: String,
+    version: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExtensionBody {
+    days: u32,
+    reason: String,
+    version: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CallbackBody {
+    satisfied: bool,
+    resolved: bool,
+    #[serde(default)]
+    note: String,
+    version: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MergeBody {
+    into: String,
+    version: Option<u64>,
+}
+
+type Id = Path<String>;
+
+async fn sign(State(s): State<AppState>, Auth(p): Auth, Path(id): Id, Json(b): Json<Versioned, true>) -> Result<impl IntoResponse, ApiError> {
+    run(s, p, id, CaseAction::Sign, b.version).await
+}
+async fn start(State(s): State<AppState>, Auth(p): Auth, Path(id): Id, Json(b): Json<Versioned, true>) -> Result<impl IntoResponse, ApiError> {
+    run(s, p, id, CaseAction::Start, b.version).await
+}
+async fn reply(State(s): State<AppState>, Auth(p): Auth, Path(id): Id, Json(b): Json<WithText>) -> Result<impl IntoResponse, ApiError> {
+    run(s, p, id, CaseAction::Reply(b.text), b.version).await
+}
+async fn return_case(State(s): State<AppState>, Auth(p): Auth, Path(id): Id, Json(b): Json<WithReason>) -> Result<impl IntoResponse, ApiError> {
+    run(s, p, id, CaseAction::Return(b.reason), b.version).await
+}
+async fn request_extension(State(s): State<AppState>, Auth(p): Auth, Path(id): Id, Json(b): Json<ExtensionBody>) -> Result<impl IntoResponse, ApiError> {
+    run(s, p, id, CaseAction::RequestExtension(b.days, b.reason), b.version).await
+}
+async fn approve_extension(State(s): State<AppState>, Auth(p): Auth, Path(id): Id, Json(b): Json<Versioned, true>) -> Result<impl IntoResponse, ApiError> {
+    run(s, p, id, CaseAction::ApproveExtension, b.version).await
+}
+async fn refuse_extension(State(s): State<AppState>, Auth(p): Auth, Path(id): Id, Json(b): Json<WithReason>) -> Result<impl IntoResponse, ApiError> {
+    run(s, p, id, CaseAction::RefuseExtension(b.reason), b.version).await
+}
+async fn callback(State(s): State<AppState>, Auth(p): Auth, Path(id): Id, Json(b): Json<CallbackBody>) -> Result<impl IntoResponse, ApiError> {
+    run(s, p, id, CaseAction::Callback { satisfied: b.satisfied, resolved: b.resolved, note: b.note }, b.version).await
+}
+async fn close(State(s): State<AppState>, Auth(p): Auth, Path(id): Id, Json(b): Json<Versioned, true>) -> Result<impl IntoResponse, ApiError> {
+    run(s, p, id, CaseAction::Close, b.version).await
+}
+async fn reopen(State(s): State<AppState>, Auth(p): Auth, Path(id): Id, Json(b): Json<WithReason>) -> Result<impl IntoResponse, ApiError> {
+    run(s, p, id, CaseAction::Reopen(b.reason), b.version).await
+}
+async fn merge(State(s): State<AppState>, Auth(p): Auth, Path(id): Id, Json(b): Json<MergeBody>) -> Result<impl IntoResponse, ApiError> {
+    run(s, p, id, CaseAction::Merge(b.into), b.version).await
+}

@@ -1,0 +1,233 @@
+//! Plug-ins per district and hook: deploy, list, activate, roll back, dry-run.
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::header::CONTENT_TYPE;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::{get, post, put};
+use serde::Deserialize;
+
+use super::extract::{Auth, Json};
+use super::{ApiError, AppState, Route, UPLOAD_LIMIT, blocking};
+use crate::auth::Principal;
+use crate::intake::{self, NewCase};
+use crate::model::{EligibilityOutcome, Millis, TimerKind, mediation_track_name};
+use crate::registry::CITY;
+use crate::runtime::{Hook, Input, Limits, PluginError, wit};
+use crate::service::Service;
+
+pub(crate) fn routes() -> Vec<Route> {
+    let r = |path, method, summary, body, ok, handler| Route { path, method, summary, auth: true, body, ok, handler };
+    vec![
+        r("/v1/districts/{district}/plugins", "GET", "Active plug-in per hook of a district (or `city`)", None, 200, get(overview)),
+        r("/v1/districts/{district}/plugins/{hook}", "PUT", "Deploy a component as a new version (not yet active)", Some("wasm"), 201, put(deploy).layer(DefaultBodyLimit::max(UPLOAD_LIMIT))),
+        r("/v1/districts/{district}/plugins/{hook}", "GET", "Versions of a hook, who deployed them, which is active", None, 200, get(versions)),
+        r("/v1/districts/{district}/plugins/{hook}/versions/{version}/activate", "POST", "Make a deployed version active", None, 200, post(activate)),
+        r("/v1/districts/{district}/plugins/{hook}/rollback", "POST", "Re-activate the previous version", None, 200, post(rollback)),
+        r("/v1/districts/{district}/plugins/{hook}/dry-run", "POST", "Evaluate a case against a version; stores nothing", Some("DryRun"), 200, post(dry_run)),
+    ]
+}
+
+/// A district the principal may see plug-ins of, or `city`; anything else is not found.
+fn scope(svc: &Service, p: &Principal, district: &str, manage: bool) -> Result<(), ApiError> {
+    let exists = district == CITY || svc.directory()?.is_district(district);
+    let allowed = if manage { p.can_manage_plugins(district) } else { p.can_read_plugins(district) };
+    if !exists || !(allowed || (district == CITY && !manage)) {
+        return Err(ApiError::NotFound(format!("district {district} has no plug-ins visible to this token")));
+    }
+    if manage && !allowed {
+        return Err(ApiError::Forbidden(format!("this token may not manage plug-ins of {district}")));
+    }
+    Ok(())
+}
+
+fn hook(s: &str) -> Result<Hook, ApiError> {
+    s.parse().map_err(ApiError::NotFound)
+}
+
+async fn overview(State(state): State<AppState>, Auth(p): Auth, Path(district): Path<String>) -> Result<impl IntoResponse, ApiError> {
+    let out = blocking(&state, move |svc| {
+        scope(svc, &p, &district, false)?;
+        let mut hooks = serde_json::Map::new();
+        for h in Hook::ALL {
+            let own = svc.registry.slot(&district, h)?;
+            let resolved = svc.registry.resolve(&district, h);
+            hooks.insert(h.as_str().into(), serde_json::json!({
+                "own_active": own.active,
+                "effective": resolved.as_ref().map(|r| serde_json::json!({"name": r.active.record.name, "version": r.active.record.version, "city_default": r.is_city_default})),
+            }));
+        }
+        Ok(serde_json::json!({"district": district, "hooks": hooks}))
+    })
+    .await?;
+    Ok(axum::Json(out))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeployQuery {
+    name: Option<String>,
+    fuel: Option<u64>,
+    timeout_ms: Option<u64>,
+    memory_bytes: Option<u64>,
+    config: Option<String>,
+}
+
+async fn deploy(
+    State(state): State<AppState>,
+    Auth(p): Auth,
+    Path((district, hook_name)): Path<(String, String)>,
+    q: Result<Query<DeployQuery>, axum::extract::rejection::QueryRejection>,
+    headers: HeaderMap,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let Query(q) = q.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let h = hook(&hook_name)?;
+    let ct = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    if ct != "application/wasm" {
+        return Err(ApiError::UnsupportedMediaType("upload the component as `Content-Type: application/wasm`".into()));
+    }
+    let bytes = body.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::PayloadTooLarge(format!("the component is larger than {UPLOAD_LIMIT} bytes"))
+        } else {
+            ApiError::BadRequest(e.body_text())
+        }
+    })?;
+    let name = q.name.unwrap_or_else(|| format!("{district}-{hook_name}"));
+    if name.is_empty() || name.len() > 100 || q.config.as_ref().is_some_and(|c| c.len() > 16 * 1024) {
+        return Err(ApiError::BadRequest("name must be 1-100 bytes and config at most 16 KiB".into()));
+    }
+    let d = Limits::default();
+    let limits = Limits {
+        fuel: q.fuel.unwrap_or(d.fuel),
+        timeout: q.timeout_ms.map(std::time::Duration::from_millis).unwrap_or(d.timeout),
+        memory_bytes: q.memory_bytes.unwrap_or(d.memory_bytes),
+    };
+    let config = q.config.unwrap_or_else(|| "{}".into());
+    let (record, created) = blocking(&state, move |svc| {
+        scope(svc, &p, &district, true)?;
+        let now = svc.clock.now();
+        Ok(svc.registry.deploy(&district, h, &name, &bytes, limits, &config, &p.id, now)?)
+    })
+    .await?;
+    Ok((if created { StatusCode::CREATED } else { StatusCode::OK }, axum::Json(record)))
+}
+
+async fn versions(State(state): State<AppState>, Auth(p): Auth, Path((district, hook_name)): Path<(String, String)>) -> Result<impl IntoResponse, ApiError> {
+    let h = hook(&hook_name)?;
+    let out = blocking(&state, move |svc| {
+        scope(svc, &p, &district, false)?;
+        let (versions, slot) = svc.registry.list(&district, h)?;
+        Ok(serde_json::json!({"district": district, "hook": h, "versions": versions, "slot": slot}))
+    })
+    .await?;
+    Ok(axum::Json(out))
+}
+
+async fn activate(State(state): State<AppState>, Auth(p): Auth, Path((district, hook_name, version)): Path<(String, String, String)>) -> Result<impl IntoResponse, ApiError> {
+    let h = hook(&hook_name)?;
+    let slot = blocking(&state, move |svc| {
+        scope(svc, &p, &district, true)?;
+        Ok(svc.registry.activate(&district, h, &version, &p.id, svc.clock.now())?)
+    })
+    .await?;
+    Ok(axum::Json(slot))
+}
+
+async fn rollback(State(state): State<AppState>, Auth(p): Auth, Path((district, hook_name)): Path<(String, String)>) -> Result<impl IntoResponse, ApiError> {
+    let h = hook(&hook_name)?;
+    let slot = blocking(&state, move |svc| {
+        scope(svc, &p, &district, true)?;
+        Ok(svc.registry.rollback(&district, h, &p.id, svc.clock.now())?)
+    })
+    .await?;
+    Ok(axum::Json(slot))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DryTimer {
+    kind: TimerKind,
+    due_at: Millis,
+    #[serde(default)]
+    working_days_overdue: u32,
+}
+
+/// A dry run: a case (as at intake) evaluated against a version, storing nothing.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DryRun {
+    case: NewCase,
+    /// The version to run; default: the one that would run now.
+    version: Option<String>,
+    /// Evaluation time; default: now.
+    now: Option<Millis>,
+    /// For routing: the eligibility outcome; default: what the active eligibility decides.
+    eligibility: Option<EligibilityOutcome>,
+    /// For escalation: the case's current handler.
+    handler: Option<String>,
+    /// For escalation: the timer that fired.
+    timer: Option<DryTimer>,
+}
+
+async fn dry_run(State(state): State<AppState>, Auth(p): Auth, Path((district, hook_name)): Path<(String, String)>, Json(body): Json<DryRun>) -> Result<impl IntoResponse, ApiError> {
+    let h = hook(&hook_name)?;
+    let out = blocking(&state, move |svc| {
+        scope(svc, &p, &district, false)?;
+        if district != CITY && body.case.district != district {
+            return Err(ApiError::Unprocessable(format!("the case is in {}, not {district}", body.case.district)));
+        }
+        let dir = svc.directory()?;
+        let now = body.now.unwrap_or_else(|| svc.clock.now());
+        let mut case = intake::validate(&dir, &body.case, "dry-run".into(), "k-dry-run".into(), &p.id, now)?;
+        case.handler = body.handler.clone();
+        let plugin = match &body.version {
+            Some(v) => svc.registry.plugin(&district, h, v)?,
+            None => svc.registry.resolve(&district, h).map(|r| r.active.plugin.clone()).ok_or_else(|| ApiError::NotFound(format!("no {} plug-in is active", h.as_str())))?,
+        };
+        let recent = Vec::new();
+        if h == Hook::Routing {
+            case.eligibility = match body.eligibility.clone() {
+                Some(e) => Some(e),
+                None => svc.registry.resolve(&case.district, Hook::Eligibility).and_then(|r| {
+                    let wc = case.to_wit();
+                    let e = svc.runtime.eligibility(&r.active.plugin, &Input { case: &wc, now, recent_cases: &recent, directory: &dir }).ok()?.output?;
+                    Some(EligibilityOutcome {
+                        grid_admissible: e.grid_admissible,
+                        mediation: e.mediation.map(|m| crate::model::Mediation { track: mediation_track_name(m.track).into(), unit: m.unit }),
+                    })
+                }),
+            };
+        }
+        let wc = case.to_wit();
+        let input = Input { case: &wc, now, recent_cases: &recent, directory: &dir };
+        let result: Result<(serde_json::Value, Vec<String>, u64, u64, crate::runtime::DecisionLog), PluginError> = match h {
+            Hook::Eligibility => svc.runtime.eligibility(&plugin, &input).map(|e| summarize(e, |o| o.reasons.clone())),
+            Hook::Routing => svc.runtime.routing(&plugin, &input).map(|e| summarize(e, |o| o.reasons.clone())),
+            Hook::Escalation => {
+                let t = body.timer.as_ref().ok_or_else(|| ApiError::Unprocessable("an escalation dry run needs a `timer`".into()))?;
+                let timer = wit::Timer { kind: t.kind.into(), due_at: t.due_at, working_days_overdue: t.working_days_overdue };
+                svc.runtime.escalation(&plugin, &input, &timer).map(|e| summarize(e, |o| o.reasons.clone()))
+            }
+        };
+        let id = plugin.id();
+        Ok(match result {
+            Ok((decision, reasons, fuel, us, log)) => serde_json::json!({
+                "plugin": id, "hook": h, "decision": decision, "reasons": reasons, "fuel_used": fuel, "duration_us": us, "log": log, "failure": null
+            }),
+            Err(e) => serde_json::json!({
+                "plugin": id, "hook": h, "decision": null, "reasons": [], "fuel_used": e.fuel_used, "duration_us": e.duration.as_micros() as u64, "log": null,
+                "failure": {"code": e.failure.code(), "message": e.to_string(), "detail": e.failure}
+            }),
+        })
+    })
+    .await?;
+    Ok(axum::Json(out))
+}
+
+fn summarize<T: serde::Serialize>(e: crate::runtime::Evaluation<T>, reasons: impl Fn(&T) -> Vec<String>) -> (serde_json::Value, Vec<String>, u64, u64, crate::runtime::DecisionLog) {
+    let r = e.output.as_ref().map(&reasons).unwrap_or_default();
+    (serde_json::to_value(&e.output).unwrap_or_default(), r, e.fuel_used, e.duration.as_micros() as u64, e.log)
+}

@@ -1,0 +1,77 @@
+//! The command line: `civic serve`, and the plug-in author's tools. Each command calls
+//! the same library functions the server uses.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use crate::api::{ApiConfig, app};
+use crate::service::{Service, ServiceConfig};
+
+/// civic-rules: a WebAssembly plug-in rules platform for city service hotlines.
+#[derive(Parser, Debug)]
+#[command(name = "civic", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the server (an empty store gets the sample city and the bundled plug-ins).
+    Serve {
+        /// Data directory (store, compiled-plug-in cache, admin token).
+        #[arg(long, default_value = "./civic-data", env = "CIVIC_DATA")]
+        data: PathBuf,
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8080", env = "CIVIC_LISTEN")]
+        listen: SocketAddr,
+    },
+}
+
+/// Runs the command line; the exit code says whether it worked.
+pub fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve { data, listen } => serve(data, listen),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn serve(data: PathBuf, listen: SocketAddr) -> anyhow::Result<()> {
+    let config = ServiceConfig::new(&data);
+    let svc = Service::open_default(&config).with_context(|| format!("opening the data directory {}", data.display()))?;
+    let boot = svc.bootstrap(&data).context("setting up the sample city")?;
+    for d in &boot.deployed {
+        tracing::info!(slot = %d, "deployed bundled plug-in");
+    }
+    if let Some(token) = &boot.admin_token {
+        println!("admin token (shown once; also in {}): {token}", data.join("admin-token").display());
+    }
+    let svc = Arc::new(svc);
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("listening on {listen}"))?;
+        println!("civic-rules listening on http://{}", listener.local_addr()?);
+        axum::serve(listener, app(svc, ApiConfig::default()))
+            .with_graceful_shutdown(async {
+                let _ = tokio::signal::ctrl_c().await;
+            })
+            .await?;
+        Ok(())
+    })
+}

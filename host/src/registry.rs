@@ -51,6 +51,16 @@ pub enum RegistryError {
         /// The hook.
         hook: &'static str,
     },
+    /// The same component is already deployed with other settings.
+    #[error("this component is already deployed for {district}/{hook} as {version} with another configuration or limits; versions are immutable")]
+    DeployedDifferently {
+        /// The district (or `city`).
+        district: String,
+        /// The hook.
+        hook: &'static str,
+        /// The existing version.
+        version: String,
+    },
     /// Storage failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -225,6 +235,9 @@ impl Registry {
         let plugin = self.runtime.load(name, bytes, limits, config)?;
         let version = plugin.id().version.clone();
         if let Ok(existing) = self.version(district, hook, &version) {
+            if existing.config != config || existing.limits != plugin.limits() {
+                return Err(RegistryError::DeployedDifferently { district: district.to_owned(), hook: hook.as_str(), version });
+            }
             return Ok((existing, false));
         }
         let record = VersionRecord {

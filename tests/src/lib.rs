@@ -43,3 +43,81 @@ pub fn case(district: &str, category: &str, grid: Option<&str>) -> wit::Case {
         updated_at: 1_796_000_400_000,
     }
 }
+
+/// A service on a temporary data directory with the sample city and the bundled plug-ins,
+/// driven through the real router in-process (no socket).
+pub struct TestServer {
+    /// The service behind the router.
+    pub svc: std::sync::Arc<civic_host::service::Service>,
+    /// The router.
+    pub app: axum::Router,
+    /// The first admin's token.
+    pub admin: String,
+    /// The data directory (removed on drop).
+    pub dir: tempfile::TempDir,
+}
+
+/// A response: status and JSON body (`Null` when empty or not JSON).
+#[derive(Debug)]
+pub struct Reply {
+    /// HTTP status.
+    pub status: u16,
+    /// Body.
+    pub json: serde_json::Value,
+}
+
+impl TestServer {
+    /// Starts a service with the system clock.
+    pub fn start() -> Self {
+        Self::start_with(|c| c)
+    }
+
+    /// Starts a service with an adjusted configuration.
+    pub fn start_with(f: impl FnOnce(civic_host::service::ServiceConfig) -> civic_host::service::ServiceConfig) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let config = f(civic_host::service::ServiceConfig::new(dir.path()));
+        let svc = civic_host::service::Service::open_default(&config).unwrap();
+        let boot = svc.bootstrap(dir.path()).unwrap();
+        let svc = std::sync::Arc::new(svc);
+        let app = civic_host::api::app(svc.clone(), civic_host::api::ApiConfig::default());
+        TestServer { svc, app, admin: boot.admin_token.unwrap(), dir }
+    }
+
+    /// Sends a request with an optional bearer token and body (JSON unless `content_type` says otherwise).
+    pub async fn send(&self, method: &str, path: &str, token: Option<&str>, content_type: Option<&str>, body: Vec<u8>) -> Reply {
+        use tower::ServiceExt;
+        let mut req = axum::http::Request::builder().method(method).uri(path);
+        if let Some(t) = token {
+            req = req.header("authorization", format!("Bearer {t}"));
+        }
+        if let Some(ct) = content_type {
+            req = req.header("content-type", ct);
+        }
+        let resp = self.app.clone().oneshot(req.body(axum::body::Body::from(body)).unwrap()).await.unwrap();
+        let status = resp.status().as_u16();
+        let bytes = http_body_util::BodyExt::collect(resp.into_body()).await.unwrap().to_bytes();
+        Reply { status, json: serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null) }
+    }
+
+    /// Sends JSON.
+    pub async fn json(&self, method: &str, path: &str, token: &str, body: serde_json::Value) -> Reply {
+        self.send(method, path, Some(token), Some("application/json"), serde_json::to_vec(&body).unwrap()).await
+    }
+
+    /// GET with a token.
+    pub async fn get(&self, path: &str, token: &str) -> Reply {
+        self.send("GET", path, Some(token), None, vec![]).await
+    }
+
+    /// Issues a token with the admin token and returns its secret.
+    pub async fn token(&self, role: &str, district: Option<&str>, unit: Option<&str>) -> String {
+        let r = self.json("POST", "/v1/tokens", &self.admin.clone(), serde_json::json!({"name": format!("{role} test"), "role": role, "district": district, "unit": unit})).await;
+        assert_eq!(r.status, 201, "{:?}", r.json);
+        r.json["secret"].as_str().unwrap().to_owned()
+    }
+}
+
+/// The sample cases, as intake bodies.
+pub fn sample_cases() -> Vec<serde_json::Value> {
+    include_str!("../../data/sample-cases.jsonl").lines().filter(|l| !l.trim().is_empty()).map(|l| serde_json::from_str(l).unwrap()).collect()
+}

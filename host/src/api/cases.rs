@@ -135,7 +135,9 @@ async fn list(State(state): State<AppState>, Auth(p): Auth, q: Result<Query<List
             filter.district = p.district.clone();
         }
         Role::UnitHandler => {
-            if filter.unit.is_some() && filter.unit != p.unit {
+            let other_unit = filter.unit.is_some() && filter.unit != p.unit;
+            let other_district = filter.district.is_some() && filter.district != p.district;
+            if other_unit || other_district {
                 return Ok(axum::Json(serde_json::json!({"cases": [], "next": null})));
             }
             filter.unit = p.unit.clone();

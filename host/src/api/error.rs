@@ -25,6 +25,9 @@ pub enum ApiError {
     /// 404: no such thing (or not visible to this token).
     #[error("{0}")]
     NotFound(String),
+    /// 405: the route exists, the method does not.
+    #[error("this route does not accept that method")]
+    MethodNotAllowed,
     /// 409: conflicts with the current state.
     #[error("{0}")]
     Conflict(String),
@@ -55,6 +58,7 @@ impl ApiError {
             ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
             ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not-found"),
+            ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             ApiError::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload-too-large"),
             ApiError::UnsupportedMediaType(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type"),
@@ -107,7 +111,7 @@ impl From<RegistryError> for ApiError {
         match e {
             RegistryError::Plugin(p) => ApiError::Unprocessable(p.to_string()),
             RegistryError::UnknownVersion { .. } => ApiError::NotFound(e.to_string()),
-            RegistryError::NoPrevious { .. } => ApiError::Conflict(e.to_string()),
+            RegistryError::NoPrevious { .. } | RegistryError::DeployedDifferently { .. } => ApiError::Conflict(e.to_string()),
             RegistryError::Store(s) => s.into(),
         }
     }

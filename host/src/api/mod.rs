@@ -96,6 +96,7 @@ pub fn app(svc: Arc<Service>, config: ApiConfig) -> Router {
     }
     router
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(axum::extract::DefaultBodyLimit::max(JSON_LIMIT))
         .layer(middleware::from_fn_with_state(state.clone(), guard))
         .layer(tower_http::trace::TraceLayer::new_for_http().make_span_with(|req: &Request| {

@@ -31,12 +31,17 @@ pub(crate) fn routes() -> Vec<Route> {
 
 /// A district the principal may see plug-ins of, or `city`; anything else is not found.
 fn scope(svc: &Service, p: &Principal, district: &str, manage: bool) -> Result<(), ApiError> {
+    use crate::auth::Role;
     let exists = district == CITY || svc.directory()?.is_district(district);
-    let allowed = if manage { p.can_manage_plugins(district) } else { p.can_read_plugins(district) };
-    if !exists || !(allowed || (district == CITY && !manage)) {
+    let readable = if district == CITY {
+        matches!(p.role, Role::CityAdmin | Role::DistrictAdmin | Role::Dispatcher)
+    } else {
+        p.can_read_plugins(district)
+    };
+    if !exists || !readable {
         return Err(ApiError::NotFound(format!("district {district} has no plug-ins visible to this token")));
     }
-    if manage && !allowed {
+    if manage && !p.can_manage_plugins(district) {
         return Err(ApiError::Forbidden(format!("this token may not manage plug-ins of {district}")));
     }
     Ok(())

@@ -208,7 +208,7 @@ pub fn intake(svc: &Service, new: &NewCase, actor: &str) -> Result<Case, Service
     // Eligibility.
     let input = RecordedInput { case: case.to_wit(), now, recent_cases: recent.clone(), timer: None };
     let elig = decide::decide(&svc.registry, &svc.metrics, &case.district, Hook::Eligibility, dir.version(), &input, now, false, |p| {
-        svc.runtime.eligibility(p, &Input { case: &input.case, now, recent_cases: &input.recent_cases, directory: &dir })
+        svc.eval_eligibility(p, &Input { case: &input.case, now, recent_cases: &input.recent_cases, directory: &dir })
     });
     let failed = elig.failed;
     let decision = elig.decision.clone();
@@ -278,7 +278,7 @@ pub fn route(
 ) -> Result<(), ServiceError> {
     let input = RecordedInput { case: case.to_wit(), now, recent_cases: recent.to_vec(), timer: None };
     let routed = decide::decide(&svc.registry, &svc.metrics, &case.district, Hook::Routing, dir.version(), &input, now, false, |p| {
-        svc.runtime.routing(p, &Input { case: &input.case, now, recent_cases: &input.recent_cases, directory: dir })
+        svc.eval_routing(p, &Input { case: &input.case, now, recent_cases: &input.recent_cases, directory: dir })
     });
     for e in routed.events {
         let who = match &e {

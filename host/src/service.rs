@@ -13,7 +13,7 @@ use crate::lifecycle::{self, Action, LifecycleError};
 use crate::metrics::Metrics;
 use crate::model::{Case, CaseStatus, EventBody, Millis};
 use crate::registry::{CITY, Registry, RegistryError};
-use crate::runtime::{Hook, Limits, Runtime, RuntimeConfig, RuntimeError};
+use crate::runtime::{Evaluation, Hook, Input, Limits, Plugin, PluginError, Runtime, RuntimeConfig, RuntimeError, wit};
 use crate::store::{Change, Durability, Store, StoreError};
 
 /// Why a case operation failed.
@@ -79,7 +79,18 @@ pub struct Service {
     pub clock: Arc<dyn Clock>,
     /// Metrics.
     pub metrics: Metrics,
+    /// When set, rules run natively instead of in Wasm (a baseline for benchmarks).
+    pub native: Option<Arc<dyn NativeRules>>,
     caller_secret: Vec<u8>,
+}
+
+/// Rules compiled into the host instead of run as plug-ins: the baseline the Wasm runtime
+/// is measured against. Never used by `civic serve`.
+pub trait NativeRules: Send + Sync {
+    /// The eligibility hook.
+    fn eligibility(&self, input: &Input<'_>) -> Option<wit::EligibilityDecision>;
+    /// The routing hook.
+    fn routing(&self, input: &Input<'_>) -> Option<wit::RoutingDecision>;
 }
 
 /// What first start set up.
@@ -168,7 +179,7 @@ impl Service {
         for year in calendar.unchecked_years() {
             tracing::warn!(year, "the bundled holiday calendar for this year is not marked as checked against the official notice");
         }
-        Ok(Self { store, runtime, registry, calendar, clock, metrics: Metrics::new(), caller_secret })
+        Ok(Self { store, runtime, registry, calendar, clock, metrics: Metrics::new(), native: None, caller_secret })
     }
 
     /// Opens with the system clock.
@@ -210,6 +221,22 @@ impl Service {
     /// The current directory version.
     pub fn directory(&self) -> Result<Arc<Directory>, ServiceError> {
         self.store.current_directory()?.ok_or_else(|| ServiceError::Unavailable("no directory is loaded; start with `civic serve` once to load the sample city".into()))
+    }
+
+    /// Runs eligibility with `plugin` (or natively, for a baseline).
+    pub fn eval_eligibility(&self, plugin: &Plugin, input: &Input<'_>) -> Result<Evaluation<wit::EligibilityDecision>, PluginError> {
+        match &self.native {
+            Some(n) => Ok(native_eval(|| n.eligibility(input))),
+            None => self.runtime.eligibility(plugin, input),
+        }
+    }
+
+    /// Runs routing with `plugin` (or natively, for a baseline).
+    pub fn eval_routing(&self, plugin: &Plugin, input: &Input<'_>) -> Result<Evaluation<wit::RoutingDecision>, PluginError> {
+        match &self.native {
+            Some(n) => Ok(native_eval(|| n.routing(input))),
+            None => self.runtime.routing(plugin, input),
+        }
     }
 
     pub(crate) fn caller_secret(&self) -> &[u8] {
@@ -284,6 +311,12 @@ impl Service {
         }
         Ok(Change { case: next, events })
     }
+}
+
+fn native_eval<T>(f: impl FnOnce() -> Option<T>) -> Evaluation<T> {
+    let started = std::time::Instant::now();
+    let output = f();
+    Evaluation { output, fuel_used: 0, duration: started.elapsed(), log: Default::default() }
 }
 
 fn write_owner_only(path: &Path, secret: &str) -> std::io::Result<()> {

@@ -1,0 +1,214 @@
+//! Load generator: drives `POST /v1/cases` over loopback against a real server (real
+//! socket, durable acknowledgement) at 1, 16 and 64 concurrent keep-alive clients, with
+//! the bundled Wasm plug-ins and again with the same rules compiled natively into the host.
+//!
+//! `cargo bench -p civic-host --bench intake_load` (env `LOAD_SECONDS`, default 5)
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use civic_host::api::{ApiConfig, app};
+use civic_host::runtime::{Input, wit};
+use civic_host::service::{NativeRules, Service, ServiceConfig};
+use civic_rules_common::{CityDefault, District, Plugin as Rules};
+use civic_rules_sdk as sdk;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+mod common;
+
+/// The bundled district policies, natively.
+struct Native;
+
+thread_local! {
+    static SANDBOX: sdk::testing::Sandbox = sdk::testing::Sandbox::from_json(common::DIRECTORY, common::CATEGORIES).unwrap();
+}
+
+fn to_sdk(c: &wit::Case, now: i64) -> sdk::Case {
+    let mut b = sdk::testing::case(&c.district, &c.category).id(&c.id).caller(&c.caller_key).created_at(c.created_at);
+    if let Some(g) = &c.location.grid {
+        b = b.grid(g);
+    } else if let Some(cm) = &c.location.community {
+        b = b.community(cm);
+    }
+    if let Some(d) = &c.dispute {
+        let ch: Vec<Option<&str>> = d.party_chambers.iter().map(|x| x.as_deref()).collect();
+        b = b.dispute(&d.dispute_type, d.amount, &ch);
+    }
+    let mut case = b.build();
+    case.kind = match c.kind {
+        wit::CaseKind::Consultation => sdk::CaseKind::Consultation,
+        wit::CaseKind::Help => sdk::CaseKind::Help,
+        wit::CaseKind::Complaint => sdk::CaseKind::Complaint,
+        wit::CaseKind::Report => sdk::CaseKind::Report,
+        wit::CaseKind::Suggestion => sdk::CaseKind::Suggestion,
+        wit::CaseKind::Praise => sdk::CaseKind::Praise,
+    };
+    if c.urgency == wit::Urgency::Urgent {
+        case.urgency = sdk::Urgency::Urgent;
+    }
+    let set = c.flags.names();
+    let bits = wit::CaseFlags::all_names().enumerate().filter(|(_, n)| set.contains(n)).fold(0u16, |b, (i, _)| b | 1 << i);
+    case.flags = sdk::CaseFlags::from_bits_retain(bits as _);
+    case.eligibility = c.eligibility.as_ref().map(|e| sdk::EligibilityOutcome {
+        grid_admissible: e.grid_admissible,
+        mediation: e.mediation.as_ref().map(|m| sdk::Mediation { track: sdk::MediationTrack::Industry, unit: m.unit.clone() }),
+    });
+    case.returned_by = c.returned_by.clone();
+    case.updated_at = now;
+    case
+}
+
+fn run<D: District>(case: &sdk::Case, routing: bool) -> (Option<sdk::EligibilityDecision>, Option<sdk::RoutingDecision>) {
+    SANDBOX.with(|s| {
+        if routing {
+            (None, s.routing::<Rules<D>>(case).unwrap())
+        } else {
+            (s.eligibility::<Rules<D>>(case).unwrap(), None)
+        }
+    })
+}
+
+fn dispatch(case: &sdk::Case, routing: bool) -> (Option<sdk::EligibilityDecision>, Option<sdk::RoutingDecision>) {
+    match case.district.as_str() {
+        "yazhou" => run::<civic_plugin_yazhou::Yazhou>(case, routing),
+        "jiyang" => run::<civic_plugin_jiyang::Jiyang>(case, routing),
+        "tianya" => run::<civic_plugin_tianya::Tianya>(case, routing),
+        "haitang" => run::<civic_plugin_haitang::Haitang>(case, routing),
+        "yucai" => run::<civic_plugin_yucai::Yucai>(case, routing),
+        _ => run::<CityDefault>(case, routing),
+    }
+}
+
+fn span(s: sdk::Span) -> wit::Span {
+    match s {
+        sdk::Span::Minutes(m) => wit::Span::Minutes(m),
+        sdk::Span::WorkingDays(d) => wit::Span::WorkingDays(d),
+    }
+}
+
+impl NativeRules for Native {
+    fn eligibility(&self, input: &Input<'_>) -> Option<wit::EligibilityDecision> {
+        let e = dispatch(&to_sdk(input.case, input.now), false).0?;
+        Some(wit::EligibilityDecision {
+            admissibility: match e.admissibility {
+                sdk::Admissibility::Admissible => wit::Admissibility::Admissible,
+                sdk::Admissibility::Rejected(_) => wit::Admissibility::Rejected(wit::Rejection { reason: wit::RejectionReason::OutOfScope, related_case: None }),
+                sdk::Admissibility::Transferred(_) => wit::Admissibility::Transferred(wit::EmergencyLine::Police),
+            },
+            grid_admissible: e.grid_admissible,
+            mediation: e.mediation.map(|m| wit::Mediation { track: wit::MediationTrack::Industry, unit: m.unit }),
+            reasons: e.reasons,
+        })
+    }
+
+    fn routing(&self, input: &Input<'_>) -> Option<wit::RoutingDecision> {
+        let r = dispatch(&to_sdk(input.case, input.now), true).1?;
+        Some(wit::RoutingDecision {
+            lead: r.lead,
+            co_handlers: r.co_handlers,
+            deadlines: wit::DeadlineOverrides {
+                sign_off: r.deadlines.sign_off.map(span),
+                first_contact: r.deadlines.first_contact.map(span),
+                resolution: r.deadlines.resolution.map(span),
+                warning_percent: r.deadlines.warning_percent,
+            },
+            reasons: r.reasons,
+        })
+    }
+}
+
+/// A minimal HTTP/1.1 keep-alive client: enough to measure the server, nothing in the way.
+struct Client {
+    stream: tokio::net::TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Client {
+    async fn connect(addr: std::net::SocketAddr) -> Self {
+        let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        stream.set_nodelay(true).unwrap();
+        Client { stream, buf: Vec::with_capacity(16 * 1024) }
+    }
+
+    async fn post(&mut self, token: &str, body: &[u8]) -> u16 {
+        let head = format!(
+            "POST /v1/cases HTTP/1.1\r\nHost: bench\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        self.stream.write_all(head.as_bytes()).await.unwrap();
+        self.stream.write_all(body).await.unwrap();
+        self.buf.clear();
+        loop {
+            let mut chunk = [0u8; 8192];
+            let n = self.stream.read(&mut chunk).await.unwrap();
+            assert!(n > 0, "server closed the connection");
+            self.buf.extend_from_slice(&chunk[..n]);
+            let Some(end) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") else { continue };
+            let head = std::str::from_utf8(&self.buf[..end]).unwrap().to_ascii_lowercase();
+            let len: usize = head.lines().find_map(|l| l.strip_prefix("content-length:")).map(|v| v.trim().parse().unwrap()).unwrap_or(0);
+            if self.buf.len() >= end + 4 + len {
+                return head[9..12].parse().unwrap();
+            }
+        }
+    }
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    let seconds: u64 = std::env::var("LOAD_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(5);
+    let bodies: Vec<Vec<u8>> = include_str!("../../data/sample-cases.jsonl").lines().filter(|l| !l.is_empty()).map(|l| l.as_bytes().to_vec()).collect();
+    println!("POST /v1/cases over loopback, durable acknowledgement, {seconds} s per row");
+    println!("{:<8} {:>8} {:>10} {:>9} {:>9}", "rules", "clients", "cases/s", "p50 ms", "p99 ms");
+    for native in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let config = ServiceConfig::new(dir.path());
+        let mut svc = Service::open_default(&config).unwrap();
+        let token = svc.bootstrap(dir.path()).unwrap().admin_token.unwrap();
+        if native {
+            svc.native = Some(Arc::new(Native));
+        }
+        let svc = Arc::new(svc);
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        let addr = rt.block_on(async {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            tokio::spawn(async move { axum::serve(listener, app(svc, ApiConfig::default())).await.unwrap() });
+            addr
+        });
+        for clients in [1usize, 16, 64] {
+            let (rate, p50, p99) = rt.block_on(async {
+                let start = Instant::now();
+                let deadline = start + Duration::from_secs(seconds);
+                let mut tasks = Vec::new();
+                for c in 0..clients {
+                    let (token, bodies) = (token.clone(), bodies.clone());
+                    tasks.push(tokio::spawn(async move {
+                        let mut client = Client::connect(addr).await;
+                        let mut lat = Vec::new();
+                        let mut i = c;
+                        while Instant::now() < deadline {
+                            let t = Instant::now();
+                            let status = client.post(&token, &bodies[i % bodies.len()]).await;
+                            assert_eq!(status, 201);
+                            lat.push(t.elapsed());
+                            i += 1;
+                        }
+                        lat
+                    }));
+                }
+                let mut all = Vec::new();
+                for t in tasks {
+                    all.extend(t.await.unwrap());
+                }
+                let rate = all.len() as f64 / start.elapsed().as_secs_f64();
+                all.sort();
+                let q = |f: f64| all[((all.len() as f64 * f) as usize).min(all.len() - 1)].as_secs_f64() * 1000.0;
+                (rate, q(0.5), q(0.99))
+            });
+            println!("{:<8} {clients:>8} {rate:>10.0} {p50:>9.2} {p99:>9.2}", if native { "native" } else { "wasm" });
+        }
+        rt.shutdown_timeout(Duration::from_secs(1));
+    }
+}

@@ -222,10 +222,15 @@ pub struct Store {
     path: PathBuf,
     db: sled::Db,
     meta: sled::Tree,
-    cases: sled::Tree,
-    events: sled::Tree,
-    idx: sled::Tree,
+    /// Cases, events and indexes share one tree, so one batch writes them atomically.
+    data: sled::Tree,
+    cases: Space,
+    events: Space,
+    idx: Space,
     refdata: sled::Tree,
+    /// Serialises writers of the same case (striped by id); sled batches give atomicity.
+    locks: Vec<parking_lot::Mutex<()>>,
+    next_id: std::sync::atomic::AtomicU64,
     commit: GroupCommit,
     directories: RwLock<HashMap<u64, Arc<Directory>>>,
     current_directory: RwLock<Option<Arc<Directory>>>,
@@ -234,7 +239,6 @@ pub struct Store {
 const META_SCHEMA: &[u8] = b"schema";
 /// The file that names the schema, read before sled opens anything.
 pub const MARKER: &str = "CIVIC_STORE";
-const META_NEXT_CASE: &[u8] = b"next_case";
 const META_DIRECTORY: &[u8] = b"directory_version";
 
 impl Store {
@@ -287,11 +291,17 @@ impl Store {
         } else if meta.get(META_SCHEMA)?.as_deref() != Some(SCHEMA_VERSION.to_string().as_bytes()) {
             return Err(StoreError::NotAStore { path: path.to_owned(), why: "its schema marker and its contents disagree".into() });
         }
+        let data = db.open_tree("data")?;
+        let cases = Space { tree: data.clone(), prefix: b'c' };
+        let last_id = cases.iter().next_back().transpose()?.map(|(k, _)| id_number(&String::from_utf8_lossy(&k))).unwrap_or(0);
         Ok(Self {
             path: path.to_owned(),
-            cases: db.open_tree("cases")?,
-            events: db.open_tree("events")?,
-            idx: db.open_tree("idx")?,
+            events: Space { tree: data.clone(), prefix: b'e' },
+            idx: Space { tree: data.clone(), prefix: b'i' },
+            cases,
+            data,
+            locks: (0..256).map(|_| parking_lot::Mutex::new(())).collect(),
+            next_id: std::sync::atomic::AtomicU64::new(last_id),
             refdata: db.open_tree("refdata")?,
             commit: GroupCommit::new(db.clone(), durability),
             meta,
@@ -374,14 +384,19 @@ impl Store {
         self.commit.flushes()
     }
 
-    /// A fresh, never-used case id.
+    /// A fresh case id. Ids are numbered after the highest stored one; an id handed out
+    /// but never written may be handed out again after a restart, which is harmless
+    /// because nothing refers to it.
     pub fn next_case_id(&self) -> Result<String, StoreError> {
-        let n = self.meta.update_and_fetch(META_NEXT_CASE, |old| {
-            let n = old.map(|b| u64::from_be_bytes(b.try_into().unwrap_or([0; 8]))).unwrap_or(0) + 1;
-            Some(n.to_be_bytes().to_vec())
-        })?;
-        let n = u64::from_be_bytes(n.expect("just set").as_ref().try_into().expect("8 bytes"));
+        let n = self.next_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
         Ok(format!("c-{n:010}"))
+    }
+
+    fn lock(&self, id: &str) -> parking_lot::MutexGuard<'_, ()> {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        id.hash(&mut h);
+        self.locks[h.finish() as usize % self.locks.len()].lock()
     }
 
     /// Stores a new case with its first events; durable when this returns.
@@ -389,23 +404,22 @@ impl Store {
         let Change { mut case, events } = change;
         case.version = 1;
         case.event_count = events.len() as u64;
-        let written = (&self.cases, &self.events, &self.idx)
-            .transaction(|(tc, te, ti)| {
-                if tc.get(case.id.as_bytes())?.is_some() {
-                    return abort(StoreError::Exists(case.id.clone()));
-                }
-                for (seq, (at, actor, what)) in events.iter().enumerate() {
-                    let e = Event { seq: seq as u64, at: *at, actor: actor.clone(), what: what.clone() };
-                    te.insert(keys::event_key(&case.id, seq as u64), encode(&e))?;
-                }
-                for k in keys::index_keys(&case) {
-                    ti.insert(k, &[])?;
-                }
-                tc.insert(case.id.as_bytes(), encode(&case))?;
-                Ok(())
-            })
-            .map_err(untx);
-        written?;
+        {
+            let _guard = self.lock(&case.id);
+            if self.cases.get(case.id.as_bytes())?.is_some() {
+                return Err(StoreError::Exists(case.id.clone()));
+            }
+            let mut batch = sled::Batch::default();
+            for (seq, (at, actor, what)) in events.iter().enumerate() {
+                let e = Event { seq: seq as u64, at: *at, actor: actor.clone(), what: what.clone() };
+                batch.insert(self.events.key(&keys::event_key(&case.id, seq as u64)), encode(&e));
+            }
+            for k in keys::index_keys(&case) {
+                batch.insert(self.idx.key(&k), &[]);
+            }
+            batch.insert(self.cases.key(case.id.as_bytes()), encode(&case));
+            self.data.apply_batch(batch)?;
+        }
         self.commit.sync()?;
         Ok(case)
     }
@@ -424,47 +438,39 @@ impl Store {
         expected_version: Option<u64>,
         f: impl Fn(&Case) -> Result<Change, StoreError>,
     ) -> Result<Case, StoreError> {
-        let updated = (&self.cases, &self.events, &self.idx)
-            .transaction(|(tc, te, ti)| {
-                let Some(bytes) = tc.get(id.as_bytes())? else {
-                    return abort(StoreError::NotFound(id.to_owned()));
-                };
-                let old: Case = match decode(id.as_bytes(), &bytes) {
-                    Ok(c) => c,
-                    Err(e) => return abort(e),
-                };
-                if let Some(v) = expected_version {
-                    if v != old.version {
-                        return abort(StoreError::Conflict { case: id.to_owned(), expected: v, actual: old.version });
-                    }
+        let new = {
+            let _guard = self.lock(id);
+            let old = self.get_case(id)?.ok_or_else(|| StoreError::NotFound(id.to_owned()))?;
+            if let Some(v) = expected_version {
+                if v != old.version {
+                    return Err(StoreError::Conflict { case: id.to_owned(), expected: v, actual: old.version });
                 }
-                let Change { case: mut new, events } = match f(&old) {
-                    Ok(c) => c,
-                    Err(e) => return abort(e),
-                };
-                if new.id != old.id || new.district != old.district || new.created_at != old.created_at {
-                    return abort(StoreError::Invalid("a case's id, district and creation time never change".into()));
-                }
-                new.version = old.version + 1;
-                new.event_count = old.event_count + events.len() as u64;
-                for (i, (at, actor, what)) in events.iter().enumerate() {
-                    let seq = old.event_count + i as u64;
-                    let e = Event { seq, at: *at, actor: actor.clone(), what: what.clone() };
-                    te.insert(keys::event_key(id, seq), encode(&e))?;
-                }
-                let (old_keys, new_keys) = (keys::index_keys(&old), keys::index_keys(&new));
-                for k in old_keys.iter().filter(|k| !new_keys.contains(k)) {
-                    ti.remove(k.as_slice())?;
-                }
-                for k in new_keys.iter().filter(|k| !old_keys.contains(k)) {
-                    ti.insert(k.as_slice(), &[])?;
-                }
-                tc.insert(id.as_bytes(), encode(&new))?;
-                Ok(new)
-            })
-            .map_err(untx)?;
+            }
+            let Change { case: mut new, events } = f(&old)?;
+            if new.id != old.id || new.district != old.district || new.created_at != old.created_at {
+                return Err(StoreError::Invalid("a case's id, district and creation time never change".into()));
+            }
+            new.version = old.version + 1;
+            new.event_count = old.event_count + events.len() as u64;
+            let mut batch = sled::Batch::default();
+            for (i, (at, actor, what)) in events.iter().enumerate() {
+                let seq = old.event_count + i as u64;
+                let e = Event { seq, at: *at, actor: actor.clone(), what: what.clone() };
+                batch.insert(self.events.key(&keys::event_key(id, seq)), encode(&e));
+            }
+            let (old_keys, new_keys) = (keys::index_keys(&old), keys::index_keys(&new));
+            for k in old_keys.iter().filter(|k| !new_keys.contains(k)) {
+                batch.remove(self.idx.key(k));
+            }
+            for k in new_keys.iter().filter(|k| !old_keys.contains(k)) {
+                batch.insert(self.idx.key(k), &[]);
+            }
+            batch.insert(self.cases.key(id.as_bytes()), encode(&new));
+            self.data.apply_batch(batch)?;
+            new
+        };
         self.commit.sync()?;
-        Ok(updated)
+        Ok(new)
     }
 
     /// A case's history, oldest first.
@@ -683,6 +689,7 @@ impl Store {
             lines.push(parsed);
         }
         let mut max_case = 0u64;
+        let mut batch = sled::Batch::default();
         let mut max_dir = 0u64;
         for l in &lines {
             match l {
@@ -692,16 +699,14 @@ impl Store {
                     max_dir = max_dir.max(*version);
                 }
                 Line::Case(c) => {
-                    self.cases.insert(c.id.as_bytes(), encode(c))?;
+                    batch.insert(self.cases.key(c.id.as_bytes()), encode(c));
                     for k in keys::index_keys(c) {
-                        self.idx.insert(k, &[])?;
+                        batch.insert(self.idx.key(&k), &[]);
                     }
-                    if let Some(n) = c.id.strip_prefix("c-").and_then(|n| n.parse::<u64>().ok()) {
-                        max_case = max_case.max(n);
-                    }
+                    max_case = max_case.max(id_number(&c.id));
                 }
                 Line::Event { case, event } => {
-                    self.events.insert(keys::event_key(case, event.seq), encode(event))?;
+                    batch.insert(self.events.key(&keys::event_key(case, event.seq)), encode(event));
                 }
                 Line::Record { tree, key, value } => {
                     let bad = |m: &str| StoreError::Import { line: 0, message: format!("record in {tree}: {m}") };
@@ -711,7 +716,8 @@ impl Store {
                 }
             }
         }
-        self.meta.insert(META_NEXT_CASE, &max_case.to_be_bytes())?;
+        self.data.apply_batch(batch)?;
+        self.next_id.fetch_max(max_case, std::sync::atomic::Ordering::Relaxed);
         if max_dir > 0 {
             self.meta.insert(META_DIRECTORY, &max_dir.to_be_bytes())?;
         }
@@ -743,11 +749,57 @@ impl Store {
         for kv in self.idx.iter() {
             let (k, _) = kv?;
             report.index_entries += 1;
-            if !expected.contains(k.as_ref()) {
+            if !expected.contains(&k) {
                 report.problems.push(format!("index entry {} belongs to no case", hex::encode(&k)));
             }
         }
         Ok(report)
+    }
+}
+
+/// The number in a case id `c-0000000042`.
+fn id_number(id: &str) -> u64 {
+    id.strip_prefix("c-").and_then(|n| n.parse().ok()).unwrap_or(0)
+}
+
+/// A key space inside the shared data tree: the same calls as a tree, with a prefix byte.
+struct Space {
+    tree: sled::Tree,
+    prefix: u8,
+}
+
+type KvIter = Box<dyn DoubleEndedIterator<Item = sled::Result<(Vec<u8>, sled::IVec)>>>;
+
+impl Space {
+    fn key(&self, k: &[u8]) -> Vec<u8> {
+        let mut v = Vec::with_capacity(k.len() + 1);
+        v.push(self.prefix);
+        v.extend_from_slice(k);
+        v
+    }
+    fn strip(it: impl DoubleEndedIterator<Item = sled::Result<(sled::IVec, sled::IVec)>> + 'static) -> KvIter {
+        Box::new(it.map(|kv| kv.map(|(k, v)| (k[1..].to_vec(), v))))
+    }
+    fn get(&self, k: &[u8]) -> sled::Result<Option<sled::IVec>> {
+        self.tree.get(self.key(k))
+    }
+    fn contains_key(&self, k: &[u8]) -> sled::Result<bool> {
+        self.tree.contains_key(self.key(k))
+    }
+    fn scan_prefix(&self, p: impl AsRef<[u8]>) -> KvIter {
+        Self::strip(self.tree.scan_prefix(self.key(p.as_ref())))
+    }
+    fn iter(&self) -> KvIter {
+        self.scan_prefix([])
+    }
+    fn range(&self, r: std::ops::Range<Vec<u8>>) -> KvIter {
+        Self::strip(self.tree.range(self.key(&r.start)..self.key(&r.end)))
+    }
+    fn is_empty(&self) -> bool {
+        self.iter().next().is_none()
+    }
+    fn len(&self) -> usize {
+        self.iter().count()
     }
 }
 

@@ -150,20 +150,56 @@ pub fn issue(store: &Store, issuer: Option<&Principal>, new: &NewToken, now: Mil
     Ok((token, format!("civic_{id}_{secret}")))
 }
 
-/// The principal a bearer token string stands for.
-pub fn authenticate(store: &Store, bearer: &str) -> Result<Principal, AuthError> {
-    let rest = bearer.strip_prefix("civic_").ok_or(AuthError::Unauthenticated)?;
-    let (id, secret) = rest.split_once('_').ok_or(AuthError::Unauthenticated)?;
-    if id.len() > 32 || secret.len() > 64 {
-        return Err(AuthError::Unauthenticated);
+/// Stored tokens, cached in memory after first use (every request authenticates).
+#[derive(Debug, Default)]
+pub struct Tokens {
+    cache: parking_lot::RwLock<std::collections::HashMap<String, Token>>,
+}
+
+impl Tokens {
+    /// The principal a bearer token string stands for.
+    pub fn authenticate(&self, store: &Store, bearer: &str) -> Result<Principal, AuthError> {
+        let rest = bearer.strip_prefix("civic_").ok_or(AuthError::Unauthenticated)?;
+        let (id, secret) = rest.split_once('_').ok_or(AuthError::Unauthenticated)?;
+        if id.len() > 32 || secret.len() > 64 {
+            return Err(AuthError::Unauthenticated);
+        }
+        let cached = self.cache.read().get(id).cloned();
+        let token = match cached {
+            Some(t) => t,
+            None => {
+                let t = authenticate_stored(store, id)?;
+                self.cache.write().insert(id.to_owned(), t.clone());
+                t
+            }
+        };
+        check(&token, secret)
     }
+
+    /// Revokes a token the principal manages; a token it may not see is "not found".
+    pub fn revoke(&self, store: &Store, p: &Principal, id: &str) -> Result<bool, AuthError> {
+        let found = revoke(store, p, id)?;
+        self.cache.write().remove(id);
+        Ok(found)
+    }
+}
+
+fn authenticate_stored(store: &Store, id: &str) -> Result<Token, AuthError> {
     let bytes = store.record_get(TOKENS, id)?.ok_or(AuthError::Unauthenticated)?;
-    let token: Token = serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt { key: format!("token {id}"), message: e.to_string() })?;
+    Ok(serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt { key: format!("token {id}"), message: e.to_string() })?)
+}
+
+fn check(token: &Token, secret: &str) -> Result<Principal, AuthError> {
     let good: bool = sha(secret).as_bytes().ct_eq(token.secret_sha256.as_bytes()).into();
     if !good || token.revoked {
         return Err(AuthError::Unauthenticated);
     }
-    Ok(Principal { id: token.id, role: token.role, district: token.district, unit: token.unit })
+    Ok(Principal { id: token.id.clone(), role: token.role, district: token.district.clone(), unit: token.unit.clone() })
+}
+
+/// The principal a bearer token string stands for, read from the store.
+pub fn authenticate(store: &Store, bearer: &str) -> Result<Principal, AuthError> {
+    Tokens::default().authenticate(store, bearer)
 }
 
 /// Tokens the principal may see (its district's, or all for a city admin).
@@ -176,8 +212,8 @@ pub fn list(store: &Store, p: &Principal) -> Result<Vec<Token>, AuthError> {
     Ok(all.into_iter().filter(|t| p.role == Role::CityAdmin || (p.role == Role::DistrictAdmin && t.district == p.district)).collect())
 }
 
-/// Revokes a token the principal manages; a token it may not see is "not found".
-pub fn revoke(store: &Store, p: &Principal, id: &str) -> Result<bool, AuthError> {
+/// Revokes a token in the store (callers holding a [`Tokens`] cache use [`Tokens::revoke`]).
+fn revoke(store: &Store, p: &Principal, id: &str) -> Result<bool, AuthError> {
     let visible = list(store, p)?.into_iter().any(|t| t.id == id);
     if !visible {
         return Ok(false);

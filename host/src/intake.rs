@@ -190,8 +190,30 @@ fn push_transition(case: &mut Case, action: Action, actor: &str, now: Millis, ev
     Ok(())
 }
 
+/// A case just taken in, with the decisions that shaped it.
+#[derive(Debug, Clone)]
+pub struct Taken {
+    /// The stored case.
+    pub case: Case,
+    /// Its decision records, in order.
+    pub decisions: Vec<crate::model::DecisionRecord>,
+}
+
 /// Takes a case in: validate, eligibility, routing, one durable write.
-pub fn intake(svc: &Service, new: &NewCase, actor: &str) -> Result<Case, ServiceError> {
+pub fn intake(svc: &Service, new: &NewCase, actor: &str) -> Result<Taken, ServiceError> {
+    let (case, events) = take_in(svc, new, actor)?;
+    let decisions = events
+        .iter()
+        .filter_map(|(_, _, e)| match e {
+            EventBody::Decision(r) => Some((**r).clone()),
+            _ => None,
+        })
+        .collect();
+    let case = svc.store.create_case(Change { case, events })?;
+    Ok(Taken { case, decisions })
+}
+
+fn take_in(svc: &Service, new: &NewCase, actor: &str) -> Result<(Case, Events), ServiceError> {
     let now = svc.clock.now();
     let dir = svc.directory()?;
     let id = svc.store.next_case_id()?;
@@ -227,7 +249,7 @@ pub fn intake(svc: &Service, new: &NewCase, actor: &str) -> Result<Case, Service
                     None => format!("{:?}", r.reason),
                 };
                 push_transition(&mut case, Action::Reject { reason }, "system", now, &mut events)?;
-                return Ok(svc.store.create_case(Change { case, events })?);
+                return Ok((case, events));
             }
             wit::Admissibility::Transferred(line) => {
                 let line = match line {
@@ -237,7 +259,7 @@ pub fn intake(svc: &Service, new: &NewCase, actor: &str) -> Result<Case, Service
                     wit::EmergencyLine::TrafficPolice => "122",
                 };
                 push_transition(&mut case, Action::Transfer { line: line.into() }, "system", now, &mut events)?;
-                return Ok(svc.store.create_case(Change { case, events })?);
+                return Ok((case, events));
             }
             wit::Admissibility::Admissible => {
                 case.eligibility = Some(EligibilityOutcome {
@@ -255,7 +277,7 @@ pub fn intake(svc: &Service, new: &NewCase, actor: &str) -> Result<Case, Service
     } else {
         route(svc, &dir, &mut case, &recent, now, &mut events)?;
     }
-    Ok(svc.store.create_case(Change { case, events })?)
+    Ok((case, events))
 }
 
 /// Sends a pending case to its district desk for a person to triage.

@@ -79,6 +79,8 @@ pub struct Service {
     pub clock: Arc<dyn Clock>,
     /// Metrics.
     pub metrics: Metrics,
+    /// Token cache.
+    pub tokens: crate::auth::Tokens,
     /// When set, rules run natively instead of in Wasm (a baseline for benchmarks).
     pub native: Option<Arc<dyn NativeRules>>,
     caller_secret: Vec<u8>,
@@ -179,7 +181,7 @@ impl Service {
         for year in calendar.unchecked_years() {
             tracing::warn!(year, "the bundled holiday calendar for this year is not marked as checked against the official notice");
         }
-        Ok(Self { store, runtime, registry, calendar, clock, metrics: Metrics::new(), native: None, caller_secret })
+        Ok(Self { store, runtime, registry, calendar, clock, metrics: Metrics::new(), tokens: Default::default(), native: None, caller_secret })
     }
 
     /// Opens with the system clock.

@@ -10,7 +10,7 @@ use super::extract::{Auth, Json};
 use super::{ApiError, AppState, Route, blocking};
 use crate::auth::{Principal, Role};
 use crate::intake::{self, NewCase};
-use crate::model::{Case, CaseStatus, Event, EventBody};
+use crate::model::{Case, CaseStatus, DecisionRecord, Event, EventBody};
 use crate::service::{CaseAction, Service};
 use crate::store::{Filter, MAX_PAGE};
 
@@ -52,19 +52,17 @@ struct DecisionSummary {
     fallback: bool,
 }
 
+fn summary(r: DecisionRecord) -> DecisionSummary {
+    DecisionSummary { hook: r.hook, plugin: r.plugin.name, version: r.plugin.version, reasons: r.reasons, fallback: r.fallback }
+}
+
 fn view(svc: &Service, case: Case) -> Result<CaseView, ApiError> {
     let decisions = svc
         .store
         .history(&case.id)?
         .into_iter()
         .filter_map(|e| match e.what {
-            EventBody::Decision(r) => Some(DecisionSummary {
-                hook: r.hook,
-                plugin: r.plugin.name,
-                version: r.plugin.version,
-                reasons: r.reasons,
-                fallback: r.fallback,
-            }),
+            EventBody::Decision(r) => Some(summary(*r)),
             _ => None,
         })
         .collect();
@@ -84,8 +82,8 @@ async fn create(State(state): State<AppState>, Auth(p): Auth, Json(new): Json<Ne
         return Err(ApiError::Forbidden(format!("this token may not create cases in {}", new.district)));
     }
     let out = blocking(&state, move |svc| {
-        let c = intake::intake(svc, &new, &p.id)?;
-        view(svc, c)
+        let taken = intake::intake(svc, &new, &p.id)?;
+        Ok(CaseView { case: taken.case, decisions: taken.decisions.into_iter().map(summary).collect() })
     })
     .await?;
     Ok((StatusCode::CREATED, axum::Json(out)))

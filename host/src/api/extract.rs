@@ -7,7 +7,7 @@ use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 
 use super::{ApiError, AppState};
-use crate::auth::{self, Principal};
+use crate::auth::Principal;
 
 /// The authenticated caller.
 pub struct Auth(pub Principal);
@@ -18,9 +18,9 @@ impl FromRequestParts<AppState> for Auth {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let header = parts.headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok()).ok_or(ApiError::Unauthorized)?;
         let token = header.strip_prefix("Bearer ").ok_or(ApiError::Unauthorized)?.trim();
-        let store = state.svc.store.clone();
+        let svc = state.svc.clone();
         let token = token.to_owned();
-        let principal = tokio::task::spawn_blocking(move || auth::authenticate(&store, &token))
+        let principal = tokio::task::spawn_blocking(move || svc.tokens.authenticate(&svc.store, &token))
             .await
             .map_err(|e| ApiError::Internal(e.to_string()))??;
         Ok(Auth(principal))

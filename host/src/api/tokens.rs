@@ -53,6 +53,6 @@ async fn revoke(State(state): State<AppState>, Auth(p): Auth, Path(id): Path<Str
     if !matches!(p.role, Role::CityAdmin | Role::DistrictAdmin) {
         return Err(ApiError::Forbidden("only admins revoke tokens".into()));
     }
-    let found = blocking(&state, move |svc| Ok(auth::revoke(&svc.store, &p, &id)?)).await?;
+    let found = blocking(&state, move |svc| Ok(svc.tokens.revoke(&svc.store, &p, &id)?)).await?;
     if found { Ok(StatusCode::NO_CONTENT) } else { Err(ApiError::NotFound("no such token".into())) }
 }

@@ -11,7 +11,7 @@ pub const BY_DISTRICT: u8 = b'd';
 pub const BY_UNIT: u8 = b'U';
 /// Index by timer due time.
 pub const BY_DUE: u8 = b'T';
-/// Index by caller key, category, creation time.
+/// Index by caller key, creation time, category (newest-first scans stay short).
 pub const BY_CALLER: u8 = b'K';
 /// Index by creation time.
 pub const BY_CREATED: u8 = b'C';
@@ -126,7 +126,7 @@ pub fn index_keys(c: &Case) -> Vec<Vec<u8>> {
     let mut keys = vec![
         key(BY_DISTRICT_STATUS, &[c.district.as_bytes(), c.status.as_str().as_bytes(), &created, id]),
         key(BY_DISTRICT, &[c.district.as_bytes(), &created, id]),
-        key(BY_CALLER, &[c.caller_key.as_bytes(), c.category.as_bytes(), &created, id]),
+        key(BY_CALLER, &[c.caller_key.as_bytes(), &created, c.category.as_bytes(), id]),
         key(BY_CREATED, &[&created, id]),
     ];
     for unit in c.handler.iter().chain(c.co_handlers.iter()) {

@@ -546,18 +546,17 @@ impl Store {
 
     /// The caller's cases created at or after `since`, newest first (at most `limit`).
     pub fn caller_cases(&self, caller_key: &str, since: Millis, limit: usize) -> Result<Vec<Case>, StoreError> {
+        let start = keys::prefix(keys::BY_CALLER, &[caller_key.as_bytes(), &time_key(since)]);
+        let mut end = keys::prefix(keys::BY_CALLER, &[caller_key.as_bytes()]);
+        end.push(0xff);
         let mut out = Vec::new();
-        for kv in self.idx.scan_prefix(keys::prefix(keys::BY_CALLER, &[caller_key.as_bytes()])) {
+        for kv in self.idx.range(start..end).rev().take(limit) {
             let (k, _) = kv?;
             let id = String::from_utf8_lossy(keys::id_at_end(&k)).into_owned();
             if let Some(c) = self.get_case(&id)? {
-                if c.created_at >= since {
-                    out.push(c);
-                }
+                out.push(c);
             }
         }
-        out.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(b.id.cmp(&a.id)));
-        out.truncate(limit);
         Ok(out)
     }
 

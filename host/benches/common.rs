@@ -1,4 +1,6 @@
 //! Shared inputs for the runtime benches: the same sample case for native and Wasm.
+// Each bench uses a different part of this module.
+#![allow(dead_code)]
 
 use civic_host::runtime::wit;
 
@@ -24,7 +26,10 @@ pub fn wasm_case() -> wit::Case {
         flags: wit::CaseFlags::empty(),
         dispute: None,
         status: wit::CaseStatus::PendingDispatch,
-        eligibility: Some(wit::EligibilityOutcome { grid_admissible: true, mediation: None }),
+        eligibility: Some(wit::EligibilityOutcome {
+            grid_admissible: true,
+            mediation: None,
+        }),
         handler: None,
         co_handlers: vec![],
         returned_by: vec![],
@@ -39,6 +44,9 @@ pub fn wasm_case() -> wit::Case {
 pub fn native_case() -> civic_rules_sdk::Case {
     civic_rules_sdk::testing::case("jiyang", "noise")
         .grid("jiyang/yuehe/grid-01")
-        .eligibility(civic_rules_sdk::EligibilityOutcome { grid_admissible: true, mediation: None })
+        .eligibility(civic_rules_sdk::EligibilityOutcome {
+            grid_admissible: true,
+            mediation: None,
+        })
         .build()
 }

@@ -18,7 +18,8 @@ const CALLS: usize = 50_000;
 
 fn percentiles(mut v: Vec<Duration>) -> (f64, f64) {
     v.sort();
-    let at = |q: f64| v[((v.len() as f64 * q) as usize).min(v.len() - 1)].as_nanos() as f64 / 1000.0;
+    let at =
+        |q: f64| v[((v.len() as f64 * q) as usize).min(v.len() - 1)].as_nanos() as f64 / 1000.0;
     (at(0.50), at(0.99))
 }
 
@@ -26,13 +27,23 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
-    let component = civic_plugin_bundle::get("civic-plugin-city-default").unwrap().component;
-    let directory = Arc::new(Directory::from_json(1, common::DIRECTORY, common::CATEGORIES).unwrap());
+    let component = civic_plugin_bundle::get("civic-plugin-city-default")
+        .unwrap()
+        .component;
+    let directory =
+        Arc::new(Directory::from_json(1, common::DIRECTORY, common::CATEGORIES).unwrap());
     let runtime = Runtime::new(RuntimeConfig::default()).unwrap();
-    let plugin = runtime.load("city-default", component, Limits::default(), "{}").unwrap();
+    let plugin = runtime
+        .load("city-default", component, Limits::default(), "{}")
+        .unwrap();
     let wasm = || {
         let case = common::wasm_case();
-        let input = Input { case: &case, now: case.created_at, recent_cases: &[], directory: &directory };
+        let input = Input {
+            case: &case,
+            now: case.created_at,
+            recent_cases: &[],
+            directory: &directory,
+        };
         let t = Instant::now();
         let r = runtime.routing(&plugin, &input).unwrap();
         let d = t.elapsed();
@@ -44,7 +55,10 @@ fn main() {
         let case = common::native_case();
         move || {
             let t = Instant::now();
-            let r = sandbox.routing::<Rules<CityDefault>>(&case).unwrap().unwrap();
+            let r = sandbox
+                .routing::<Rules<CityDefault>>(&case)
+                .unwrap()
+                .unwrap();
             let d = t.elapsed();
             assert_eq!(r.lead, "jiyang/yuehe/grid-01");
             d
@@ -55,7 +69,10 @@ fn main() {
         wasm();
     }
     println!("routing decision, {CALLS} calls per row (µs)");
-    println!("{:<28} {:>8} {:>8} {:>14}", "set-up", "p50", "p99", "decisions/s");
+    println!(
+        "{:<28} {:>8} {:>8} {:>14}",
+        "set-up", "p50", "p99", "decisions/s"
+    );
     for round in 0..2 {
         let n = native();
         let mut lat = Vec::with_capacity(CALLS);
@@ -65,7 +82,10 @@ fn main() {
         }
         let rate = CALLS as f64 / t.elapsed().as_secs_f64();
         let (p50, p99) = percentiles(lat);
-        println!("{:<28} {p50:>8.2} {p99:>8.2} {rate:>14.0}", format!("native rust (round {round})"));
+        println!(
+            "{:<28} {p50:>8.2} {p99:>8.2} {rate:>14.0}",
+            format!("native rust (round {round})")
+        );
 
         let mut lat = Vec::with_capacity(CALLS);
         let t = Instant::now();
@@ -74,15 +94,23 @@ fn main() {
         }
         let rate = CALLS as f64 / t.elapsed().as_secs_f64();
         let (p50, p99) = percentiles(lat);
-        println!("{:<28} {p50:>8.2} {p99:>8.2} {rate:>14.0}", format!("wasm 1 thread (round {round})"));
+        println!(
+            "{:<28} {p50:>8.2} {p99:>8.2} {rate:>14.0}",
+            format!("wasm 1 thread (round {round})")
+        );
 
         let t = Instant::now();
         let lat: Vec<Duration> = std::thread::scope(|s| {
-            let hs: Vec<_> = (0..2).map(|_| s.spawn(|| (0..CALLS / 2).map(|_| wasm()).collect::<Vec<_>>())).collect();
+            let hs: Vec<_> = (0..2)
+                .map(|_| s.spawn(|| (0..CALLS / 2).map(|_| wasm()).collect::<Vec<_>>()))
+                .collect();
             hs.into_iter().flat_map(|h| h.join().unwrap()).collect()
         });
         let rate = CALLS as f64 / t.elapsed().as_secs_f64();
         let (p50, p99) = percentiles(lat);
-        println!("{:<28} {p50:>8.2} {p99:>8.2} {rate:>14.0}", format!("wasm 2 threads (round {round})"));
+        println!(
+            "{:<28} {p50:>8.2} {p99:>8.2} {rate:>14.0}",
+            format!("wasm 2 threads (round {round})")
+        );
     }
 }

@@ -24,7 +24,10 @@ thread_local! {
 }
 
 fn to_sdk(c: &wit::Case, now: i64) -> sdk::Case {
-    let mut b = sdk::testing::case(&c.district, &c.category).id(&c.id).caller(&c.caller_key).created_at(c.created_at);
+    let mut b = sdk::testing::case(&c.district, &c.category)
+        .id(&c.id)
+        .caller(&c.caller_key)
+        .created_at(c.created_at);
     if let Some(g) = &c.location.grid {
         b = b.grid(g);
     } else if let Some(cm) = &c.location.community {
@@ -47,18 +50,30 @@ fn to_sdk(c: &wit::Case, now: i64) -> sdk::Case {
         case.urgency = sdk::Urgency::Urgent;
     }
     let set = c.flags.names();
-    let bits = wit::CaseFlags::all_names().enumerate().filter(|(_, n)| set.contains(n)).fold(0u16, |b, (i, _)| b | 1 << i);
+    let bits = wit::CaseFlags::all_names()
+        .enumerate()
+        .filter(|(_, n)| set.contains(n))
+        .fold(0u16, |b, (i, _)| b | 1 << i);
     case.flags = sdk::CaseFlags::from_bits_retain(bits as _);
     case.eligibility = c.eligibility.as_ref().map(|e| sdk::EligibilityOutcome {
         grid_admissible: e.grid_admissible,
-        mediation: e.mediation.as_ref().map(|m| sdk::Mediation { track: sdk::MediationTrack::Industry, unit: m.unit.clone() }),
+        mediation: e.mediation.as_ref().map(|m| sdk::Mediation {
+            track: sdk::MediationTrack::Industry,
+            unit: m.unit.clone(),
+        }),
     });
     case.returned_by = c.returned_by.clone();
     case.updated_at = now;
     case
 }
 
-fn run<D: District>(case: &sdk::Case, routing: bool) -> (Option<sdk::EligibilityDecision>, Option<sdk::RoutingDecision>) {
+fn run<D: District>(
+    case: &sdk::Case,
+    routing: bool,
+) -> (
+    Option<sdk::EligibilityDecision>,
+    Option<sdk::RoutingDecision>,
+) {
     SANDBOX.with(|s| {
         if routing {
             (None, s.routing::<Rules<D>>(case).unwrap())
@@ -68,7 +83,13 @@ fn run<D: District>(case: &sdk::Case, routing: bool) -> (Option<sdk::Eligibility
     })
 }
 
-fn dispatch(case: &sdk::Case, routing: bool) -> (Option<sdk::EligibilityDecision>, Option<sdk::RoutingDecision>) {
+fn dispatch(
+    case: &sdk::Case,
+    routing: bool,
+) -> (
+    Option<sdk::EligibilityDecision>,
+    Option<sdk::RoutingDecision>,
+) {
     match case.district.as_str() {
         "yazhou" => run::<civic_plugin_yazhou::Yazhou>(case, routing),
         "jiyang" => run::<civic_plugin_jiyang::Jiyang>(case, routing),
@@ -92,11 +113,19 @@ impl NativeRules for Native {
         Some(wit::EligibilityDecision {
             admissibility: match e.admissibility {
                 sdk::Admissibility::Admissible => wit::Admissibility::Admissible,
-                sdk::Admissibility::Rejected(_) => wit::Admissibility::Rejected(wit::Rejection { reason: wit::RejectionReason::OutOfScope, related_case: None }),
-                sdk::Admissibility::Transferred(_) => wit::Admissibility::Transferred(wit::EmergencyLine::Police),
+                sdk::Admissibility::Rejected(_) => wit::Admissibility::Rejected(wit::Rejection {
+                    reason: wit::RejectionReason::OutOfScope,
+                    related_case: None,
+                }),
+                sdk::Admissibility::Transferred(_) => {
+                    wit::Admissibility::Transferred(wit::EmergencyLine::Police)
+                }
             },
             grid_admissible: e.grid_admissible,
-            mediation: e.mediation.map(|m| wit::Mediation { track: wit::MediationTrack::Industry, unit: m.unit }),
+            mediation: e.mediation.map(|m| wit::Mediation {
+                track: wit::MediationTrack::Industry,
+                unit: m.unit,
+            }),
             reasons: e.reasons,
         })
     }
@@ -127,7 +156,10 @@ impl Client {
     async fn connect(addr: std::net::SocketAddr) -> Self {
         let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
         stream.set_nodelay(true).unwrap();
-        Client { stream, buf: Vec::with_capacity(16 * 1024) }
+        Client {
+            stream,
+            buf: Vec::with_capacity(16 * 1024),
+        }
     }
 
     async fn post(&mut self, token: &str, body: &[u8]) -> u16 {
@@ -143,9 +175,17 @@ impl Client {
             let n = self.stream.read(&mut chunk).await.unwrap();
             assert!(n > 0, "server closed the connection");
             self.buf.extend_from_slice(&chunk[..n]);
-            let Some(end) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") else { continue };
-            let head = std::str::from_utf8(&self.buf[..end]).unwrap().to_ascii_lowercase();
-            let len: usize = head.lines().find_map(|l| l.strip_prefix("content-length:")).map(|v| v.trim().parse().unwrap()).unwrap_or(0);
+            let Some(end) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+                continue;
+            };
+            let head = std::str::from_utf8(&self.buf[..end])
+                .unwrap()
+                .to_ascii_lowercase();
+            let len: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .map(|v| v.trim().parse().unwrap())
+                .unwrap_or(0);
             if self.buf.len() >= end + 4 + len {
                 return head[9..12].parse().unwrap();
             }
@@ -157,10 +197,20 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
-    let seconds: u64 = std::env::var("LOAD_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(5);
-    let bodies: Vec<Vec<u8>> = include_str!("../../data/sample-cases.jsonl").lines().filter(|l| !l.is_empty()).map(|l| l.as_bytes().to_vec()).collect();
+    let seconds: u64 = std::env::var("LOAD_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(5);
+    let bodies: Vec<Vec<u8>> = include_str!("../../data/sample-cases.jsonl")
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(|l| l.as_bytes().to_vec())
+        .collect();
     println!("POST /v1/cases over loopback, durable acknowledgement, {seconds} s per row");
-    println!("{:<8} {:>8} {:>10} {:>9} {:>9}", "rules", "clients", "cases/s", "p50 ms", "p99 ms");
+    println!(
+        "{:<8} {:>8} {:>10} {:>9} {:>9}",
+        "rules", "clients", "cases/s", "p50 ms", "p99 ms"
+    );
     for native in [false, true] {
         let dir = tempfile::tempdir().unwrap();
         let config = ServiceConfig::new(dir.path());
@@ -170,11 +220,19 @@ fn main() {
             svc.native = Some(Arc::new(Native));
         }
         let svc = Arc::new(svc);
-        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
         let addr = rt.block_on(async {
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             let addr = listener.local_addr().unwrap();
-            tokio::spawn(async move { axum::serve(listener, app(svc, ApiConfig::default())).await.unwrap() });
+            tokio::spawn(async move {
+                axum::serve(listener, app(svc, ApiConfig::default()))
+                    .await
+                    .unwrap()
+            });
             addr
         });
         for clients in [1usize, 16, 64] {
@@ -204,10 +262,15 @@ fn main() {
                 }
                 let rate = all.len() as f64 / start.elapsed().as_secs_f64();
                 all.sort();
-                let q = |f: f64| all[((all.len() as f64 * f) as usize).min(all.len() - 1)].as_secs_f64() * 1000.0;
+                let q = |f: f64| {
+                    all[((all.len() as f64 * f) as usize).min(all.len() - 1)].as_secs_f64() * 1000.0
+                };
                 (rate, q(0.5), q(0.99))
             });
-            println!("{:<8} {clients:>8} {rate:>10.0} {p50:>9.2} {p99:>9.2}", if native { "native" } else { "wasm" });
+            println!(
+                "{:<8} {clients:>8} {rate:>10.0} {p50:>9.2} {p99:>9.2}",
+                if native { "native" } else { "wasm" }
+            );
         }
         rt.shutdown_timeout(Duration::from_secs(1));
     }

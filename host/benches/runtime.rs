@@ -15,26 +15,41 @@ use criterion::{Criterion, criterion_group, criterion_main};
 mod common;
 
 fn routing(c: &mut Criterion) {
-    let component = civic_plugin_bundle::get("civic-plugin-city-default").unwrap().component;
-    let directory = Arc::new(Directory::from_json(1, common::DIRECTORY, common::CATEGORIES).unwrap());
+    let component = civic_plugin_bundle::get("civic-plugin-city-default")
+        .unwrap()
+        .component;
+    let directory =
+        Arc::new(Directory::from_json(1, common::DIRECTORY, common::CATEGORIES).unwrap());
     let mut g = c.benchmark_group("routing-decision");
 
     let sandbox = Sandbox::from_json(common::DIRECTORY, common::CATEGORIES).unwrap();
     let native = common::native_case();
     g.bench_function("a-native-rust", |b| {
         b.iter(|| {
-            let r = sandbox.routing::<Rules<CityDefault>>(std::hint::black_box(&native)).unwrap().unwrap();
+            let r = sandbox
+                .routing::<Rules<CityDefault>>(std::hint::black_box(&native))
+                .unwrap()
+                .unwrap();
             assert_eq!(r.lead, "jiyang/yuehe/grid-01");
         })
     });
 
     let runtime = Runtime::new(RuntimeConfig::default()).unwrap();
-    let plugin = runtime.load("city-default", component, Limits::default(), "{}").unwrap();
+    let plugin = runtime
+        .load("city-default", component, Limits::default(), "{}")
+        .unwrap();
     let case = common::wasm_case();
-    let input = Input { case: &case, now: case.created_at, recent_cases: &[], directory: &directory };
+    let input = Input {
+        case: &case,
+        now: case.created_at,
+        recent_cases: &[],
+        directory: &directory,
+    };
     g.bench_function("b-wasm-fresh-store-all-limits", |b| {
         b.iter(|| {
-            let r = runtime.routing(&plugin, std::hint::black_box(&input)).unwrap();
+            let r = runtime
+                .routing(&plugin, std::hint::black_box(&input))
+                .unwrap();
             assert_eq!(r.output.unwrap().lead, "jiyang/yuehe/grid-01");
         })
     });
@@ -43,13 +58,27 @@ fn routing(c: &mut Criterion) {
     let mut g = c.benchmark_group("plugin-load");
     g.sample_size(10);
     g.bench_function("c-compile", |b| {
-        b.iter(|| runtime.load("city-default", component, Limits::default(), "{}").unwrap())
+        b.iter(|| {
+            runtime
+                .load("city-default", component, Limits::default(), "{}")
+                .unwrap()
+        })
     });
     let dir = tempfile::tempdir().unwrap();
-    let cached = Runtime::new(RuntimeConfig { cache_dir: Some(dir.path().to_owned()), ..RuntimeConfig::default() }).unwrap();
-    cached.load("city-default", component, Limits::default(), "{}").unwrap();
+    let cached = Runtime::new(RuntimeConfig {
+        cache_dir: Some(dir.path().to_owned()),
+        ..RuntimeConfig::default()
+    })
+    .unwrap();
+    cached
+        .load("city-default", component, Limits::default(), "{}")
+        .unwrap();
     g.bench_function("d-load-from-compiled-cache", |b| {
-        b.iter(|| cached.load("city-default", component, Limits::default(), "{}").unwrap())
+        b.iter(|| {
+            cached
+                .load("city-default", component, Limits::default(), "{}")
+                .unwrap()
+        })
     });
     g.finish();
 }

@@ -5,16 +5,32 @@
 
 use std::time::{Duration, Instant};
 
-use civic_host::model::{Case, EventBody, Channel};
+use civic_host::model::{Case, Channel, EventBody};
 use civic_host::store::{Change, Durability, Store};
 
 const RUN: Duration = Duration::from_secs(3);
 
 fn case(store: &Store, t: usize, i: usize) -> Change {
-    let mut c = Case::received(store.next_case_id().unwrap(), "jiyang".into(), "noise".into(), format!("w{t}"), 1_796_000_400_000 + i as i64);
+    let mut c = Case::received(
+        store.next_case_id().unwrap(),
+        "jiyang".into(),
+        "noise".into(),
+        format!("w{t}"),
+        1_796_000_400_000 + i as i64,
+    );
     c.caller_key = format!("caller-{t}-{i}");
-    c.description = "月河社区某小区楼下烧烤店每晚经营到凌晨两点，噪音和油烟扰民，多次劝说无果。".into();
-    Change { case: c, events: vec![(0, "bench".into(), EventBody::Received { channel: Channel::App })] }
+    c.description =
+        "月河社区某小区楼下烧烤店每晚经营到凌晨两点，噪音和油烟扰民，多次劝说无果。".into();
+    Change {
+        case: c,
+        events: vec![(
+            0,
+            "bench".into(),
+            EventBody::Received {
+                channel: Channel::App,
+            },
+        )],
+    }
 }
 
 fn run(writers: usize, f: impl Fn(usize, usize) + Sync) -> f64 {
@@ -42,8 +58,15 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
-    println!("{:<36} {:>8} {:>8} {:>8}", "writes/s (3 s per cell)", "1", "8", "64");
-    for (name, mode) in [("durable, group commit", Durability::GroupCommit), ("durable, flush per write", Durability::FlushEachWrite), ("not durable (sled background flush)", Durability::Unsafe)] {
+    println!(
+        "{:<36} {:>8} {:>8} {:>8}",
+        "writes/s (3 s per cell)", "1", "8", "64"
+    );
+    for (name, mode) in [
+        ("durable, group commit", Durability::GroupCommit),
+        ("durable, flush per write", Durability::FlushEachWrite),
+        ("not durable (sled background flush)", Durability::Unsafe),
+    ] {
         let mut row = format!("{name:<36}");
         for writers in [1, 8, 64] {
             let dir = tempfile::tempdir().unwrap();

@@ -110,13 +110,21 @@ pub struct NewToken {
 }
 
 /// Issues a token; returns it and the full token string, shown once.
-pub fn issue(store: &Store, issuer: Option<&Principal>, new: &NewToken, now: Millis) -> Result<(Token, String), AuthError> {
+pub fn issue(
+    store: &Store,
+    issuer: Option<&Principal>,
+    new: &NewToken,
+    now: Millis,
+) -> Result<(Token, String), AuthError> {
     if new.name.trim().is_empty() || new.name.len() > 100 {
-        return Err(AuthError::Invalid("the token name must be 1-100 bytes".into()));
+        return Err(AuthError::Invalid(
+            "the token name must be 1-100 bytes".into(),
+        ));
     }
     match (new.role, &new.district, &new.unit) {
         (Role::CityAdmin, None, None) | (Role::IntakeAgent, _, None) => {}
-        (Role::DistrictAdmin | Role::Dispatcher, Some(_), None) | (Role::UnitHandler, Some(_), Some(_)) => {}
+        (Role::DistrictAdmin | Role::Dispatcher, Some(_), None)
+        | (Role::UnitHandler, Some(_), Some(_)) => {}
         _ => {
             return Err(AuthError::Invalid(
                 "district admins and dispatchers need a district; unit handlers a district and a unit; city admins neither".into(),
@@ -126,11 +134,15 @@ pub fn issue(store: &Store, issuer: Option<&Principal>, new: &NewToken, now: Mil
     if let Some(p) = issuer {
         let allowed = match p.role {
             Role::CityAdmin => true,
-            Role::DistrictAdmin => new.role != Role::CityAdmin && new.district.is_some() && new.district == p.district,
+            Role::DistrictAdmin => {
+                new.role != Role::CityAdmin && new.district.is_some() && new.district == p.district
+            }
             _ => false,
         };
         if !allowed {
-            return Err(AuthError::Forbidden("this token may not issue that token".into()));
+            return Err(AuthError::Forbidden(
+                "this token may not issue that token".into(),
+            ));
         }
     }
     let id = format!("t{}", random_hex(6));
@@ -142,11 +154,16 @@ pub fn issue(store: &Store, issuer: Option<&Principal>, new: &NewToken, now: Mil
         district: new.district.clone(),
         unit: new.unit.clone(),
         secret_sha256: sha(&secret),
-        created_by: issuer.map(|p| p.id.clone()).unwrap_or_else(|| "system".into()),
+        created_by: issuer
+            .map(|p| p.id.clone())
+            .unwrap_or_else(|| "system".into()),
         created_at: now,
         revoked: false,
     };
-    store.record_put(TOKENS, &[(id.clone(), serde_json::to_vec(&token).expect("serializes"))])?;
+    store.record_put(
+        TOKENS,
+        &[(id.clone(), serde_json::to_vec(&token).expect("serializes"))],
+    )?;
     Ok((token, format!("civic_{id}_{secret}")))
 }
 
@@ -159,7 +176,9 @@ pub struct Tokens {
 impl Tokens {
     /// The principal a bearer token string stands for.
     pub fn authenticate(&self, store: &Store, bearer: &str) -> Result<Principal, AuthError> {
-        let rest = bearer.strip_prefix("civic_").ok_or(AuthError::Unauthenticated)?;
+        let rest = bearer
+            .strip_prefix("civic_")
+            .ok_or(AuthError::Unauthenticated)?;
         let (id, secret) = rest.split_once('_').ok_or(AuthError::Unauthenticated)?;
         if id.len() > 32 || secret.len() > 64 {
             return Err(AuthError::Unauthenticated);
@@ -185,16 +204,31 @@ impl Tokens {
 }
 
 fn authenticate_stored(store: &Store, id: &str) -> Result<Token, AuthError> {
-    let bytes = store.record_get(TOKENS, id)?.ok_or(AuthError::Unauthenticated)?;
-    Ok(serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt { key: format!("token {id}"), message: e.to_string() })?)
+    let bytes = store
+        .record_get(TOKENS, id)?
+        .ok_or(AuthError::Unauthenticated)?;
+    Ok(
+        serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt {
+            key: format!("token {id}"),
+            message: e.to_string(),
+        })?,
+    )
 }
 
 fn check(token: &Token, secret: &str) -> Result<Principal, AuthError> {
-    let good: bool = sha(secret).as_bytes().ct_eq(token.secret_sha256.as_bytes()).into();
+    let good: bool = sha(secret)
+        .as_bytes()
+        .ct_eq(token.secret_sha256.as_bytes())
+        .into();
     if !good || token.revoked {
         return Err(AuthError::Unauthenticated);
     }
-    Ok(Principal { id: token.id.clone(), role: token.role, district: token.district.clone(), unit: token.unit.clone() })
+    Ok(Principal {
+        id: token.id.clone(),
+        role: token.role,
+        district: token.district.clone(),
+        unit: token.unit.clone(),
+    })
 }
 
 /// The principal a bearer token string stands for, read from the store.
@@ -209,7 +243,12 @@ pub fn list(store: &Store, p: &Principal) -> Result<Vec<Token>, AuthError> {
         .into_iter()
         .filter_map(|(_, v)| serde_json::from_slice(&v).ok())
         .collect();
-    Ok(all.into_iter().filter(|t| p.role == Role::CityAdmin || (p.role == Role::DistrictAdmin && t.district == p.district)).collect())
+    Ok(all
+        .into_iter()
+        .filter(|t| {
+            p.role == Role::CityAdmin || (p.role == Role::DistrictAdmin && t.district == p.district)
+        })
+        .collect())
 }
 
 /// Revokes a token in the store (callers holding a [`Tokens`] cache use [`Tokens::revoke`]).
@@ -220,7 +259,10 @@ fn revoke(store: &Store, p: &Principal, id: &str) -> Result<bool, AuthError> {
     }
     store.record_update(TOKENS, id, |cur| {
         let mut t: Token = match cur {
-            Some(b) => serde_json::from_slice(b).map_err(|e| StoreError::Corrupt { key: id.into(), message: e.to_string() })?,
+            Some(b) => serde_json::from_slice(b).map_err(|e| StoreError::Corrupt {
+                key: id.into(),
+                message: e.to_string(),
+            })?,
             None => return Ok((None, ())),
         };
         t.revoked = true;
@@ -246,7 +288,10 @@ impl Principal {
             Role::DistrictAdmin | Role::Dispatcher => self.in_district(&c.district),
             Role::UnitHandler => {
                 self.in_district(&c.district)
-                    && self.unit.as_ref().is_some_and(|u| c.handler.as_ref() == Some(u) || c.co_handlers.contains(u))
+                    && self
+                        .unit
+                        .as_ref()
+                        .is_some_and(|u| c.handler.as_ref() == Some(u) || c.co_handlers.contains(u))
             }
             Role::IntakeAgent => c.created_by == self.id,
         }
@@ -269,7 +314,10 @@ impl Principal {
             Role::DistrictAdmin | Role::Dispatcher => self.in_district(&c.district),
             Role::UnitHandler => {
                 let lead = self.unit.is_some() && c.handler == self.unit;
-                lead && matches!(action, "sign" | "start" | "reply" | "return" | "request-extension")
+                lead && matches!(
+                    action,
+                    "sign" | "start" | "reply" | "return" | "request-extension"
+                )
             }
             Role::IntakeAgent => false,
         }
@@ -286,6 +334,7 @@ impl Principal {
 
     /// May read plug-in versions of `district` (dry runs included).
     pub fn can_read_plugins(&self, district: &str) -> bool {
-        self.can_manage_plugins(district) || (self.role == Role::Dispatcher && self.in_district(district))
+        self.can_manage_plugins(district)
+            || (self.role == Role::Dispatcher && self.in_district(district))
     }
 }

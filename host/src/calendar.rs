@@ -56,12 +56,21 @@ impl Calendar {
             holidays: BTreeSet::new(),
             makeup: BTreeSet::new(),
             years: f.years.keys().copied().collect(),
-            unchecked: f.years.iter().filter(|(_, y)| !y.checked_against_official_notice).map(|(y, _)| *y).collect(),
+            unchecked: f
+                .years
+                .iter()
+                .filter(|(_, y)| !y.checked_against_official_notice)
+                .map(|(y, _)| *y)
+                .collect(),
         };
         for (year, y) in &f.years {
-            for (list, set) in [(&y.holidays, &mut cal.holidays), (&y.makeup_workdays, &mut cal.makeup)] {
+            for (list, set) in [
+                (&y.holidays, &mut cal.holidays),
+                (&y.makeup_workdays, &mut cal.makeup),
+            ] {
                 for d in list {
-                    let day = parse_date(d).ok_or_else(|| CalendarError(format!("`{d}` is not a YYYY-MM-DD date")))?;
+                    let day = parse_date(d)
+                        .ok_or_else(|| CalendarError(format!("`{d}` is not a YYYY-MM-DD date")))?;
                     if civil_from_days(day).0 != *year {
                         return Err(CalendarError(format!("{d} is listed under year {year}")));
                     }
@@ -70,7 +79,10 @@ impl Calendar {
             }
         }
         if let Some(d) = cal.holidays.intersection(&cal.makeup).next() {
-            return Err(CalendarError(format!("{} is both a holiday and a make-up working day", format_date(*d))));
+            return Err(CalendarError(format!(
+                "{} is both a holiday and a make-up working day",
+                format_date(*d)
+            )));
         }
         Ok(cal)
     }
@@ -82,7 +94,13 @@ impl Calendar {
 
     /// Weekends only, no holidays (for tests).
     pub fn weekends_only(utc_offset_minutes: i32) -> Self {
-        Calendar { offset_ms: utc_offset_minutes as i64 * 60_000, holidays: BTreeSet::new(), makeup: BTreeSet::new(), years: BTreeSet::new(), unchecked: vec![] }
+        Calendar {
+            offset_ms: utc_offset_minutes as i64 * 60_000,
+            holidays: BTreeSet::new(),
+            makeup: BTreeSet::new(),
+            years: BTreeSet::new(),
+            unchecked: vec![],
+        }
     }
 
     /// Years whose data is marked as not yet checked against the official notice.
@@ -148,7 +166,12 @@ impl Calendar {
 
     /// Moves a deadline by a pause: the working time between `paused_at` and `resumed_at`
     /// does not count against it.
-    pub fn extend_by_pause(&self, deadline: Millis, paused_at: Millis, resumed_at: Millis) -> Millis {
+    pub fn extend_by_pause(
+        &self,
+        deadline: Millis,
+        paused_at: Millis,
+        resumed_at: Millis,
+    ) -> Millis {
         let days = self.working_days_between(paused_at, resumed_at);
         if days == 0 {
             return deadline + (resumed_at - paused_at).max(0);
@@ -164,7 +187,11 @@ impl Calendar {
 /// Parses `YYYY-MM-DD`.
 pub fn parse_date(s: &str) -> Option<Day> {
     let mut it = s.split('-');
-    let (y, m, d) = (it.next()?.parse().ok()?, it.next()?.parse().ok()?, it.next()?.parse().ok()?);
+    let (y, m, d) = (
+        it.next()?.parse().ok()?,
+        it.next()?.parse().ok()?,
+        it.next()?.parse().ok()?,
+    );
     if it.next().is_some() || !(1..=12).contains(&m) || !(1..=31).contains(&d) {
         return None;
     }
@@ -231,8 +258,14 @@ mod tests {
         let d = |s| parse_date(s).unwrap();
         assert!(cal.is_working_day(d("2026-11-30")), "a Monday");
         assert!(!cal.is_working_day(d("2026-11-29")), "a Sunday");
-        assert!(!cal.is_working_day(d("2026-10-05")), "National Day holiday (a Monday)");
-        assert!(cal.is_working_day(d("2026-10-10")), "make-up working Saturday");
+        assert!(
+            !cal.is_working_day(d("2026-10-05")),
+            "National Day holiday (a Monday)"
+        );
+        assert!(
+            cal.is_working_day(d("2026-10-10")),
+            "make-up working Saturday"
+        );
         assert!(!cal.is_working_day(d("2026-02-18")), "Spring Festival");
         assert!(cal.covers(2026) && !cal.covers(2031));
         assert_eq!(cal.unchecked_years(), [2026]);
@@ -242,26 +275,53 @@ mod tests {
     fn working_day_deadlines_skip_weekends_and_holidays() {
         let cal = Calendar::bundled();
         // Friday 2026-11-27 10:00 + 1 working day → end of Monday 11-30.
-        assert_eq!(date(&cal, cal.add_working_days(at("2026-11-27", 10, 0), 1) - 1), "2026-11-30");
+        assert_eq!(
+            date(&cal, cal.add_working_days(at("2026-11-27", 10, 0), 1) - 1),
+            "2026-11-30"
+        );
         // Same day.
-        assert_eq!(date(&cal, cal.add_working_days(at("2026-11-30", 10, 0), 0) - 1), "2026-11-30");
+        assert_eq!(
+            date(&cal, cal.add_working_days(at("2026-11-30", 10, 0), 0) - 1),
+            "2026-11-30"
+        );
         // Saturday intake, same working day → Monday.
-        assert_eq!(date(&cal, cal.add_working_days(at("2026-11-28", 10, 0), 0) - 1), "2026-11-30");
+        assert_eq!(
+            date(&cal, cal.add_working_days(at("2026-11-28", 10, 0), 0) - 1),
+            "2026-11-30"
+        );
         // Over National Day: Wed 09-30 + 1 working day → Thu 10-08 (10-01..07 off).
-        assert_eq!(date(&cal, cal.add_working_days(at("2026-09-30", 9, 0), 1) - 1), "2026-10-08");
+        assert_eq!(
+            date(&cal, cal.add_working_days(at("2026-09-30", 9, 0), 1) - 1),
+            "2026-10-08"
+        );
         // Thu 10-08 + 2 working days → Sat 10-10, a make-up working day.
-        assert_eq!(date(&cal, cal.add_working_days(at("2026-10-08", 9, 0), 2) - 1), "2026-10-10");
+        assert_eq!(
+            date(&cal, cal.add_working_days(at("2026-10-08", 9, 0), 2) - 1),
+            "2026-10-10"
+        );
         // Local midnight boundaries: 23:59 local is still that day.
         assert_eq!(date(&cal, at("2026-11-30", 23, 59)), "2026-11-30");
-        assert_eq!(cal.add_minutes(at("2026-11-30", 9, 0), 30), at("2026-11-30", 9, 30));
+        assert_eq!(
+            cal.add_minutes(at("2026-11-30", 9, 0), 30),
+            at("2026-11-30", 9, 30)
+        );
     }
 
     #[test]
     fn counting_and_pauses() {
         let cal = Calendar::bundled();
-        assert_eq!(cal.working_days_between(at("2026-11-27", 9, 0), at("2026-11-30", 9, 0)), 1);
-        assert_eq!(cal.working_days_between(at("2026-11-30", 9, 0), at("2026-11-27", 9, 0)), 0);
-        assert_eq!(cal.working_days_between(at("2026-09-30", 9, 0), at("2026-10-09", 9, 0)), 2);
+        assert_eq!(
+            cal.working_days_between(at("2026-11-27", 9, 0), at("2026-11-30", 9, 0)),
+            1
+        );
+        assert_eq!(
+            cal.working_days_between(at("2026-11-30", 9, 0), at("2026-11-27", 9, 0)),
+            0
+        );
+        assert_eq!(
+            cal.working_days_between(at("2026-09-30", 9, 0), at("2026-10-09", 9, 0)),
+            2
+        );
         // Paused Mon-Wed (2 working days later) moves a Fri deadline to the next Tue.
         let deadline = cal.add_working_days(at("2026-11-30", 9, 0), 4); // end of Fri 12-04
         let moved = cal.extend_by_pause(deadline, at("2026-11-30", 9, 0), at("2026-12-02", 9, 0));

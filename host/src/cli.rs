@@ -36,7 +36,9 @@ enum Command {
 /// Runs the command line; the exit code says whether it worked.
 pub fn main() -> ExitCode {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
@@ -54,18 +56,26 @@ pub fn main() -> ExitCode {
 
 fn serve(data: PathBuf, listen: SocketAddr) -> anyhow::Result<()> {
     let config = ServiceConfig::new(&data);
-    let svc = Service::open_default(&config).with_context(|| format!("opening the data directory {}", data.display()))?;
+    let svc = Service::open_default(&config)
+        .with_context(|| format!("opening the data directory {}", data.display()))?;
     let boot = svc.bootstrap(&data).context("setting up the sample city")?;
     for d in &boot.deployed {
         tracing::info!(slot = %d, "deployed bundled plug-in");
     }
     if let Some(token) = &boot.admin_token {
-        println!("admin token (shown once; also in {}): {token}", data.join("admin-token").display());
+        println!(
+            "admin token (shown once; also in {}): {token}",
+            data.join("admin-token").display()
+        );
     }
     let svc = Arc::new(svc);
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("listening on {listen}"))?;
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("listening on {listen}"))?;
         println!("civic-rules listening on http://{}", listener.local_addr()?);
         axum::serve(listener, app(svc, ApiConfig::default()))
             .with_graceful_shutdown(async {

@@ -43,29 +43,68 @@ pub fn at_dispatch(
     let sign_off = at(cal, now, overrides.sign_off.unwrap_or(sign));
     let first_contact = at(cal, now, overrides.first_contact.unwrap_or(contact));
     let resolution = at(cal, now, overrides.resolution.unwrap_or(resolve));
-    let percent = overrides.warning_percent.unwrap_or(DEFAULT_WARNING_PERCENT).clamp(1, 100) as i64;
+    let percent = overrides
+        .warning_percent
+        .unwrap_or(DEFAULT_WARNING_PERCENT)
+        .clamp(1, 100) as i64;
     let warning = now + (resolution - now) * percent / 100;
     let (deadlines, timers) = resolution_timers(cal, resolution, Some(warning));
     let mut all = vec![
-        PendingTimer { kind: TimerKind::SignOff, due_at: sign_off },
-        PendingTimer { kind: TimerKind::FirstContact, due_at: first_contact },
+        PendingTimer {
+            kind: TimerKind::SignOff,
+            due_at: sign_off,
+        },
+        PendingTimer {
+            kind: TimerKind::FirstContact,
+            due_at: first_contact,
+        },
     ];
     all.extend(timers);
-    (Deadlines { sign_off: Some(sign_off), first_contact: Some(first_contact), ..deadlines }, all)
+    (
+        Deadlines {
+            sign_off: Some(sign_off),
+            first_contact: Some(first_contact),
+            ..deadlines
+        },
+        all,
+    )
 }
 
 /// The resolution-related deadlines and timers (warning, resolution, overdue notice) for a
 /// resolution deadline, used at dispatch and when an extension moves it.
-pub fn resolution_timers(cal: &Calendar, resolution: Millis, warning: Option<Millis>) -> (Deadlines, Vec<PendingTimer>) {
+pub fn resolution_timers(
+    cal: &Calendar,
+    resolution: Millis,
+    warning: Option<Millis>,
+) -> (Deadlines, Vec<PendingTimer>) {
     let overdue = cal.add_working_days(resolution - 1, OVERDUE_NOTICE_WORKING_DAYS);
     let mut timers = vec![
-        PendingTimer { kind: TimerKind::Resolution, due_at: resolution },
-        PendingTimer { kind: TimerKind::Overdue, due_at: overdue },
+        PendingTimer {
+            kind: TimerKind::Resolution,
+            due_at: resolution,
+        },
+        PendingTimer {
+            kind: TimerKind::Overdue,
+            due_at: overdue,
+        },
     ];
     if let Some(w) = warning.filter(|w| *w < resolution) {
-        timers.insert(0, PendingTimer { kind: TimerKind::Warning, due_at: w });
+        timers.insert(
+            0,
+            PendingTimer {
+                kind: TimerKind::Warning,
+                due_at: w,
+            },
+        );
     }
-    (Deadlines { resolution: Some(resolution), warning, ..Deadlines::default() }, timers)
+    (
+        Deadlines {
+            resolution: Some(resolution),
+            warning,
+            ..Deadlines::default()
+        },
+        timers,
+    )
 }
 
 #[cfg(test)]
@@ -74,25 +113,59 @@ mod tests {
     use crate::calendar::{format_date, parse_date};
 
     fn none() -> wit::DeadlineOverrides {
-        wit::DeadlineOverrides { sign_off: None, first_contact: None, resolution: None, warning_percent: None }
+        wit::DeadlineOverrides {
+            sign_off: None,
+            first_contact: None,
+            resolution: None,
+            warning_percent: None,
+        }
     }
 
     #[test]
     fn defaults_follow_the_domain_table() {
         let cal = Calendar::bundled();
         let monday_9 = cal.start_of(parse_date("2026-11-30").unwrap()) + 9 * 3_600_000;
-        let (d, timers) = at_dispatch(&cal, monday_9, CaseKind::Complaint, Urgency::Normal, &none());
+        let (d, timers) = at_dispatch(
+            &cal,
+            monday_9,
+            CaseKind::Complaint,
+            Urgency::Normal,
+            &none(),
+        );
         let day = |t: Option<Millis>| format_date(cal.day_of(t.unwrap() - 1));
         assert_eq!(day(d.sign_off), "2026-12-01");
         assert_eq!(day(d.first_contact), "2026-12-01");
         assert_eq!(day(d.resolution), "2026-12-21", "15 working days");
         assert!(d.warning.unwrap() < d.resolution.unwrap());
         let kinds: Vec<_> = timers.iter().map(|t| t.kind).collect();
-        assert_eq!(kinds, [TimerKind::SignOff, TimerKind::FirstContact, TimerKind::Warning, TimerKind::Resolution, TimerKind::Overdue]);
-        let overdue = timers.iter().find(|t| t.kind == TimerKind::Overdue).unwrap().due_at;
-        assert_eq!(format_date(cal.day_of(overdue - 1)), "2026-12-28", "5 working days after the deadline");
+        assert_eq!(
+            kinds,
+            [
+                TimerKind::SignOff,
+                TimerKind::FirstContact,
+                TimerKind::Warning,
+                TimerKind::Resolution,
+                TimerKind::Overdue
+            ]
+        );
+        let overdue = timers
+            .iter()
+            .find(|t| t.kind == TimerKind::Overdue)
+            .unwrap()
+            .due_at;
+        assert_eq!(
+            format_date(cal.day_of(overdue - 1)),
+            "2026-12-28",
+            "5 working days after the deadline"
+        );
 
-        let (u, _) = at_dispatch(&cal, monday_9, CaseKind::Complaint, Urgency::Urgent, &none());
+        let (u, _) = at_dispatch(
+            &cal,
+            monday_9,
+            CaseKind::Complaint,
+            Urgency::Urgent,
+            &none(),
+        );
         assert_eq!(u.sign_off, Some(monday_9 + 30 * 60_000));
         assert_eq!(day(u.resolution), "2026-11-30", "emergency: same day");
     }
@@ -109,7 +182,11 @@ mod tests {
         };
         let (d, _) = at_dispatch(&cal, t, CaseKind::Complaint, Urgency::Normal, &o);
         assert_eq!(d.sign_off, Some(t + 30 * 60_000));
-        assert_eq!(format_date(cal.day_of(d.resolution.unwrap() - 1)), "2026-12-07", "counting starts the next working day");
+        assert_eq!(
+            format_date(cal.day_of(d.resolution.unwrap() - 1)),
+            "2026-12-07",
+            "counting starts the next working day"
+        );
         assert_eq!(d.warning, Some(t + (d.resolution.unwrap() - t) / 2));
     }
 }

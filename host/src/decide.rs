@@ -32,7 +32,9 @@ pub struct RecordedInput {
 impl RecordedInput {
     /// sha256 of the canonical JSON.
     pub fn digest(&self) -> String {
-        hex::encode(Sha256::digest(serde_json::to_vec(self).expect("input serializes")))
+        hex::encode(Sha256::digest(
+            serde_json::to_vec(self).expect("input serializes"),
+        ))
     }
 }
 
@@ -86,7 +88,11 @@ pub fn record<T: Serialize + Reasons>(
         input_digest: input.digest(),
         input: serde_json::to_value(input).expect("input serializes"),
         output: serde_json::to_value(&eval.output).expect("output serializes"),
-        reasons: eval.output.as_ref().map(|o| o.reasons().to_vec()).unwrap_or_default(),
+        reasons: eval
+            .output
+            .as_ref()
+            .map(|o| o.reasons().to_vec())
+            .unwrap_or_default(),
         fuel_used: eval.fuel_used,
         duration_us: eval.duration.as_micros() as u64,
         fallback,
@@ -107,24 +113,42 @@ pub fn decide<T: Serialize + Reasons>(
     city_default_on_failure: bool,
     eval: impl Fn(&Plugin) -> Result<Evaluation<T>, PluginError>,
 ) -> Decided<T> {
-    let mut out = Decided { decision: None, events: Vec::new(), failed: false };
-    let Some(resolved) = registry.resolve(district, hook) else { return out };
-    let mut candidates: Vec<(Arc<Active>, bool)> = vec![(resolved.active.clone(), resolved.is_city_default)];
-    if !resolved.is_city_default {
-        if let Some(city) = registry.city_default(hook) {
-            candidates.push((city, true));
-        }
+    let mut out = Decided {
+        decision: None,
+        events: Vec::new(),
+        failed: false,
+    };
+    let Some(resolved) = registry.resolve(district, hook) else {
+        return out;
+    };
+    let mut candidates: Vec<(Arc<Active>, bool)> =
+        vec![(resolved.active.clone(), resolved.is_city_default)];
+    if !resolved.is_city_default
+        && let Some(city) = registry.city_default(hook)
+    {
+        candidates.push((city, true));
     }
     for (i, (active, is_city)) in candidates.iter().enumerate() {
         let fallback = i > 0;
         match eval(&active.plugin) {
             Ok(e) => {
                 registry.record_outcome(active, true, now);
-                metrics.decision(district, hook, &active.record.name, if e.output.is_some() { "decided" } else { "no-opinion" }, e.fuel_used, e.duration);
-                if e.output.is_some() {
-                    let rec = record(hook, active, directory_version, input, &e, fallback);
+                metrics.decision(
+                    district,
+                    hook,
+                    &active.record.name,
+                    if e.output.is_some() {
+                        "decided"
+                    } else {
+                        "no-opinion"
+                    },
+                    e.fuel_used,
+                    e.duration,
+                );
+                let rec = record(hook, active, directory_version, input, &e, fallback);
+                if let Some(output) = e.output {
                     out.events.push(EventBody::Decision(Box::new(rec.clone())));
-                    out.decision = Some((e.output.expect("checked"), rec));
+                    out.decision = Some((output, rec));
                     return out;
                 }
             }
@@ -133,7 +157,11 @@ pub fn decide<T: Serialize + Reasons>(
                 metrics.failure(district, hook, err.failure.code());
                 registry.record_outcome(active, false, now);
                 tracing::warn!(%district, hook = hook.as_str(), error = %err, "plug-in failed");
-                let next = if city_default_on_failure && !is_city && candidates.len() > i + 1 { "city-default" } else { "manual-triage" };
+                let next = if city_default_on_failure && !is_city && candidates.len() > i + 1 {
+                    "city-default"
+                } else {
+                    "manual-triage"
+                };
                 out.events.push(EventBody::RuleFailure {
                     hook: hook.as_str().into(),
                     plugin: err.plugin.clone(),

@@ -131,7 +131,11 @@ pub struct Directory {
 
 impl Directory {
     /// Parses and indexes a directory and a category list as version `version`.
-    pub fn from_json(version: u64, directory: &str, categories: &str) -> Result<Self, DirectoryError> {
+    pub fn from_json(
+        version: u64,
+        directory: &str,
+        categories: &str,
+    ) -> Result<Self, DirectoryError> {
         let d: DirectoryFile = serde_json::from_str(directory)?;
         let c: CategoriesFile = serde_json::from_str(categories)?;
         Self::new(version, d, c)
@@ -143,17 +147,25 @@ impl Directory {
         for u in d.units {
             let id = u.id.clone();
             if units.insert(id.clone(), Arc::new(u)).is_some() {
-                return Err(DirectoryError::Inconsistent(format!("unit id {id} appears twice")));
+                return Err(DirectoryError::Inconsistent(format!(
+                    "unit id {id} appears twice"
+                )));
             }
         }
         if !units.contains_key(&d.city) {
-            return Err(DirectoryError::Inconsistent(format!("city root {} is not a unit", d.city)));
+            return Err(DirectoryError::Inconsistent(format!(
+                "city root {} is not a unit",
+                d.city
+            )));
         }
         let mut children: HashMap<String, Vec<Arc<Unit>>> = HashMap::new();
         for u in units.values() {
             if let Some(p) = &u.parent {
                 if !units.contains_key(p) {
-                    return Err(DirectoryError::Inconsistent(format!("unit {} has unknown parent {p}", u.id)));
+                    return Err(DirectoryError::Inconsistent(format!(
+                        "unit {} has unknown parent {p}",
+                        u.id
+                    )));
                 }
                 children.entry(p.clone()).or_default().push(u.clone());
             }
@@ -174,14 +186,29 @@ impl Directory {
                         cur = p;
                         steps += 1;
                     }
-                    Some(_) => return Err(DirectoryError::Inconsistent(format!("unit {id} is in a parent cycle"))),
+                    Some(_) => {
+                        return Err(DirectoryError::Inconsistent(format!(
+                            "unit {id} is in a parent cycle"
+                        )));
+                    }
                     None => break None,
                 }
             };
             district_of.insert(id.clone(), district);
         }
-        let categories = c.categories.into_iter().map(|c| (c.code.clone(), c)).collect();
-        Ok(Self { version, city: d.city, units, children, district_of, categories })
+        let categories = c
+            .categories
+            .into_iter()
+            .map(|c| (c.code.clone(), c))
+            .collect();
+        Ok(Self {
+            version,
+            city: d.city,
+            units,
+            children,
+            district_of,
+            categories,
+        })
     }
 
     /// This directory's version; decisions record it.
@@ -206,15 +233,21 @@ impl Directory {
 
     /// The district ids (district desks).
     pub fn districts(&self) -> Vec<String> {
-        let mut v: Vec<String> =
-            self.units.values().filter(|u| u.kind == UnitKind::DistrictDesk).map(|u| u.id.clone()).collect();
+        let mut v: Vec<String> = self
+            .units
+            .values()
+            .filter(|u| u.kind == UnitKind::DistrictDesk)
+            .map(|u| u.id.clone())
+            .collect();
         v.sort();
         v
     }
 
     /// Whether `id` is a district.
     pub fn is_district(&self, id: &str) -> bool {
-        self.units.get(id).is_some_and(|u| u.kind == UnitKind::DistrictDesk)
+        self.units
+            .get(id)
+            .is_some_and(|u| u.kind == UnitKind::DistrictDesk)
     }
 
     /// The district a unit belongs to; `None` for city-level units and unknown ids.
@@ -281,7 +314,8 @@ pub const SAMPLE_CATEGORIES: &str = include_str!("../../data/categories.json");
 
 /// The sample city's reference data as version 1.
 pub fn sample_city() -> Directory {
-    Directory::from_json(1, SAMPLE_DIRECTORY, SAMPLE_CATEGORIES).expect("bundled sample data is valid")
+    Directory::from_json(1, SAMPLE_DIRECTORY, SAMPLE_CATEGORIES)
+        .expect("bundled sample data is valid")
 }
 
 #[cfg(test)]
@@ -291,15 +325,24 @@ mod tests {
     #[test]
     fn sample_city_indexes_districts_and_visibility() {
         let d = sample_city();
-        assert_eq!(d.districts(), ["haitang", "jiyang", "tianya", "yazhou", "yucai"]);
+        assert_eq!(
+            d.districts(),
+            ["haitang", "jiyang", "tianya", "yazhou", "yucai"]
+        );
         assert_eq!(d.district_of("jiyang/yuehe/grid-01"), Some("jiyang"));
         assert_eq!(d.district_of("sanya/mediation/industry/labour"), None);
         assert!(d.visible("sanya/mediation/industry/labour", "jiyang"));
         assert!(!d.visible("tianya/dept/urban", "jiyang"));
         assert!(!d.visible("nowhere", "jiyang"));
-        assert_eq!(d.path("jiyang/yuehe/grid-01", "jiyang"), ["sanya", "jiyang", "jiyang/yuehe", "jiyang/yuehe/grid-01"]);
+        assert_eq!(
+            d.path("jiyang/yuehe/grid-01", "jiyang"),
+            ["sanya", "jiyang", "jiyang/yuehe", "jiyang/yuehe/grid-01"]
+        );
         assert!(d.path("jiyang/yuehe/grid-01", "tianya").is_empty());
-        let grids: Vec<_> = d.children("jiyang/yuehe", Some(UnitKind::Grid), "jiyang").map(|u| u.id.as_str()).collect();
+        let grids: Vec<_> = d
+            .children("jiyang/yuehe", Some(UnitKind::Grid), "jiyang")
+            .map(|u| u.id.as_str())
+            .collect();
         assert_eq!(grids, ["jiyang/yuehe/grid-01", "jiyang/yuehe/grid-02"]);
         assert_eq!(d.children("jiyang/yuehe", None, "tianya").count(), 0);
         assert!(d.category("noise").unwrap().grid_admissible);
@@ -309,11 +352,21 @@ mod tests {
     fn inconsistent_directories_are_refused() {
         let dup = r#"{"city":"c","units":[{"id":"c","name":"C","kind":"city_centre"},{"id":"c","name":"C","kind":"city_centre"}]}"#;
         let cats = r#"{"kinds":[],"categories":[]}"#;
-        assert!(matches!(Directory::from_json(1, dup, cats), Err(DirectoryError::Inconsistent(m)) if m.contains("twice")));
+        assert!(
+            matches!(Directory::from_json(1, dup, cats), Err(DirectoryError::Inconsistent(m)) if m.contains("twice"))
+        );
         let orphan = r#"{"city":"c","units":[{"id":"c","name":"C","kind":"city_centre"},{"id":"x","name":"X","kind":"grid","parent":"nope"}]}"#;
-        assert!(matches!(Directory::from_json(1, orphan, cats), Err(DirectoryError::Inconsistent(m)) if m.contains("unknown parent nope")));
-        assert!(matches!(Directory::from_json(1, "{", cats), Err(DirectoryError::Parse(_))));
+        assert!(
+            matches!(Directory::from_json(1, orphan, cats), Err(DirectoryError::Inconsistent(m)) if m.contains("unknown parent nope"))
+        );
+        assert!(matches!(
+            Directory::from_json(1, "{", cats),
+            Err(DirectoryError::Parse(_))
+        ));
         let bad_kind = r#"{"city":"c","units":[{"id":"c","name":"C","kind":"castle"}]}"#;
-        assert!(matches!(Directory::from_json(1, bad_kind, cats), Err(DirectoryError::Parse(_))));
+        assert!(matches!(
+            Directory::from_json(1, bad_kind, cats),
+            Err(DirectoryError::Parse(_))
+        ));
     }
 }

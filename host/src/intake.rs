@@ -6,13 +6,13 @@
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::decide::{self, RecordedInput};
 use crate::deadlines;
+use crate::decide::{self, RecordedInput};
 use crate::directory::{Directory, UnitKind};
 use crate::lifecycle::{self, Action};
 use crate::model::{
-    Case, CaseKind, CaseStatus, Channel, Dispute, EligibilityOutcome, EventBody, Location, Mediation, Millis, Urgency,
-    mediation_track_name,
+    Case, CaseKind, CaseStatus, Channel, Dispute, EligibilityOutcome, EventBody, Location,
+    Mediation, Millis, Urgency, mediation_track_name,
 };
 use crate::runtime::{Hook, Input, wit};
 use crate::service::{Service, ServiceError};
@@ -87,16 +87,29 @@ pub fn validate(
     now: Millis,
 ) -> Result<Case, ServiceError> {
     if !dir.is_district(&new.district) {
-        return Err(invalid(format!("`{}` is not a district; known: {}", new.district, dir.districts().join(", "))));
+        return Err(invalid(format!(
+            "`{}` is not a district; known: {}",
+            new.district,
+            dir.districts().join(", ")
+        )));
     }
-    let category = dir
-        .category(&new.category)
-        .ok_or_else(|| invalid(format!("`{}` is not a service code of the category list", new.category)))?;
+    let category = dir.category(&new.category).ok_or_else(|| {
+        invalid(format!(
+            "`{}` is not a service code of the category list",
+            new.category
+        ))
+    })?;
     let mut location = new.location.clone();
     if let Some(g) = &location.grid {
-        let unit = dir.unit(g).filter(|u| u.kind == UnitKind::Grid).ok_or_else(|| invalid(format!("`{g}` is not a grid")))?;
+        let unit = dir
+            .unit(g)
+            .filter(|u| u.kind == UnitKind::Grid)
+            .ok_or_else(|| invalid(format!("`{g}` is not a grid")))?;
         if dir.district_of(g) != Some(new.district.as_str()) {
-            return Err(invalid(format!("grid `{g}` is not in district {}", new.district)));
+            return Err(invalid(format!(
+                "grid `{g}` is not in district {}",
+                new.district
+            )));
         }
         match &location.community {
             Some(c) if unit.parent.as_deref() != Some(c.as_str()) => {
@@ -107,12 +120,20 @@ pub fn validate(
         }
     }
     if let Some(c) = &location.community {
-        let ok = dir.unit(c).is_some_and(|u| matches!(u.kind, UnitKind::Community | UnitKind::Village));
+        let ok = dir
+            .unit(c)
+            .is_some_and(|u| matches!(u.kind, UnitKind::Community | UnitKind::Village));
         if !ok || dir.district_of(c) != Some(new.district.as_str()) {
-            return Err(invalid(format!("`{c}` is not a community or village of district {}", new.district)));
+            return Err(invalid(format!(
+                "`{c}` is not a community or village of district {}",
+                new.district
+            )));
         }
     }
-    for (v, lo, hi, name) in [(location.lat, -90.0, 90.0, "lat"), (location.lon, -180.0, 180.0, "lon")] {
+    for (v, lo, hi, name) in [
+        (location.lat, -90.0, 90.0, "lat"),
+        (location.lon, -180.0, 180.0, "lon"),
+    ] {
         if v.is_some_and(|v| !(lo..=hi).contains(&v) || !v.is_finite()) {
             return Err(invalid(format!("{name} is out of range")));
         }
@@ -121,30 +142,50 @@ pub fn validate(
         return Err(invalid("the address is longer than 500 bytes"));
     }
     if new.description.len() > MAX_DESCRIPTION {
-        return Err(invalid(format!("the description is {} bytes; at most {MAX_DESCRIPTION}", new.description.len())));
+        return Err(invalid(format!(
+            "the description is {} bytes; at most {MAX_DESCRIPTION}",
+            new.description.len()
+        )));
     }
     let mut flags = wit::CaseFlags::empty();
     for f in &new.flags {
         if f == "repeat" {
-            return Err(invalid("the `repeat` flag is set by the platform, not at intake"));
+            return Err(invalid(
+                "the `repeat` flag is set by the platform, not at intake",
+            ));
         }
         flags |= wit::CaseFlags::from_name(f).ok_or_else(|| {
-            invalid(format!("unknown flag `{f}`; known: {}", wit::CaseFlags::all_names().collect::<Vec<_>>().join(", ")))
+            invalid(format!(
+                "unknown flag `{f}`; known: {}",
+                wit::CaseFlags::all_names().collect::<Vec<_>>().join(", ")
+            ))
         })?;
     }
-    if let Some(d) = &new.dispute {
-        if d.dispute_type.is_empty() || d.dispute_type.len() > 32 || d.chambers.len() > 8 {
-            return Err(invalid("dispute: the type must be 1-32 bytes and at most 8 parties given"));
-        }
+    if let Some(d) = &new.dispute
+        && (d.dispute_type.is_empty() || d.dispute_type.len() > 32 || d.chambers.len() > 8)
+    {
+        return Err(invalid(
+            "dispute: the type must be 1-32 bytes and at most 8 parties given",
+        ));
     }
     let kind = match new.kind {
         Some(k) => k,
         None => kind_of(&category.default_kind).unwrap_or(CaseKind::Help),
     };
-    let mut c = Case::received(id, new.district.clone(), new.category.clone(), created_by.to_owned(), now);
+    let mut c = Case::received(
+        id,
+        new.district.clone(),
+        new.category.clone(),
+        created_by.to_owned(),
+        now,
+    );
     c.kind = kind;
     c.channel = new.channel.unwrap_or(Channel::Phone);
-    c.urgency = if new.urgent { Urgency::Urgent } else { Urgency::Normal };
+    c.urgency = if new.urgent {
+        Urgency::Urgent
+    } else {
+        Urgency::Normal
+    };
     c.location = location;
     c.caller_key = caller_key;
     c.flags = flags;
@@ -156,16 +197,29 @@ pub fn validate(
 /// A keyed hash of a phone number: the same caller gets the same key, and the number
 /// cannot be read back from it.
 pub fn caller_key(secret: &[u8], phone: Option<&str>, fallback: &str) -> String {
-    let digits: String = phone.unwrap_or_default().chars().filter(char::is_ascii_digit).collect();
+    let digits: String = phone
+        .unwrap_or_default()
+        .chars()
+        .filter(char::is_ascii_digit)
+        .collect();
     let mut h = Sha256::new();
     h.update(secret);
     h.update([0]);
-    h.update(if digits.is_empty() { fallback.as_bytes() } else { digits.as_bytes() });
+    h.update(if digits.is_empty() {
+        fallback.as_bytes()
+    } else {
+        digits.as_bytes()
+    });
     format!("k{}", &hex::encode(h.finalize())[..31])
 }
 
 /// The caller's recent cases, as rules see them.
-pub fn recent_cases(svc: &Service, caller_key: &str, exclude: &str, now: Millis) -> Result<Vec<wit::RecentCase>, ServiceError> {
+pub fn recent_cases(
+    svc: &Service,
+    caller_key: &str,
+    exclude: &str,
+    now: Millis,
+) -> Result<Vec<wit::RecentCase>, ServiceError> {
     Ok(svc
         .store
         .caller_cases(caller_key, now - RECENT_WINDOW_MS, 50)?
@@ -176,16 +230,31 @@ pub fn recent_cases(svc: &Service, caller_key: &str, exclude: &str, now: Millis)
             category: c.category,
             status: c.status.into(),
             created_at: c.created_at,
-            closed_at: matches!(c.status, CaseStatus::Closed | CaseStatus::Merged).then_some(c.updated_at),
+            closed_at: matches!(c.status, CaseStatus::Closed | CaseStatus::Merged)
+                .then_some(c.updated_at),
         })
         .collect())
 }
 
 type Events = Vec<(Millis, String, EventBody)>;
 
-fn push_transition(case: &mut Case, action: Action, actor: &str, now: Millis, events: &mut Events) -> Result<(), ServiceError> {
+fn push_transition(
+    case: &mut Case,
+    action: Action,
+    actor: &str,
+    now: Millis,
+    events: &mut Events,
+) -> Result<(), ServiceError> {
     let next = lifecycle::apply(case, &action, now)?;
-    events.push((now, actor.to_owned(), EventBody::Transition { action, from: case.status, to: next.status }));
+    events.push((
+        now,
+        actor.to_owned(),
+        EventBody::Transition {
+            action,
+            from: case.status,
+            to: next.status,
+        },
+    ));
     *case = next;
     Ok(())
 }
@@ -220,18 +289,50 @@ fn take_in(svc: &Service, new: &NewCase, actor: &str) -> Result<(Case, Events), 
     let key = caller_key(svc.caller_secret(), new.caller.phone.as_deref(), &id);
     let mut case = validate(&dir, new, id, key, actor, now)?;
     let recent = recent_cases(svc, &case.caller_key, &case.id, now)?;
-    let same_category = recent.iter().filter(|r| r.category == case.category).count();
+    let same_category = recent
+        .iter()
+        .filter(|r| r.category == case.category)
+        .count();
     if same_category + 1 >= REPEAT_THRESHOLD {
         case.flags |= wit::CaseFlags::REPEAT;
     }
-    let mut events: Events = vec![(now, actor.to_owned(), EventBody::Received { channel: case.channel })];
+    let mut events: Events = vec![(
+        now,
+        actor.to_owned(),
+        EventBody::Received {
+            channel: case.channel,
+        },
+    )];
     let plugin_actor = |rec: &crate::model::DecisionRecord| format!("plugin:{}", rec.plugin.name);
 
     // Eligibility.
-    let input = RecordedInput { case: case.to_wit(), now, recent_cases: recent.clone(), timer: None };
-    let elig = decide::decide(&svc.registry, &svc.metrics, &case.district, Hook::Eligibility, dir.version(), &input, now, false, |p| {
-        svc.eval_eligibility(p, &Input { case: &input.case, now, recent_cases: &input.recent_cases, directory: &dir })
-    });
+    let input = RecordedInput {
+        case: case.to_wit(),
+        now,
+        recent_cases: recent.clone(),
+        timer: None,
+    };
+    let elig = decide::decide(
+        &svc.registry,
+        &svc.metrics,
+        &case.district,
+        Hook::Eligibility,
+        dir.version(),
+        &input,
+        now,
+        false,
+        |p| {
+            svc.eval_eligibility(
+                p,
+                &Input {
+                    case: &input.case,
+                    now,
+                    recent_cases: &input.recent_cases,
+                    directory: &dir,
+                },
+            )
+        },
+    );
     let failed = elig.failed;
     let decision = elig.decision.clone();
     for e in elig.events {
@@ -248,7 +349,13 @@ fn take_in(svc: &Service, new: &NewCase, actor: &str) -> Result<(Case, Events), 
                     Some(c) => format!("{:?} (repeat of {c})", r.reason),
                     None => format!("{:?}", r.reason),
                 };
-                push_transition(&mut case, Action::Reject { reason }, "system", now, &mut events)?;
+                push_transition(
+                    &mut case,
+                    Action::Reject { reason },
+                    "system",
+                    now,
+                    &mut events,
+                )?;
                 return Ok((case, events));
             }
             wit::Admissibility::Transferred(line) => {
@@ -258,20 +365,40 @@ fn take_in(svc: &Service, new: &NewCase, actor: &str) -> Result<(Case, Events), 
                     wit::EmergencyLine::Ambulance => "120",
                     wit::EmergencyLine::TrafficPolice => "122",
                 };
-                push_transition(&mut case, Action::Transfer { line: line.into() }, "system", now, &mut events)?;
+                push_transition(
+                    &mut case,
+                    Action::Transfer { line: line.into() },
+                    "system",
+                    now,
+                    &mut events,
+                )?;
                 return Ok((case, events));
             }
             wit::Admissibility::Admissible => {
                 case.eligibility = Some(EligibilityOutcome {
                     grid_admissible: d.grid_admissible,
-                    mediation: d.mediation.map(|m| Mediation { track: mediation_track_name(m.track).into(), unit: m.unit }),
+                    mediation: d.mediation.map(|m| Mediation {
+                        track: mediation_track_name(m.track).into(),
+                        unit: m.unit,
+                    }),
                 });
             }
         },
         None if failed => {}
-        None => case.eligibility = Some(EligibilityOutcome { grid_admissible: false, mediation: None }),
+        None => {
+            case.eligibility = Some(EligibilityOutcome {
+                grid_admissible: false,
+                mediation: None,
+            })
+        }
     }
-    push_transition(&mut case, Action::QueueForDispatch, "system", now, &mut events)?;
+    push_transition(
+        &mut case,
+        Action::QueueForDispatch,
+        "system",
+        now,
+        &mut events,
+    )?;
     if failed {
         manual_triage(svc, &mut case, now, &mut events)?;
     } else {
@@ -281,10 +408,26 @@ fn take_in(svc: &Service, new: &NewCase, actor: &str) -> Result<(Case, Events), 
 }
 
 /// Sends a pending case to its district desk for a person to triage.
-fn manual_triage(svc: &Service, case: &mut Case, now: Millis, events: &mut Events) -> Result<(), ServiceError> {
-    let none = wit::DeadlineOverrides { sign_off: None, first_contact: None, resolution: None, warning_percent: None };
-    let (deadlines, timers) = deadlines::at_dispatch(&svc.calendar, now, case.kind, case.urgency, &none);
-    let action = Action::Dispatch { lead: case.district.clone(), co_handlers: vec![], deadlines, timers };
+fn manual_triage(
+    svc: &Service,
+    case: &mut Case,
+    now: Millis,
+    events: &mut Events,
+) -> Result<(), ServiceError> {
+    let none = wit::DeadlineOverrides {
+        sign_off: None,
+        first_contact: None,
+        resolution: None,
+        warning_percent: None,
+    };
+    let (deadlines, timers) =
+        deadlines::at_dispatch(&svc.calendar, now, case.kind, case.urgency, &none);
+    let action = Action::Dispatch {
+        lead: case.district.clone(),
+        co_handlers: vec![],
+        deadlines,
+        timers,
+    };
     push_transition(case, action, "system", now, events)
 }
 
@@ -298,10 +441,33 @@ pub fn route(
     now: Millis,
     events: &mut Events,
 ) -> Result<(), ServiceError> {
-    let input = RecordedInput { case: case.to_wit(), now, recent_cases: recent.to_vec(), timer: None };
-    let routed = decide::decide(&svc.registry, &svc.metrics, &case.district, Hook::Routing, dir.version(), &input, now, false, |p| {
-        svc.eval_routing(p, &Input { case: &input.case, now, recent_cases: &input.recent_cases, directory: dir })
-    });
+    let input = RecordedInput {
+        case: case.to_wit(),
+        now,
+        recent_cases: recent.to_vec(),
+        timer: None,
+    };
+    let routed = decide::decide(
+        &svc.registry,
+        &svc.metrics,
+        &case.district,
+        Hook::Routing,
+        dir.version(),
+        &input,
+        now,
+        false,
+        |p| {
+            svc.eval_routing(
+                p,
+                &Input {
+                    case: &input.case,
+                    now,
+                    recent_cases: &input.recent_cases,
+                    directory: dir,
+                },
+            )
+        },
+    );
     for e in routed.events {
         let who = match &e {
             EventBody::Decision(r) => format!("plugin:{}", r.plugin.name),
@@ -312,7 +478,13 @@ pub fn route(
     let Some((r, _)) = routed.decision else {
         return manual_triage(svc, case, now, events);
     };
-    let (deadlines, timers) = deadlines::at_dispatch(&svc.calendar, now, case.kind, case.urgency, &r.deadlines);
-    let action = Action::Dispatch { lead: r.lead, co_handlers: r.co_handlers, deadlines, timers };
+    let (deadlines, timers) =
+        deadlines::at_dispatch(&svc.calendar, now, case.kind, case.urgency, &r.deadlines);
+    let action = Action::Dispatch {
+        lead: r.lead,
+        co_handlers: r.co_handlers,
+        deadlines,
+        timers,
+    };
     push_transition(case, action, "system", now, events)
 }

@@ -7,7 +7,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{Case, CaseStatus, Deadlines, Extension, Millis, PendingTimer, Satisfaction, TimerKind};
+use crate::model::{
+    Case, CaseStatus, Deadlines, Extension, Millis, PendingTimer, Satisfaction, TimerKind,
+};
 
 /// Longest free text an action carries (reasons, replies, notes).
 pub const MAX_TEXT: usize = 2000;
@@ -147,14 +149,22 @@ pub struct LifecycleError {
 /// Applies `action` at time `at`; on error the case is untouched (it is borrowed).
 pub fn apply(case: &Case, action: &Action, at: Millis) -> Result<Case, LifecycleError> {
     use CaseStatus as S;
-    let err = |why: String| LifecycleError { case: case.id.clone(), status: case.status, action: action.name(), why };
+    let err = |why: String| LifecycleError {
+        case: case.id.clone(),
+        status: case.status,
+        action: action.name(),
+        why,
+    };
     let wrong_state = |expected: &str| err(format!("only allowed when the case is {expected}"));
     let text = |t: &str, what: &str| -> Result<(), LifecycleError> {
         if t.trim().is_empty() {
             return Err(err(format!("{what} must not be empty")));
         }
         if t.len() > MAX_TEXT {
-            return Err(err(format!("{what} is {} bytes; at most {MAX_TEXT}", t.len())));
+            return Err(err(format!(
+                "{what} is {} bytes; at most {MAX_TEXT}",
+                t.len()
+            )));
         }
         Ok(())
     };
@@ -173,7 +183,9 @@ pub fn apply(case: &Case, action: &Action, at: Millis) -> Result<Case, Lifecycle
                 return Err(wrong_state("received"));
             }
             if !matches!(line.as_str(), "110" | "119" | "120" | "122") {
-                return Err(err(format!("`{line}` is not an emergency line (110, 119, 120, 122)")));
+                return Err(err(format!(
+                    "`{line}` is not an emergency line (110, 119, 120, 122)"
+                )));
             }
             c.status = S::Transferred;
         }
@@ -190,12 +202,19 @@ pub fn apply(case: &Case, action: &Action, at: Millis) -> Result<Case, Lifecycle
             }
             c.status = S::PendingDispatch;
         }
-        Action::Dispatch { lead, co_handlers, deadlines, timers } => {
+        Action::Dispatch {
+            lead,
+            co_handlers,
+            deadlines,
+            timers,
+        } => {
             if c.status != S::PendingDispatch {
                 return Err(wrong_state("pending dispatch"));
             }
             if lead.is_empty() || co_handlers.contains(lead) {
-                return Err(err("the lead unit must be set and not also a co-handler".into()));
+                return Err(err(
+                    "the lead unit must be set and not also a co-handler".into()
+                ));
             }
             c.handler = Some(lead.clone());
             c.co_handlers = co_handlers.clone();
@@ -261,15 +280,21 @@ pub fn apply(case: &Case, action: &Action, at: Millis) -> Result<Case, Lifecycle
         Action::ApproveExtension { resolution, timers } => {
             pending_extension(&c).map_err(err)?;
             if c.deadlines.resolution.is_some_and(|r| *resolution <= r) {
-                return Err(err("the new resolution deadline must be later than the current one".into()));
+                return Err(err(
+                    "the new resolution deadline must be later than the current one".into(),
+                ));
             }
             if let Some(e) = c.extension.as_mut() {
                 e.approved = Some(true);
             }
             c.deadlines.resolution = Some(*resolution);
-            c.timers.retain(|t| matches!(t.kind, TimerKind::SignOff | TimerKind::FirstContact));
+            c.timers
+                .retain(|t| matches!(t.kind, TimerKind::SignOff | TimerKind::FirstContact));
             c.timers.extend(timers.iter().copied());
-            c.deadlines.warning = timers.iter().find(|t| t.kind == TimerKind::Warning).map(|t| t.due_at);
+            c.deadlines.warning = timers
+                .iter()
+                .find(|t| t.kind == TimerKind::Warning)
+                .map(|t| t.due_at);
         }
         Action::RefuseExtension { reason } => {
             pending_extension(&c).map_err(err)?;
@@ -278,14 +303,25 @@ pub fn apply(case: &Case, action: &Action, at: Millis) -> Result<Case, Lifecycle
                 e.approved = Some(false);
             }
         }
-        Action::Callback { satisfied, resolved, note } => {
+        Action::Callback {
+            satisfied,
+            resolved,
+            note,
+        } => {
             if c.status != S::Replied {
                 return Err(wrong_state("replied"));
             }
             if note.len() > MAX_TEXT {
-                return Err(err(format!("the note is {} bytes; at most {MAX_TEXT}", note.len())));
+                return Err(err(format!(
+                    "the note is {} bytes; at most {MAX_TEXT}",
+                    note.len()
+                )));
             }
-            c.satisfaction = Some(Satisfaction { satisfied: *satisfied, resolved: *resolved, note: note.clone() });
+            c.satisfaction = Some(Satisfaction {
+                satisfied: *satisfied,
+                resolved: *resolved,
+                note: note.clone(),
+            });
             c.status = S::Callback;
         }
         Action::Close => {
@@ -327,7 +363,9 @@ pub fn apply(case: &Case, action: &Action, at: Millis) -> Result<Case, Lifecycle
 fn handler_only(c: &Case, unit: &str) -> Result<(), String> {
     match &c.handler {
         Some(h) if h == unit => Ok(()),
-        Some(h) => Err(format!("unit {unit} is not the handler (the handler is {h})")),
+        Some(h) => Err(format!(
+            "unit {unit} is not the handler (the handler is {h})"
+        )),
         None => Err("the case has no handler".into()),
     }
 }

@@ -73,52 +73,128 @@ impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("civic");
         let requests = Family::<RequestLabels, Counter>::default();
-        let latency = Family::<RouteLabels, Histogram>::new_with_constructor(|| Histogram::new(exponential_buckets(0.0005, 2.0, 14)));
+        let latency = Family::<RouteLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.0005, 2.0, 14))
+        });
         let decisions = Family::<DecisionLabels, Counter>::default();
-        let fuel = Family::<HookLabels, Histogram>::new_with_constructor(|| Histogram::new(exponential_buckets(1000.0, 4.0, 10)));
-        let decision_latency = Family::<HookLabels, Histogram>::new_with_constructor(|| Histogram::new(exponential_buckets(0.000002, 2.0, 16)));
+        let fuel = Family::<HookLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(1000.0, 4.0, 10))
+        });
+        let decision_latency = Family::<HookLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.000002, 2.0, 16))
+        });
         let failures = Family::<FailureLabels, Counter>::default();
         let cases = Family::<StatusLabels, Gauge>::default();
-        registry.register("http_requests", "HTTP requests by matched route, method and status", requests.clone());
-        registry.register("http_request_duration_seconds", "HTTP request latency by matched route", latency.clone());
-        registry.register("decisions", "Rule decisions by district, hook, plug-in and outcome", decisions.clone());
+        registry.register(
+            "http_requests",
+            "HTTP requests by matched route, method and status",
+            requests.clone(),
+        );
+        registry.register(
+            "http_request_duration_seconds",
+            "HTTP request latency by matched route",
+            latency.clone(),
+        );
+        registry.register(
+            "decisions",
+            "Rule decisions by district, hook, plug-in and outcome",
+            decisions.clone(),
+        );
         registry.register("decision_fuel", "Fuel used per decision", fuel.clone());
-        registry.register("decision_duration_seconds", "Wall time per decision, including instantiation", decision_latency.clone());
-        registry.register("rule_failures", "Plug-in failures by district, hook and kind", failures.clone());
+        registry.register(
+            "decision_duration_seconds",
+            "Wall time per decision, including instantiation",
+            decision_latency.clone(),
+        );
+        registry.register(
+            "rule_failures",
+            "Plug-in failures by district, hook and kind",
+            failures.clone(),
+        );
         registry.register("cases", "Cases by district and status", cases.clone());
-        Self { registry, requests, latency, decisions, fuel, decision_latency, failures, cases }
+        Self {
+            registry,
+            requests,
+            latency,
+            decisions,
+            fuel,
+            decision_latency,
+            failures,
+            cases,
+        }
     }
 
     /// Counts a request.
     pub fn request(&self, route: &str, method: &str, status: u16, took: Duration) {
-        self.requests.get_or_create(&RequestLabels { route: route.into(), method: method.into(), status }).inc();
-        self.latency.get_or_create(&RouteLabels { route: route.into() }).observe(took.as_secs_f64());
+        self.requests
+            .get_or_create(&RequestLabels {
+                route: route.into(),
+                method: method.into(),
+                status,
+            })
+            .inc();
+        self.latency
+            .get_or_create(&RouteLabels {
+                route: route.into(),
+            })
+            .observe(took.as_secs_f64());
     }
 
     /// Counts a decision.
-    pub fn decision(&self, district: &str, hook: Hook, plugin: &str, outcome: &str, fuel: u64, took: Duration) {
+    pub fn decision(
+        &self,
+        district: &str,
+        hook: Hook,
+        plugin: &str,
+        outcome: &str,
+        fuel: u64,
+        took: Duration,
+    ) {
         let hook_s = hook.as_str().to_owned();
         self.decisions
-            .get_or_create(&DecisionLabels { district: district.into(), hook: hook_s.clone(), plugin: plugin.into(), outcome: outcome.into() })
+            .get_or_create(&DecisionLabels {
+                district: district.into(),
+                hook: hook_s.clone(),
+                plugin: plugin.into(),
+                outcome: outcome.into(),
+            })
             .inc();
-        self.fuel.get_or_create(&HookLabels { hook: hook_s.clone() }).observe(fuel as f64);
-        self.decision_latency.get_or_create(&HookLabels { hook: hook_s }).observe(took.as_secs_f64());
+        self.fuel
+            .get_or_create(&HookLabels {
+                hook: hook_s.clone(),
+            })
+            .observe(fuel as f64);
+        self.decision_latency
+            .get_or_create(&HookLabels { hook: hook_s })
+            .observe(took.as_secs_f64());
     }
 
     /// Counts a plug-in failure.
     pub fn failure(&self, district: &str, hook: Hook, kind: &str) {
-        self.failures.get_or_create(&FailureLabels { district: district.into(), hook: hook.as_str().into(), kind: kind.into() }).inc();
+        self.failures
+            .get_or_create(&FailureLabels {
+                district: district.into(),
+                hook: hook.as_str().into(),
+                kind: kind.into(),
+            })
+            .inc();
     }
 
     /// Sets the cases-by-status gauge.
     pub fn set_cases(&self, district: &str, status: &str, n: i64) {
-        self.cases.get_or_create(&StatusLabels { district: district.into(), status: status.into() }).set(n);
+        self.cases
+            .get_or_create(&StatusLabels {
+                district: district.into(),
+                status: status.into(),
+            })
+            .set(n);
     }
 
     /// The Prometheus text exposition.
     pub fn render(&self) -> String {
         let mut out = String::new();
-        prometheus_client::encoding::text::encode(&mut out, &self.registry).expect("writing to a string");
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a string");
         out
     }
 }

@@ -126,7 +126,14 @@ impl CaseStatus {
 
     /// Terminal states: nothing more happens unless the case is reopened.
     pub fn is_terminal(self) -> bool {
-        matches!(self, Self::Rejected | Self::Transferred | Self::AnsweredAtIntake | Self::Closed | Self::Merged)
+        matches!(
+            self,
+            Self::Rejected
+                | Self::Transferred
+                | Self::AnsweredAtIntake
+                | Self::Closed
+                | Self::Merged
+        )
     }
 
     /// The status's name as in URLs and JSON.
@@ -151,7 +158,10 @@ impl CaseStatus {
 impl std::str::FromStr for CaseStatus {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        Self::ALL.into_iter().find(|st| st.as_str() == s).ok_or_else(|| format!("unknown status `{s}`"))
+        Self::ALL
+            .into_iter()
+            .find(|st| st.as_str() == s)
+            .ok_or_else(|| format!("unknown status `{s}`"))
     }
 }
 
@@ -364,7 +374,10 @@ impl Case {
             eligibility: self.eligibility.as_ref().map(|e| wit::EligibilityOutcome {
                 grid_admissible: e.grid_admissible,
                 mediation: e.mediation.as_ref().and_then(|m| {
-                    Some(wit::Mediation { track: mediation_track(&m.track)?, unit: m.unit.clone() })
+                    Some(wit::Mediation {
+                        track: mediation_track(&m.track)?,
+                        unit: m.unit.clone(),
+                    })
                 }),
             }),
             handler: self.handler.clone(),
@@ -502,7 +515,13 @@ impl std::fmt::Display for CaseStatus {
 
 impl Case {
     /// A case as received at intake, before any rule has run.
-    pub fn received(id: String, district: String, category: String, created_by: String, at: Millis) -> Case {
+    pub fn received(
+        id: String,
+        district: String,
+        category: String,
+        created_by: String,
+        at: Millis,
+    ) -> Case {
         Case {
             id,
             district,

@@ -52,7 +52,9 @@ pub enum RegistryError {
         hook: &'static str,
     },
     /// The same component is already deployed with other settings.
-    #[error("this component is already deployed for {district}/{hook} as {version} with another configuration or limits; versions are immutable")]
+    #[error(
+        "this component is already deployed for {district}/{hook} as {version} with another configuration or limits; versions are immutable"
+    )]
     DeployedDifferently {
         /// The district (or `city`).
         district: String,
@@ -160,55 +162,99 @@ fn json<T: Serialize>(v: &T) -> Vec<u8> {
 }
 
 fn parse<T: for<'de> Deserialize<'de>>(what: &str, b: &[u8]) -> Result<T, StoreError> {
-    serde_json::from_slice(b).map_err(|e| StoreError::Corrupt { key: what.to_owned(), message: e.to_string() })
+    serde_json::from_slice(b).map_err(|e| StoreError::Corrupt {
+        key: what.to_owned(),
+        message: e.to_string(),
+    })
 }
 
 impl Registry {
     /// A registry over `store`, loading every active version into `runtime`.
-    pub fn open(store: Arc<Store>, runtime: Arc<Runtime>, suspend_after: u32) -> Result<Self, RegistryError> {
-        let reg = Registry { store, runtime, active: RwLock::new(HashMap::new()), suspend_after: suspend_after.max(1) };
+    pub fn open(
+        store: Arc<Store>,
+        runtime: Arc<Runtime>,
+        suspend_after: u32,
+    ) -> Result<Self, RegistryError> {
+        let reg = Registry {
+            store,
+            runtime,
+            active: RwLock::new(HashMap::new()),
+            suspend_after: suspend_after.max(1),
+        };
         for (key, bytes) in reg.store.record_scan(SLOTS, "")? {
             let slot: SlotRecord = parse(&key, &bytes)?;
             let Some(version) = slot.active else { continue };
-            let Some((district, hook)) = key.split_once('/') else { continue };
+            let Some((district, hook)) = key.split_once('/') else {
+                continue;
+            };
             let hook: Hook = hook.parse().map_err(StoreError::Invalid)?;
             match reg.load(district, hook, &version) {
                 Ok(active) => {
-                    reg.active.write().insert((district.to_owned(), hook), active);
+                    reg.active
+                        .write()
+                        .insert((district.to_owned(), hook), active);
                 }
-                Err(e) => tracing::error!(%district, hook = hook.as_str(), %version, error = %e, "active plug-in could not be loaded; the slot falls back to the city default"),
+                Err(e) => {
+                    tracing::error!(%district, hook = hook.as_str(), %version, error = %e, "active plug-in could not be loaded; the slot falls back to the city default")
+                }
             }
         }
         Ok(reg)
     }
 
-    fn load(&self, district: &str, hook: Hook, version: &str) -> Result<Arc<Active>, RegistryError> {
+    fn load(
+        &self,
+        district: &str,
+        hook: Hook,
+        version: &str,
+    ) -> Result<Arc<Active>, RegistryError> {
         let record = self.version(district, hook, version)?;
-        let bytes = self.store.record_get(BLOBS, version)?.ok_or_else(|| StoreError::Corrupt {
-            key: format!("{BLOBS}/{version}"),
-            message: "component bytes are missing".into(),
-        })?;
-        let plugin = self.runtime.load(&record.name, &bytes, record.limits, &record.config)?;
-        Ok(Arc::new(Active { record, plugin, failures: AtomicU32::new(0) }))
+        let bytes = self
+            .store
+            .record_get(BLOBS, version)?
+            .ok_or_else(|| StoreError::Corrupt {
+                key: format!("{BLOBS}/{version}"),
+                message: "component bytes are missing".into(),
+            })?;
+        let plugin = self
+            .runtime
+            .load(&record.name, &bytes, record.limits, &record.config)?;
+        Ok(Arc::new(Active {
+            record,
+            plugin,
+            failures: AtomicU32::new(0),
+        }))
     }
 
     /// A deployed version, compiled and ready to evaluate (for dry runs of candidates).
-    pub fn plugin(&self, district: &str, hook: Hook, version: &str) -> Result<Arc<Plugin>, RegistryError> {
-        if let Some(a) = self.active.read().get(&(district.to_owned(), hook)) {
-            if a.record.version == version {
-                return Ok(a.plugin.clone());
-            }
+    pub fn plugin(
+        &self,
+        district: &str,
+        hook: Hook,
+        version: &str,
+    ) -> Result<Arc<Plugin>, RegistryError> {
+        if let Some(a) = self.active.read().get(&(district.to_owned(), hook))
+            && a.record.version == version
+        {
+            return Ok(a.plugin.clone());
         }
         Ok(self.load(district, hook, version)?.plugin.clone())
     }
 
     /// A deployed version's record.
-    pub fn version(&self, district: &str, hook: Hook, version: &str) -> Result<VersionRecord, RegistryError> {
+    pub fn version(
+        &self,
+        district: &str,
+        hook: Hook,
+        version: &str,
+    ) -> Result<VersionRecord, RegistryError> {
         let key = version_key(district, hook, version);
-        let bytes = self.store.record_get(VERSIONS, &key)?.ok_or_else(|| RegistryError::UnknownVersion {
-            district: district.to_owned(),
-            hook: hook.as_str(),
-            version: version.to_owned(),
+        let bytes = self.store.record_get(VERSIONS, &key)?.ok_or_else(|| {
+            RegistryError::UnknownVersion {
+                district: district.to_owned(),
+                hook: hook.as_str(),
+                version: version.to_owned(),
+            }
         })?;
         Ok(parse(&key, &bytes)?)
     }
@@ -236,7 +282,11 @@ impl Registry {
         let version = plugin.id().version.clone();
         if let Ok(existing) = self.version(district, hook, &version) {
             if existing.config != config || existing.limits != plugin.limits() {
-                return Err(RegistryError::DeployedDifferently { district: district.to_owned(), hook: hook.as_str(), version });
+                return Err(RegistryError::DeployedDifferently {
+                    district: district.to_owned(),
+                    hook: hook.as_str(),
+                    version,
+                });
             }
             return Ok((existing, false));
         }
@@ -251,66 +301,125 @@ impl Registry {
             limits: plugin.limits(),
             config: config.to_owned(),
         };
-        self.store.record_put(BLOBS, &[(version.clone(), bytes.to_vec())])?;
-        self.store.record_put(VERSIONS, &[(version_key(district, hook, &version), json(&record))])?;
+        self.store
+            .record_put(BLOBS, &[(version.clone(), bytes.to_vec())])?;
+        self.store.record_put(
+            VERSIONS,
+            &[(version_key(district, hook, &version), json(&record))],
+        )?;
         Ok((record, true))
     }
 
     /// Versions deployed for a slot, oldest first, and the slot's state.
-    pub fn list(&self, district: &str, hook: Hook) -> Result<(Vec<VersionRecord>, SlotRecord), RegistryError> {
+    pub fn list(
+        &self,
+        district: &str,
+        hook: Hook,
+    ) -> Result<(Vec<VersionRecord>, SlotRecord), RegistryError> {
         let mut versions: Vec<VersionRecord> = self
             .store
             .record_scan(VERSIONS, &format!("{}/", slot_key(district, hook)))?
             .into_iter()
             .map(|(k, v)| parse(&k, &v))
             .collect::<Result<_, _>>()?;
-        versions.sort_by(|a, b| a.deployed_at.cmp(&b.deployed_at).then(a.version.cmp(&b.version)));
+        versions.sort_by(|a, b| {
+            a.deployed_at
+                .cmp(&b.deployed_at)
+                .then(a.version.cmp(&b.version))
+        });
         Ok((versions, self.slot(district, hook)?))
     }
 
     /// A slot's state.
     pub fn slot(&self, district: &str, hook: Hook) -> Result<SlotRecord, RegistryError> {
         let key = slot_key(district, hook);
-        Ok(self.store.record_get(SLOTS, &key)?.map(|b| parse(&key, &b)).transpose()?.unwrap_or_default())
+        Ok(self
+            .store
+            .record_get(SLOTS, &key)?
+            .map(|b| parse(&key, &b))
+            .transpose()?
+            .unwrap_or_default())
     }
 
     /// Makes a deployed version the active one; the previous active version is kept for
     /// rollback. Compiles before switching, so a failure leaves the slot as it was.
-    pub fn activate(&self, district: &str, hook: Hook, version: &str, actor: &str, now: Millis) -> Result<SlotRecord, RegistryError> {
+    pub fn activate(
+        &self,
+        district: &str,
+        hook: Hook,
+        version: &str,
+        actor: &str,
+        now: Millis,
+    ) -> Result<SlotRecord, RegistryError> {
         let active = self.load(district, hook, version)?;
-        let slot = self.store.record_update(SLOTS, &slot_key(district, hook), |cur| {
-            let mut s: SlotRecord = cur.map(|b| parse("slot", b)).transpose()?.unwrap_or_default();
-            if s.active.as_deref() != Some(version) {
-                if let Some(old) = s.active.take() {
-                    s.previous.push(old);
+        let slot = self
+            .store
+            .record_update(SLOTS, &slot_key(district, hook), |cur| {
+                let mut s: SlotRecord = cur
+                    .map(|b| parse("slot", b))
+                    .transpose()?
+                    .unwrap_or_default();
+                if s.active.as_deref() != Some(version) {
+                    if let Some(old) = s.active.take() {
+                        s.previous.push(old);
+                    }
+                    s.previous.retain(|v| v != version);
+                    s.active = Some(version.to_owned());
                 }
-                s.previous.retain(|v| v != version);
-                s.active = Some(version.to_owned());
-            }
-            s.suspended.retain(|v| v != version);
-            s.history.push(SlotEvent { at: now, actor: actor.to_owned(), what: "activated".into(), version: version.to_owned(), detail: String::new() });
-            Ok((Some(json(&s)), s))
-        })?;
-        self.active.write().insert((district.to_owned(), hook), active);
+                s.suspended.retain(|v| v != version);
+                s.history.push(SlotEvent {
+                    at: now,
+                    actor: actor.to_owned(),
+                    what: "activated".into(),
+                    version: version.to_owned(),
+                    detail: String::new(),
+                });
+                Ok((Some(json(&s)), s))
+            })?;
+        self.active
+            .write()
+            .insert((district.to_owned(), hook), active);
         Ok(slot)
     }
 
     /// Re-activates the previous version.
-    pub fn rollback(&self, district: &str, hook: Hook, actor: &str, now: Millis) -> Result<SlotRecord, RegistryError> {
+    pub fn rollback(
+        &self,
+        district: &str,
+        hook: Hook,
+        actor: &str,
+        now: Millis,
+    ) -> Result<SlotRecord, RegistryError> {
         let slot = self.slot(district, hook)?;
         let Some(previous) = slot.previous.last().cloned() else {
-            return Err(RegistryError::NoPrevious { district: district.to_owned(), hook: hook.as_str() });
+            return Err(RegistryError::NoPrevious {
+                district: district.to_owned(),
+                hook: hook.as_str(),
+            });
         };
         let active = self.load(district, hook, &previous)?;
-        let slot = self.store.record_update(SLOTS, &slot_key(district, hook), |cur| {
-            let mut s: SlotRecord = cur.map(|b| parse("slot", b)).transpose()?.unwrap_or_default();
-            let from = s.active.take().unwrap_or_default();
-            s.previous.retain(|v| *v != previous);
-            s.active = Some(previous.clone());
-            s.history.push(SlotEvent { at: now, actor: actor.to_owned(), what: "rolled-back".into(), version: previous.clone(), detail: format!("from {from}") });
-            Ok((Some(json(&s)), s))
-        })?;
-        self.active.write().insert((district.to_owned(), hook), active);
+        let slot = self
+            .store
+            .record_update(SLOTS, &slot_key(district, hook), |cur| {
+                let mut s: SlotRecord = cur
+                    .map(|b| parse("slot", b))
+                    .transpose()?
+                    .unwrap_or_default();
+                let from = s.active.take().unwrap_or_default();
+                s.previous.retain(|v| *v != previous);
+                s.active = Some(previous.clone());
+                s.history.push(SlotEvent {
+                    at: now,
+                    actor: actor.to_owned(),
+                    what: "rolled-back".into(),
+                    version: previous.clone(),
+                    detail: format!("from {from}"),
+                });
+                Ok((Some(json(&s)), s))
+            })?;
+        self.active
+            .write()
+            .insert((district.to_owned(), hook), active);
         Ok(slot)
     }
 
@@ -318,9 +427,15 @@ impl Registry {
     pub fn resolve(&self, district: &str, hook: Hook) -> Option<Resolved> {
         let map = self.active.read();
         if let Some(a) = map.get(&(district.to_owned(), hook)) {
-            return Some(Resolved { active: a.clone(), is_city_default: district == CITY });
+            return Some(Resolved {
+                active: a.clone(),
+                is_city_default: district == CITY,
+            });
         }
-        map.get(&(CITY.to_owned(), hook)).map(|a| Resolved { active: a.clone(), is_city_default: true })
+        map.get(&(CITY.to_owned(), hook)).map(|a| Resolved {
+            active: a.clone(),
+            is_city_default: true,
+        })
     }
 
     /// The city default for a hook.
@@ -340,23 +455,35 @@ impl Registry {
         if n != self.suspend_after {
             return false;
         }
-        let (district, hook, version) = (active.record.district.clone(), active.record.hook, active.record.version.clone());
-        let next = self.store.record_update(SLOTS, &slot_key(&district, hook), |cur| {
-            let mut s: SlotRecord = cur.map(|b| parse("slot", b)).transpose()?.unwrap_or_default();
-            if s.active.as_deref() != Some(version.as_str()) {
-                return Ok((cur.map(<[u8]>::to_vec), None));
-            }
-            s.active = s.previous.pop();
-            s.suspended.push(version.clone());
-            s.history.push(SlotEvent {
-                at: now,
-                actor: "system".into(),
-                what: "suspended".into(),
-                version: version.clone(),
-                detail: format!("{n} consecutive failures; now active: {}", s.active.as_deref().unwrap_or("the city default")),
+        let (district, hook, version) = (
+            active.record.district.clone(),
+            active.record.hook,
+            active.record.version.clone(),
+        );
+        let next = self
+            .store
+            .record_update(SLOTS, &slot_key(&district, hook), |cur| {
+                let mut s: SlotRecord = cur
+                    .map(|b| parse("slot", b))
+                    .transpose()?
+                    .unwrap_or_default();
+                if s.active.as_deref() != Some(version.as_str()) {
+                    return Ok((cur.map(<[u8]>::to_vec), None));
+                }
+                s.active = s.previous.pop();
+                s.suspended.push(version.clone());
+                s.history.push(SlotEvent {
+                    at: now,
+                    actor: "system".into(),
+                    what: "suspended".into(),
+                    version: version.clone(),
+                    detail: format!(
+                        "{n} consecutive failures; now active: {}",
+                        s.active.as_deref().unwrap_or("the city default")
+                    ),
+                });
+                Ok((Some(json(&s)), Some(s.active.clone())))
             });
-            Ok((Some(json(&s)), Some(s.active.clone())))
-        });
         let Ok(Some(next)) = next else { return false };
         let mut map = self.active.write();
         let key = (district.clone(), hook);
@@ -367,7 +494,9 @@ impl Registry {
         if let Some(next) = next {
             match self.load(&district, hook, &next) {
                 Ok(a) => drop(self.active.write().insert(key, a)),
-                Err(e) => tracing::error!(%district, error = %e, "could not load the version restored after a suspension"),
+                Err(e) => {
+                    tracing::error!(%district, error = %e, "could not load the version restored after a suspension")
+                }
             }
         }
         tracing::warn!(%district, hook = hook.as_str(), %version, failures = n, "plug-in version suspended");

@@ -13,7 +13,9 @@ use crate::lifecycle::{self, Action, LifecycleError};
 use crate::metrics::Metrics;
 use crate::model::{Case, CaseStatus, EventBody, Millis};
 use crate::registry::{CITY, Registry, RegistryError};
-use crate::runtime::{Evaluation, Hook, Input, Limits, Plugin, PluginError, Runtime, RuntimeConfig, RuntimeError, wit};
+use crate::runtime::{
+    Evaluation, Hook, Input, Limits, Plugin, PluginError, Runtime, RuntimeConfig, RuntimeError, wit,
+};
 use crate::store::{Change, Durability, Store, StoreError};
 
 /// Why a case operation failed.
@@ -57,7 +59,10 @@ impl ServiceConfig {
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
         let data_dir = data_dir.into();
         Self {
-            runtime: RuntimeConfig { cache_dir: Some(data_dir.join("plugin-cache")), ..RuntimeConfig::default() },
+            runtime: RuntimeConfig {
+                cache_dir: Some(data_dir.join("plugin-cache")),
+                ..RuntimeConfig::default()
+            },
             data_dir,
             suspend_after: crate::registry::DEFAULT_SUSPEND_AFTER,
             durability: Durability::GroupCommit,
@@ -163,10 +168,19 @@ impl Service {
     /// Opens the store under `config.data_dir` and loads every active plug-in.
     pub fn open(config: &ServiceConfig, clock: Arc<dyn Clock>) -> Result<Self, ServiceError> {
         std::fs::create_dir_all(&config.data_dir).map_err(|e| {
-            ServiceError::Unavailable(format!("cannot create the data directory {}: {e}", config.data_dir.display()))
+            ServiceError::Unavailable(format!(
+                "cannot create the data directory {}: {e}",
+                config.data_dir.display()
+            ))
         })?;
-        let store = Arc::new(Store::open(&config.data_dir.join("store"), config.durability)?);
-        let runtime = Arc::new(Runtime::new(config.runtime.clone()).map_err(|e: RuntimeError| ServiceError::Unavailable(e.to_string()))?);
+        let store = Arc::new(Store::open(
+            &config.data_dir.join("store"),
+            config.durability,
+        )?);
+        let runtime = Arc::new(
+            Runtime::new(config.runtime.clone())
+                .map_err(|e: RuntimeError| ServiceError::Unavailable(e.to_string()))?,
+        );
         let registry = Registry::open(store.clone(), runtime.clone(), config.suspend_after)?;
         let caller_secret = match store.record_get(SECRETS, "caller-key")? {
             Some(s) => s,
@@ -179,9 +193,22 @@ impl Service {
         };
         let calendar = Calendar::bundled();
         for year in calendar.unchecked_years() {
-            tracing::warn!(year, "the bundled holiday calendar for this year is not marked as checked against the official notice");
+            tracing::warn!(
+                year,
+                "the bundled holiday calendar for this year is not marked as checked against the official notice"
+            );
         }
-        Ok(Self { store, runtime, registry, calendar, clock, metrics: Metrics::new(), tokens: Default::default(), native: None, caller_secret })
+        Ok(Self {
+            store,
+            runtime,
+            registry,
+            calendar,
+            clock,
+            metrics: Metrics::new(),
+            tokens: Default::default(),
+            native: None,
+            caller_secret,
+        })
     }
 
     /// Opens with the system clock.
@@ -196,25 +223,46 @@ impl Service {
         let mut out = Bootstrap::default();
         let now = self.clock.now();
         if self.store.current_directory()?.is_none() {
-            self.store.put_directory(SAMPLE_DIRECTORY, SAMPLE_CATEGORIES)?;
+            self.store
+                .put_directory(SAMPLE_DIRECTORY, SAMPLE_CATEGORIES)?;
         }
         for b in civic_plugin_bundle::all() {
             let scope = b.district.unwrap_or(CITY);
             for hook in Hook::ALL {
-                if self.registry.slot(scope, hook)?.active.is_some() || !self.registry.list(scope, hook)?.0.is_empty() {
+                if self.registry.slot(scope, hook)?.active.is_some()
+                    || !self.registry.list(scope, hook)?.0.is_empty()
+                {
                     continue;
                 }
-                let (rec, _) = self.registry.deploy(scope, hook, b.package, b.component, Limits::default(), "{}", "system", now)?;
-                self.registry.activate(scope, hook, &rec.version, "system", now)?;
+                let (rec, _) = self.registry.deploy(
+                    scope,
+                    hook,
+                    b.package,
+                    b.component,
+                    Limits::default(),
+                    "{}",
+                    "system",
+                    now,
+                )?;
+                self.registry
+                    .activate(scope, hook, &rec.version, "system", now)?;
                 out.deployed.push(format!("{scope}/{}", hook.as_str()));
             }
         }
-        let has_tokens = crate::auth::any(&self.store).map_err(|e| ServiceError::Unavailable(e.to_string()))?;
+        let has_tokens =
+            crate::auth::any(&self.store).map_err(|e| ServiceError::Unavailable(e.to_string()))?;
         if !has_tokens {
-            let new = crate::auth::NewToken { name: "first admin".into(), role: crate::auth::Role::CityAdmin, district: None, unit: None };
-            let (_, secret) = crate::auth::issue(&self.store, None, &new, now).map_err(|e| ServiceError::Unavailable(e.to_string()))?;
-            write_owner_only(&data_dir.join("admin-token"), &secret)
-                .map_err(|e| ServiceError::Unavailable(format!("cannot write the admin token file: {e}")))?;
+            let new = crate::auth::NewToken {
+                name: "first admin".into(),
+                role: crate::auth::Role::CityAdmin,
+                district: None,
+                unit: None,
+            };
+            let (_, secret) = crate::auth::issue(&self.store, None, &new, now)
+                .map_err(|e| ServiceError::Unavailable(e.to_string()))?;
+            write_owner_only(&data_dir.join("admin-token"), &secret).map_err(|e| {
+                ServiceError::Unavailable(format!("cannot write the admin token file: {e}"))
+            })?;
             out.admin_token = Some(secret);
         }
         Ok(out)
@@ -222,11 +270,20 @@ impl Service {
 
     /// The current directory version.
     pub fn directory(&self) -> Result<Arc<Directory>, ServiceError> {
-        self.store.current_directory()?.ok_or_else(|| ServiceError::Unavailable("no directory is loaded; start with `civic serve` once to load the sample city".into()))
+        self.store.current_directory()?.ok_or_else(|| {
+            ServiceError::Unavailable(
+                "no directory is loaded; start with `civic serve` once to load the sample city"
+                    .into(),
+            )
+        })
     }
 
     /// Runs eligibility with `plugin` (or natively, for a baseline).
-    pub fn eval_eligibility(&self, plugin: &Plugin, input: &Input<'_>) -> Result<Evaluation<wit::EligibilityDecision>, PluginError> {
+    pub fn eval_eligibility(
+        &self,
+        plugin: &Plugin,
+        input: &Input<'_>,
+    ) -> Result<Evaluation<wit::EligibilityDecision>, PluginError> {
         match &self.native {
             Some(n) => Ok(native_eval(|| n.eligibility(input))),
             None => self.runtime.eligibility(plugin, input),
@@ -234,7 +291,11 @@ impl Service {
     }
 
     /// Runs routing with `plugin` (or natively, for a baseline).
-    pub fn eval_routing(&self, plugin: &Plugin, input: &Input<'_>) -> Result<Evaluation<wit::RoutingDecision>, PluginError> {
+    pub fn eval_routing(
+        &self,
+        plugin: &Plugin,
+        input: &Input<'_>,
+    ) -> Result<Evaluation<wit::RoutingDecision>, PluginError> {
         match &self.native {
             Some(n) => Ok(native_eval(|| n.routing(input))),
             None => self.runtime.routing(plugin, input),
@@ -247,22 +308,40 @@ impl Service {
 
     /// A case.
     pub fn case(&self, id: &str) -> Result<Case, ServiceError> {
-        self.store.get_case(id)?.ok_or_else(|| ServiceError::NotFound(id.to_owned()))
+        self.store
+            .get_case(id)?
+            .ok_or_else(|| ServiceError::NotFound(id.to_owned()))
     }
 
     /// Applies a lifecycle action by `actor`. With `expected_version`, a case that changed
     /// since is a conflict; without, the action is retried on a fresh read.
-    pub fn act(&self, id: &str, action: &CaseAction, actor: &str, expected_version: Option<u64>) -> Result<Case, ServiceError> {
+    pub fn act(
+        &self,
+        id: &str,
+        action: &CaseAction,
+        actor: &str,
+        expected_version: Option<u64>,
+    ) -> Result<Case, ServiceError> {
         for attempt in 0.. {
             let current = self.case(id)?;
-            if let Some(v) = expected_version {
-                if v != current.version {
-                    return Err(StoreError::Conflict { case: id.into(), expected: v, actual: current.version }.into());
+            if let Some(v) = expected_version
+                && v != current.version
+            {
+                return Err(StoreError::Conflict {
+                    case: id.into(),
+                    expected: v,
+                    actual: current.version,
                 }
+                .into());
             }
             let change = self.plan(&current, action, actor)?;
-            match self.store.update_case(id, Some(current.version), |_| Ok(change.clone())) {
-                Err(StoreError::Conflict { .. }) if expected_version.is_none() && attempt < 5 => continue,
+            match self
+                .store
+                .update_case(id, Some(current.version), |_| Ok(change.clone()))
+            {
+                Err(StoreError::Conflict { .. }) if expected_version.is_none() && attempt < 5 => {
+                    continue;
+                }
                 other => return Ok(other?),
             }
         }
@@ -277,8 +356,14 @@ impl Service {
             CaseAction::Sign => Action::Sign { unit: handler() },
             CaseAction::Start => Action::Start,
             CaseAction::Reply(t) => Action::Reply { text: t.clone() },
-            CaseAction::Return(r) => Action::Return { unit: handler(), reason: r.clone() },
-            CaseAction::RequestExtension(d, r) => Action::RequestExtension { days: *d, reason: r.clone() },
+            CaseAction::Return(r) => Action::Return {
+                unit: handler(),
+                reason: r.clone(),
+            },
+            CaseAction::RequestExtension(d, r) => Action::RequestExtension {
+                days: *d,
+                reason: r.clone(),
+            },
             CaseAction::ApproveExtension => {
                 let days = case.extension.as_ref().map(|e| e.days).unwrap_or(0);
                 let base = case.deadlines.resolution.unwrap_or(now);
@@ -287,25 +372,44 @@ impl Service {
                 Action::ApproveExtension { resolution, timers }
             }
             CaseAction::RefuseExtension(r) => Action::RefuseExtension { reason: r.clone() },
-            CaseAction::Callback { satisfied, resolved, note } => {
-                Action::Callback { satisfied: *satisfied, resolved: *resolved, note: note.clone() }
-            }
+            CaseAction::Callback {
+                satisfied,
+                resolved,
+                note,
+            } => Action::Callback {
+                satisfied: *satisfied,
+                resolved: *resolved,
+                note: note.clone(),
+            },
             CaseAction::Close => Action::Close,
             CaseAction::Reopen(r) => Action::Reopen { reason: r.clone() },
             CaseAction::Merge(into) => {
-                let target = self.store.get_case(into)?.ok_or_else(|| ServiceError::Invalid(format!("case {into} does not exist")))?;
+                let target = self
+                    .store
+                    .get_case(into)?
+                    .ok_or_else(|| ServiceError::Invalid(format!("case {into} does not exist")))?;
                 if target.district != case.district {
                     return Err(ServiceError::Invalid(format!("case {into} does not exist")));
                 }
                 if !target.is_open() {
-                    return Err(ServiceError::Invalid(format!("case {into} is {}; merge into an open case", target.status)));
+                    return Err(ServiceError::Invalid(format!(
+                        "case {into} is {}; merge into an open case",
+                        target.status
+                    )));
                 }
                 Action::Merge { into: into.clone() }
             }
         };
         let mut next = lifecycle::apply(case, &lc, now)?;
-        let mut events: Vec<(Millis, String, EventBody)> =
-            vec![(now, actor.to_owned(), EventBody::Transition { action: lc, from: case.status, to: next.status })];
+        let mut events: Vec<(Millis, String, EventBody)> = vec![(
+            now,
+            actor.to_owned(),
+            EventBody::Transition {
+                action: lc,
+                from: case.status,
+                to: next.status,
+            },
+        )];
         if next.status == CaseStatus::PendingDispatch {
             let dir = self.directory()?;
             let recent = intake::recent_cases(self, &next.caller_key, &next.id, now)?;
@@ -318,7 +422,12 @@ impl Service {
 fn native_eval<T>(f: impl FnOnce() -> Option<T>) -> Evaluation<T> {
     let started = std::time::Instant::now();
     let output = f();
-    Evaluation { output, fuel_used: 0, duration: started.elapsed(), log: Default::default() }
+    Evaluation {
+        output,
+        fuel_used: 0,
+        duration: started.elapsed(),
+        log: Default::default(),
+    }
 }
 
 fn write_owner_only(path: &Path, secret: &str) -> std::io::Result<()> {

@@ -18,8 +18,11 @@ const CHILD_ENV: &str = "CIVIC_CRASH_CHILD";
 /// Not a test on its own: the body of the child process.
 #[test]
 fn crash_child() {
-    let Ok(dir) = std::env::var(CHILD_ENV) else { return };
-    let store = Store::open(std::path::Path::new(&dir), Durability::GroupCommit).expect("child opens the store");
+    let Ok(dir) = std::env::var(CHILD_ENV) else {
+        return;
+    };
+    let store = Store::open(std::path::Path::new(&dir), Durability::GroupCommit)
+        .expect("child opens the store");
     let out = std::sync::Mutex::new(std::io::stdout());
     std::thread::scope(|s| {
         for t in 0..4 {
@@ -27,9 +30,20 @@ fn crash_child() {
             s.spawn(move || {
                 for i in 0.. {
                     let id = store.next_case_id().unwrap();
-                    let mut c = Case::received(id.clone(), "jiyang".into(), "noise".into(), format!("t{t}"), 1_796_000_400_000 + i);
+                    let mut c = Case::received(
+                        id.clone(),
+                        "jiyang".into(),
+                        "noise".into(),
+                        format!("t{t}"),
+                        1_796_000_400_000 + i,
+                    );
                     c.caller_key = format!("caller-{t}");
-                    store.create_case(Change { case: c, events: vec![] }).unwrap();
+                    store
+                        .create_case(Change {
+                            case: c,
+                            events: vec![],
+                        })
+                        .unwrap();
                     writeln!(out.lock().unwrap(), "ACK {id} 1").unwrap();
                     let mut version = 1;
                     for action in [
@@ -38,11 +52,19 @@ fn crash_child() {
                             lead: "jiyang/yuehe/grid-01".into(),
                             co_handlers: vec![],
                             deadlines: Deadlines::default(),
-                            timers: vec![PendingTimer { kind: TimerKind::SignOff, due_at: 1_796_000_500_000 + i }],
+                            timers: vec![PendingTimer {
+                                kind: TimerKind::SignOff,
+                                due_at: 1_796_000_500_000 + i,
+                            }],
                         },
                     ] {
                         let c = store
-                            .update_case(&id, Some(version), |c| Ok(Change { case: lifecycle::apply(c, &action, 1)?, events: vec![] }))
+                            .update_case(&id, Some(version), |c| {
+                                Ok(Change {
+                                    case: lifecycle::apply(c, &action, 1)?,
+                                    events: vec![],
+                                })
+                            })
                             .unwrap();
                         version = c.version;
                         writeln!(out.lock().unwrap(), "ACK {id} {version}").unwrap();
@@ -54,7 +76,10 @@ fn crash_child() {
 }
 
 fn rounds() -> usize {
-    std::env::var("CIVIC_CRASH_ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(3)
+    std::env::var("CIVIC_CRASH_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(3)
 }
 
 #[test]
@@ -83,7 +108,10 @@ fn acknowledged_writes_survive_sigkill() {
             }
             acked
         });
-        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().subsec_nanos() as u64;
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos() as u64;
         std::thread::sleep(Duration::from_millis(150 + nanos % 400));
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
@@ -93,15 +121,34 @@ fn acknowledged_writes_survive_sigkill() {
             *e = (*e).max(v);
         }
 
-        let store = Store::open(&path, Durability::GroupCommit).expect("the store reopens after SIGKILL");
+        let store =
+            Store::open(&path, Durability::GroupCommit).expect("the store reopens after SIGKILL");
         for (id, version) in &total_acked {
-            let c = store.get_case(id).unwrap().unwrap_or_else(|| panic!("round {round}: acknowledged case {id} lost"));
-            assert!(c.version >= *version, "round {round}: case {id} at version {} but {version} was acknowledged", c.version);
+            let c = store
+                .get_case(id)
+                .unwrap()
+                .unwrap_or_else(|| panic!("round {round}: acknowledged case {id} lost"));
+            assert!(
+                c.version >= *version,
+                "round {round}: case {id} at version {} but {version} was acknowledged",
+                c.version
+            );
         }
         let report = store.check_consistency().unwrap();
-        assert!(report.problems.is_empty(), "round {round}: {:?}", report.problems);
+        assert!(
+            report.problems.is_empty(),
+            "round {round}: {:?}",
+            report.problems
+        );
         assert!(report.cases >= total_acked.len());
     }
-    assert!(!total_acked.is_empty(), "the child acknowledged nothing; the test proved nothing");
-    eprintln!("{} rounds, {} acknowledged cases all recovered", rounds(), total_acked.len());
+    assert!(
+        !total_acked.is_empty(),
+        "the child acknowledged nothing; the test proved nothing"
+    );
+    eprintln!(
+        "{} rounds, {} acknowledged cases all recovered",
+        rounds(),
+        total_acked.len()
+    );
 }

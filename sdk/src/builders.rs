@@ -2,8 +2,8 @@
 
 use crate::{
     Action, Admissibility, DeadlineChange, DeadlineOverrides, EligibilityDecision, EmergencyLine,
-    EscalationDecision, Mediation, MediationTrack, Rejection, RejectionReason, RoutingDecision, Span, TimerKind,
-    Timestamp,
+    EscalationDecision, Mediation, MediationTrack, Rejection, RejectionReason, RoutingDecision,
+    Span, TimerKind, Timestamp,
 };
 
 /// An admissible case, not admissible to the grid, without mediation.
@@ -19,14 +19,20 @@ pub fn admissible() -> EligibilityDecision {
 /// A case the hotline does not admit, for `reason`.
 pub fn rejected(reason: RejectionReason) -> EligibilityDecision {
     EligibilityDecision {
-        admissibility: Admissibility::Rejected(Rejection { reason, related_case: None }),
+        admissibility: Admissibility::Rejected(Rejection {
+            reason,
+            related_case: None,
+        }),
         ..admissible()
     }
 }
 
 /// A case that belongs to an emergency line.
 pub fn transferred(line: EmergencyLine) -> EligibilityDecision {
-    EligibilityDecision { admissibility: Admissibility::Transferred(line), ..admissible() }
+    EligibilityDecision {
+        admissibility: Admissibility::Transferred(line),
+        ..admissible()
+    }
 }
 
 impl EligibilityDecision {
@@ -44,7 +50,10 @@ impl EligibilityDecision {
 
     /// Assigns a mediation track and body.
     pub fn mediation(mut self, track: MediationTrack, unit: impl Into<String>) -> Self {
-        self.mediation = Some(Mediation { track, unit: unit.into() });
+        self.mediation = Some(Mediation {
+            track,
+            unit: unit.into(),
+        });
         self
     }
 
@@ -117,7 +126,10 @@ impl RoutingDecision {
 
 /// An escalation decision with no actions yet ("nothing to do" until actions are added).
 pub fn escalate() -> EscalationDecision {
-    EscalationDecision { actions: Vec::new(), reasons: Vec::new() }
+    EscalationDecision {
+        actions: Vec::new(),
+        reasons: Vec::new(),
+    }
 }
 
 impl EscalationDecision {
@@ -153,7 +165,8 @@ impl EscalationDecision {
 
     /// Replaces the deadline of one timer kind.
     pub fn set_deadline(mut self, kind: TimerKind, due_at: Timestamp) -> Self {
-        self.actions.push(Action::SetDeadline(DeadlineChange { kind, due_at }));
+        self.actions
+            .push(Action::SetDeadline(DeadlineChange { kind, due_at }));
         self
     }
 

@@ -25,7 +25,9 @@ pub struct Bump {
 unsafe impl Sync for Bump {}
 
 #[global_allocator]
-static ALLOCATOR: Bump = Bump { state: UnsafeCell::new((0, 0)) };
+static ALLOCATOR: Bump = Bump {
+    state: UnsafeCell::new((0, 0)),
+};
 
 unsafe impl GlobalAlloc for Bump {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {

@@ -84,14 +84,15 @@ pub mod __private {
     }
 }
 
-pub use __private::wit::civic::rules::types::{
-    Action, Admissibility, CaseFlags, CaseKind, CaseStatus, CategoryInfo, Channel, Context,
-    DeadlineChange, DeadlineOverrides, Dispute, EligibilityDecision, EligibilityOutcome, EmergencyLine,
-    EscalationDecision, Location, Mediation, MediationTrack, RecentCase, Rejection, RejectionReason,
-    RoutingDecision, RuleError, Span, Timer, TimerKind, Timestamp, Unit, UnitKind, Urgency,
-};
 /// A work order as rules see it (the WIT `case` record).
 pub use __private::wit::civic::rules::types::Case;
+pub use __private::wit::civic::rules::types::{
+    Action, Admissibility, CaseFlags, CaseKind, CaseStatus, CategoryInfo, Channel, Context,
+    DeadlineChange, DeadlineOverrides, Dispute, EligibilityDecision, EligibilityOutcome,
+    EmergencyLine, EscalationDecision, Location, Mediation, MediationTrack, RecentCase, Rejection,
+    RejectionReason, RoutingDecision, RuleError, Span, Timer, TimerKind, Timestamp, Unit, UnitKind,
+    Urgency,
+};
 
 /// What a hook returns: a decision, "no opinion" (`None`: the host uses the city
 /// default for this hook), or a typed [`RuleError`].
@@ -168,9 +169,9 @@ pub mod prelude {
     pub use crate::builders::*;
     pub use crate::{
         Action, Admissibility, Case, CaseFlags, CaseKind, CaseStatus, CategoryInfo, Channel,
-        Context, DeadlineChange, DeadlineOverrides, Dispute, EligibilityDecision, EligibilityOutcome,
-        EmergencyLine, EscalationDecision, Location, Mediation, MediationTrack, RecentCase, Rejection,
-        RejectionReason, RoutingDecision, RuleError, RuleResult, Rules, Span, Timer, TimerKind, Unit,
-        UnitKind, Urgency, directory, log,
+        Context, DeadlineChange, DeadlineOverrides, Dispute, EligibilityDecision,
+        EligibilityOutcome, EmergencyLine, EscalationDecision, Location, Mediation, MediationTrack,
+        RecentCase, Rejection, RejectionReason, RoutingDecision, RuleError, RuleResult, Rules,
+        Span, Timer, TimerKind, Unit, UnitKind, Urgency, directory, log,
     };
 }

@@ -13,9 +13,9 @@ use serde_json::Value;
 
 use crate::directory::Lookup;
 use crate::{
-    Case, CaseFlags, CaseKind, CaseStatus, CategoryInfo, Channel, Context, Dispute, EligibilityDecision,
-    EligibilityOutcome, EscalationDecision, Location, RecentCase, RuleResult, RoutingDecision, Rules, Timer,
-    TimerKind, Timestamp, Unit, UnitKind, Urgency,
+    Case, CaseFlags, CaseKind, CaseStatus, CategoryInfo, Channel, Context, Dispute,
+    EligibilityDecision, EligibilityOutcome, EscalationDecision, Location, RecentCase,
+    RoutingDecision, RuleResult, Rules, Timer, TimerKind, Timestamp, Unit, UnitKind, Urgency,
 };
 
 thread_local! {
@@ -42,7 +42,9 @@ impl Directory {
     /// Parses `{"units": [{"id", "name", "kind", "parent"?, "function"?, ...}]}`.
     pub fn from_json(json: &str) -> Result<Self, String> {
         let v: Value = serde_json::from_str(json).map_err(|e| format!("directory json: {e}"))?;
-        let units = v["units"].as_array().ok_or("directory json: no `units` array")?;
+        let units = v["units"]
+            .as_array()
+            .ok_or("directory json: no `units` array")?;
         let mut dir = Directory::default();
         for u in units {
             let s = |k: &str| u[k].as_str().map(str::to_owned);
@@ -90,7 +92,9 @@ struct Scoped<'a> {
 
 impl Lookup for Scoped<'_> {
     fn unit(&self, id: &str) -> Option<Unit> {
-        self.dir.visible(id, self.district).then(|| self.dir.units[id].clone())
+        self.dir
+            .visible(id, self.district)
+            .then(|| self.dir.units[id].clone())
     }
 
     fn children(&self, parent: &str, kind: Option<UnitKind>) -> Vec<Unit> {
@@ -159,10 +163,14 @@ impl Categories {
     /// Parses `{"categories": [{"code", "name", "default_kind", "grid_admissible", ...}]}`.
     pub fn from_json(json: &str) -> Result<Self, String> {
         let v: Value = serde_json::from_str(json).map_err(|e| format!("categories json: {e}"))?;
-        let list = v["categories"].as_array().ok_or("categories json: no `categories` array")?;
+        let list = v["categories"]
+            .as_array()
+            .ok_or("categories json: no `categories` array")?;
         let mut by_code = BTreeMap::new();
         for c in list {
-            let code = c["code"].as_str().ok_or("categories json: a category has no code")?;
+            let code = c["code"]
+                .as_str()
+                .ok_or("categories json: a category has no code")?;
             let info = CategoryInfo {
                 code: code.to_owned(),
                 name: c["name"].as_str().unwrap_or_default().to_owned(),
@@ -210,7 +218,10 @@ impl Sandbox {
 
     /// A sandbox from the directory and categories JSON files.
     pub fn from_json(directory: &str, categories: &str) -> Result<Self, String> {
-        Ok(Self::new(Directory::from_json(directory)?, Categories::from_json(categories)?))
+        Ok(Self::new(
+            Directory::from_json(directory)?,
+            Categories::from_json(categories)?,
+        ))
     }
 
     /// The directory.
@@ -253,7 +264,11 @@ impl Sandbox {
     }
 
     /// Runs `R`'s escalation hook on `case` for `timer`.
-    pub fn escalation<R: Rules>(&self, case: &Case, timer: &Timer) -> RuleResult<EscalationDecision> {
+    pub fn escalation<R: Rules>(
+        &self,
+        case: &Case,
+        timer: &Timer,
+    ) -> RuleResult<EscalationDecision> {
         self.scoped(case, |ctx| R::escalation(case, timer, ctx))
     }
 
@@ -286,7 +301,12 @@ pub fn case(district: &str, category: &str) -> CaseBuilder {
         kind: CaseKind::Complaint,
         channel: Channel::Phone,
         urgency: Urgency::Normal,
-        location: Location { community: None, grid: None, lat: None, lon: None },
+        location: Location {
+            community: None,
+            grid: None,
+            lat: None,
+            lon: None,
+        },
         caller_key: "caller-test".into(),
         flags: CaseFlags::empty(),
         dispute: None,
@@ -342,7 +362,12 @@ impl CaseBuilder {
         self
     }
     /// Sets dispute details.
-    pub fn dispute(mut self, dispute_type: &str, amount: Option<u64>, chambers: &[Option<&str>]) -> Self {
+    pub fn dispute(
+        mut self,
+        dispute_type: &str,
+        amount: Option<u64>,
+        chambers: &[Option<&str>],
+    ) -> Self {
         self.0.dispute = Some(Dispute {
             dispute_type: dispute_type.into(),
             amount,
@@ -390,5 +415,9 @@ impl CaseBuilder {
 
 /// A fired timer of `kind`, due at `due_at`, `overdue` working days late.
 pub fn timer(kind: TimerKind, due_at: Timestamp, overdue: u32) -> Timer {
-    Timer { kind, due_at, working_days_overdue: overdue }
+    Timer {
+        kind,
+        due_at,
+        working_days_overdue: overdue,
+    }
 }

@@ -24,7 +24,9 @@ pub fn case(district: &str, category: &str, grid: Option<&str>) -> wit::Case {
         channel: wit::Channel::Phone,
         urgency: wit::Urgency::Normal,
         location: wit::Location {
-            community: grid.and_then(|g| g.rsplit_once('/')).map(|(c, _)| c.to_owned()),
+            community: grid
+                .and_then(|g| g.rsplit_once('/'))
+                .map(|(c, _)| c.to_owned()),
             grid: grid.map(str::to_owned),
             lat: None,
             lon: None,
@@ -73,18 +75,32 @@ impl TestServer {
     }
 
     /// Starts a service with an adjusted configuration.
-    pub fn start_with(f: impl FnOnce(civic_host::service::ServiceConfig) -> civic_host::service::ServiceConfig) -> Self {
+    pub fn start_with(
+        f: impl FnOnce(civic_host::service::ServiceConfig) -> civic_host::service::ServiceConfig,
+    ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let config = f(civic_host::service::ServiceConfig::new(dir.path()));
         let svc = civic_host::service::Service::open_default(&config).unwrap();
         let boot = svc.bootstrap(dir.path()).unwrap();
         let svc = std::sync::Arc::new(svc);
         let app = civic_host::api::app(svc.clone(), civic_host::api::ApiConfig::default());
-        TestServer { svc, app, admin: boot.admin_token.unwrap(), dir }
+        TestServer {
+            svc,
+            app,
+            admin: boot.admin_token.unwrap(),
+            dir,
+        }
     }
 
     /// Sends a request with an optional bearer token and body (JSON unless `content_type` says otherwise).
-    pub async fn send(&self, method: &str, path: &str, token: Option<&str>, content_type: Option<&str>, body: Vec<u8>) -> Reply {
+    pub async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        content_type: Option<&str>,
+        body: Vec<u8>,
+    ) -> Reply {
         use tower::ServiceExt;
         let mut req = axum::http::Request::builder().method(method).uri(path);
         if let Some(t) = token {
@@ -93,15 +109,39 @@ impl TestServer {
         if let Some(ct) = content_type {
             req = req.header("content-type", ct);
         }
-        let resp = self.app.clone().oneshot(req.body(axum::body::Body::from(body)).unwrap()).await.unwrap();
+        let resp = self
+            .app
+            .clone()
+            .oneshot(req.body(axum::body::Body::from(body)).unwrap())
+            .await
+            .unwrap();
         let status = resp.status().as_u16();
-        let bytes = http_body_util::BodyExt::collect(resp.into_body()).await.unwrap().to_bytes();
-        Reply { status, json: serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null) }
+        let bytes = http_body_util::BodyExt::collect(resp.into_body())
+            .await
+            .unwrap()
+            .to_bytes();
+        Reply {
+            status,
+            json: serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
+        }
     }
 
     /// Sends JSON.
-    pub async fn json(&self, method: &str, path: &str, token: &str, body: serde_json::Value) -> Reply {
-        self.send(method, path, Some(token), Some("application/json"), serde_json::to_vec(&body).unwrap()).await
+    pub async fn json(
+        &self,
+        method: &str,
+        path: &str,
+        token: &str,
+        body: serde_json::Value,
+    ) -> Reply {
+        self.send(
+            method,
+            path,
+            Some(token),
+            Some("application/json"),
+            serde_json::to_vec(&body).unwrap(),
+        )
+        .await
     }
 
     /// GET with a token.
@@ -119,5 +159,9 @@ impl TestServer {
 
 /// The sample cases, as intake bodies.
 pub fn sample_cases() -> Vec<serde_json::Value> {
-    include_str!("../../data/sample-cases.jsonl").lines().filter(|l| !l.trim().is_empty()).map(|l| serde_json::from_str(l).unwrap()).collect()
+    include_str!("../../data/sample-cases.jsonl")
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
 }

@@ -16,7 +16,10 @@ const EXPECTED: [(&str, &[&str]); 20] = [
     ("sanya/mediation/industry/rental", &[]),
     ("haitang/longjiang", &[]),
     ("haitang/dept/housing", &[]),
-    ("haitang/longjiang/mediation", &["haitang/longjiang/grid-02"]),
+    (
+        "haitang/longjiang/mediation",
+        &["haitang/longjiang/grid-02"],
+    ),
     ("yazhou/port-station", &[]),
     ("sanya/mediation/industry/fishery", &[]),
     ("sanya/mediation/industry/consumer", &[]),
@@ -25,7 +28,10 @@ const EXPECTED: [(&str, &[&str]); 20] = [
     ("yucai", &[]),
     ("yucai/maliang/mediation", &[]),
     ("sanya/mediation/industry/medical", &[]),
-    ("sanya/mediation/industry/property", &["tianya/danzhoucun/grid-02"]),
+    (
+        "sanya/mediation/industry/property",
+        &["tianya/danzhoucun/grid-02"],
+    ),
 ];
 
 #[tokio::test]
@@ -34,17 +40,39 @@ async fn intake_routes_the_sample_cases_as_the_bundled_rules_say() {
     for (i, (body, (lead, co))) in sample_cases().into_iter().zip(EXPECTED).enumerate() {
         let r = s.json("POST", "/v1/cases", &s.admin, body.clone()).await;
         assert_eq!(r.status, 201, "sample {i}: {:?}", r.json);
-        assert_eq!(r.json["handler"], *lead, "sample {} ({} in {})", i + 1, body["category"], body["district"]);
+        assert_eq!(
+            r.json["handler"],
+            *lead,
+            "sample {} ({} in {})",
+            i + 1,
+            body["category"],
+            body["district"]
+        );
         assert_eq!(r.json["co_handlers"], json!(co), "sample {}", i + 1);
         assert_eq!(r.json["status"], "dispatched");
-        assert!(r.json["deadlines"]["resolution"].as_i64().unwrap() > r.json["created_at"].as_i64().unwrap());
+        assert!(
+            r.json["deadlines"]["resolution"].as_i64().unwrap()
+                > r.json["created_at"].as_i64().unwrap()
+        );
         let decisions = r.json["decisions"].as_array().unwrap();
         assert_eq!(decisions.len(), 2, "eligibility and routing recorded");
-        assert!(decisions.iter().all(|d| !d["reasons"].as_array().unwrap().is_empty()));
-        assert!(r.json.get("caller").is_none() && !r.json.to_string().contains("138000000"), "the phone number is never stored");
+        assert!(
+            decisions
+                .iter()
+                .all(|d| !d["reasons"].as_array().unwrap().is_empty())
+        );
+        assert!(
+            r.json.get("caller").is_none() && !r.json.to_string().contains("138000000"),
+            "the phone number is never stored"
+        );
     }
     let h = s.get("/v1/cases/c-0000000012/history", &s.admin).await;
-    let decision = h.json["events"].as_array().unwrap().iter().find(|e| e["what"]["type"] == "decision" && e["what"]["hook"] == "routing").unwrap();
+    let decision = h.json["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["what"]["type"] == "decision" && e["what"]["hook"] == "routing")
+        .unwrap();
     assert_eq!(decision["what"]["plugin"]["name"], "civic-plugin-yazhou");
     assert_eq!(decision["what"]["directory_version"], 1);
     assert!(decision["what"]["fuel_used"].as_u64().unwrap() > 0);
@@ -54,13 +82,33 @@ async fn intake_routes_the_sample_cases_as_the_bundled_rules_say() {
 #[tokio::test]
 async fn rejected_and_transferred_cases_are_stored_but_not_routed() {
     let s = TestServer::start();
-    let r = s.json("POST", "/v1/cases", &s.admin, json!({"district": "jiyang", "category": "wage-arrears", "flags": ["litigation"]})).await;
-    assert_eq!((r.status, r.json["status"].as_str()), (201, Some("rejected")));
+    let r = s
+        .json(
+            "POST",
+            "/v1/cases",
+            &s.admin,
+            json!({"district": "jiyang", "category": "wage-arrears", "flags": ["litigation"]}),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.json["status"].as_str()),
+        (201, Some("rejected"))
+    );
     assert!(r.json["handler"].is_null());
     let r = s.json("POST", "/v1/cases", &s.admin, json!({"district": "tianya", "category": "public-security", "flags": ["crime-in-progress"]})).await;
     assert_eq!(r.json["status"], "transferred");
-    let h = s.get(&format!("/v1/cases/{}/history", r.json["id"].as_str().unwrap()), &s.admin).await;
-    let t = h.json["events"].as_array().unwrap().iter().find(|e| e["what"]["type"] == "transition").unwrap();
+    let h = s
+        .get(
+            &format!("/v1/cases/{}/history", r.json["id"].as_str().unwrap()),
+            &s.admin,
+        )
+        .await;
+    let t = h.json["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["what"]["type"] == "transition")
+        .unwrap();
     assert_eq!(t["what"]["action"]["line"], "110");
 }
 
@@ -73,18 +121,31 @@ async fn new_case(s: &TestServer) -> String {
 #[tokio::test]
 async fn every_lifecycle_action_works_through_the_api() {
     let s = TestServer::start();
-    let grid = s.token("unit-handler", Some("jiyang"), Some("jiyang/yuehe/grid-01")).await;
+    let grid = s
+        .token("unit-handler", Some("jiyang"), Some("jiyang/yuehe/grid-01"))
+        .await;
     let disp = s.token("dispatcher", Some("jiyang"), None).await;
     let id = new_case(&s).await;
     let act = |path: &'static str, tok: String, body: serde_json::Value| {
         let s = &s;
         let id = id.clone();
-        async move { s.json("POST", &format!("/v1/cases/{id}/{path}"), &tok, body).await }
+        async move {
+            s.json("POST", &format!("/v1/cases/{id}/{path}"), &tok, body)
+                .await
+        }
     };
     // Return by the grid: re-routed one level up, to its community.
-    let r = act("return", grid.clone(), json!({"reason": "this is the restaurant licensing office's matter"})).await;
+    let r = act(
+        "return",
+        grid.clone(),
+        json!({"reason": "this is the restaurant licensing office's matter"}),
+    )
+    .await;
     assert_eq!(r.status, 200, "{:?}", r.json);
-    assert_eq!((r.json["status"].as_str(), r.json["handler"].as_str()), (Some("dispatched"), Some("jiyang/yuehe")));
+    assert_eq!(
+        (r.json["status"].as_str(), r.json["handler"].as_str()),
+        (Some("dispatched"), Some("jiyang/yuehe"))
+    );
     assert_eq!(r.json["returned_by"], json!(["jiyang/yuehe/grid-01"]));
     // The grid no longer handles it and cannot see it.
     assert_eq!(s.get(&format!("/v1/cases/{id}"), &grid).await.status, 404);
@@ -92,34 +153,129 @@ async fn every_lifecycle_action_works_through_the_api() {
     let r = act("sign", disp.clone(), json!({"version": version})).await;
     assert_eq!(r.json["status"], "signed");
     let stale = act("start", disp.clone(), json!({"version": version})).await;
-    assert_eq!(stale.status, 409, "a stale version is a conflict: {:?}", stale.json);
-    assert_eq!(act("start", disp.clone(), json!({})).await.json["status"], "in-progress");
-    let r = act("extension", disp.clone(), json!({"days": 3, "reason": "waiting for the owner to return"})).await;
+    assert_eq!(
+        stale.status, 409,
+        "a stale version is a conflict: {:?}",
+        stale.json
+    );
+    assert_eq!(
+        act("start", disp.clone(), json!({})).await.json["status"],
+        "in-progress"
+    );
+    let r = act(
+        "extension",
+        disp.clone(),
+        json!({"days": 3, "reason": "waiting for the owner to return"}),
+    )
+    .await;
     assert_eq!(r.json["extension"]["approved"], json!(null));
     let before = r.json["deadlines"]["resolution"].as_i64().unwrap();
     let r = act("extension/approve", disp.clone(), json!({})).await;
-    assert!(r.json["deadlines"]["resolution"].as_i64().unwrap() > before, "approval moves the deadline");
-    let r = act("extension", disp.clone(), json!({"days": 2, "reason": "more"})).await;
+    assert!(
+        r.json["deadlines"]["resolution"].as_i64().unwrap() > before,
+        "approval moves the deadline"
+    );
+    let r = act(
+        "extension",
+        disp.clone(),
+        json!({"days": 2, "reason": "more"}),
+    )
+    .await;
     assert_eq!(r.status, 200);
-    assert_eq!(act("extension/refuse", disp.clone(), json!({"reason": "not justified"})).await.json["extension"]["approved"], false);
-    assert_eq!(act("reply", disp.clone(), json!({"text": "the stall closes at 22:00 now"})).await.json["status"], "replied");
-    assert_eq!(act("callback", disp.clone(), json!({"satisfied": false, "resolved": false, "note": "still noisy"})).await.json["status"], "callback");
-    let r = act("reopen", disp.clone(), json!({"reason": "citizen not satisfied"})).await;
-    assert_eq!((r.json["status"].as_str(), r.json["reopen_count"].as_u64()), (Some("dispatched"), Some(1)));
+    assert_eq!(
+        act(
+            "extension/refuse",
+            disp.clone(),
+            json!({"reason": "not justified"})
+        )
+        .await
+        .json["extension"]["approved"],
+        false
+    );
+    assert_eq!(
+        act(
+            "reply",
+            disp.clone(),
+            json!({"text": "the stall closes at 22:00 now"})
+        )
+        .await
+        .json["status"],
+        "replied"
+    );
+    assert_eq!(
+        act(
+            "callback",
+            disp.clone(),
+            json!({"satisfied": false, "resolved": false, "note": "still noisy"})
+        )
+        .await
+        .json["status"],
+        "callback"
+    );
+    let r = act(
+        "reopen",
+        disp.clone(),
+        json!({"reason": "citizen not satisfied"}),
+    )
+    .await;
+    assert_eq!(
+        (r.json["status"].as_str(), r.json["reopen_count"].as_u64()),
+        (Some("dispatched"), Some(1))
+    );
     act("sign", disp.clone(), json!({})).await;
     act("reply", disp.clone(), json!({"text": "fixed for good"})).await;
-    act("callback", disp.clone(), json!({"satisfied": true, "resolved": true})).await;
-    assert_eq!(act("close", disp.clone(), json!({})).await.json["status"], "closed");
-    assert_eq!(act("close", disp.clone(), json!({})).await.status, 409, "closing twice is illegal");
+    act(
+        "callback",
+        disp.clone(),
+        json!({"satisfied": true, "resolved": true}),
+    )
+    .await;
+    assert_eq!(
+        act("close", disp.clone(), json!({})).await.json["status"],
+        "closed"
+    );
+    assert_eq!(
+        act("close", disp.clone(), json!({})).await.status,
+        409,
+        "closing twice is illegal"
+    );
     // Merge another case into a third.
     let a = new_case(&s).await;
     let b = new_case(&s).await;
-    let r = s.json("POST", &format!("/v1/cases/{a}/merge"), &disp, json!({"into": b})).await;
-    assert_eq!((r.json["status"].as_str(), r.json["merged_into"].as_str()), (Some("merged"), Some(b.as_str())));
-    assert_eq!(s.json("POST", &format!("/v1/cases/{b}/merge"), &disp, json!({"into": "c-9999999999"})).await.status, 422);
+    let r = s
+        .json(
+            "POST",
+            &format!("/v1/cases/{a}/merge"),
+            &disp,
+            json!({"into": b}),
+        )
+        .await;
+    assert_eq!(
+        (r.json["status"].as_str(), r.json["merged_into"].as_str()),
+        (Some("merged"), Some(b.as_str()))
+    );
+    assert_eq!(
+        s.json(
+            "POST",
+            &format!("/v1/cases/{b}/merge"),
+            &disp,
+            json!({"into": "c-9999999999"})
+        )
+        .await
+        .status,
+        422
+    );
     let h = s.get(&format!("/v1/cases/{id}/history"), &disp).await;
-    let kinds: Vec<&str> = h.json["events"].as_array().unwrap().iter().map(|e| e["what"]["type"].as_str().unwrap()).collect();
-    assert!(kinds.iter().filter(|k| **k == "decision").count() >= 4, "re-routing recorded its decisions: {kinds:?}");
+    let kinds: Vec<&str> = h.json["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["what"]["type"].as_str().unwrap())
+        .collect();
+    assert!(
+        kinds.iter().filter(|k| **k == "decision").count() >= 4,
+        "re-routing recorded its decisions: {kinds:?}"
+    );
 }
 
 #[tokio::test]
@@ -131,17 +287,27 @@ async fn listing_filters_and_paginates() {
     let r = s.get("/v1/cases?district=jiyang&limit=2", &s.admin).await;
     assert_eq!(r.json["cases"].as_array().unwrap().len(), 2);
     let next = r.json["next"].as_str().unwrap().to_owned();
-    let r2 = s.get(&format!("/v1/cases?district=jiyang&limit=2&cursor={next}"), &s.admin).await;
+    let r2 = s
+        .get(
+            &format!("/v1/cases?district=jiyang&limit=2&cursor={next}"),
+            &s.admin,
+        )
+        .await;
     assert_eq!(r2.json["cases"].as_array().unwrap().len(), 2);
     assert_ne!(r.json["cases"][0]["id"], r2.json["cases"][0]["id"]);
-    let r = s.get("/v1/cases?status=dispatched&district=tianya", &s.admin).await;
+    let r = s
+        .get("/v1/cases?status=dispatched&district=tianya", &s.admin)
+        .await;
     assert_eq!(r.json["cases"].as_array().unwrap().len(), 5);
     let r = s.get("/v1/cases?unit=yazhou/port-station", &s.admin).await;
     assert_eq!(r.json["cases"].as_array().unwrap().len(), 1);
     let r = s.get("/v1/cases?category=noise", &s.admin).await;
     assert_eq!(r.json["cases"].as_array().unwrap().len(), 1);
     assert_eq!(s.get("/v1/cases?limit=100000", &s.admin).await.status, 400);
-    assert_eq!(s.get("/v1/cases?status=sleeping", &s.admin).await.status, 400);
+    assert_eq!(
+        s.get("/v1/cases?status=sleeping", &s.admin).await.status,
+        400
+    );
     assert_eq!(s.get("/v1/cases?colour=red", &s.admin).await.status, 400);
 }
 
@@ -149,17 +315,40 @@ async fn listing_filters_and_paginates() {
 async fn deploy_activate_roll_back_and_dry_run() {
     let s = TestServer::start();
     let hostile = fixture(fixtures::FX_HOSTILE);
-    let put = s.send("PUT", "/v1/districts/jiyang/plugins/routing?name=jiyang-desk-only&config=desk", Some(&s.admin), Some("application/wasm"), hostile.clone()).await;
+    let put = s
+        .send(
+            "PUT",
+            "/v1/districts/jiyang/plugins/routing?name=jiyang-desk-only&config=desk",
+            Some(&s.admin),
+            Some("application/wasm"),
+            hostile.clone(),
+        )
+        .await;
     assert_eq!(put.status, 201, "{:?}", put.json);
     let version = put.json["version"].as_str().unwrap().to_owned();
     assert_eq!(put.json["deployed_by"].as_str().unwrap().len(), 13);
-    let again = s.send("PUT", "/v1/districts/jiyang/plugins/routing?name=jiyang-desk-only&config=desk", Some(&s.admin), Some("application/wasm"), hostile).await;
+    let again = s
+        .send(
+            "PUT",
+            "/v1/districts/jiyang/plugins/routing?name=jiyang-desk-only&config=desk",
+            Some(&s.admin),
+            Some("application/wasm"),
+            hostile,
+        )
+        .await;
     assert_eq!(again.status, 200, "same bytes: the existing version");
 
     // Dry-run the candidate: routes to the desk; nothing is stored.
     let before = s.svc.store.case_count();
     let body = json!({"case": {"district": "jiyang", "category": "noise", "location": {"grid": "jiyang/yuehe/grid-01"}}, "version": version});
-    let r = s.json("POST", "/v1/districts/jiyang/plugins/routing/dry-run", &s.admin, body).await;
+    let r = s
+        .json(
+            "POST",
+            "/v1/districts/jiyang/plugins/routing/dry-run",
+            &s.admin,
+            body,
+        )
+        .await;
     assert_eq!(r.status, 200, "{:?}", r.json);
     assert_eq!(r.json["decision"]["lead"], "jiyang");
     assert_eq!(r.json["reasons"], json!(["route.desk"]));
@@ -168,34 +357,98 @@ async fn deploy_activate_roll_back_and_dry_run() {
     // The active version still routes to the grid.
     assert_eq!(s.json("POST", "/v1/cases", &s.admin, json!({"district": "jiyang", "category": "noise", "location": {"grid": "jiyang/yuehe/grid-01"}})).await.json["handler"], "jiyang/yuehe/grid-01");
 
-    let r = s.json("POST", &format!("/v1/districts/jiyang/plugins/routing/versions/{version}/activate"), &s.admin, json!({})).await;
+    let r = s
+        .json(
+            "POST",
+            &format!("/v1/districts/jiyang/plugins/routing/versions/{version}/activate"),
+            &s.admin,
+            json!({}),
+        )
+        .await;
     assert_eq!(r.status, 200, "{:?}", r.json);
     assert_eq!(r.json["active"], version);
     assert_eq!(s.json("POST", "/v1/cases", &s.admin, json!({"district": "jiyang", "category": "noise", "location": {"grid": "jiyang/yuehe/grid-01"}})).await.json["handler"], "jiyang");
 
-    let r = s.json("POST", "/v1/districts/jiyang/plugins/routing/rollback", &s.admin, json!({})).await;
+    let r = s
+        .json(
+            "POST",
+            "/v1/districts/jiyang/plugins/routing/rollback",
+            &s.admin,
+            json!({}),
+        )
+        .await;
     assert_eq!(r.status, 200);
     assert_ne!(r.json["active"], version);
-    assert_eq!(r.json["history"].as_array().unwrap().last().unwrap()["what"], "rolled-back");
+    assert_eq!(
+        r.json["history"].as_array().unwrap().last().unwrap()["what"],
+        "rolled-back"
+    );
     assert_eq!(s.json("POST", "/v1/cases", &s.admin, json!({"district": "jiyang", "category": "noise", "location": {"grid": "jiyang/yuehe/grid-01"}})).await.json["handler"], "jiyang/yuehe/grid-01");
 
-    let list = s.get("/v1/districts/jiyang/plugins/routing", &s.admin).await;
+    let list = s
+        .get("/v1/districts/jiyang/plugins/routing", &s.admin)
+        .await;
     assert_eq!(list.json["versions"].as_array().unwrap().len(), 2);
     // The same bytes with another configuration is not silently a new version.
-    let put = s.send("PUT", "/v1/districts/jiyang/plugins/routing?config=panic", Some(&s.admin), Some("application/wasm"), fixture(fixtures::FX_HOSTILE)).await;
+    let put = s
+        .send(
+            "PUT",
+            "/v1/districts/jiyang/plugins/routing?config=panic",
+            Some(&s.admin),
+            Some("application/wasm"),
+            fixture(fixtures::FX_HOSTILE),
+        )
+        .await;
     assert_eq!(put.status, 409, "{:?}", put.json);
     // A dry run of a failing candidate reports the typed failure.
-    let put = s.send("PUT", "/v1/districts/yucai/plugins/routing?config=panic", Some(&s.admin), Some("application/wasm"), fixture(fixtures::FX_HOSTILE)).await;
+    let put = s
+        .send(
+            "PUT",
+            "/v1/districts/yucai/plugins/routing?config=panic",
+            Some(&s.admin),
+            Some("application/wasm"),
+            fixture(fixtures::FX_HOSTILE),
+        )
+        .await;
     let v = put.json["version"].as_str().unwrap();
     let body = json!({"case": {"district": "yucai", "category": "noise"}, "version": v});
-    let r = s.json("POST", "/v1/districts/yucai/plugins/routing/dry-run", &s.admin, body).await;
+    let r = s
+        .json(
+            "POST",
+            "/v1/districts/yucai/plugins/routing/dry-run",
+            &s.admin,
+            body,
+        )
+        .await;
     assert_eq!(r.status, 200);
     assert_eq!(r.json["failure"]["code"], "trap");
-    assert!(r.json["failure"]["message"].as_str().unwrap().contains("district rule exploded"));
-    let r = s.json("POST", "/v1/districts/jiyang/plugins/rollback", &s.admin, json!({})).await;
-    assert_eq!(r.status, 405, "a hook named `rollback` does not exist; POST is not a method of that route");
+    assert!(
+        r.json["failure"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("district rule exploded")
+    );
+    let r = s
+        .json(
+            "POST",
+            "/v1/districts/jiyang/plugins/rollback",
+            &s.admin,
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        r.status, 405,
+        "a hook named `rollback` does not exist; POST is not a method of that route"
+    );
     assert_eq!(r.json["error"]["code"], "method-not-allowed");
-    let r = s.json("POST", "/v1/districts/yucai/plugins/escalation/rollback", &s.admin, json!({})).await;
+    let r = s
+        .json(
+            "POST",
+            "/v1/districts/yucai/plugins/escalation/rollback",
+            &s.admin,
+            json!({}),
+        )
+        .await;
     assert_eq!(r.status, 409, "nothing to roll back to: {:?}", r.json);
 }
 
@@ -205,22 +458,61 @@ async fn a_failing_rule_never_loses_a_case_and_is_suspended() {
         c.suspend_after = 3;
         c
     });
-    let put = s.send("PUT", "/v1/districts/tianya/plugins/routing?config=panic", Some(&s.admin), Some("application/wasm"), fixture(fixtures::FX_HOSTILE)).await;
+    let put = s
+        .send(
+            "PUT",
+            "/v1/districts/tianya/plugins/routing?config=panic",
+            Some(&s.admin),
+            Some("application/wasm"),
+            fixture(fixtures::FX_HOSTILE),
+        )
+        .await;
     let version = put.json["version"].as_str().unwrap().to_owned();
-    s.json("POST", &format!("/v1/districts/tianya/plugins/routing/versions/{version}/activate"), &s.admin, json!({})).await;
+    s.json(
+        "POST",
+        &format!("/v1/districts/tianya/plugins/routing/versions/{version}/activate"),
+        &s.admin,
+        json!({}),
+    )
+    .await;
     for i in 0..3 {
         let r = s.json("POST", "/v1/cases", &s.admin, json!({"district": "tianya", "category": "sanitation", "location": {"grid": "tianya/xidao/grid-01"}})).await;
-        assert_eq!(r.status, 201, "the case is stored even though routing failed");
-        assert_eq!(r.json["handler"], "tianya", "manual triage at the district desk (case {i})");
-        let h = s.get(&format!("/v1/cases/{}/history", r.json["id"].as_str().unwrap()), &s.admin).await;
-        let failure = h.json["events"].as_array().unwrap().iter().find(|e| e["what"]["type"] == "rule-failure").unwrap();
+        assert_eq!(
+            r.status, 201,
+            "the case is stored even though routing failed"
+        );
+        assert_eq!(
+            r.json["handler"], "tianya",
+            "manual triage at the district desk (case {i})"
+        );
+        let h = s
+            .get(
+                &format!("/v1/cases/{}/history", r.json["id"].as_str().unwrap()),
+                &s.admin,
+            )
+            .await;
+        let failure = h.json["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["what"]["type"] == "rule-failure")
+            .unwrap();
         assert_eq!(failure["what"]["failure"]["kind"], "trap");
         assert_eq!(failure["what"]["fallback"], "manual-triage");
     }
     // Suspended after 3 failures: tianya's own previous version takes over.
-    let slot = s.get("/v1/districts/tianya/plugins/routing", &s.admin).await;
+    let slot = s
+        .get("/v1/districts/tianya/plugins/routing", &s.admin)
+        .await;
     assert_eq!(slot.json["slot"]["suspended"], json!([version]));
-    assert_eq!(slot.json["slot"]["history"].as_array().unwrap().last().unwrap()["what"], "suspended");
+    assert_eq!(
+        slot.json["slot"]["history"]
+            .as_array()
+            .unwrap()
+            .last()
+            .unwrap()["what"],
+        "suspended"
+    );
     let r = s.json("POST", "/v1/cases", &s.admin, json!({"district": "tianya", "category": "sanitation", "location": {"grid": "tianya/xidao/grid-01"}})).await;
     assert_eq!(r.json["handler"], "tianya/xidao/grid-01");
     let metrics = s.send("GET", "/metrics", None, None, vec![]).await;
@@ -247,44 +539,141 @@ async fn bad_input_gets_the_right_status_and_changes_nothing() {
     for (ct, body, status, what) in cases {
         let r = s.send("POST", "/v1/cases", Some(&s.admin), ct, body).await;
         assert_eq!(r.status, status, "{what}: {:?}", r.json);
-        assert!(r.json["error"]["code"].is_string() && r.json["error"]["message"].is_string(), "{what}: error body {:?}", r.json);
+        assert!(
+            r.json["error"]["code"].is_string() && r.json["error"]["message"].is_string(),
+            "{what}: error body {:?}",
+            r.json
+        );
     }
     assert_eq!(count(), start, "nothing was stored");
     // Uploads.
-    let r = s.send("PUT", "/v1/districts/jiyang/plugins/routing", Some(&s.admin), Some("application/wasm"), b"not wasm at all".to_vec()).await;
+    let r = s
+        .send(
+            "PUT",
+            "/v1/districts/jiyang/plugins/routing",
+            Some(&s.admin),
+            Some("application/wasm"),
+            b"not wasm at all".to_vec(),
+        )
+        .await;
     assert_eq!(r.status, 422);
-    assert!(r.json["error"]["message"].as_str().unwrap().contains("not WebAssembly"));
-    let r = s.send("PUT", "/v1/districts/jiyang/plugins/routing", Some(&s.admin), Some("application/json"), fixture(fixtures::FX_HOSTILE)).await;
+    assert!(
+        r.json["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("not WebAssembly")
+    );
+    let r = s
+        .send(
+            "PUT",
+            "/v1/districts/jiyang/plugins/routing",
+            Some(&s.admin),
+            Some("application/json"),
+            fixture(fixtures::FX_HOSTILE),
+        )
+        .await;
     assert_eq!(r.status, 415);
-    let r = s.send("PUT", "/v1/districts/jiyang/plugins/routing", Some(&s.admin), Some("application/wasm"), vec![0u8; 17 * 1024 * 1024]).await;
+    let r = s
+        .send(
+            "PUT",
+            "/v1/districts/jiyang/plugins/routing",
+            Some(&s.admin),
+            Some("application/wasm"),
+            vec![0u8; 17 * 1024 * 1024],
+        )
+        .await;
     assert_eq!(r.status, 413);
-    let r = s.send("PUT", "/v1/districts/jiyang/plugins/routing", Some(&s.admin), Some("application/wasm"), fixture(fixtures::FX_INCOMPATIBLE)).await;
+    let r = s
+        .send(
+            "PUT",
+            "/v1/districts/jiyang/plugins/routing",
+            Some(&s.admin),
+            Some("application/wasm"),
+            fixture(fixtures::FX_INCOMPATIBLE),
+        )
+        .await;
     assert_eq!(r.status, 422);
-    assert!(r.json["error"]["message"].as_str().unwrap().contains("0.9.0"));
-    assert!(s.get("/v1/districts/jiyang/plugins/routing", &s.admin).await.json["versions"].as_array().unwrap().len() == 1, "only the bundled version");
-    let r = s.send("PUT", "/v1/districts/jiyang/plugins/teleport", Some(&s.admin), Some("application/wasm"), vec![]).await;
+    assert!(
+        r.json["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("0.9.0")
+    );
+    assert!(
+        s.get("/v1/districts/jiyang/plugins/routing", &s.admin)
+            .await
+            .json["versions"]
+            .as_array()
+            .unwrap()
+            .len()
+            == 1,
+        "only the bundled version"
+    );
+    let r = s
+        .send(
+            "PUT",
+            "/v1/districts/jiyang/plugins/teleport",
+            Some(&s.admin),
+            Some("application/wasm"),
+            vec![],
+        )
+        .await;
     assert_eq!(r.status, 404);
     // Auth.
-    assert_eq!(s.send("GET", "/v1/cases", None, None, vec![]).await.status, 401);
-    assert_eq!(s.send("GET", "/v1/cases", Some("civic_nope_nope"), None, vec![]).await.status, 401);
+    assert_eq!(
+        s.send("GET", "/v1/cases", None, None, vec![]).await.status,
+        401
+    );
+    assert_eq!(
+        s.send("GET", "/v1/cases", Some("civic_nope_nope"), None, vec![])
+            .await
+            .status,
+        401
+    );
     let mut wrong = s.admin.clone();
     wrong.pop();
     wrong.push('x');
-    assert_eq!(s.send("GET", "/v1/cases", Some(&wrong), None, vec![]).await.status, 401);
+    assert_eq!(
+        s.send("GET", "/v1/cases", Some(&wrong), None, vec![])
+            .await
+            .status,
+        401
+    );
     assert_eq!(s.get("/v1/nothing-here", &s.admin).await.status, 404);
 }
 
 #[tokio::test]
 async fn openapi_health_and_metrics() {
     let s = TestServer::start();
-    let doc = s.send("GET", "/v1/openapi.json", None, None, vec![]).await.json;
-    for path in ["/v1/cases", "/v1/cases/{id}/return", "/v1/districts/{district}/plugins/{hook}/dry-run", "/v1/tokens/{id}", "/metrics"] {
+    let doc = s
+        .send("GET", "/v1/openapi.json", None, None, vec![])
+        .await
+        .json;
+    for path in [
+        "/v1/cases",
+        "/v1/cases/{id}/return",
+        "/v1/districts/{district}/plugins/{hook}/dry-run",
+        "/v1/tokens/{id}",
+        "/metrics",
+    ] {
         assert!(doc["paths"][path].is_object(), "{path} is documented");
     }
     assert!(doc["paths"]["/v1/districts/{district}/plugins/{hook}"]["put"]["requestBody"]["content"]["application/wasm"].is_object());
-    assert_eq!(s.send("GET", "/healthz", None, None, vec![]).await.json["status"], "ok");
-    s.json("POST", "/v1/cases", &s.admin, json!({"district": "jiyang", "category": "noise"})).await;
+    assert_eq!(
+        s.send("GET", "/healthz", None, None, vec![]).await.json["status"],
+        "ok"
+    );
+    s.json(
+        "POST",
+        "/v1/cases",
+        &s.admin,
+        json!({"district": "jiyang", "category": "noise"}),
+    )
+    .await;
     let m = s.svc.metrics.render();
     assert!(m.contains("civic_decisions_total{district=\"jiyang\",hook=\"routing\",plugin=\"civic-plugin-jiyang\",outcome=\"decided\"} 1"), "{m}");
-    assert!(m.contains("route=\"/v1/cases\""), "requests are labelled by matched route");
+    assert!(
+        m.contains("route=\"/v1/cases\""),
+        "requests are labelled by matched route"
+    );
 }

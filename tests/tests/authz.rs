@@ -16,7 +16,23 @@ enum E {
 }
 use E::*;
 
-const ROLES: [&str; 5] = ["city-admin", "district-admin", "dispatcher", "unit-handler", "intake-agent"];
+/// (what, method, path, body, expectations on jiyang, expectations on tianya)
+type Row = (
+    &'static str,
+    &'static str,
+    String,
+    Option<Value>,
+    [E; 5],
+    [E; 5],
+);
+
+const ROLES: [&str; 5] = [
+    "city-admin",
+    "district-admin",
+    "dispatcher",
+    "unit-handler",
+    "intake-agent",
+];
 
 struct World {
     s: TestServer,
@@ -30,23 +46,54 @@ impl World {
             s.admin.clone(),
             s.token("district-admin", Some("jiyang"), None).await,
             s.token("dispatcher", Some("jiyang"), None).await,
-            s.token("unit-handler", Some("jiyang"), Some("jiyang/yuehe/grid-01")).await,
+            s.token("unit-handler", Some("jiyang"), Some("jiyang/yuehe/grid-01"))
+                .await,
             s.token("intake-agent", None, None).await,
         ];
         World { s, tokens }
     }
 
     async fn case(&self, district: &str, token: Option<&str>) -> String {
-        let grid = if district == "jiyang" { "jiyang/yuehe/grid-01" } else { "tianya/maling/grid-01" };
-        let r = self.s.json("POST", "/v1/cases", token.unwrap_or(&self.s.admin), json!({"district": district, "category": "noise", "location": {"grid": grid}})).await;
+        let grid = if district == "jiyang" {
+            "jiyang/yuehe/grid-01"
+        } else {
+            "tianya/maling/grid-01"
+        };
+        let r = self
+            .s
+            .json(
+                "POST",
+                "/v1/cases",
+                token.unwrap_or(&self.s.admin),
+                json!({"district": district, "category": "noise", "location": {"grid": grid}}),
+            )
+            .await;
         assert_eq!(r.status, 201);
         r.json["id"].as_str().unwrap().to_owned()
     }
 
-    async fn check(&self, what: &str, role: usize, method: &str, path: &str, body: Option<Value>, expect: E) {
+    async fn check(
+        &self,
+        what: &str,
+        role: usize,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+        expect: E,
+    ) {
         let token = &self.tokens[role];
         let r = match (method, body) {
-            ("PUT", _) => self.s.send("PUT", path, Some(token), Some("application/wasm"), b"\0asm\x0d\0\x01\0".to_vec()).await,
+            ("PUT", _) => {
+                self.s
+                    .send(
+                        "PUT",
+                        path,
+                        Some(token),
+                        Some("application/wasm"),
+                        b"\0asm\x0d\0\x01\0".to_vec(),
+                    )
+                    .await
+            }
             (m, Some(b)) => self.s.json(m, path, token, b).await,
             (m, None) => self.s.send(m, path, Some(token), None, vec![]).await,
         };
@@ -55,10 +102,17 @@ impl World {
             Hidden => r.status == 404,
             Denied => r.status == 403,
         };
-        assert!(ok, "{what}: {} {method} {path} expected {expect:?}, got {} {:?}", ROLES[role], r.status, r.json);
+        assert!(
+            ok,
+            "{what}: {} {method} {path} expected {expect:?}, got {} {:?}",
+            ROLES[role], r.status, r.json
+        );
         if matches!(expect, Hidden | Denied) {
             let text = r.json.to_string();
-            assert!(!text.contains("\"handler\"") && !text.contains("\"caller_key\""), "{what}: a refusal leaks content: {text}");
+            assert!(
+                !text.contains("\"handler\"") && !text.contains("\"caller_key\""),
+                "{what}: a refusal leaks content: {text}"
+            );
         }
     }
 }
@@ -71,20 +125,74 @@ async fn case_routes() {
     let own = w.case("jiyang", None).await;
     let other = w.case("tianya", None).await;
     for (sub, expect_own, expect_other) in [
-        ("", [Ok, Ok, Ok, Ok, Hidden], [Ok, Hidden, Hidden, Hidden, Hidden]),
-        ("/history", [Ok, Ok, Ok, Ok, Hidden], [Ok, Hidden, Hidden, Hidden, Hidden]),
+        (
+            "",
+            [Ok, Ok, Ok, Ok, Hidden],
+            [Ok, Hidden, Hidden, Hidden, Hidden],
+        ),
+        (
+            "/history",
+            [Ok, Ok, Ok, Ok, Hidden],
+            [Ok, Hidden, Hidden, Hidden, Hidden],
+        ),
     ] {
         for role in 0..5 {
-            w.check("read own", role, "GET", &format!("/v1/cases/{own}{sub}"), None, expect_own[role]).await;
-            w.check("read other", role, "GET", &format!("/v1/cases/{other}{sub}"), None, expect_other[role]).await;
+            w.check(
+                "read own",
+                role,
+                "GET",
+                &format!("/v1/cases/{own}{sub}"),
+                None,
+                expect_own[role],
+            )
+            .await;
+            w.check(
+                "read other",
+                role,
+                "GET",
+                &format!("/v1/cases/{other}{sub}"),
+                None,
+                expect_other[role],
+            )
+            .await;
         }
     }
-    w.check("agent reads its own case", 4, "GET", &format!("/v1/cases/{own_by_agent}"), None, Ok).await;
+    w.check(
+        "agent reads its own case",
+        4,
+        "GET",
+        &format!("/v1/cases/{own_by_agent}"),
+        None,
+        Ok,
+    )
+    .await;
     // Create.
-    for (role, own, other) in [(0, Ok, Ok), (1, Ok, Denied), (2, Ok, Denied), (3, Denied, Denied), (4, Ok, Ok)] {
+    for (role, own, other) in [
+        (0, Ok, Ok),
+        (1, Ok, Denied),
+        (2, Ok, Denied),
+        (3, Denied, Denied),
+        (4, Ok, Ok),
+    ] {
         let body = |d: &str| json!({"district": d, "category": "noise"});
-        w.check("create own", role, "POST", "/v1/cases", Some(body("jiyang")), own).await;
-        w.check("create other", role, "POST", "/v1/cases", Some(body("tianya")), other).await;
+        w.check(
+            "create own",
+            role,
+            "POST",
+            "/v1/cases",
+            Some(body("jiyang")),
+            own,
+        )
+        .await;
+        w.check(
+            "create other",
+            role,
+            "POST",
+            "/v1/cases",
+            Some(body("tianya")),
+            other,
+        )
+        .await;
     }
     // Actions, each on a fresh case so state does not decide the outcome.
     let unit_actions = ["sign", "start", "reply", "return", "extension"];
@@ -110,12 +218,36 @@ async fn case_routes() {
                 3 => Denied,
                 _ => Hidden,
             };
-            w.check("act own", role, "POST", &format!("/v1/cases/{own}/{action}"), Some(body.clone()), expect).await;
+            w.check(
+                "act own",
+                role,
+                "POST",
+                &format!("/v1/cases/{own}/{action}"),
+                Some(body.clone()),
+                expect,
+            )
+            .await;
             let other = w.case("tianya", None).await;
             let expect = if role == 0 { Ok } else { Hidden };
-            w.check("act other", role, "POST", &format!("/v1/cases/{other}/{action}"), Some(body.clone()), expect).await;
+            w.check(
+                "act other",
+                role,
+                "POST",
+                &format!("/v1/cases/{other}/{action}"),
+                Some(body.clone()),
+                expect,
+            )
+            .await;
         }
-        w.check("agent acts on its own case", 4, "POST", &format!("/v1/cases/{own_by_agent}/{action}"), Some(body.clone()), Denied).await;
+        w.check(
+            "agent acts on its own case",
+            4,
+            "POST",
+            &format!("/v1/cases/{own_by_agent}/{action}"),
+            Some(body.clone()),
+            Denied,
+        )
+        .await;
     }
 }
 
@@ -125,16 +257,37 @@ async fn listings_show_only_what_a_token_may_see() {
     let agent_case = w.case("tianya", Some(&w.tokens[4].clone())).await;
     w.case("jiyang", None).await;
     w.case("tianya", None).await;
-    let ids = |v: &Value| v["cases"].as_array().unwrap().iter().map(|c| (c["district"].as_str().unwrap().to_owned(), c["id"].as_str().unwrap().to_owned())).collect::<Vec<_>>();
+    let ids = |v: &Value| {
+        v["cases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| {
+                (
+                    c["district"].as_str().unwrap().to_owned(),
+                    c["id"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
     let all = w.s.get("/v1/cases", &w.tokens[0]).await;
     assert_eq!(ids(&all.json).len(), 3);
     for role in [1, 2, 3] {
         let r = w.s.get("/v1/cases", &w.tokens[role]).await;
-        assert!(ids(&r.json).iter().all(|(d, _)| d == "jiyang"), "{}: {:?}", ROLES[role], r.json);
+        assert!(
+            ids(&r.json).iter().all(|(d, _)| d == "jiyang"),
+            "{}: {:?}",
+            ROLES[role],
+            r.json
+        );
         assert_eq!(ids(&r.json).len(), 1);
         let r = w.s.get("/v1/cases?district=tianya", &w.tokens[role]).await;
         assert_eq!(r.status, 200);
-        assert!(ids(&r.json).is_empty(), "{} asking for tianya sees nothing", ROLES[role]);
+        assert!(
+            ids(&r.json).is_empty(),
+            "{} asking for tianya sees nothing",
+            ROLES[role]
+        );
     }
     let r = w.s.get("/v1/cases", &w.tokens[4]).await;
     assert_eq!(ids(&r.json), [("tianya".to_string(), agent_case)]);
@@ -143,50 +296,207 @@ async fn listings_show_only_what_a_token_may_see() {
 #[tokio::test]
 async fn plugin_and_token_routes() {
     let w = World::new().await;
-    let v = w.s.get("/v1/districts/jiyang/plugins/routing", &w.s.admin).await.json["versions"][0]["version"].as_str().unwrap().to_owned();
-    let vt = w.s.get("/v1/districts/tianya/plugins/routing", &w.s.admin).await.json["versions"][0]["version"].as_str().unwrap().to_owned();
+    let v =
+        w.s.get("/v1/districts/jiyang/plugins/routing", &w.s.admin)
+            .await
+            .json["versions"][0]["version"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+    let vt =
+        w.s.get("/v1/districts/tianya/plugins/routing", &w.s.admin)
+            .await
+            .json["versions"][0]["version"]
+            .as_str()
+            .unwrap()
+            .to_owned();
     let dry = |d: &str| json!({"case": {"district": d, "category": "noise"}});
     // [admin, dadmin jiyang, dispatcher jiyang, unit, intake]
-    let table: Vec<(&str, &str, String, Option<Value>, [E; 5], [E; 5])> = vec![
-        ("overview", "GET", "/v1/districts/{d}/plugins".into(), None, [Ok, Ok, Ok, Hidden, Hidden], [Ok, Hidden, Hidden, Hidden, Hidden]),
-        ("versions", "GET", "/v1/districts/{d}/plugins/routing".into(), None, [Ok, Ok, Ok, Hidden, Hidden], [Ok, Hidden, Hidden, Hidden, Hidden]),
-        ("deploy", "PUT", "/v1/districts/{d}/plugins/routing".into(), None, [Ok, Ok, Denied, Hidden, Hidden], [Ok, Hidden, Hidden, Hidden, Hidden]),
-        ("activate", "POST", "/v1/districts/{d}/plugins/routing/versions/{v}/activate".into(), Some(json!({})), [Ok, Ok, Denied, Hidden, Hidden], [Ok, Hidden, Hidden, Hidden, Hidden]),
-        ("rollback", "POST", "/v1/districts/{d}/plugins/routing/rollback".into(), Some(json!({})), [Ok, Ok, Denied, Hidden, Hidden], [Ok, Hidden, Hidden, Hidden, Hidden]),
-        ("dry-run", "POST", "/v1/districts/{d}/plugins/routing/dry-run".into(), Some(json!({})), [Ok, Ok, Ok, Hidden, Hidden], [Ok, Hidden, Hidden, Hidden, Hidden]),
+    let table: Vec<Row> = vec![
+        (
+            "overview",
+            "GET",
+            "/v1/districts/{d}/plugins".into(),
+            None,
+            [Ok, Ok, Ok, Hidden, Hidden],
+            [Ok, Hidden, Hidden, Hidden, Hidden],
+        ),
+        (
+            "versions",
+            "GET",
+            "/v1/districts/{d}/plugins/routing".into(),
+            None,
+            [Ok, Ok, Ok, Hidden, Hidden],
+            [Ok, Hidden, Hidden, Hidden, Hidden],
+        ),
+        (
+            "deploy",
+            "PUT",
+            "/v1/districts/{d}/plugins/routing".into(),
+            None,
+            [Ok, Ok, Denied, Hidden, Hidden],
+            [Ok, Hidden, Hidden, Hidden, Hidden],
+        ),
+        (
+            "activate",
+            "POST",
+            "/v1/districts/{d}/plugins/routing/versions/{v}/activate".into(),
+            Some(json!({})),
+            [Ok, Ok, Denied, Hidden, Hidden],
+            [Ok, Hidden, Hidden, Hidden, Hidden],
+        ),
+        (
+            "rollback",
+            "POST",
+            "/v1/districts/{d}/plugins/routing/rollback".into(),
+            Some(json!({})),
+            [Ok, Ok, Denied, Hidden, Hidden],
+            [Ok, Hidden, Hidden, Hidden, Hidden],
+        ),
+        (
+            "dry-run",
+            "POST",
+            "/v1/districts/{d}/plugins/routing/dry-run".into(),
+            Some(json!({})),
+            [Ok, Ok, Ok, Hidden, Hidden],
+            [Ok, Hidden, Hidden, Hidden, Hidden],
+        ),
     ];
     for (what, method, path, body, own, other) in table {
         for role in 0..5 {
             for (d, version, expect) in [("jiyang", &v, own[role]), ("tianya", &vt, other[role])] {
                 let p = path.replace("{d}", d).replace("{v}", version);
-                let b = if what == "dry-run" { Some(dry(d)) } else { body.clone() };
+                let b = if what == "dry-run" {
+                    Some(dry(d))
+                } else {
+                    body.clone()
+                };
                 w.check(what, role, method, &p, b, expect).await;
             }
         }
     }
     // The city default: everyone who may read plug-ins sees it; only the city admin manages it.
-    w.check("city versions", 2, "GET", "/v1/districts/city/plugins/routing", None, Ok).await;
-    w.check("city deploy", 1, "PUT", "/v1/districts/city/plugins/routing", None, Denied).await;
-    w.check("unknown district", 0, "GET", "/v1/districts/atlantis/plugins", None, Hidden).await;
+    w.check(
+        "city versions",
+        2,
+        "GET",
+        "/v1/districts/city/plugins/routing",
+        None,
+        Ok,
+    )
+    .await;
+    w.check(
+        "city deploy",
+        1,
+        "PUT",
+        "/v1/districts/city/plugins/routing",
+        None,
+        Denied,
+    )
+    .await;
+    w.check(
+        "unknown district",
+        0,
+        "GET",
+        "/v1/districts/atlantis/plugins",
+        None,
+        Hidden,
+    )
+    .await;
 
     // Tokens: admins only; district admins within their district.
     let new = |role: &str, d: Option<&str>| json!({"name": "x", "role": role, "district": d});
     for role in 0..5 {
         let expect = if role <= 1 { Ok } else { Denied };
-        w.check("issue own", role, "POST", "/v1/tokens", Some(new("dispatcher", Some("jiyang"))), expect).await;
-        w.check("list", role, "GET", "/v1/tokens", None, expect).await;
+        w.check(
+            "issue own",
+            role,
+            "POST",
+            "/v1/tokens",
+            Some(new("dispatcher", Some("jiyang"))),
+            expect,
+        )
+        .await;
+        w.check("list", role, "GET", "/v1/tokens", None, expect)
+            .await;
     }
-    w.check("dadmin issues for tianya", 1, "POST", "/v1/tokens", Some(new("dispatcher", Some("tianya"))), Denied).await;
-    w.check("dadmin issues a city admin", 1, "POST", "/v1/tokens", Some(json!({"name": "x", "role": "city-admin"})), Denied).await;
-    let tianya_token = w.s.json("POST", "/v1/tokens", &w.s.admin, new("dispatcher", Some("tianya"))).await.json["token"]["id"].as_str().unwrap().to_owned();
-    w.check("dadmin revokes tianya's", 1, "DELETE", &format!("/v1/tokens/{tianya_token}"), None, Hidden).await;
+    w.check(
+        "dadmin issues for tianya",
+        1,
+        "POST",
+        "/v1/tokens",
+        Some(new("dispatcher", Some("tianya"))),
+        Denied,
+    )
+    .await;
+    w.check(
+        "dadmin issues a city admin",
+        1,
+        "POST",
+        "/v1/tokens",
+        Some(json!({"name": "x", "role": "city-admin"})),
+        Denied,
+    )
+    .await;
+    let tianya_token =
+        w.s.json(
+            "POST",
+            "/v1/tokens",
+            &w.s.admin,
+            new("dispatcher", Some("tianya")),
+        )
+        .await
+        .json["token"]["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+    w.check(
+        "dadmin revokes tianya's",
+        1,
+        "DELETE",
+        &format!("/v1/tokens/{tianya_token}"),
+        None,
+        Hidden,
+    )
+    .await;
     let listed = w.s.get("/v1/tokens", &w.tokens[1]).await.json;
-    assert!(listed["tokens"].as_array().unwrap().iter().all(|t| t["district"] == "jiyang"), "{listed}");
-    assert!(!listed.to_string().contains("\"secret\""), "secrets are never listed");
+    assert!(
+        listed["tokens"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|t| t["district"] == "jiyang"),
+        "{listed}"
+    );
+    assert!(
+        !listed.to_string().contains("\"secret\""),
+        "secrets are never listed"
+    );
     // A revoked token authenticates nothing.
-    let r = w.s.json("POST", "/v1/tokens", &w.s.admin, new("dispatcher", Some("jiyang"))).await;
-    let (id, secret) = (r.json["token"]["id"].as_str().unwrap().to_owned(), r.json["secret"].as_str().unwrap().to_owned());
+    let r =
+        w.s.json(
+            "POST",
+            "/v1/tokens",
+            &w.s.admin,
+            new("dispatcher", Some("jiyang")),
+        )
+        .await;
+    let (id, secret) = (
+        r.json["token"]["id"].as_str().unwrap().to_owned(),
+        r.json["secret"].as_str().unwrap().to_owned(),
+    );
     assert_eq!(w.s.get("/v1/cases", &secret).await.status, 200);
-    assert_eq!(w.s.send("DELETE", &format!("/v1/tokens/{id}"), Some(&w.s.admin), None, vec![]).await.status, 204);
+    assert_eq!(
+        w.s.send(
+            "DELETE",
+            &format!("/v1/tokens/{id}"),
+            Some(&w.s.admin),
+            None,
+            vec![]
+        )
+        .await
+        .status,
+        204
+    );
     assert_eq!(w.s.get("/v1/cases", &secret).await.status, 401);
 }

@@ -1,13 +1,16 @@
 //! Every way a district's code can misbehave is contained with a typed error, and a
 //! well-behaved plug-in evaluated at the same time still succeeds.
 
+#![allow(clippy::result_large_err)] // PluginError is returned unboxed by the runtime.
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use civic_host::directory::{Directory, sample_city};
 use civic_host::runtime::{
-    Evaluation, Input, Limits, MAX_LOG_LINES, Plugin, PluginError, PluginFailure, Runtime, RuntimeConfig, wit,
+    Evaluation, Input, Limits, MAX_LOG_LINES, Plugin, PluginError, PluginFailure, Runtime,
+    RuntimeConfig, wit,
 };
 use civic_tests::{case, fixture, fixtures};
 
@@ -20,20 +23,49 @@ struct World {
 fn world() -> World {
     let runtime = Runtime::new(RuntimeConfig::default()).expect("runtime");
     let city = runtime
-        .load("city-default", civic_plugin_bundle::get("civic-plugin-city-default").unwrap().component, Limits::default(), "{}")
+        .load(
+            "city-default",
+            civic_plugin_bundle::get("civic-plugin-city-default")
+                .unwrap()
+                .component,
+            Limits::default(),
+            "{}",
+        )
         .expect("city default loads");
-    World { runtime, directory: Arc::new(sample_city()), city }
+    World {
+        runtime,
+        directory: Arc::new(sample_city()),
+        city,
+    }
 }
 
 impl World {
     fn hostile(&self, behaviour: &str, limits: Limits) -> Arc<Plugin> {
-        self.runtime.load("fx-hostile", &fixture(fixtures::FX_HOSTILE), limits, behaviour).expect("fixture loads")
+        self.runtime
+            .load(
+                "fx-hostile",
+                &fixture(fixtures::FX_HOSTILE),
+                limits,
+                behaviour,
+            )
+            .expect("fixture loads")
     }
 
     fn route(&self, plugin: &Plugin) -> Result<Evaluation<wit::RoutingDecision>, PluginError> {
         let mut c = case("jiyang", "noise", Some("jiyang/yuehe/grid-01"));
-        c.eligibility = Some(wit::EligibilityOutcome { grid_admissible: true, mediation: None });
-        self.runtime.routing(plugin, &Input { case: &c, now: c.created_at, recent_cases: &[], directory: &self.directory })
+        c.eligibility = Some(wit::EligibilityOutcome {
+            grid_admissible: true,
+            mediation: None,
+        });
+        self.runtime.routing(
+            plugin,
+            &Input {
+                case: &c,
+                now: c.created_at,
+                recent_cases: &[],
+                directory: &self.directory,
+            },
+        )
     }
 
     /// Runs `hostile` while another thread keeps routing with the city default, and
@@ -44,7 +76,9 @@ impl World {
         let out = std::thread::scope(|s| {
             let bystander = s.spawn(|| {
                 while !done.load(Ordering::Relaxed) || ok.load(Ordering::Relaxed) == 0 {
-                    let eval = self.route(&self.city).expect("the well-behaved plug-in keeps working");
+                    let eval = self
+                        .route(&self.city)
+                        .expect("the well-behaved plug-in keeps working");
                     assert_eq!(eval.output.unwrap().lead, "jiyang/yuehe/grid-01");
                     ok.fetch_add(1, Ordering::Relaxed);
                 }
@@ -69,7 +103,13 @@ fn failure(r: Result<Evaluation<wit::RoutingDecision>, PluginError>) -> PluginEr
 #[test]
 fn infinite_loop_runs_out_of_fuel() {
     let w = world();
-    let p = w.hostile("spin", Limits { fuel: 5_000_000, ..Limits::default() });
+    let p = w.hostile(
+        "spin",
+        Limits {
+            fuel: 5_000_000,
+            ..Limits::default()
+        },
+    );
     let e = failure(w.with_bystander(|| w.route(&p)));
     assert_eq!(e.failure, PluginFailure::OutOfFuel { budget: 5_000_000 });
     assert_eq!(e.plugin.name, "fx-hostile");
@@ -81,19 +121,45 @@ fn infinite_loop_runs_out_of_fuel() {
 #[test]
 fn infinite_loop_with_huge_fuel_hits_the_deadline() {
     let w = world();
-    let p = w.hostile("spin", Limits { fuel: u64::MAX, timeout: Duration::from_millis(50), ..Limits::default() });
-    assert_eq!(p.limits().fuel, w.runtime.config().max_fuel, "fuel is capped by the host maximum");
+    let p = w.hostile(
+        "spin",
+        Limits {
+            fuel: u64::MAX,
+            timeout: Duration::from_millis(50),
+            ..Limits::default()
+        },
+    );
+    assert_eq!(
+        p.limits().fuel,
+        w.runtime.config().max_fuel,
+        "fuel is capped by the host maximum"
+    );
     let e = failure(w.with_bystander(|| w.route(&p)));
     assert_eq!(e.failure, PluginFailure::Timeout { limit_ms: 50 });
-    assert!(e.duration < Duration::from_millis(1000), "took {:?}", e.duration);
+    assert!(
+        e.duration < Duration::from_millis(1000),
+        "took {:?}",
+        e.duration
+    );
 }
 
 #[test]
 fn memory_bomb_hits_the_memory_cap() {
     let w = world();
-    let p = w.hostile("memory-bomb", Limits { memory_bytes: 2 << 20, ..Limits::default() });
+    let p = w.hostile(
+        "memory-bomb",
+        Limits {
+            memory_bytes: 2 << 20,
+            ..Limits::default()
+        },
+    );
     let e = failure(w.with_bystander(|| w.route(&p)));
-    assert_eq!(e.failure, PluginFailure::MemoryLimit { limit_bytes: 2 << 20 });
+    assert_eq!(
+        e.failure,
+        PluginFailure::MemoryLimit {
+            limit_bytes: 2 << 20
+        }
+    );
 }
 
 #[test]
@@ -103,7 +169,10 @@ fn deep_recursion_traps() {
     let e = failure(w.with_bystander(|| w.route(&p)));
     match &e.failure {
         PluginFailure::Trap { message, .. } => {
-            assert!(message.contains("stack") || message.contains("out of bounds"), "{message}")
+            assert!(
+                message.contains("stack") || message.contains("out of bounds"),
+                "{message}"
+            )
         }
         other => panic!("expected a trap, got {other:?}"),
     }
@@ -116,7 +185,10 @@ fn panic_is_a_trap_with_the_panic_message() {
     let e = failure(w.with_bystander(|| w.route(&p)));
     match &e.failure {
         PluginFailure::Trap { panic: Some(p), .. } => {
-            assert!(p.contains("district rule exploded on case c-test-0001"), "{p}")
+            assert!(
+                p.contains("district rule exploded on case c-test-0001"),
+                "{p}"
+            )
         }
         other => panic!("expected a trap with a panic message, got {other:?}"),
     }
@@ -130,20 +202,39 @@ fn panic_is_a_trap_with_the_panic_message() {
 #[test]
 fn huge_output_is_an_invalid_decision() {
     let w = world();
-    let generous = Limits { fuel: 500_000_000, timeout: Duration::from_secs(2), memory_bytes: 16 << 20 };
+    let generous = Limits {
+        fuel: 500_000_000,
+        timeout: Duration::from_secs(2),
+        memory_bytes: 16 << 20,
+    };
     let p = w.hostile("huge-output", generous);
     let e = failure(w.with_bystander(|| w.route(&p)));
-    assert!(matches!(&e.failure, PluginFailure::InvalidDecision(m) if m.contains("reason code")), "{e}");
+    assert!(
+        matches!(&e.failure, PluginFailure::InvalidDecision(m) if m.contains("reason code")),
+        "{e}"
+    );
     let p = w.hostile("many-co-handlers", generous);
     let e = failure(w.route(&p));
-    assert!(matches!(&e.failure, PluginFailure::InvalidDecision(m) if m.contains("100000 co-handlers")), "{e}");
+    assert!(
+        matches!(&e.failure, PluginFailure::InvalidDecision(m) if m.contains("100000 co-handlers")),
+        "{e}"
+    );
 }
 
 #[test]
 fn log_flood_is_bounded() {
     let w = world();
-    let p = w.hostile("log-flood", Limits { fuel: 500_000_000, timeout: Duration::from_secs(2), ..Limits::default() });
-    let eval = w.with_bystander(|| w.route(&p)).expect("a flood of logs is not an error");
+    let p = w.hostile(
+        "log-flood",
+        Limits {
+            fuel: 500_000_000,
+            timeout: Duration::from_secs(2),
+            ..Limits::default()
+        },
+    );
+    let eval = w
+        .with_bystander(|| w.route(&p))
+        .expect("a flood of logs is not an error");
     assert_eq!(eval.log.lines.len(), MAX_LOG_LINES);
     assert_eq!(eval.log.dropped, 100_000 - MAX_LOG_LINES as u64);
     assert_eq!(eval.log.lines[0].message, "line 0 of a flood");
@@ -175,7 +266,14 @@ fn unit_of_another_district_is_refused() {
 fn incompatible_contract_is_refused_at_load() {
     let w = world();
     let e = w.with_bystander(|| {
-        w.runtime.load("fx-incompatible", &fixture(fixtures::FX_INCOMPATIBLE), Limits::default(), "{}").unwrap_err()
+        w.runtime
+            .load(
+                "fx-incompatible",
+                &fixture(fixtures::FX_INCOMPATIBLE),
+                Limits::default(),
+                "{}",
+            )
+            .unwrap_err()
     });
     match &e.failure {
         PluginFailure::IncompatibleContract { expected, detail } => {
@@ -196,17 +294,35 @@ fn bytes_that_are_not_wasm_are_refused() {
         (&b"\0asm\x01\0\0\0"[..], "core Wasm module"),
         (&b"\0asm\x0d\0\x01\0garbage"[..], "not a valid component"),
     ] {
-        let e = w.runtime.load("junk", bytes, Limits::default(), "{}").unwrap_err();
-        assert!(matches!(e.failure, PluginFailure::InvalidComponent(_)), "{e}");
-        assert!(e.to_string().contains(expect), "{e} should mention {expect}");
+        let e = w
+            .runtime
+            .load("junk", bytes, Limits::default(), "{}")
+            .unwrap_err();
+        assert!(
+            matches!(e.failure, PluginFailure::InvalidComponent(_)),
+            "{e}"
+        );
+        assert!(
+            e.to_string().contains(expect),
+            "{e} should mention {expect}"
+        );
     }
 }
 
 #[test]
 fn oversized_component_is_refused_before_compiling() {
-    let runtime = Runtime::new(RuntimeConfig { max_component_bytes: 1000, ..RuntimeConfig::default() }).unwrap();
-    let e = runtime.load("big", &fixture(fixtures::FX_HOSTILE), Limits::default(), "").unwrap_err();
-    assert!(matches!(&e.failure, PluginFailure::InvalidComponent(m) if m.contains("over the 1000-byte limit")), "{e}");
+    let runtime = Runtime::new(RuntimeConfig {
+        max_component_bytes: 1000,
+        ..RuntimeConfig::default()
+    })
+    .unwrap();
+    let e = runtime
+        .load("big", &fixture(fixtures::FX_HOSTILE), Limits::default(), "")
+        .unwrap_err();
+    assert!(
+        matches!(&e.failure, PluginFailure::InvalidComponent(m) if m.contains("over the 1000-byte limit")),
+        "{e}"
+    );
 }
 
 #[test]
@@ -215,7 +331,11 @@ fn globals_do_not_survive_between_decisions() {
     let p = w.hostile("global-counter", Limits::default());
     for _ in 0..3 {
         let eval = w.route(&p).unwrap();
-        assert_eq!(eval.output.unwrap().reasons, ["call.1"], "each decision starts from a fresh instance");
+        assert_eq!(
+            eval.output.unwrap().reasons,
+            ["call.1"],
+            "each decision starts from a fresh instance"
+        );
     }
 }
 
@@ -223,8 +343,13 @@ fn globals_do_not_survive_between_decisions() {
 fn rule_errors_and_no_opinion_are_distinct() {
     let w = world();
     let e = failure(w.route(&w.hostile("rule-error", Limits::default())));
-    assert_eq!(e.failure, PluginFailure::RuleError("invalid input: case c-test-0001 has no location".into()));
-    let eval = w.route(&w.hostile("no-opinion", Limits::default())).unwrap();
+    assert_eq!(
+        e.failure,
+        PluginFailure::RuleError("invalid input: case c-test-0001 has no location".into())
+    );
+    let eval = w
+        .route(&w.hostile("no-opinion", Limits::default()))
+        .unwrap();
     assert!(eval.output.is_none());
 }
 
@@ -233,6 +358,9 @@ fn every_fixture_has_a_test() {
     let sources = include_str!("hostile_plugins.rs");
     for (name, _) in fixtures::GUESTS {
         let ident = name.to_uppercase().replace('-', "_");
-        assert!(sources.contains(&format!("fixtures::{ident}")), "fixture {name} has no test");
+        assert!(
+            sources.contains(&format!("fixtures::{ident}")),
+            "fixture {name} has no test"
+        );
     }
 }

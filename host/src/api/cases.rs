@@ -15,23 +15,129 @@ use crate::service::{CaseAction, Service};
 use crate::store::{Filter, MAX_PAGE};
 
 pub(crate) fn routes() -> Vec<Route> {
-    let r = |path, method, summary, body, ok, handler| Route { path, method, summary, auth: true, body, ok, handler };
+    let r = |path, method, summary, body, ok, handler| Route {
+        path,
+        method,
+        summary,
+        auth: true,
+        body,
+        ok,
+        handler,
+    };
     vec![
-        r("/v1/cases", "POST", "Take a case in: eligibility, routing, one durable write", Some("NewCase"), 201, post(create)),
-        r("/v1/cases", "GET", "List visible cases (filters, cursor pagination)", None, 200, get(list)),
+        r(
+            "/v1/cases",
+            "POST",
+            "Take a case in: eligibility, routing, one durable write",
+            Some("NewCase"),
+            201,
+            post(create),
+        ),
+        r(
+            "/v1/cases",
+            "GET",
+            "List visible cases (filters, cursor pagination)",
+            None,
+            200,
+            get(list),
+        ),
         r("/v1/cases/{id}", "GET", "A case", None, 200, get(read)),
-        r("/v1/cases/{id}/history", "GET", "A case's history with decision records", None, 200, get(history)),
-        r("/v1/cases/{id}/sign", "POST", "The handling unit signs for the case (签收)", Some("{version?}"), 200, post(sign)),
-        r("/v1/cases/{id}/start", "POST", "First contact made; work starts", Some("{version?}"), 200, post(start)),
-        r("/v1/cases/{id}/reply", "POST", "The unit replies with its result", Some("{text, version?}"), 200, post(reply)),
-        r("/v1/cases/{id}/return", "POST", "Return the case (退单) with a reason; it is routed again", Some("{reason, version?}"), 200, post(return_case)),
-        r("/v1/cases/{id}/extension", "POST", "Request an extension (延期)", Some("{days, reason, version?}"), 200, post(request_extension)),
-        r("/v1/cases/{id}/extension/approve", "POST", "Approve the pending extension", Some("{version?}"), 200, post(approve_extension)),
-        r("/v1/cases/{id}/extension/refuse", "POST", "Refuse the pending extension", Some("{reason, version?}"), 200, post(refuse_extension)),
-        r("/v1/cases/{id}/callback", "POST", "Record the callback (回访)", Some("{satisfied, resolved, note?, version?}"), 200, post(callback)),
-        r("/v1/cases/{id}/close", "POST", "Close the case (办结)", Some("{version?}"), 200, post(close)),
-        r("/v1/cases/{id}/reopen", "POST", "Reopen the case; it is routed again", Some("{reason, version?}"), 200, post(reopen)),
-        r("/v1/cases/{id}/merge", "POST", "Merge into a duplicate", Some("{into, version?}"), 200, post(merge)),
+        r(
+            "/v1/cases/{id}/history",
+            "GET",
+            "A case's history with decision records",
+            None,
+            200,
+            get(history),
+        ),
+        r(
+            "/v1/cases/{id}/sign",
+            "POST",
+            "The handling unit signs for the case (签收)",
+            Some("{version?}"),
+            200,
+            post(sign),
+        ),
+        r(
+            "/v1/cases/{id}/start",
+            "POST",
+            "First contact made; work starts",
+            Some("{version?}"),
+            200,
+            post(start),
+        ),
+        r(
+            "/v1/cases/{id}/reply",
+            "POST",
+            "The unit replies with its result",
+            Some("{text, version?}"),
+            200,
+            post(reply),
+        ),
+        r(
+            "/v1/cases/{id}/return",
+            "POST",
+            "Return the case (退单) with a reason; it is routed again",
+            Some("{reason, version?}"),
+            200,
+            post(return_case),
+        ),
+        r(
+            "/v1/cases/{id}/extension",
+            "POST",
+            "Request an extension (延期)",
+            Some("{days, reason, version?}"),
+            200,
+            post(request_extension),
+        ),
+        r(
+            "/v1/cases/{id}/extension/approve",
+            "POST",
+            "Approve the pending extension",
+            Some("{version?}"),
+            200,
+            post(approve_extension),
+        ),
+        r(
+            "/v1/cases/{id}/extension/refuse",
+            "POST",
+            "Refuse the pending extension",
+            Some("{reason, version?}"),
+            200,
+            post(refuse_extension),
+        ),
+        r(
+            "/v1/cases/{id}/callback",
+            "POST",
+            "Record the callback (回访)",
+            Some("{satisfied, resolved, note?, version?}"),
+            200,
+            post(callback),
+        ),
+        r(
+            "/v1/cases/{id}/close",
+            "POST",
+            "Close the case (办结)",
+            Some("{version?}"),
+            200,
+            post(close),
+        ),
+        r(
+            "/v1/cases/{id}/reopen",
+            "POST",
+            "Reopen the case; it is routed again",
+            Some("{reason, version?}"),
+            200,
+            post(reopen),
+        ),
+        r(
+            "/v1/cases/{id}/merge",
+            "POST",
+            "Merge into a duplicate",
+            Some("{into, version?}"),
+            200,
+            post(merge),
+        ),
     ]
 }
 
@@ -53,7 +159,13 @@ struct DecisionSummary {
 }
 
 fn summary(r: DecisionRecord) -> DecisionSummary {
-    DecisionSummary { hook: r.hook, plugin: r.plugin.name, version: r.plugin.version, reasons: r.reasons, fallback: r.fallback }
+    DecisionSummary {
+        hook: r.hook,
+        plugin: r.plugin.name,
+        version: r.plugin.version,
+        reasons: r.reasons,
+        fallback: r.fallback,
+    }
 }
 
 fn view(svc: &Service, case: Case) -> Result<CaseView, ApiError> {
@@ -77,24 +189,42 @@ fn visible(svc: &Service, p: &Principal, id: &str) -> Result<Case, ApiError> {
     }
 }
 
-async fn create(State(state): State<AppState>, Auth(p): Auth, Json(new): Json<NewCase>) -> Result<impl IntoResponse, ApiError> {
+async fn create(
+    State(state): State<AppState>,
+    Auth(p): Auth,
+    Json(new): Json<NewCase>,
+) -> Result<impl IntoResponse, ApiError> {
     if !p.can_create(&new.district) {
-        return Err(ApiError::Forbidden(format!("this token may not create cases in {}", new.district)));
+        return Err(ApiError::Forbidden(format!(
+            "this token may not create cases in {}",
+            new.district
+        )));
     }
     let out = blocking(&state, move |svc| {
         let taken = intake::intake(svc, &new, &p.id)?;
-        Ok(CaseView { case: taken.case, decisions: taken.decisions.into_iter().map(summary).collect() })
+        Ok(CaseView {
+            case: taken.case,
+            decisions: taken.decisions.into_iter().map(summary).collect(),
+        })
     })
     .await?;
     Ok((StatusCode::CREATED, axum::Json(out)))
 }
 
-async fn read(State(state): State<AppState>, Auth(p): Auth, Path(id): Path<String>) -> Result<impl IntoResponse, ApiError> {
+async fn read(
+    State(state): State<AppState>,
+    Auth(p): Auth,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
     let out = blocking(&state, move |svc| view(svc, visible(svc, &p, &id)?)).await?;
     Ok(axum::Json(out))
 }
 
-async fn history(State(state): State<AppState>, Auth(p): Auth, Path(id): Path<String>) -> Result<impl IntoResponse, ApiError> {
+async fn history(
+    State(state): State<AppState>,
+    Auth(p): Auth,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
     let events: Vec<Event> = blocking(&state, move |svc| {
         visible(svc, &p, &id)?;
         Ok(svc.store.history(&id)?)
@@ -116,13 +246,30 @@ struct ListQuery {
     limit: Option<usize>,
 }
 
-async fn list(State(state): State<AppState>, Auth(p): Auth, q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>) -> Result<impl IntoResponse, ApiError> {
+async fn list(
+    State(state): State<AppState>,
+    Auth(p): Auth,
+    q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<impl IntoResponse, ApiError> {
     let Query(q) = q.map_err(|e| ApiError::BadRequest(e.body_text()))?;
-    let status = q.status.as_deref().map(str::parse::<CaseStatus>).transpose().map_err(ApiError::BadRequest)?;
+    let status = q
+        .status
+        .as_deref()
+        .map(str::parse::<CaseStatus>)
+        .transpose()
+        .map_err(ApiError::BadRequest)?;
     if q.limit.is_some_and(|l| l == 0 || l > MAX_PAGE) {
         return Err(ApiError::BadRequest(format!("limit must be 1-{MAX_PAGE}")));
     }
-    let mut filter = Filter { district: q.district, status, unit: q.unit, category: q.category, created_from: q.created_from, created_to: q.created_to, created_by: None };
+    let mut filter = Filter {
+        district: q.district,
+        status,
+        unit: q.unit,
+        category: q.category,
+        created_from: q.created_from,
+        created_to: q.created_to,
+        created_by: None,
+    };
     // The token's scope narrows every listing; asking for another district shows nothing.
     match p.role {
         Role::CityAdmin => {}
@@ -145,15 +292,29 @@ async fn list(State(state): State<AppState>, Auth(p): Auth, q: Result<Query<List
     }
     let limit = q.limit.unwrap_or(50);
     let cursor = q.cursor;
-    let page = blocking(&state, move |svc| Ok(svc.store.list(&filter, cursor.as_deref(), limit)?)).await?;
-    Ok(axum::Json(serde_json::json!({ "cases": page.cases, "next": page.next })))
+    let page = blocking(&state, move |svc| {
+        Ok(svc.store.list(&filter, cursor.as_deref(), limit)?)
+    })
+    .await?;
+    Ok(axum::Json(
+        serde_json::json!({ "cases": page.cases, "next": page.next }),
+    ))
 }
 
-async fn run(state: AppState, p: Principal, id: String, action: CaseAction, version: Option<u64>) -> Result<axum::Json<CaseView>, ApiError> {
+async fn run(
+    state: AppState,
+    p: Principal,
+    id: String,
+    action: CaseAction,
+    version: Option<u64>,
+) -> Result<axum::Json<CaseView>, ApiError> {
     let out = blocking(&state, move |svc| {
         let c = visible(svc, &p, &id)?;
         if !p.can_act(&c, action.name()) {
-            return Err(ApiError::Forbidden(format!("this token may not {} case {id}", action.name())));
+            return Err(ApiError::Forbidden(format!(
+                "this token may not {} case {id}",
+                action.name()
+            )));
         }
         let c = svc.act(&id, &action, &p.id, version)?;
         view(svc, c)
@@ -210,36 +371,109 @@ struct MergeBody {
 
 type Id = Path<String>;
 
-async fn sign(State(s): State<AppState>, Auth(p): Auth, Path(id): Id, Json(b): Json<Versioned, true>) -> Result<impl IntoResponse, ApiError> {
+async fn sign(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    Path(id): Id,
+    Json(b): Json<Versioned, true>,
+) -> Result<impl IntoResponse, ApiError> {
     run(s, p, id, CaseAction::Sign, b.version).await
 }
-async fn start(State(s): State<AppState>, Auth(p): Auth, Path(id): Id, Json(b): Json<Versioned, true>) -> Result<impl IntoResponse, ApiError> {
+async fn start(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    Path(id): Id,
+    Json(b): Json<Versioned, true>,
+) -> Result<impl IntoResponse, ApiError> {
     run(s, p, id, CaseAction::Start, b.version).await
 }
-async fn reply(State(s): State<AppState>, Auth(p): Auth, Path(id): Id, Json(b): Json<WithText>) -> Result<impl IntoResponse, ApiError> {
+async fn reply(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    Path(id): Id,
+    Json(b): Json<WithText>,
+) -> Result<impl IntoResponse, ApiError> {
     run(s, p, id, CaseAction::Reply(b.text), b.version).await
 }
-async fn return_case(State(s): State<AppState>, Auth(p): Auth, Path(id): Id, Json(b): Json<WithReason>) -> Result<impl IntoResponse, ApiError> {
+async fn return_case(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    Path(id): Id,
+    Json(b): Json<WithReason>,
+) -> Result<impl IntoResponse, ApiError> {
     run(s, p, id, CaseAction::Return(b.reason), b.version).await
 }
-async fn request_extension(State(s): State<AppState>, Auth(p): Auth, Path(id): Id, Json(b): Json<ExtensionBody>) -> Result<impl IntoResponse, ApiError> {
-    run(s, p, id, CaseAction::RequestExtension(b.days, b.reason), b.version).await
+async fn request_extension(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    Path(id): Id,
+    Json(b): Json<ExtensionBody>,
+) -> Result<impl IntoResponse, ApiError> {
+    run(
+        s,
+        p,
+        id,
+        CaseAction::RequestExtension(b.days, b.reason),
+        b.version,
+    )
+    .await
 }
-async fn approve_extension(State(s): State<AppState>, Auth(p): Auth, Path(id): Id, Json(b): Json<Versioned, true>) -> Result<impl IntoResponse, ApiError> {
+async fn approve_extension(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    Path(id): Id,
+    Json(b): Json<Versioned, true>,
+) -> Result<impl IntoResponse, ApiError> {
     run(s, p, id, CaseAction::ApproveExtension, b.version).await
 }
-async fn refuse_extension(State(s): State<AppState>, Auth(p): Auth, Path(id): Id, Json(b): Json<WithReason>) -> Result<impl IntoResponse, ApiError> {
+async fn refuse_extension(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    Path(id): Id,
+    Json(b): Json<WithReason>,
+) -> Result<impl IntoResponse, ApiError> {
     run(s, p, id, CaseAction::RefuseExtension(b.reason), b.version).await
 }
-async fn callback(State(s): State<AppState>, Auth(p): Auth, Path(id): Id, Json(b): Json<CallbackBody>) -> Result<impl IntoResponse, ApiError> {
-    run(s, p, id, CaseAction::Callback { satisfied: b.satisfied, resolved: b.resolved, note: b.note }, b.version).await
+async fn callback(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    Path(id): Id,
+    Json(b): Json<CallbackBody>,
+) -> Result<impl IntoResponse, ApiError> {
+    run(
+        s,
+        p,
+        id,
+        CaseAction::Callback {
+            satisfied: b.satisfied,
+            resolved: b.resolved,
+            note: b.note,
+        },
+        b.version,
+    )
+    .await
 }
-async fn close(State(s): State<AppState>, Auth(p): Auth, Path(id): Id, Json(b): Json<Versioned, true>) -> Result<impl IntoResponse, ApiError> {
+async fn close(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    Path(id): Id,
+    Json(b): Json<Versioned, true>,
+) -> Result<impl IntoResponse, ApiError> {
     run(s, p, id, CaseAction::Close, b.version).await
 }
-async fn reopen(State(s): State<AppState>, Auth(p): Auth, Path(id): Id, Json(b): Json<WithReason>) -> Result<impl IntoResponse, ApiError> {
+async fn reopen(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    Path(id): Id,
+    Json(b): Json<WithReason>,
+) -> Result<impl IntoResponse, ApiError> {
     run(s, p, id, CaseAction::Reopen(b.reason), b.version).await
 }
-async fn merge(State(s): State<AppState>, Auth(p): Auth, Path(id): Id, Json(b): Json<MergeBody>) -> Result<impl IntoResponse, ApiError> {
+async fn merge(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    Path(id): Id,
+    Json(b): Json<MergeBody>,
+) -> Result<impl IntoResponse, ApiError> {
     run(s, p, id, CaseAction::Merge(b.into), b.version).await
 }

@@ -61,7 +61,9 @@ impl ApiError {
             ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             ApiError::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload-too-large"),
-            ApiError::UnsupportedMediaType(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type"),
+            ApiError::UnsupportedMediaType(_) => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type")
+            }
             ApiError::Unprocessable(_) => (StatusCode::UNPROCESSABLE_ENTITY, "unprocessable"),
             ApiError::TooManyRequests => (StatusCode::TOO_MANY_REQUESTS, "too-many-requests"),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
@@ -85,7 +87,9 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::NotFound(id) => ApiError::NotFound(format!("case {id} does not exist")),
-            StoreError::Conflict { .. } | StoreError::Exists(_) | StoreError::Lifecycle(_) => ApiError::Conflict(e.to_string()),
+            StoreError::Conflict { .. } | StoreError::Exists(_) | StoreError::Lifecycle(_) => {
+                ApiError::Conflict(e.to_string())
+            }
             StoreError::Invalid(m) => ApiError::BadRequest(m),
             StoreError::Directory(d) => ApiError::Unprocessable(d.to_string()),
             other => ApiError::Internal(other.to_string()),
@@ -111,7 +115,9 @@ impl From<RegistryError> for ApiError {
         match e {
             RegistryError::Plugin(p) => ApiError::Unprocessable(p.to_string()),
             RegistryError::UnknownVersion { .. } => ApiError::NotFound(e.to_string()),
-            RegistryError::NoPrevious { .. } | RegistryError::DeployedDifferently { .. } => ApiError::Conflict(e.to_string()),
+            RegistryError::NoPrevious { .. } | RegistryError::DeployedDifferently { .. } => {
+                ApiError::Conflict(e.to_string())
+            }
             RegistryError::Store(s) => s.into(),
         }
     }

@@ -38,7 +38,10 @@ pub struct ApiConfig {
 
 impl Default for ApiConfig {
     fn default() -> Self {
-        Self { request_timeout: Duration::from_secs(30), max_in_flight: 1024 }
+        Self {
+            request_timeout: Duration::from_secs(30),
+            max_in_flight: 1024,
+        }
     }
 }
 
@@ -57,7 +60,9 @@ pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce(&Service) -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
     let svc = state.svc.clone();
-    tokio::task::spawn_blocking(move || f(&svc)).await.map_err(|e| ApiError::Internal(format!("worker failed: {e}")))?
+    tokio::task::spawn_blocking(move || f(&svc))
+        .await
+        .map_err(|e| ApiError::Internal(format!("worker failed: {e}")))?
 }
 
 /// One documented route: the router and the OpenAPI description come from this table.
@@ -82,7 +87,11 @@ fn routes() -> Vec<Route> {
 
 /// The application router, with every layer, for a service.
 pub fn app(svc: Arc<Service>, config: ApiConfig) -> Router {
-    let state = AppState { svc, in_flight: Arc::new(Semaphore::new(config.max_in_flight)), timeout: config.request_timeout };
+    let state = AppState {
+        svc,
+        in_flight: Arc::new(Semaphore::new(config.max_in_flight)),
+        timeout: config.request_timeout,
+    };
     let mut router: Router<AppState> = Router::new();
     let mut by_path: Vec<(&'static str, MethodRouter<AppState>)> = Vec::new();
     for r in routes() {
@@ -99,26 +108,45 @@ pub fn app(svc: Arc<Service>, config: ApiConfig) -> Router {
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(axum::extract::DefaultBodyLimit::max(JSON_LIMIT))
         .layer(middleware::from_fn_with_state(state.clone(), guard))
-        .layer(tower_http::trace::TraceLayer::new_for_http().make_span_with(|req: &Request| {
-            let route = req.extensions().get::<MatchedPath>().map(|m| m.as_str().to_owned()).unwrap_or_else(|| "unmatched".into());
-            tracing::info_span!("request", method = %req.method(), route = %route)
-        }))
+        .layer(
+            tower_http::trace::TraceLayer::new_for_http().make_span_with(|req: &Request| {
+                let route = req
+                    .extensions()
+                    .get::<MatchedPath>()
+                    .map(|m| m.as_str().to_owned())
+                    .unwrap_or_else(|| "unmatched".into());
+                tracing::info_span!("request", method = %req.method(), route = %route)
+            }),
+        )
         .with_state(state)
 }
 
 /// Load shedding, request timeout and metrics around every request.
 async fn guard(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let started = Instant::now();
-    let route = req.extensions().get::<MatchedPath>().map(|m| m.as_str().to_owned()).unwrap_or_else(|| "unmatched".into());
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".into());
     let method = req.method().to_string();
     let response = match state.in_flight.clone().try_acquire_owned() {
         Err(_) => ApiError::TooManyRequests.into_response(),
         Ok(_permit) => match tokio::time::timeout(state.timeout, next.run(req)).await {
             Ok(r) => r,
-            Err(_) => ApiError::Unavailable(format!("the request took longer than {} s", state.timeout.as_secs())).into_response(),
+            Err(_) => ApiError::Unavailable(format!(
+                "the request took longer than {} s",
+                state.timeout.as_secs()
+            ))
+            .into_response(),
         },
     };
-    state.svc.metrics.request(&route, &method, response.status().as_u16(), started.elapsed());
+    state.svc.metrics.request(
+        &route,
+        &method,
+        response.status().as_u16(),
+        started.elapsed(),
+    );
     response
 }
 
@@ -144,10 +172,16 @@ pub fn openapi() -> serde_json::Value {
             op["security"] = serde_json::json!([{"bearer": []}]);
         }
         if let Some(body) = r.body {
-            let media = if body == "wasm" { "application/wasm" } else { "application/json" };
+            let media = if body == "wasm" {
+                "application/wasm"
+            } else {
+                "application/json"
+            };
             op["requestBody"] = serde_json::json!({"required": true, "content": {media: {"schema": {"description": body}}}});
         }
-        let entry = paths.entry(r.path.to_owned()).or_insert_with(|| serde_json::json!({}));
+        let entry = paths
+            .entry(r.path.to_owned())
+            .or_insert_with(|| serde_json::json!({}));
         entry[r.method.to_lowercase()] = op;
     }
     serde_json::json!({

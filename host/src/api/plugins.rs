@@ -18,14 +18,64 @@ use crate::runtime::{Hook, Input, Limits, PluginError, wit};
 use crate::service::Service;
 
 pub(crate) fn routes() -> Vec<Route> {
-    let r = |path, method, summary, body, ok, handler| Route { path, method, summary, auth: true, body, ok, handler };
+    let r = |path, method, summary, body, ok, handler| Route {
+        path,
+        method,
+        summary,
+        auth: true,
+        body,
+        ok,
+        handler,
+    };
     vec![
-        r("/v1/districts/{district}/plugins", "GET", "Active plug-in per hook of a district (or `city`)", None, 200, get(overview)),
-        r("/v1/districts/{district}/plugins/{hook}", "PUT", "Deploy a component as a new version (not yet active)", Some("wasm"), 201, put(deploy).layer(DefaultBodyLimit::max(UPLOAD_LIMIT))),
-        r("/v1/districts/{district}/plugins/{hook}", "GET", "Versions of a hook, who deployed them, which is active", None, 200, get(versions)),
-        r("/v1/districts/{district}/plugins/{hook}/versions/{version}/activate", "POST", "Make a deployed version active", None, 200, post(activate)),
-        r("/v1/districts/{district}/plugins/{hook}/rollback", "POST", "Re-activate the previous version", None, 200, post(rollback)),
-        r("/v1/districts/{district}/plugins/{hook}/dry-run", "POST", "Evaluate a case against a version; stores nothing", Some("DryRun"), 200, post(dry_run)),
+        r(
+            "/v1/districts/{district}/plugins",
+            "GET",
+            "Active plug-in per hook of a district (or `city`)",
+            None,
+            200,
+            get(overview),
+        ),
+        r(
+            "/v1/districts/{district}/plugins/{hook}",
+            "PUT",
+            "Deploy a component as a new version (not yet active)",
+            Some("wasm"),
+            201,
+            put(deploy).layer(DefaultBodyLimit::max(UPLOAD_LIMIT)),
+        ),
+        r(
+            "/v1/districts/{district}/plugins/{hook}",
+            "GET",
+            "Versions of a hook, who deployed them, which is active",
+            None,
+            200,
+            get(versions),
+        ),
+        r(
+            "/v1/districts/{district}/plugins/{hook}/versions/{version}/activate",
+            "POST",
+            "Make a deployed version active",
+            None,
+            200,
+            post(activate),
+        ),
+        r(
+            "/v1/districts/{district}/plugins/{hook}/rollback",
+            "POST",
+            "Re-activate the previous version",
+            None,
+            200,
+            post(rollback),
+        ),
+        r(
+            "/v1/districts/{district}/plugins/{hook}/dry-run",
+            "POST",
+            "Evaluate a case against a version; stores nothing",
+            Some("DryRun"),
+            200,
+            post(dry_run),
+        ),
     ]
 }
 
@@ -34,15 +84,22 @@ fn scope(svc: &Service, p: &Principal, district: &str, manage: bool) -> Result<(
     use crate::auth::Role;
     let exists = district == CITY || svc.directory()?.is_district(district);
     let readable = if district == CITY {
-        matches!(p.role, Role::CityAdmin | Role::DistrictAdmin | Role::Dispatcher)
+        matches!(
+            p.role,
+            Role::CityAdmin | Role::DistrictAdmin | Role::Dispatcher
+        )
     } else {
         p.can_read_plugins(district)
     };
     if !exists || !readable {
-        return Err(ApiError::NotFound(format!("district {district} has no plug-ins visible to this token")));
+        return Err(ApiError::NotFound(format!(
+            "district {district} has no plug-ins visible to this token"
+        )));
     }
     if manage && !p.can_manage_plugins(district) {
-        return Err(ApiError::Forbidden(format!("this token may not manage plug-ins of {district}")));
+        return Err(ApiError::Forbidden(format!(
+            "this token may not manage plug-ins of {district}"
+        )));
     }
     Ok(())
 }
@@ -51,7 +108,11 @@ fn hook(s: &str) -> Result<Hook, ApiError> {
     s.parse().map_err(ApiError::NotFound)
 }
 
-async fn overview(State(state): State<AppState>, Auth(p): Auth, Path(district): Path<String>) -> Result<impl IntoResponse, ApiError> {
+async fn overview(
+    State(state): State<AppState>,
+    Auth(p): Auth,
+    Path(district): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
     let out = blocking(&state, move |svc| {
         scope(svc, &p, &district, false)?;
         let mut hooks = serde_json::Map::new();
@@ -89,9 +150,14 @@ async fn deploy(
 ) -> Result<impl IntoResponse, ApiError> {
     let Query(q) = q.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     let h = hook(&hook_name)?;
-    let ct = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let ct = headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
     if ct != "application/wasm" {
-        return Err(ApiError::UnsupportedMediaType("upload the component as `Content-Type: application/wasm`".into()));
+        return Err(ApiError::UnsupportedMediaType(
+            "upload the component as `Content-Type: application/wasm`".into(),
+        ));
     }
     let bytes = body.map_err(|e| {
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
@@ -101,26 +167,45 @@ async fn deploy(
         }
     })?;
     let name = q.name.unwrap_or_else(|| format!("{district}-{hook_name}"));
-    if name.is_empty() || name.len() > 100 || q.config.as_ref().is_some_and(|c| c.len() > 16 * 1024) {
-        return Err(ApiError::BadRequest("name must be 1-100 bytes and config at most 16 KiB".into()));
+    if name.is_empty() || name.len() > 100 || q.config.as_ref().is_some_and(|c| c.len() > 16 * 1024)
+    {
+        return Err(ApiError::BadRequest(
+            "name must be 1-100 bytes and config at most 16 KiB".into(),
+        ));
     }
     let d = Limits::default();
     let limits = Limits {
         fuel: q.fuel.unwrap_or(d.fuel),
-        timeout: q.timeout_ms.map(std::time::Duration::from_millis).unwrap_or(d.timeout),
+        timeout: q
+            .timeout_ms
+            .map(std::time::Duration::from_millis)
+            .unwrap_or(d.timeout),
         memory_bytes: q.memory_bytes.unwrap_or(d.memory_bytes),
     };
     let config = q.config.unwrap_or_else(|| "{}".into());
     let (record, created) = blocking(&state, move |svc| {
         scope(svc, &p, &district, true)?;
         let now = svc.clock.now();
-        Ok(svc.registry.deploy(&district, h, &name, &bytes, limits, &config, &p.id, now)?)
+        Ok(svc
+            .registry
+            .deploy(&district, h, &name, &bytes, limits, &config, &p.id, now)?)
     })
     .await?;
-    Ok((if created { StatusCode::CREATED } else { StatusCode::OK }, axum::Json(record)))
+    Ok((
+        if created {
+            StatusCode::CREATED
+        } else {
+            StatusCode::OK
+        },
+        axum::Json(record),
+    ))
 }
 
-async fn versions(State(state): State<AppState>, Auth(p): Auth, Path((district, hook_name)): Path<(String, String)>) -> Result<impl IntoResponse, ApiError> {
+async fn versions(
+    State(state): State<AppState>,
+    Auth(p): Auth,
+    Path((district, hook_name)): Path<(String, String)>,
+) -> Result<impl IntoResponse, ApiError> {
     let h = hook(&hook_name)?;
     let out = blocking(&state, move |svc| {
         scope(svc, &p, &district, false)?;
@@ -131,21 +216,33 @@ async fn versions(State(state): State<AppState>, Auth(p): Auth, Path((district, 
     Ok(axum::Json(out))
 }
 
-async fn activate(State(state): State<AppState>, Auth(p): Auth, Path((district, hook_name, version)): Path<(String, String, String)>) -> Result<impl IntoResponse, ApiError> {
+async fn activate(
+    State(state): State<AppState>,
+    Auth(p): Auth,
+    Path((district, hook_name, version)): Path<(String, String, String)>,
+) -> Result<impl IntoResponse, ApiError> {
     let h = hook(&hook_name)?;
     let slot = blocking(&state, move |svc| {
         scope(svc, &p, &district, true)?;
-        Ok(svc.registry.activate(&district, h, &version, &p.id, svc.clock.now())?)
+        Ok(svc
+            .registry
+            .activate(&district, h, &version, &p.id, svc.clock.now())?)
     })
     .await?;
     Ok(axum::Json(slot))
 }
 
-async fn rollback(State(state): State<AppState>, Auth(p): Auth, Path((district, hook_name)): Path<(String, String)>) -> Result<impl IntoResponse, ApiError> {
+async fn rollback(
+    State(state): State<AppState>,
+    Auth(p): Auth,
+    Path((district, hook_name)): Path<(String, String)>,
+) -> Result<impl IntoResponse, ApiError> {
     let h = hook(&hook_name)?;
     let slot = blocking(&state, move |svc| {
         scope(svc, &p, &district, true)?;
-        Ok(svc.registry.rollback(&district, h, &p.id, svc.clock.now())?)
+        Ok(svc
+            .registry
+            .rollback(&district, h, &p.id, svc.clock.now())?)
     })
     .await?;
     Ok(axum::Json(slot))
@@ -177,7 +274,12 @@ struct DryRun {
     timer: Option<DryTimer>,
 }
 
-async fn dry_run(State(state): State<AppState>, Auth(p): Auth, Path((district, hook_name)): Path<(String, String)>, Json(body): Json<DryRun>) -> Result<impl IntoResponse, ApiError> {
+async fn dry_run(
+    State(state): State<AppState>,
+    Auth(p): Auth,
+    Path((district, hook_name)): Path<(String, String)>,
+    Json(body): Json<DryRun>,
+) -> Result<impl IntoResponse, ApiError> {
     let h = hook(&hook_name)?;
     let out = blocking(&state, move |svc| {
         scope(svc, &p, &district, false)?;
@@ -232,7 +334,22 @@ async fn dry_run(State(state): State<AppState>, Auth(p): Auth, Path((district, h
     Ok(axum::Json(out))
 }
 
-fn summarize<T: serde::Serialize>(e: crate::runtime::Evaluation<T>, reasons: impl Fn(&T) -> Vec<String>) -> (serde_json::Value, Vec<String>, u64, u64, crate::runtime::DecisionLog) {
+fn summarize<T: serde::Serialize>(
+    e: crate::runtime::Evaluation<T>,
+    reasons: impl Fn(&T) -> Vec<String>,
+) -> (
+    serde_json::Value,
+    Vec<String>,
+    u64,
+    u64,
+    crate::runtime::DecisionLog,
+) {
     let r = e.output.as_ref().map(&reasons).unwrap_or_default();
-    (serde_json::to_value(&e.output).unwrap_or_default(), r, e.fuel_used, e.duration.as_micros() as u64, e.log)
+    (
+        serde_json::to_value(&e.output).unwrap_or_default(),
+        r,
+        e.fuel_used,
+        e.duration.as_micros() as u64,
+        e.log,
+    )
 }

@@ -10,28 +10,63 @@ use super::{ApiError, AppState, Route, blocking};
 use crate::auth::{self, NewToken, Role};
 
 pub(crate) fn routes() -> Vec<Route> {
-    let r = |path, method, summary, body, ok, handler| Route { path, method, summary, auth: true, body, ok, handler };
+    let r = |path, method, summary, body, ok, handler| Route {
+        path,
+        method,
+        summary,
+        auth: true,
+        body,
+        ok,
+        handler,
+    };
     vec![
-        r("/v1/tokens", "POST", "Issue a token (the secret is shown once)", Some("NewToken"), 201, post(create)),
-        r("/v1/tokens", "GET", "Tokens this token manages", None, 200, get(list)),
-        r("/v1/tokens/{id}", "DELETE", "Revoke a token", None, 204, delete(revoke)),
+        r(
+            "/v1/tokens",
+            "POST",
+            "Issue a token (the secret is shown once)",
+            Some("NewToken"),
+            201,
+            post(create),
+        ),
+        r(
+            "/v1/tokens",
+            "GET",
+            "Tokens this token manages",
+            None,
+            200,
+            get(list),
+        ),
+        r(
+            "/v1/tokens/{id}",
+            "DELETE",
+            "Revoke a token",
+            None,
+            204,
+            delete(revoke),
+        ),
     ]
 }
 
-async fn create(State(state): State<AppState>, Auth(p): Auth, Json(new): Json<NewToken>) -> Result<impl IntoResponse, ApiError> {
+async fn create(
+    State(state): State<AppState>,
+    Auth(p): Auth,
+    Json(new): Json<NewToken>,
+) -> Result<impl IntoResponse, ApiError> {
     if !matches!(p.role, Role::CityAdmin | Role::DistrictAdmin) {
         return Err(ApiError::Forbidden("only admins issue tokens".into()));
     }
     let out = blocking(&state, move |svc| {
-        if let Some(d) = &new.district {
-            if !svc.directory()?.is_district(d) {
-                return Err(ApiError::Unprocessable(format!("`{d}` is not a district")));
-            }
+        if let Some(d) = &new.district
+            && !svc.directory()?.is_district(d)
+        {
+            return Err(ApiError::Unprocessable(format!("`{d}` is not a district")));
         }
         if let Some(u) = &new.unit {
             let dir = svc.directory()?;
             if dir.unit(u).is_none() || dir.district_of(u) != new.district.as_deref() {
-                return Err(ApiError::Unprocessable(format!("`{u}` is not a unit of the token's district")));
+                return Err(ApiError::Unprocessable(format!(
+                    "`{u}` is not a unit of the token's district"
+                )));
             }
         }
         let (token, secret) = auth::issue(&svc.store, Some(&p), &new, svc.clock.now())?;
@@ -49,10 +84,21 @@ async fn list(State(state): State<AppState>, Auth(p): Auth) -> Result<impl IntoR
     Ok(axum::Json(serde_json::json!({"tokens": tokens})))
 }
 
-async fn revoke(State(state): State<AppState>, Auth(p): Auth, Path(id): Path<String>) -> Result<impl IntoResponse, ApiError> {
+async fn revoke(
+    State(state): State<AppState>,
+    Auth(p): Auth,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
     if !matches!(p.role, Role::CityAdmin | Role::DistrictAdmin) {
         return Err(ApiError::Forbidden("only admins revoke tokens".into()));
     }
-    let found = blocking(&state, move |svc| Ok(svc.tokens.revoke(&svc.store, &p, &id)?)).await?;
-    if found { Ok(StatusCode::NO_CONTENT) } else { Err(ApiError::NotFound("no such token".into())) }
+    let found = blocking(&state, move |svc| {
+        Ok(svc.tokens.revoke(&svc.store, &p, &id)?)
+    })
+    .await?;
+    if found {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::NotFound("no such token".into()))
+    }
 }

@@ -7,7 +7,13 @@ use crate::store::{Change, Durability, Store};
 const T0: i64 = 1_796_000_400_000;
 
 pub(crate) fn fresh(id: &str) -> Case {
-    let mut c = Case::received(id.into(), "jiyang".into(), "noise".into(), "agent-1".into(), T0);
+    let mut c = Case::received(
+        id.into(),
+        "jiyang".into(),
+        "noise".into(),
+        "agent-1".into(),
+        T0,
+    );
     c.caller_key = "k1".into();
     c
 }
@@ -16,17 +22,31 @@ fn dispatch(lead: &str) -> Action {
     Action::Dispatch {
         lead: lead.into(),
         co_handlers: vec![],
-        deadlines: Deadlines { sign_off: Some(T0 + 1000), ..Deadlines::default() },
+        deadlines: Deadlines {
+            sign_off: Some(T0 + 1000),
+            ..Deadlines::default()
+        },
         timers: vec![
-            PendingTimer { kind: TimerKind::SignOff, due_at: T0 + 1000 },
-            PendingTimer { kind: TimerKind::FirstContact, due_at: T0 + 2000 },
-            PendingTimer { kind: TimerKind::Resolution, due_at: T0 + 9000 },
+            PendingTimer {
+                kind: TimerKind::SignOff,
+                due_at: T0 + 1000,
+            },
+            PendingTimer {
+                kind: TimerKind::FirstContact,
+                due_at: T0 + 2000,
+            },
+            PendingTimer {
+                kind: TimerKind::Resolution,
+                due_at: T0 + 9000,
+            },
         ],
     }
 }
 
 fn run(c: &Case, actions: &[Action]) -> Result<Case, LifecycleError> {
-    actions.iter().try_fold(c.clone(), |c, a| apply(&c, a, T0 + 1))
+    actions
+        .iter()
+        .try_fold(c.clone(), |c, a| apply(&c, a, T0 + 1))
 }
 
 #[test]
@@ -36,25 +56,44 @@ fn the_closed_loop_runs_from_received_to_closed() {
         &[
             Action::QueueForDispatch,
             dispatch("jiyang/yuehe/grid-01"),
-            Action::Sign { unit: "jiyang/yuehe/grid-01".into() },
+            Action::Sign {
+                unit: "jiyang/yuehe/grid-01".into(),
+            },
             Action::Start,
-            Action::Reply { text: "the stall now closes at 22:00".into() },
-            Action::Callback { satisfied: true, resolved: true, note: String::new() },
+            Action::Reply {
+                text: "the stall now closes at 22:00".into(),
+            },
+            Action::Callback {
+                satisfied: true,
+                resolved: true,
+                note: String::new(),
+            },
             Action::Close,
         ],
     )
     .unwrap();
     assert_eq!(c.status, S::Closed);
     assert!(c.timers.is_empty());
-    assert_eq!(c.satisfaction.unwrap().satisfied, true);
+    assert!(c.satisfaction.unwrap().satisfied);
 }
 
 #[test]
 fn signing_and_starting_stop_their_timers() {
-    let c = run(&fresh("c-1"), &[Action::QueueForDispatch, dispatch("g"), Action::Sign { unit: "g".into() }]).unwrap();
+    let c = run(
+        &fresh("c-1"),
+        &[
+            Action::QueueForDispatch,
+            dispatch("g"),
+            Action::Sign { unit: "g".into() },
+        ],
+    )
+    .unwrap();
     assert!(c.timers.iter().all(|t| t.kind != TimerKind::SignOff));
     let c = apply(&c, &Action::Start, T0).unwrap();
-    assert_eq!(c.timers.iter().map(|t| t.kind).collect::<Vec<_>>(), [TimerKind::Resolution]);
+    assert_eq!(
+        c.timers.iter().map(|t| t.kind).collect::<Vec<_>>(),
+        [TimerKind::Resolution]
+    );
 }
 
 #[test]
@@ -62,34 +101,126 @@ fn illegal_actions_name_the_state_and_the_action() {
     let c = fresh("c-9");
     let e = apply(&c, &Action::Sign { unit: "g".into() }, T0).unwrap_err();
     assert_eq!((e.status, e.action), (S::Received, "sign"));
-    assert_eq!(e.to_string(), "cannot sign case c-9 while it is received: only allowed when the case is dispatched");
+    assert_eq!(
+        e.to_string(),
+        "cannot sign case c-9 while it is received: only allowed when the case is dispatched"
+    );
     let d = run(&c, &[Action::QueueForDispatch, dispatch("g")]).unwrap();
-    let e = apply(&d, &Action::Sign { unit: "other".into() }, T0).unwrap_err();
-    assert!(e.why.contains("unit other is not the handler (the handler is g)"), "{e}");
-    let e = apply(&d, &Action::Return { unit: "g".into(), reason: "  ".into() }, T0).unwrap_err();
+    let e = apply(
+        &d,
+        &Action::Sign {
+            unit: "other".into(),
+        },
+        T0,
+    )
+    .unwrap_err();
+    assert!(
+        e.why
+            .contains("unit other is not the handler (the handler is g)"),
+        "{e}"
+    );
+    let e = apply(
+        &d,
+        &Action::Return {
+            unit: "g".into(),
+            reason: "  ".into(),
+        },
+        T0,
+    )
+    .unwrap_err();
     assert!(e.why.contains("return reason must not be empty"));
-    assert!(apply(&c, &Action::Transfer { line: "911".into() }, T0).unwrap_err().why.contains("not an emergency line"));
+    assert!(
+        apply(&c, &Action::Transfer { line: "911".into() }, T0)
+            .unwrap_err()
+            .why
+            .contains("not an emergency line")
+    );
     assert!(apply(&d, &Action::Merge { into: "c-9".into() }, T0).is_err());
 }
 
 #[test]
 fn a_return_clears_the_handler_and_remembers_who_returned() {
-    let c = run(&fresh("c-1"), &[Action::QueueForDispatch, dispatch("g"), Action::Return { unit: "g".into(), reason: "not a grid matter".into() }]).unwrap();
+    let c = run(
+        &fresh("c-1"),
+        &[
+            Action::QueueForDispatch,
+            dispatch("g"),
+            Action::Return {
+                unit: "g".into(),
+                reason: "not a grid matter".into(),
+            },
+        ],
+    )
+    .unwrap();
     assert_eq!(c.status, S::PendingDispatch);
-    assert_eq!((c.handler, c.returned_by, c.timers.len()), (None, vec!["g".to_string()], 0));
+    assert_eq!(
+        (c.handler, c.returned_by, c.timers.len()),
+        (None, vec!["g".to_string()], 0)
+    );
 }
 
 #[test]
 fn extensions_are_requested_then_approved_or_refused_once() {
-    let c = run(&fresh("c-1"), &[Action::QueueForDispatch, dispatch("g"), Action::Sign { unit: "g".into() }]).unwrap();
-    let c = apply(&c, &Action::RequestExtension { days: 3, reason: "waiting for parts".into() }, T0).unwrap();
-    assert!(apply(&c, &Action::RequestExtension { days: 3, reason: "again".into() }, T0).is_err());
-    let later = Action::ApproveExtension { resolution: T0 + 99_000, timers: vec![PendingTimer { kind: TimerKind::Resolution, due_at: T0 + 99_000 }] };
+    let c = run(
+        &fresh("c-1"),
+        &[
+            Action::QueueForDispatch,
+            dispatch("g"),
+            Action::Sign { unit: "g".into() },
+        ],
+    )
+    .unwrap();
+    let c = apply(
+        &c,
+        &Action::RequestExtension {
+            days: 3,
+            reason: "waiting for parts".into(),
+        },
+        T0,
+    )
+    .unwrap();
+    assert!(
+        apply(
+            &c,
+            &Action::RequestExtension {
+                days: 3,
+                reason: "again".into()
+            },
+            T0
+        )
+        .is_err()
+    );
+    let later = Action::ApproveExtension {
+        resolution: T0 + 99_000,
+        timers: vec![PendingTimer {
+            kind: TimerKind::Resolution,
+            due_at: T0 + 99_000,
+        }],
+    };
     let approved = apply(&c, &later, T0).unwrap();
     assert_eq!(approved.deadlines.resolution, Some(T0 + 99_000));
-    assert_eq!(approved.timers.iter().filter(|t| t.kind == TimerKind::Resolution).count(), 1);
-    assert!(apply(&approved, &later, T0).unwrap_err().why.contains("no pending extension"));
-    let refused = apply(&c, &Action::RefuseExtension { reason: "not justified".into() }, T0).unwrap();
+    assert_eq!(
+        approved
+            .timers
+            .iter()
+            .filter(|t| t.kind == TimerKind::Resolution)
+            .count(),
+        1
+    );
+    assert!(
+        apply(&approved, &later, T0)
+            .unwrap_err()
+            .why
+            .contains("no pending extension")
+    );
+    let refused = apply(
+        &c,
+        &Action::RefuseExtension {
+            reason: "not justified".into(),
+        },
+        T0,
+    )
+    .unwrap();
     assert_eq!(refused.extension.unwrap().approved, Some(false));
 }
 
@@ -101,13 +232,24 @@ fn reopen_after_unsatisfied_callback_goes_back_to_dispatch() {
             Action::QueueForDispatch,
             dispatch("g"),
             Action::Sign { unit: "g".into() },
-            Action::Reply { text: "done".into() },
-            Action::Callback { satisfied: false, resolved: false, note: "still noisy".into() },
-            Action::Reopen { reason: "citizen not satisfied".into() },
+            Action::Reply {
+                text: "done".into(),
+            },
+            Action::Callback {
+                satisfied: false,
+                resolved: false,
+                note: "still noisy".into(),
+            },
+            Action::Reopen {
+                reason: "citizen not satisfied".into(),
+            },
         ],
     )
     .unwrap();
-    assert_eq!((c.status, c.reopen_count, c.handler), (S::PendingDispatch, 1, None));
+    assert_eq!(
+        (c.status, c.reopen_count, c.handler),
+        (S::PendingDispatch, 1, None)
+    );
 }
 
 // ---- property test: the lifecycle through the store against an in-memory model ----
@@ -167,56 +309,182 @@ impl Model {
         let h = self.handler.clone().unwrap_or_default();
         let ok = |legal: bool, m: Model| if legal { Some(m) } else { None };
         match s {
-            Step::Queue => (Action::QueueForDispatch, ok(self.status == S::Received, Model { status: S::PendingDispatch, ..m })),
-            Step::Reject => (Action::Reject { reason: "in litigation".into() }, ok(self.status == S::Received, Model { status: S::Rejected, ..m })),
+            Step::Queue => (
+                Action::QueueForDispatch,
+                ok(
+                    self.status == S::Received,
+                    Model {
+                        status: S::PendingDispatch,
+                        ..m
+                    },
+                ),
+            ),
+            Step::Reject => (
+                Action::Reject {
+                    reason: "in litigation".into(),
+                },
+                ok(
+                    self.status == S::Received,
+                    Model {
+                        status: S::Rejected,
+                        ..m
+                    },
+                ),
+            ),
             Step::Dispatch(i) => (
                 dispatch(&unit(*i)),
-                ok(self.status == S::PendingDispatch, Model { status: S::Dispatched, handler: Some(unit(*i)), ..m }),
+                ok(
+                    self.status == S::PendingDispatch,
+                    Model {
+                        status: S::Dispatched,
+                        handler: Some(unit(*i)),
+                        ..m
+                    },
+                ),
             ),
             Step::Sign(right) => {
-                let who = if *right { h.clone() } else { "someone-else".into() };
-                (Action::Sign { unit: who }, ok(self.status == S::Dispatched && *right, Model { status: S::Signed, ..m }))
+                let who = if *right {
+                    h.clone()
+                } else {
+                    "someone-else".into()
+                };
+                (
+                    Action::Sign { unit: who },
+                    ok(
+                        self.status == S::Dispatched && *right,
+                        Model {
+                            status: S::Signed,
+                            ..m
+                        },
+                    ),
+                )
             }
-            Step::Start => (Action::Start, ok(self.status == S::Signed, Model { status: S::InProgress, ..m })),
+            Step::Start => (
+                Action::Start,
+                ok(
+                    self.status == S::Signed,
+                    Model {
+                        status: S::InProgress,
+                        ..m
+                    },
+                ),
+            ),
             Step::Reply => (
-                Action::Reply { text: "fixed".into() },
-                ok(matches!(self.status, S::Signed | S::InProgress), Model { status: S::Replied, ..m }),
+                Action::Reply {
+                    text: "fixed".into(),
+                },
+                ok(
+                    matches!(self.status, S::Signed | S::InProgress),
+                    Model {
+                        status: S::Replied,
+                        ..m
+                    },
+                ),
             ),
             Step::Return(right) => {
-                let who = if *right { h.clone() } else { "someone-else".into() };
+                let who = if *right {
+                    h.clone()
+                } else {
+                    "someone-else".into()
+                };
                 let mut returned = self.returned.clone();
                 returned.push(who.clone());
                 (
-                    Action::Return { unit: who, reason: "not ours".into() },
+                    Action::Return {
+                        unit: who,
+                        reason: "not ours".into(),
+                    },
                     ok(
                         matches!(self.status, S::Dispatched | S::Signed) && *right,
-                        Model { status: S::PendingDispatch, handler: None, returned, ext_pending: false, ..m },
+                        Model {
+                            status: S::PendingDispatch,
+                            handler: None,
+                            returned,
+                            ext_pending: false,
+                            ..m
+                        },
                     ),
                 )
             }
             Step::RequestExt => (
-                Action::RequestExtension { days: 2, reason: "parts".into() },
-                ok(matches!(self.status, S::Signed | S::InProgress) && !self.ext_pending, Model { ext_pending: true, ..m }),
+                Action::RequestExtension {
+                    days: 2,
+                    reason: "parts".into(),
+                },
+                ok(
+                    matches!(self.status, S::Signed | S::InProgress) && !self.ext_pending,
+                    Model {
+                        ext_pending: true,
+                        ..m
+                    },
+                ),
             ),
             Step::ApproveExt => (
-                Action::ApproveExtension { resolution: T0 + 1_000_000 + self.version as i64, timers: vec![] },
-                ok(self.ext_pending, Model { ext_pending: false, ..m }),
+                Action::ApproveExtension {
+                    resolution: T0 + 1_000_000 + self.version as i64,
+                    timers: vec![],
+                },
+                ok(
+                    self.ext_pending,
+                    Model {
+                        ext_pending: false,
+                        ..m
+                    },
+                ),
             ),
             Step::Callback(sat) => (
-                Action::Callback { satisfied: *sat, resolved: *sat, note: String::new() },
-                ok(self.status == S::Replied, Model { status: S::Callback, ..m }),
+                Action::Callback {
+                    satisfied: *sat,
+                    resolved: *sat,
+                    note: String::new(),
+                },
+                ok(
+                    self.status == S::Replied,
+                    Model {
+                        status: S::Callback,
+                        ..m
+                    },
+                ),
             ),
-            Step::Close => (Action::Close, ok(self.status == S::Callback, Model { status: S::Closed, ..m })),
+            Step::Close => (
+                Action::Close,
+                ok(
+                    self.status == S::Callback,
+                    Model {
+                        status: S::Closed,
+                        ..m
+                    },
+                ),
+            ),
             Step::Reopen => (
-                Action::Reopen { reason: "not resolved".into() },
+                Action::Reopen {
+                    reason: "not resolved".into(),
+                },
                 ok(
                     matches!(self.status, S::Callback | S::Closed),
-                    Model { status: S::PendingDispatch, handler: None, ext_pending: false, reopens: self.reopens + 1, ..m },
+                    Model {
+                        status: S::PendingDispatch,
+                        handler: None,
+                        ext_pending: false,
+                        reopens: self.reopens + 1,
+                        ..m
+                    },
                 ),
             ),
             Step::Merge => (
-                Action::Merge { into: "c-0000000001".into() },
-                ok(!matches!(self.status, S::Rejected | S::Transferred | S::AnsweredAtIntake | S::Closed | S::Merged), Model { status: S::Merged, ..m }),
+                Action::Merge {
+                    into: "c-0000000001".into(),
+                },
+                ok(
+                    !matches!(
+                        self.status,
+                        S::Rejected | S::Transferred | S::AnsweredAtIntake | S::Closed | S::Merged
+                    ),
+                    Model {
+                        status: S::Merged,
+                        ..m
+                    },
+                ),
             ),
         }
     }

@@ -22,14 +22,21 @@ pub(crate) struct Cache {
 
 impl Cache {
     pub fn open(dir: &Path, engine: &Engine) -> Result<Self, RuntimeError> {
-        std::fs::create_dir_all(dir).map_err(|source| RuntimeError::Cache { path: dir.to_owned(), source })?;
+        std::fs::create_dir_all(dir).map_err(|source| RuntimeError::Cache {
+            path: dir.to_owned(),
+            source,
+        })?;
         let mut h = std::collections::hash_map::DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut h);
-        Ok(Self { dir: dir.to_owned(), engine_key: format!("{:016x}", h.finish()) })
+        Ok(Self {
+            dir: dir.to_owned(),
+            engine_key: format!("{:016x}", h.finish()),
+        })
     }
 
     fn path(&self, version: &str) -> PathBuf {
-        self.dir.join(format!("{version}-{}.cwasm", self.engine_key))
+        self.dir
+            .join(format!("{version}-{}.cwasm", self.engine_key))
     }
 
     pub fn get(&self, engine: &Engine, version: &str) -> Option<Component> {
@@ -50,7 +57,9 @@ impl Cache {
     }
 
     pub fn put(&self, version: &str, component: &Component) -> std::io::Result<()> {
-        let bytes = component.serialize().map_err(|e| std::io::Error::other(format!("{e:#}")))?;
+        let bytes = component
+            .serialize()
+            .map_err(|e| std::io::Error::other(format!("{e:#}")))?;
         let path = self.path(version);
         let tmp = path.with_extension(format!("tmp{}", std::process::id()));
         std::fs::write(&tmp, bytes)?;

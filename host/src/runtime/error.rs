@@ -14,7 +14,12 @@ pub struct PluginRef {
 
 impl fmt::Display for PluginRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}@{}", self.name, &self.version[..self.version.len().min(12)])
+        write!(
+            f,
+            "{}@{}",
+            self.name,
+            &self.version[..self.version.len().min(12)]
+        )
     }
 }
 
@@ -23,7 +28,9 @@ impl fmt::Display for PluginRef {
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum PluginFailure {
     /// The fuel budget ran out (a runaway loop, or a rule too slow for its budget).
-    #[error("ran out of fuel after {budget} units; raise the plug-in's fuel limit or make the rule cheaper")]
+    #[error(
+        "ran out of fuel after {budget} units; raise the plug-in's fuel limit or make the rule cheaper"
+    )]
     OutOfFuel {
         /// The budget it had.
         budget: u64,

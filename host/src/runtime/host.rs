@@ -54,7 +54,10 @@ impl DecisionLog {
             return;
         }
         self.bytes += message.len();
-        self.lines.push(LogLine { level: level.to_owned(), message: message.to_owned() });
+        self.lines.push(LogLine {
+            level: level.to_owned(),
+            message: message.to_owned(),
+        });
     }
 }
 
@@ -78,7 +81,12 @@ pub(crate) struct Limiter {
 }
 
 impl wasmtime::ResourceLimiter for Limiter {
-    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         if desired > self.max_memory {
             self.hit = true;
             return Ok(false);
@@ -86,7 +94,12 @@ impl wasmtime::ResourceLimiter for Limiter {
         Ok(true)
     }
 
-    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         Ok(desired <= 10_000)
     }
 }
@@ -215,7 +228,11 @@ impl wit::CaseFlags {
 
     /// Names of the set flags.
     pub fn names(&self) -> Vec<&'static str> {
-        FLAG_NAMES.iter().filter(|(f, _)| self.contains(*f)).map(|(_, n)| *n).collect()
+        FLAG_NAMES
+            .iter()
+            .filter(|(f, _)| self.contains(*f))
+            .map(|(_, n)| *n)
+            .collect()
     }
 
     /// Every flag name the contract defines.
@@ -234,12 +251,14 @@ impl<'de> serde::Deserialize<'de> for wit::CaseFlags {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let names = <Vec<String> as serde::Deserialize>::deserialize(d)?;
         names.iter().try_fold(wit::CaseFlags::empty(), |acc, n| {
-            wit::CaseFlags::from_name(n).map(|f| acc | f).ok_or_else(|| {
-                serde::de::Error::custom(format!(
-                    "unknown flag `{n}`; known flags: {}",
-                    FLAG_NAMES.map(|(_, n)| n).join(", ")
-                ))
-            })
+            wit::CaseFlags::from_name(n)
+                .map(|f| acc | f)
+                .ok_or_else(|| {
+                    serde::de::Error::custom(format!(
+                        "unknown flag `{n}`; known flags: {}",
+                        FLAG_NAMES.map(|(_, n)| n).join(", ")
+                    ))
+                })
         })
     }
 }

@@ -64,7 +64,9 @@ impl std::str::FromStr for Hook {
             "eligibility" => Ok(Hook::Eligibility),
             "routing" => Ok(Hook::Routing),
             "escalation" => Ok(Hook::Escalation),
-            other => Err(format!("unknown hook `{other}`: expected eligibility, routing or escalation")),
+            other => Err(format!(
+                "unknown hook `{other}`: expected eligibility, routing or escalation"
+            )),
         }
     }
 }
@@ -119,7 +121,11 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Self { fuel: 10_000_000, timeout: Duration::from_millis(100), memory_bytes: 4 << 20 }
+        Self {
+            fuel: 10_000_000,
+            timeout: Duration::from_millis(100),
+            memory_bytes: 4 << 20,
+        }
     }
 }
 
@@ -143,7 +149,10 @@ pub struct Plugin {
 
 impl std::fmt::Debug for Plugin {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Plugin").field("id", &self.id).field("limits", &self.limits).finish()
+        f.debug_struct("Plugin")
+            .field("id", &self.id)
+            .field("limits", &self.limits)
+            .finish()
     }
 }
 
@@ -244,8 +253,11 @@ impl Runtime {
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         let engine = Engine::new(&c).map_err(engine_err)?;
         let mut linker = Linker::new(&engine);
-        host::Plugin::add_to_linker::<HostState, wasmtime::component::HasSelf<HostState>>(&mut linker, |s| s)
-            .map_err(engine_err)?;
+        host::Plugin::add_to_linker::<HostState, wasmtime::component::HasSelf<HostState>>(
+            &mut linker,
+            |s| s,
+        )
+        .map_err(engine_err)?;
         let cache = match &config.cache_dir {
             Some(dir) => Some(cache::Cache::open(dir, &engine)?),
             None => None,
@@ -261,9 +273,20 @@ impl Runtime {
                         engine.increment_epoch();
                     }
                 })
-                .map_err(|e| RuntimeError::Engine(format!("could not start the deadline ticker: {e}")))?
+                .map_err(|e| {
+                    RuntimeError::Engine(format!("could not start the deadline ticker: {e}"))
+                })?
         };
-        Ok(Self { engine, linker, config, cache, _ticker: Ticker { stop, thread: Some(thread) } })
+        Ok(Self {
+            engine,
+            linker,
+            config,
+            cache,
+            _ticker: Ticker {
+                stop,
+                thread: Some(thread),
+            },
+        })
     }
 
     /// The host-wide settings.
@@ -287,10 +310,25 @@ impl Runtime {
 
     /// Validates, compiles (or reads from the compiled cache) and pre-links a plug-in.
     #[tracing::instrument(skip(self, bytes, config), fields(bytes = bytes.len()))]
-    pub fn load(&self, name: &str, bytes: &[u8], limits: Limits, config: &str) -> Result<Arc<Plugin>, PluginError> {
+    pub fn load(
+        &self,
+        name: &str,
+        bytes: &[u8],
+        limits: Limits,
+        config: &str,
+    ) -> Result<Arc<Plugin>, PluginError> {
         let started = Instant::now();
-        let id = PluginRef { name: name.to_owned(), version: Self::version_of(bytes) };
-        let fail = |failure| PluginError { plugin: id.clone(), hook: "load", failure, fuel_used: 0, duration: started.elapsed() };
+        let id = PluginRef {
+            name: name.to_owned(),
+            version: Self::version_of(bytes),
+        };
+        let fail = |failure| PluginError {
+            plugin: id.clone(),
+            hook: "load",
+            failure,
+            fuel_used: 0,
+            duration: started.elapsed(),
+        };
         if bytes.len() > self.config.max_component_bytes {
             return Err(fail(PluginFailure::InvalidComponent(format!(
                 "{} bytes is over the {}-byte limit",
@@ -299,14 +337,18 @@ impl Runtime {
             ))));
         }
         validate::check_component_bytes(bytes).map_err(&fail)?;
-        let component = match self.cache.as_ref().and_then(|c| c.get(&self.engine, &id.version)) {
+        let component = match self
+            .cache
+            .as_ref()
+            .and_then(|c| c.get(&self.engine, &id.version))
+        {
             Some(c) => c,
             None => {
                 let component = self.compile(bytes).map_err(&fail)?;
-                if let Some(cache) = &self.cache {
-                    if let Err(e) = cache.put(&id.version, &component) {
-                        tracing::warn!(plugin = %id, error = %e, "could not write the compiled-plug-in cache");
-                    }
+                if let Some(cache) = &self.cache
+                    && let Err(e) = cache.put(&id.version, &component)
+                {
+                    tracing::warn!(plugin = %id, error = %e, "could not write the compiled-plug-in cache");
                 }
                 component
             }
@@ -317,7 +359,12 @@ impl Runtime {
             .and_then(PluginPre::new)
             .map_err(|e| fail(validate::incompatible(&component, &self.engine, e)))?;
         tracing::debug!(plugin = %id, elapsed_ms = started.elapsed().as_millis() as u64, "plug-in loaded");
-        Ok(Arc::new(Plugin { id, pre, limits: self.cap(limits), config: config.to_owned() }))
+        Ok(Arc::new(Plugin {
+            id,
+            pre,
+            limits: self.cap(limits),
+            config: config.to_owned(),
+        }))
     }
 
     /// Compiles on a helper thread so a pathological component cannot hold the caller
@@ -330,7 +377,9 @@ impl Runtime {
             .spawn(move || {
                 let _ = tx.send(Component::new(&engine, &bytes));
             })
-            .map_err(|e| PluginFailure::InvalidComponent(format!("could not start compilation: {e}")))?;
+            .map_err(|e| {
+                PluginFailure::InvalidComponent(format!("could not start compilation: {e}"))
+            })?;
         match rx.recv_timeout(self.config.compile_timeout) {
             Ok(Ok(c)) => Ok(c),
             Ok(Err(e)) => Err(PluginFailure::InvalidComponent(format!("{e:#}"))),
@@ -343,18 +392,37 @@ impl Runtime {
 
     /// Runs the eligibility hook.
     #[tracing::instrument(skip_all, fields(plugin = %plugin.id, district = %input.case.district, hook = "eligibility"))]
-    pub fn eligibility(&self, plugin: &Plugin, input: &Input<'_>) -> Result<Evaluation<wit::EligibilityDecision>, PluginError> {
-        self.evaluate(plugin, "eligibility", input, |store, b, ctx| {
-            b.civic_rules_hooks().call_eligibility(store, input.case, ctx)
-        }, |out, dir, district| validate::eligibility(out, dir, district))
+    pub fn eligibility(
+        &self,
+        plugin: &Plugin,
+        input: &Input<'_>,
+    ) -> Result<Evaluation<wit::EligibilityDecision>, PluginError> {
+        self.evaluate(
+            plugin,
+            "eligibility",
+            input,
+            |store, b, ctx| {
+                b.civic_rules_hooks()
+                    .call_eligibility(store, input.case, ctx)
+            },
+            validate::eligibility,
+        )
     }
 
     /// Runs the routing hook.
     #[tracing::instrument(skip_all, fields(plugin = %plugin.id, district = %input.case.district, hook = "routing"))]
-    pub fn routing(&self, plugin: &Plugin, input: &Input<'_>) -> Result<Evaluation<wit::RoutingDecision>, PluginError> {
-        self.evaluate(plugin, "routing", input, |store, b, ctx| {
-            b.civic_rules_hooks().call_routing(store, input.case, ctx)
-        }, |out, dir, district| validate::routing(out, dir, district))
+    pub fn routing(
+        &self,
+        plugin: &Plugin,
+        input: &Input<'_>,
+    ) -> Result<Evaluation<wit::RoutingDecision>, PluginError> {
+        self.evaluate(
+            plugin,
+            "routing",
+            input,
+            |store, b, ctx| b.civic_rules_hooks().call_routing(store, input.case, ctx),
+            validate::routing,
+        )
     }
 
     /// Runs the escalation hook for a fired timer.
@@ -365,21 +433,31 @@ impl Runtime {
         input: &Input<'_>,
         timer: &wit::Timer,
     ) -> Result<Evaluation<wit::EscalationDecision>, PluginError> {
-        self.evaluate(plugin, "escalation", input, |store, b, ctx| {
-            b.civic_rules_hooks().call_escalation(store, input.case, *timer, ctx)
-        }, |out, dir, district| validate::escalation(out, dir, district))
+        self.evaluate(
+            plugin,
+            "escalation",
+            input,
+            |store, b, ctx| {
+                b.civic_rules_hooks()
+                    .call_escalation(store, input.case, *timer, ctx)
+            },
+            validate::escalation,
+        )
     }
 
     /// The context a hook receives for `input`.
     fn context(plugin: &Plugin, input: &Input<'_>) -> wit::Context {
-        let category = input.directory.category(&input.case.category).map(|c| wit::CategoryInfo {
-            code: c.code.clone(),
-            name: c.name.clone(),
-            default_kind: validate::case_kind(&c.default_kind).unwrap_or(wit::CaseKind::Help),
-            grid_admissible: c.grid_admissible,
-            dispute: c.dispute.clone(),
-            lead_function: c.lead_function.clone(),
-        });
+        let category = input
+            .directory
+            .category(&input.case.category)
+            .map(|c| wit::CategoryInfo {
+                code: c.code.clone(),
+                name: c.name.clone(),
+                default_kind: validate::case_kind(&c.default_kind).unwrap_or(wit::CaseKind::Help),
+                grid_admissible: c.grid_admissible,
+                dispute: c.dispute.clone(),
+                lead_function: c.lead_function.clone(),
+            });
         wit::Context {
             now: input.now,
             directory_version: input.directory.version(),
@@ -394,7 +472,11 @@ impl Runtime {
         plugin: &Plugin,
         hook: &'static str,
         input: &Input<'_>,
-        call: impl FnOnce(&mut Store<HostState>, &host::Plugin, &wit::Context) -> wasmtime::Result<Result<Option<T>, wit::RuleError>>,
+        call: impl FnOnce(
+            &mut Store<HostState>,
+            &host::Plugin,
+            &wit::Context,
+        ) -> wasmtime::Result<Result<Option<T>, wit::RuleError>>,
         check: impl FnOnce(&T, &Directory, &str) -> Result<(), String>,
     ) -> Result<Evaluation<T>, PluginError> {
         let started = Instant::now();
@@ -405,13 +487,20 @@ impl Runtime {
             HostState {
                 directory: input.directory.clone(),
                 district: Arc::from(input.case.district.as_str()),
-                limiter: Limiter { max_memory: limits.memory_bytes as usize, hit: false },
+                limiter: Limiter {
+                    max_memory: limits.memory_bytes as usize,
+                    hit: false,
+                },
                 log: DecisionLog::default(),
                 panic: None,
             },
         );
         store.limiter(|s| &mut s.limiter);
-        let ticks = limits.timeout.as_micros().div_ceil(self.config.epoch_tick.as_micros().max(1)) as u64 + 1;
+        let ticks = limits
+            .timeout
+            .as_micros()
+            .div_ceil(self.config.epoch_tick.as_micros().max(1)) as u64
+            + 1;
         store.set_epoch_deadline(ticks);
         let result = store.set_fuel(limits.fuel).and_then(|()| {
             let bindings = plugin.pre.instantiate(&mut store)?;
@@ -419,28 +508,56 @@ impl Runtime {
         });
         let fuel_used = limits.fuel.saturating_sub(store.get_fuel().unwrap_or(0));
         let duration = started.elapsed();
-        let fail = |failure| PluginError { plugin: plugin.id.clone(), hook, failure, fuel_used, duration };
+        let fail = |failure| PluginError {
+            plugin: plugin.id.clone(),
+            hook,
+            failure,
+            fuel_used,
+            duration,
+        };
         let state = store.into_data();
         let output = match result {
             Err(e) => return Err(fail(classify(e, &state, limits))),
-            Ok(Err(rule)) => return Err(fail(PluginFailure::RuleError(validate::describe_rule_error(&rule)))),
+            Ok(Err(rule)) => {
+                return Err(fail(PluginFailure::RuleError(
+                    validate::describe_rule_error(&rule),
+                )));
+            }
             Ok(Ok(out)) => out,
         };
         if let Some(out) = &output {
-            check(out, &input.directory, &input.case.district).map_err(|m| fail(PluginFailure::InvalidDecision(m)))?;
+            check(out, input.directory, &input.case.district)
+                .map_err(|m| fail(PluginFailure::InvalidDecision(m)))?;
         }
-        Ok(Evaluation { output, fuel_used, duration, log: state.log })
+        Ok(Evaluation {
+            output,
+            fuel_used,
+            duration,
+            log: state.log,
+        })
     }
 }
 
 /// Turns a wasmtime error into what happened, in the plug-in author's terms.
 fn classify(e: wasmtime::Error, state: &HostState, limits: Limits) -> PluginFailure {
     match e.downcast_ref::<Trap>() {
-        Some(Trap::OutOfFuel) => PluginFailure::OutOfFuel { budget: limits.fuel },
-        Some(Trap::Interrupt) => PluginFailure::Timeout { limit_ms: limits.timeout.as_millis() as u64 },
-        _ if state.limiter.hit => PluginFailure::MemoryLimit { limit_bytes: limits.memory_bytes },
-        Some(trap) => PluginFailure::Trap { message: trap.to_string(), panic: state.panic.clone() },
-        None => PluginFailure::Trap { message: format!("{e:#}"), panic: state.panic.clone() },
+        Some(Trap::OutOfFuel) => PluginFailure::OutOfFuel {
+            budget: limits.fuel,
+        },
+        Some(Trap::Interrupt) => PluginFailure::Timeout {
+            limit_ms: limits.timeout.as_millis() as u64,
+        },
+        _ if state.limiter.hit => PluginFailure::MemoryLimit {
+            limit_bytes: limits.memory_bytes,
+        },
+        Some(trap) => PluginFailure::Trap {
+            message: trap.to_string(),
+            panic: state.panic.clone(),
+        },
+        None => PluginFailure::Trap {
+            message: format!("{e:#}"),
+            panic: state.panic.clone(),
+        },
     }
 }
 

@@ -30,7 +30,9 @@ pub const MAX_SPAN_WORKING_DAYS: u32 = 120;
 pub(crate) fn check_component_bytes(bytes: &[u8]) -> Result<(), PluginFailure> {
     const MAGIC: &[u8; 4] = b"\0asm";
     if bytes.len() < 8 || &bytes[..4] != MAGIC {
-        return Err(PluginFailure::InvalidComponent("the bytes are not WebAssembly (no \\0asm header)".into()));
+        return Err(PluginFailure::InvalidComponent(
+            "the bytes are not WebAssembly (no \\0asm header)".into(),
+        ));
     }
     // Layout field: 0x0001 for core modules, 0x0001 after a 0x000d version for components.
     if bytes[4..8] == [1, 0, 0, 0] {
@@ -42,7 +44,11 @@ pub(crate) fn check_component_bytes(bytes: &[u8]) -> Result<(), PluginFailure> {
 }
 
 /// Explains why a component does not fit the contract, naming the version it was built for.
-pub(crate) fn incompatible(component: &Component, engine: &Engine, e: wasmtime::Error) -> PluginFailure {
+pub(crate) fn incompatible(
+    component: &Component,
+    engine: &Engine,
+    e: wasmtime::Error,
+) -> PluginFailure {
     let ty = component.component_type();
     let names: Vec<String> = ty
         .imports(engine)
@@ -51,14 +57,25 @@ pub(crate) fn incompatible(component: &Component, engine: &Engine, e: wasmtime::
         .collect();
     let found: Vec<&str> = names
         .iter()
-        .filter_map(|n| n.strip_prefix("civic:rules/").and_then(|r| r.split_once('@')).map(|(_, v)| v))
+        .filter_map(|n| {
+            n.strip_prefix("civic:rules/")
+                .and_then(|r| r.split_once('@'))
+                .map(|(_, v)| v)
+        })
         .collect();
     let detail = match found.first() {
-        Some(v) if *v != CONTRACT_VERSION => format!("it was built against civic:rules@{v} ({e:#})"),
+        Some(v) if *v != CONTRACT_VERSION => {
+            format!("it was built against civic:rules@{v} ({e:#})")
+        }
         Some(_) => format!("{e:#}"),
-        None => format!("it does not use the civic:rules contract at all; it has {names:?} ({e:#})"),
+        None => {
+            format!("it does not use the civic:rules contract at all; it has {names:?} ({e:#})")
+        }
     };
-    PluginFailure::IncompatibleContract { expected: CONTRACT_VERSION.into(), detail }
+    PluginFailure::IncompatibleContract {
+        expected: CONTRACT_VERSION.into(),
+        detail,
+    }
 }
 
 pub(crate) fn case_kind(s: &str) -> Option<wit::CaseKind> {
@@ -86,12 +103,17 @@ pub(crate) fn describe_rule_error(e: &wit::RuleError) -> String {
 
 fn reasons(list: &[String]) -> Result<(), String> {
     if list.len() > MAX_REASONS {
-        return Err(format!("{} reason codes, at most {MAX_REASONS} allowed", list.len()));
+        return Err(format!(
+            "{} reason codes, at most {MAX_REASONS} allowed",
+            list.len()
+        ));
     }
     for r in list {
         let ok = !r.is_empty()
             && r.len() <= MAX_REASON_LEN
-            && r.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'-' | b'_'));
+            && r.bytes().all(|b| {
+                b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'-' | b'_')
+            });
         if !ok {
             let shown = super::host::cut(r, 80);
             return Err(format!(
@@ -107,12 +129,13 @@ fn unit<'a>(id: &'a str, dir: &Directory, district: &str, role: &str) -> Result<
         return Err(format!("{role} unit id is {} bytes long", id.len()));
     }
     match dir.district_of(id) {
-        _ if dir.unit(id).is_none() => {
-            Err(format!("{role} unit `{id}` does not exist in directory version {}", dir.version()))
-        }
-        Some(d) if d != district => {
-            Err(format!("{role} unit `{id}` belongs to district {d}, not to the case's district {district}"))
-        }
+        _ if dir.unit(id).is_none() => Err(format!(
+            "{role} unit `{id}` does not exist in directory version {}",
+            dir.version()
+        )),
+        Some(d) if d != district => Err(format!(
+            "{role} unit `{id}` belongs to district {d}, not to the case's district {district}"
+        )),
         _ => Ok(id),
     }
 }
@@ -122,19 +145,23 @@ fn span(s: &Option<wit::Span>, what: &str) -> Result<(), String> {
         Some(wit::Span::Minutes(m)) if *m > MAX_SPAN_MINUTES => {
             Err(format!("{what} of {m} minutes is over {MAX_SPAN_MINUTES}"))
         }
-        Some(wit::Span::WorkingDays(d)) if *d > MAX_SPAN_WORKING_DAYS => {
-            Err(format!("{what} of {d} working days is over {MAX_SPAN_WORKING_DAYS}"))
-        }
+        Some(wit::Span::WorkingDays(d)) if *d > MAX_SPAN_WORKING_DAYS => Err(format!(
+            "{what} of {d} working days is over {MAX_SPAN_WORKING_DAYS}"
+        )),
         _ => Ok(()),
     }
 }
 
-pub(crate) fn eligibility(d: &wit::EligibilityDecision, dir: &Directory, district: &str) -> Result<(), String> {
+pub(crate) fn eligibility(
+    d: &wit::EligibilityDecision,
+    dir: &Directory,
+    district: &str,
+) -> Result<(), String> {
     reasons(&d.reasons)?;
-    if let wit::Admissibility::Rejected(r) = &d.admissibility {
-        if r.related_case.as_ref().is_some_and(|c| c.len() > 64) {
-            return Err("related case id is longer than 64 bytes".into());
-        }
+    if let wit::Admissibility::Rejected(r) = &d.admissibility
+        && r.related_case.as_ref().is_some_and(|c| c.len() > 64)
+    {
+        return Err("related case id is longer than 64 bytes".into());
     }
     if let Some(m) = &d.mediation {
         unit(&m.unit, dir, district, "mediation")?;
@@ -149,39 +176,60 @@ pub(crate) fn eligibility(d: &wit::EligibilityDecision, dir: &Directory, distric
             )
         );
         if !is_mediation {
-            return Err(format!("mediation unit `{}` is not a mediation body", m.unit));
+            return Err(format!(
+                "mediation unit `{}` is not a mediation body",
+                m.unit
+            ));
         }
     }
     Ok(())
 }
 
-pub(crate) fn routing(r: &wit::RoutingDecision, dir: &Directory, district: &str) -> Result<(), String> {
+pub(crate) fn routing(
+    r: &wit::RoutingDecision,
+    dir: &Directory,
+    district: &str,
+) -> Result<(), String> {
     reasons(&r.reasons)?;
     unit(&r.lead, dir, district, "lead")?;
     if r.co_handlers.len() > MAX_CO_HANDLERS {
-        return Err(format!("{} co-handlers, at most {MAX_CO_HANDLERS} allowed", r.co_handlers.len()));
+        return Err(format!(
+            "{} co-handlers, at most {MAX_CO_HANDLERS} allowed",
+            r.co_handlers.len()
+        ));
     }
     for (i, c) in r.co_handlers.iter().enumerate() {
         unit(c, dir, district, "co-handler")?;
         if *c == r.lead || r.co_handlers[..i].contains(c) {
-            return Err(format!("co-handler `{c}` is listed twice or is also the lead"));
+            return Err(format!(
+                "co-handler `{c}` is listed twice or is also the lead"
+            ));
         }
     }
     span(&r.deadlines.sign_off, "sign-off deadline")?;
     span(&r.deadlines.first_contact, "first-contact deadline")?;
     span(&r.deadlines.resolution, "resolution deadline")?;
-    if let Some(p) = r.deadlines.warning_percent {
-        if p == 0 || p > 100 {
-            return Err(format!("warning at {p}% of the resolution deadline is not within 1-100"));
-        }
+    if let Some(p) = r.deadlines.warning_percent
+        && (p == 0 || p > 100)
+    {
+        return Err(format!(
+            "warning at {p}% of the resolution deadline is not within 1-100"
+        ));
     }
     Ok(())
 }
 
-pub(crate) fn escalation(e: &wit::EscalationDecision, dir: &Directory, district: &str) -> Result<(), String> {
+pub(crate) fn escalation(
+    e: &wit::EscalationDecision,
+    dir: &Directory,
+    district: &str,
+) -> Result<(), String> {
     reasons(&e.reasons)?;
     if e.actions.len() > MAX_ACTIONS {
-        return Err(format!("{} actions, at most {MAX_ACTIONS} allowed", e.actions.len()));
+        return Err(format!(
+            "{} actions, at most {MAX_ACTIONS} allowed",
+            e.actions.len()
+        ));
     }
     for a in &e.actions {
         match a {
@@ -189,10 +237,15 @@ pub(crate) fn escalation(e: &wit::EscalationDecision, dir: &Directory, district:
             wit::Action::Supervise(u) => drop(unit(u, dir, district, "supervising")?),
             wit::Action::MoveTo(u) => drop(unit(u, dir, district, "move-to")?),
             wit::Action::PublicNotice(t) if t.len() > MAX_TEXT_LEN => {
-                return Err(format!("public notice is {} bytes, at most {MAX_TEXT_LEN}", t.len()));
+                return Err(format!(
+                    "public notice is {} bytes, at most {MAX_TEXT_LEN}",
+                    t.len()
+                ));
             }
             wit::Action::PublicNotice(_) => {}
-            wit::Action::Flag(f) => reasons(std::slice::from_ref(f)).map_err(|m| format!("flag: {m}"))?,
+            wit::Action::Flag(f) => {
+                reasons(std::slice::from_ref(f)).map_err(|m| format!("flag: {m}"))?
+            }
             wit::Action::SetDeadline(c) if c.due_at <= 0 => {
                 return Err(format!("new deadline {} is not a valid time", c.due_at));
             }

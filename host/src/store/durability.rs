@@ -38,7 +38,17 @@ pub(crate) struct GroupCommit {
 
 impl GroupCommit {
     pub fn new(db: sled::Db, mode: Durability) -> Self {
-        Self { db, mode, state: Mutex::new(State { requested: 0, durable: 0, flushing: false, flushes: 0 }), done: Condvar::new() }
+        Self {
+            db,
+            mode,
+            state: Mutex::new(State {
+                requested: 0,
+                durable: 0,
+                flushing: false,
+                flushes: 0,
+            }),
+            done: Condvar::new(),
+        }
     }
 
     pub fn flushes(&self) -> u64 {

@@ -54,13 +54,24 @@ pub fn prefix(prefix: u8, parts: &[&[u8]]) -> Vec<u8> {
 
 /// The case id at the end of an index key.
 pub fn id_at_end(k: &[u8]) -> &[u8] {
-    let start = k.iter().rposition(|b| *b == SEP).map(|i| i + 1).unwrap_or(1);
+    let start = k
+        .iter()
+        .rposition(|b| *b == SEP)
+        .map(|i| i + 1)
+        .unwrap_or(1);
     &k[start..]
 }
 
 /// The timer index key: due time, case id, timer kind.
 pub fn timer_key(due_at: Millis, id: &str, kind: TimerKind) -> Vec<u8> {
-    key(BY_DUE, &[&time_key(due_at), id.as_bytes(), timer_kind_name(kind).as_bytes()])
+    key(
+        BY_DUE,
+        &[
+            &time_key(due_at),
+            id.as_bytes(),
+            timer_kind_name(kind).as_bytes(),
+        ],
+    )
 }
 
 /// Parses a timer index key.
@@ -116,7 +127,10 @@ pub fn events_prefix(id: &str) -> Vec<u8> {
 
 /// The district-and-status scan prefix.
 pub fn district_status_prefix(district: &str, status: CaseStatus) -> Vec<u8> {
-    prefix(BY_DISTRICT_STATUS, &[district.as_bytes(), status.as_str().as_bytes()])
+    prefix(
+        BY_DISTRICT_STATUS,
+        &[district.as_bytes(), status.as_str().as_bytes()],
+    )
 }
 
 /// Every index key of `case`.
@@ -124,9 +138,20 @@ pub fn index_keys(c: &Case) -> Vec<Vec<u8>> {
     let id = c.id.as_bytes();
     let created = time_key(c.created_at);
     let mut keys = vec![
-        key(BY_DISTRICT_STATUS, &[c.district.as_bytes(), c.status.as_str().as_bytes(), &created, id]),
+        key(
+            BY_DISTRICT_STATUS,
+            &[
+                c.district.as_bytes(),
+                c.status.as_str().as_bytes(),
+                &created,
+                id,
+            ],
+        ),
         key(BY_DISTRICT, &[c.district.as_bytes(), &created, id]),
-        key(BY_CALLER, &[c.caller_key.as_bytes(), &created, c.category.as_bytes(), id]),
+        key(
+            BY_CALLER,
+            &[c.caller_key.as_bytes(), &created, c.category.as_bytes(), id],
+        ),
         key(BY_CREATED, &[&created, id]),
     ];
     for unit in c.handler.iter().chain(c.co_handlers.iter()) {
@@ -156,7 +181,10 @@ mod tests {
     #[test]
     fn timer_keys_round_trip() {
         let k = timer_key(1234, "c-0000000007", TimerKind::FirstContact);
-        assert_eq!(parse_timer_key(&k), Some((1234, "c-0000000007".into(), TimerKind::FirstContact)));
+        assert_eq!(
+            parse_timer_key(&k),
+            Some((1234, "c-0000000007".into(), TimerKind::FirstContact))
+        );
         assert_eq!(id_at_end(&key(BY_CREATED, &[&time_key(5), b"c-1"])), b"c-1");
     }
 }

@@ -59,7 +59,9 @@ pub enum StoreError {
         supported: u32,
     },
     /// The directory holds something that is not a civic-rules store; it was left untouched.
-    #[error("{path} is not a civic-rules store ({why}); point --data at an empty or existing store directory")]
+    #[error(
+        "{path} is not a civic-rules store ({why}); point --data at an empty or existing store directory"
+    )]
     NotAStore {
         /// The directory.
         path: PathBuf,
@@ -73,7 +75,9 @@ pub enum StoreError {
     #[error("case {0} already exists")]
     Exists(String),
     /// The case changed since the caller read it; nothing was written.
-    #[error("case {case} is at version {actual}, not {expected}: it changed since you read it; reload and retry")]
+    #[error(
+        "case {case} is at version {actual}, not {expected}: it changed since you read it; reload and retry"
+    )]
     Conflict {
         /// The case.
         case: String,
@@ -138,8 +142,10 @@ fn untx(e: TransactionError<StoreError>) -> StoreError {
 }
 
 fn decode<T: for<'de> Deserialize<'de>>(key: &[u8], bytes: &[u8]) -> Result<T, StoreError> {
-    serde_json::from_slice(bytes)
-        .map_err(|e| StoreError::Corrupt { key: String::from_utf8_lossy(key).into_owned(), message: e.to_string() })
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
+        key: String::from_utf8_lossy(key).into_owned(),
+        message: e.to_string(),
+    })
 }
 
 fn encode<T: Serialize>(v: &T) -> Vec<u8> {
@@ -169,7 +175,10 @@ impl Filter {
     fn matches(&self, c: &Case) -> bool {
         self.district.as_ref().is_none_or(|d| *d == c.district)
             && self.status.is_none_or(|s| s == c.status)
-            && self.unit.as_ref().is_none_or(|u| c.handler.as_ref() == Some(u) || c.co_handlers.contains(u))
+            && self
+                .unit
+                .as_ref()
+                .is_none_or(|u| c.handler.as_ref() == Some(u) || c.co_handlers.contains(u))
             && self.category.as_ref().is_none_or(|x| *x == c.category)
             && self.created_from.is_none_or(|t| c.created_at >= t)
             && self.created_to.is_none_or(|t| c.created_at < t)
@@ -247,28 +256,47 @@ impl Store {
     /// Refuses, without changing anything, a directory that holds something else, a store
     /// of another schema version, or one sled cannot open.
     pub fn open(path: &Path, durability: Durability) -> Result<Self, StoreError> {
-        let open_err = |message: String| StoreError::Open { path: path.to_owned(), message };
+        let open_err = |message: String| StoreError::Open {
+            path: path.to_owned(),
+            message,
+        };
         let marker = path.join(MARKER);
         let mut fresh = false;
         if path.exists() {
             if !path.is_dir() {
-                return Err(StoreError::NotAStore { path: path.to_owned(), why: "it is a file".into() });
+                return Err(StoreError::NotAStore {
+                    path: path.to_owned(),
+                    why: "it is a file".into(),
+                });
             }
             match std::fs::read_to_string(&marker) {
                 Ok(text) => {
                     // Checked before sled opens anything: a store of another schema is never touched.
-                    let found = text.trim().strip_prefix("civic-rules store schema ").unwrap_or(text.trim()).to_owned();
+                    let found = text
+                        .trim()
+                        .strip_prefix("civic-rules store schema ")
+                        .unwrap_or(text.trim())
+                        .to_owned();
                     if found != SCHEMA_VERSION.to_string() {
-                        return Err(StoreError::UnknownSchema { path: path.to_owned(), found, supported: SCHEMA_VERSION });
+                        return Err(StoreError::UnknownSchema {
+                            path: path.to_owned(),
+                            found,
+                            supported: SCHEMA_VERSION,
+                        });
                     }
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                     let names: Vec<String> = std::fs::read_dir(path)
                         .map_err(|e| open_err(e.to_string()))?
-                        .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
+                        .filter_map(|e| {
+                            e.ok().map(|e| e.file_name().to_string_lossy().into_owned())
+                        })
                         .collect();
                     if !names.is_empty() {
-                        return Err(StoreError::NotAStore { path: path.to_owned(), why: format!("it holds {} and no {MARKER}", names.join(", ")) });
+                        return Err(StoreError::NotAStore {
+                            path: path.to_owned(),
+                            why: format!("it holds {} and no {MARKER}", names.join(", ")),
+                        });
                     }
                     fresh = true;
                 }
@@ -289,15 +317,32 @@ impl Store {
             std::fs::write(&tmp, format!("civic-rules store schema {SCHEMA_VERSION}\n"))?;
             std::fs::rename(&tmp, &marker)?;
         } else if meta.get(META_SCHEMA)?.as_deref() != Some(SCHEMA_VERSION.to_string().as_bytes()) {
-            return Err(StoreError::NotAStore { path: path.to_owned(), why: "its schema marker and its contents disagree".into() });
+            return Err(StoreError::NotAStore {
+                path: path.to_owned(),
+                why: "its schema marker and its contents disagree".into(),
+            });
         }
         let data = db.open_tree("data")?;
-        let cases = Space { tree: data.clone(), prefix: b'c' };
-        let last_id = cases.iter().next_back().transpose()?.map(|(k, _)| id_number(&String::from_utf8_lossy(&k))).unwrap_or(0);
+        let cases = Space {
+            tree: data.clone(),
+            prefix: b'c',
+        };
+        let last_id = cases
+            .iter()
+            .next_back()
+            .transpose()?
+            .map(|(k, _)| id_number(&String::from_utf8_lossy(&k)))
+            .unwrap_or(0);
         Ok(Self {
             path: path.to_owned(),
-            events: Space { tree: data.clone(), prefix: b'e' },
-            idx: Space { tree: data.clone(), prefix: b'i' },
+            events: Space {
+                tree: data.clone(),
+                prefix: b'e',
+            },
+            idx: Space {
+                tree: data.clone(),
+                prefix: b'i',
+            },
             cases,
             data,
             locks: (0..256).map(|_| parking_lot::Mutex::new(())).collect(),
@@ -322,11 +367,18 @@ impl Store {
 
     /// A record of another service's `collection` (plug-in versions, tokens, ...).
     pub fn record_get(&self, collection: &str, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.records(collection)?.get(key.as_bytes())?.map(|v| v.to_vec()))
+        Ok(self
+            .records(collection)?
+            .get(key.as_bytes())?
+            .map(|v| v.to_vec()))
     }
 
     /// Writes records of `collection` atomically and durably.
-    pub fn record_put(&self, collection: &str, entries: &[(String, Vec<u8>)]) -> Result<(), StoreError> {
+    pub fn record_put(
+        &self,
+        collection: &str,
+        entries: &[(String, Vec<u8>)],
+    ) -> Result<(), StoreError> {
         let tree = self.records(collection)?;
         let mut batch = sled::Batch::default();
         for (k, v) in entries {
@@ -364,7 +416,11 @@ impl Store {
     }
 
     /// Records of `collection` whose key starts with `prefix`, in key order.
-    pub fn record_scan(&self, collection: &str, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+    pub fn record_scan(
+        &self,
+        collection: &str,
+        prefix: &str,
+    ) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
         self.records(collection)?
             .scan_prefix(prefix.as_bytes())
             .map(|kv| {
@@ -388,7 +444,10 @@ impl Store {
     /// but never written may be handed out again after a restart, which is harmless
     /// because nothing refers to it.
     pub fn next_case_id(&self) -> Result<String, StoreError> {
-        let n = self.next_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        let n = self
+            .next_id
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            + 1;
         Ok(format!("c-{n:010}"))
     }
 
@@ -411,8 +470,16 @@ impl Store {
             }
             let mut batch = sled::Batch::default();
             for (seq, (at, actor, what)) in events.iter().enumerate() {
-                let e = Event { seq: seq as u64, at: *at, actor: actor.clone(), what: what.clone() };
-                batch.insert(self.events.key(&keys::event_key(&case.id, seq as u64)), encode(&e));
+                let e = Event {
+                    seq: seq as u64,
+                    at: *at,
+                    actor: actor.clone(),
+                    what: what.clone(),
+                };
+                batch.insert(
+                    self.events.key(&keys::event_key(&case.id, seq as u64)),
+                    encode(&e),
+                );
             }
             for k in keys::index_keys(&case) {
                 batch.insert(self.idx.key(&k), &[]);
@@ -426,7 +493,10 @@ impl Store {
 
     /// Reads a case.
     pub fn get_case(&self, id: &str) -> Result<Option<Case>, StoreError> {
-        self.cases.get(id.as_bytes())?.map(|b| decode(id.as_bytes(), &b)).transpose()
+        self.cases
+            .get(id.as_bytes())?
+            .map(|b| decode(id.as_bytes(), &b))
+            .transpose()
     }
 
     /// Changes a case atomically: `f` gets the stored case and returns the new one with the
@@ -440,22 +510,39 @@ impl Store {
     ) -> Result<Case, StoreError> {
         let new = {
             let _guard = self.lock(id);
-            let old = self.get_case(id)?.ok_or_else(|| StoreError::NotFound(id.to_owned()))?;
-            if let Some(v) = expected_version {
-                if v != old.version {
-                    return Err(StoreError::Conflict { case: id.to_owned(), expected: v, actual: old.version });
-                }
+            let old = self
+                .get_case(id)?
+                .ok_or_else(|| StoreError::NotFound(id.to_owned()))?;
+            if let Some(v) = expected_version
+                && v != old.version
+            {
+                return Err(StoreError::Conflict {
+                    case: id.to_owned(),
+                    expected: v,
+                    actual: old.version,
+                });
             }
-            let Change { case: mut new, events } = f(&old)?;
-            if new.id != old.id || new.district != old.district || new.created_at != old.created_at {
-                return Err(StoreError::Invalid("a case's id, district and creation time never change".into()));
+            let Change {
+                case: mut new,
+                events,
+            } = f(&old)?;
+            if new.id != old.id || new.district != old.district || new.created_at != old.created_at
+            {
+                return Err(StoreError::Invalid(
+                    "a case's id, district and creation time never change".into(),
+                ));
             }
             new.version = old.version + 1;
             new.event_count = old.event_count + events.len() as u64;
             let mut batch = sled::Batch::default();
             for (i, (at, actor, what)) in events.iter().enumerate() {
                 let seq = old.event_count + i as u64;
-                let e = Event { seq, at: *at, actor: actor.clone(), what: what.clone() };
+                let e = Event {
+                    seq,
+                    at: *at,
+                    actor: actor.clone(),
+                    what: what.clone(),
+                };
                 batch.insert(self.events.key(&keys::event_key(id, seq)), encode(&e));
             }
             let (old_keys, new_keys) = (keys::index_keys(&old), keys::index_keys(&new));
@@ -486,7 +573,12 @@ impl Store {
 
     /// Cases matching `filter`, newest first, at most `limit` (capped at [`MAX_PAGE`]),
     /// continuing after `cursor`.
-    pub fn list(&self, filter: &Filter, cursor: Option<&str>, limit: usize) -> Result<Page, StoreError> {
+    pub fn list(
+        &self,
+        filter: &Filter,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<Page, StoreError> {
         let limit = limit.clamp(1, MAX_PAGE);
         let prefix = match (&filter.district, filter.status, &filter.unit) {
             (_, _, Some(unit)) => keys::prefix(keys::BY_UNIT, &[unit.as_bytes()]),
@@ -496,9 +588,13 @@ impl Store {
         };
         let end = match cursor {
             Some(c) => {
-                let k = hex::decode(c).map_err(|_| StoreError::Invalid("the cursor is not one this store issued".into()))?;
+                let k = hex::decode(c).map_err(|_| {
+                    StoreError::Invalid("the cursor is not one this store issued".into())
+                })?;
                 if !k.starts_with(&prefix) {
-                    return Err(StoreError::Invalid("the cursor belongs to another listing".into()));
+                    return Err(StoreError::Invalid(
+                        "the cursor belongs to another listing".into(),
+                    ));
                 }
                 k
             }
@@ -513,9 +609,15 @@ impl Store {
         for kv in self.idx.range(prefix.clone()..end).rev() {
             let (k, _) = kv?;
             let id = keys::id_at_end(&k);
-            let id = std::str::from_utf8(id).map_err(|_| StoreError::Corrupt { key: hex::encode(&k), message: "id is not utf-8".into() })?;
+            let id = std::str::from_utf8(id).map_err(|_| StoreError::Corrupt {
+                key: hex::encode(&k),
+                message: "id is not utf-8".into(),
+            })?;
             let Some(c) = self.get_case(id)? else {
-                return Err(StoreError::Corrupt { key: hex::encode(&k), message: format!("index points at missing case {id}") });
+                return Err(StoreError::Corrupt {
+                    key: hex::encode(&k),
+                    message: format!("index points at missing case {id}"),
+                });
             };
             last = Some(k.to_vec());
             if filter.matches(&c) {
@@ -525,7 +627,11 @@ impl Store {
                 }
             }
         }
-        let next = if cases.len() == limit { last.map(hex::encode) } else { None };
+        let next = if cases.len() == limit {
+            last.map(hex::encode)
+        } else {
+            None
+        };
         Ok(Page { cases, next })
     }
 
@@ -537,15 +643,27 @@ impl Store {
             .take(limit)
             .map(|kv| {
                 let (k, _) = kv?;
-                let (due_at, case_id, kind) = keys::parse_timer_key(&k)
-                    .ok_or_else(|| StoreError::Corrupt { key: hex::encode(&k), message: "bad timer key".into() })?;
-                Ok(DueTimer { case_id, kind, due_at })
+                let (due_at, case_id, kind) =
+                    keys::parse_timer_key(&k).ok_or_else(|| StoreError::Corrupt {
+                        key: hex::encode(&k),
+                        message: "bad timer key".into(),
+                    })?;
+                Ok(DueTimer {
+                    case_id,
+                    kind,
+                    due_at,
+                })
             })
             .collect()
     }
 
     /// The caller's cases created at or after `since`, newest first (at most `limit`).
-    pub fn caller_cases(&self, caller_key: &str, since: Millis, limit: usize) -> Result<Vec<Case>, StoreError> {
+    pub fn caller_cases(
+        &self,
+        caller_key: &str,
+        since: Millis,
+        limit: usize,
+    ) -> Result<Vec<Case>, StoreError> {
         let start = keys::prefix(keys::BY_CALLER, &[caller_key.as_bytes(), &time_key(since)]);
         let mut end = keys::prefix(keys::BY_CALLER, &[caller_key.as_bytes()]);
         end.push(0xff);
@@ -571,9 +689,14 @@ impl Store {
         for kv in self.idx.scan_prefix([keys::BY_DISTRICT_STATUS]) {
             let (k, _) = kv?;
             let mut parts = k[1..].split(|b| *b == 0);
-            let (Some(d), Some(s)) = (parts.next(), parts.next()) else { continue };
-            let Ok(status) = std::str::from_utf8(s).unwrap_or("").parse::<CaseStatus>() else { continue };
-            *out.entry((String::from_utf8_lossy(d).into_owned(), status)).or_default() += 1;
+            let (Some(d), Some(s)) = (parts.next(), parts.next()) else {
+                continue;
+            };
+            let Ok(status) = std::str::from_utf8(s).unwrap_or("").parse::<CaseStatus>() else {
+                continue;
+            };
+            *out.entry((String::from_utf8_lossy(d).into_owned(), status))
+                .or_default() += 1;
         }
         Ok(out)
     }
@@ -581,10 +704,26 @@ impl Store {
     // ---- reference data ----
 
     /// Stores a new version of the directory and category list and makes it current.
-    pub fn put_directory(&self, directory_json: &str, categories_json: &str) -> Result<Arc<Directory>, StoreError> {
-        let version = self.meta.get(META_DIRECTORY)?.map(|v| u64::from_be_bytes(v.as_ref().try_into().unwrap_or([0; 8]))).unwrap_or(0) + 1;
-        let dir = Arc::new(Directory::from_json(version, directory_json, categories_json)?);
-        let record = encode(&RefData { directory: directory_json.to_owned(), categories: categories_json.to_owned() });
+    pub fn put_directory(
+        &self,
+        directory_json: &str,
+        categories_json: &str,
+    ) -> Result<Arc<Directory>, StoreError> {
+        let version = self
+            .meta
+            .get(META_DIRECTORY)?
+            .map(|v| u64::from_be_bytes(v.as_ref().try_into().unwrap_or([0; 8])))
+            .unwrap_or(0)
+            + 1;
+        let dir = Arc::new(Directory::from_json(
+            version,
+            directory_json,
+            categories_json,
+        )?);
+        let record = encode(&RefData {
+            directory: directory_json.to_owned(),
+            categories: categories_json.to_owned(),
+        });
         (&self.refdata, &self.meta)
             .transaction(|(r, m)| {
                 r.insert(&version.to_be_bytes(), record.clone())?;
@@ -603,8 +742,14 @@ impl Store {
         if let Some(d) = self.current_directory.read().clone() {
             return Ok(Some(d));
         }
-        let Some(v) = self.meta.get(META_DIRECTORY)? else { return Ok(None) };
-        let version = u64::from_be_bytes(v.as_ref().try_into().map_err(|_| StoreError::Corrupt { key: "directory_version".into(), message: "not 8 bytes".into() })?);
+        let Some(v) = self.meta.get(META_DIRECTORY)? else {
+            return Ok(None);
+        };
+        let version =
+            u64::from_be_bytes(v.as_ref().try_into().map_err(|_| StoreError::Corrupt {
+                key: "directory_version".into(),
+                message: "not 8 bytes".into(),
+            })?);
         let d = self.directory(version)?;
         *self.current_directory.write() = Some(d.clone());
         Ok(Some(d))
@@ -616,7 +761,9 @@ impl Store {
             return Ok(d.clone());
         }
         let Some(bytes) = self.refdata.get(version.to_be_bytes())? else {
-            return Err(StoreError::Invalid(format!("directory version {version} does not exist")));
+            return Err(StoreError::Invalid(format!(
+                "directory version {version} does not exist"
+            )));
         };
         let r: RefData = decode(b"refdata", &bytes)?;
         let d = Arc::new(Directory::from_json(version, &r.directory, &r.categories)?);
@@ -630,37 +777,53 @@ impl Store {
     /// the records of every named tree.
     pub fn export(&self, mut out: impl Write) -> Result<usize, StoreError> {
         let mut n = 0;
-        let mut line = |l: &Line| -> Result<(), StoreError> {
-            serde_json::to_writer(&mut out, l).map_err(|e| StoreError::Io(e.to_string()))?;
-            out.write_all(b"\n")?;
-            n += 1;
-            Ok(())
-        };
-        line(&Line::Header { schema: SCHEMA_VERSION })?;
-        for kv in self.refdata.iter() {
-            let (k, v) = kv?;
-            let r: RefData = decode(&k, &v)?;
-            let version = u64::from_be_bytes(k.as_ref().try_into().unwrap_or([0; 8]));
-            line(&Line::RefData { version, directory: r.directory, categories: r.categories })?;
-        }
-        for kv in self.cases.iter() {
-            let (k, v) = kv?;
-            line(&Line::Case(Box::new(decode(&k, &v)?)))?;
-        }
-        for kv in self.events.iter() {
-            let (k, v) = kv?;
-            let id = String::from_utf8_lossy(&k[..k.len() - 9]).into_owned();
-            line(&Line::Event { case: id, event: Box::new(decode(&k, &v)?) })?;
-        }
-        for name in self.db.tree_names() {
-            let Some(tree) = name.strip_prefix(b"x:") else { continue };
-            let tree_name = String::from_utf8_lossy(tree).into_owned();
-            for kv in self.db.open_tree(&name)?.iter() {
+        {
+            let mut line = |l: &Line| -> Result<(), StoreError> {
+                serde_json::to_writer(&mut out, l).map_err(|e| StoreError::Io(e.to_string()))?;
+                out.write_all(b"\n")?;
+                n += 1;
+                Ok(())
+            };
+            line(&Line::Header {
+                schema: SCHEMA_VERSION,
+            })?;
+            for kv in self.refdata.iter() {
                 let (k, v) = kv?;
-                line(&Line::Record { tree: tree_name.clone(), key: hex::encode(k), value: hex::encode(v) })?;
+                let r: RefData = decode(&k, &v)?;
+                let version = u64::from_be_bytes(k.as_ref().try_into().unwrap_or([0; 8]));
+                line(&Line::RefData {
+                    version,
+                    directory: r.directory,
+                    categories: r.categories,
+                })?;
+            }
+            for kv in self.cases.iter() {
+                let (k, v) = kv?;
+                line(&Line::Case(Box::new(decode(&k, &v)?)))?;
+            }
+            for kv in self.events.iter() {
+                let (k, v) = kv?;
+                let id = String::from_utf8_lossy(&k[..k.len() - 9]).into_owned();
+                line(&Line::Event {
+                    case: id,
+                    event: Box::new(decode(&k, &v)?),
+                })?;
+            }
+            for name in self.db.tree_names() {
+                let Some(tree) = name.strip_prefix(b"x:") else {
+                    continue;
+                };
+                let tree_name = String::from_utf8_lossy(tree).into_owned();
+                for kv in self.db.open_tree(&name)?.iter() {
+                    let (k, v) = kv?;
+                    line(&Line::Record {
+                        tree: tree_name.clone(),
+                        key: hex::encode(k),
+                        value: hex::encode(v),
+                    })?;
+                }
             }
         }
-        drop(line);
         out.flush()?;
         Ok(n)
     }
@@ -669,7 +832,9 @@ impl Store {
     /// Every line is checked before anything is written.
     pub fn import(&self, input: impl BufRead) -> Result<usize, StoreError> {
         if !self.cases.is_empty() || !self.events.is_empty() {
-            return Err(StoreError::Invalid("import needs an empty store; this one holds cases".into()));
+            return Err(StoreError::Invalid(
+                "import needs an empty store; this one holds cases".into(),
+            ));
         }
         let mut lines = Vec::new();
         for (i, l) in input.lines().enumerate() {
@@ -677,13 +842,28 @@ impl Store {
             if l.trim().is_empty() {
                 continue;
             }
-            let parsed: Line = serde_json::from_str(&l).map_err(|e| StoreError::Import { line: i + 1, message: e.to_string() })?;
+            let parsed: Line = serde_json::from_str(&l).map_err(|e| StoreError::Import {
+                line: i + 1,
+                message: e.to_string(),
+            })?;
             if i == 0 && !matches!(parsed, Line::Header { schema } if schema == SCHEMA_VERSION) {
-                return Err(StoreError::Import { line: 1, message: format!("not a schema-{SCHEMA_VERSION} export header") });
+                return Err(StoreError::Import {
+                    line: 1,
+                    message: format!("not a schema-{SCHEMA_VERSION} export header"),
+                });
             }
-            if let Line::RefData { version, directory, categories } = &parsed {
-                Directory::from_json(*version, directory, categories)
-                    .map_err(|e| StoreError::Import { line: i + 1, message: e.to_string() })?;
+            if let Line::RefData {
+                version,
+                directory,
+                categories,
+            } = &parsed
+            {
+                Directory::from_json(*version, directory, categories).map_err(|e| {
+                    StoreError::Import {
+                        line: i + 1,
+                        message: e.to_string(),
+                    }
+                })?;
             }
             lines.push(parsed);
         }
@@ -693,8 +873,18 @@ impl Store {
         for l in &lines {
             match l {
                 Line::Header { .. } => {}
-                Line::RefData { version, directory, categories } => {
-                    self.refdata.insert(version.to_be_bytes(), encode(&RefData { directory: directory.clone(), categories: categories.clone() }))?;
+                Line::RefData {
+                    version,
+                    directory,
+                    categories,
+                } => {
+                    self.refdata.insert(
+                        version.to_be_bytes(),
+                        encode(&RefData {
+                            directory: directory.clone(),
+                            categories: categories.clone(),
+                        }),
+                    )?;
                     max_dir = max_dir.max(*version);
                 }
                 Line::Case(c) => {
@@ -705,10 +895,16 @@ impl Store {
                     max_case = max_case.max(id_number(&c.id));
                 }
                 Line::Event { case, event } => {
-                    batch.insert(self.events.key(&keys::event_key(case, event.seq)), encode(event));
+                    batch.insert(
+                        self.events.key(&keys::event_key(case, event.seq)),
+                        encode(event),
+                    );
                 }
                 Line::Record { tree, key, value } => {
-                    let bad = |m: &str| StoreError::Import { line: 0, message: format!("record in {tree}: {m}") };
+                    let bad = |m: &str| StoreError::Import {
+                        line: 0,
+                        message: format!("record in {tree}: {m}"),
+                    };
                     let k = hex::decode(key).map_err(|_| bad("key is not hex"))?;
                     let v = hex::decode(value).map_err(|_| bad("value is not hex"))?;
                     self.records(tree)?.insert(k, v)?;
@@ -716,7 +912,8 @@ impl Store {
             }
         }
         self.data.apply_batch(batch)?;
-        self.next_id.fetch_max(max_case, std::sync::atomic::Ordering::Relaxed);
+        self.next_id
+            .fetch_max(max_case, std::sync::atomic::Ordering::Relaxed);
         if max_dir > 0 {
             self.meta.insert(META_DIRECTORY, &max_dir.to_be_bytes())?;
         }
@@ -736,20 +933,30 @@ impl Store {
             report.cases += 1;
             for key in keys::index_keys(&c) {
                 if !self.idx.contains_key(&key)? {
-                    report.problems.push(format!("case {} is missing index entry {}", c.id, hex::encode(&key)));
+                    report.problems.push(format!(
+                        "case {} is missing index entry {}",
+                        c.id,
+                        hex::encode(&key)
+                    ));
                 }
                 expected.insert(key);
             }
             let events = self.events.scan_prefix(keys::events_prefix(&c.id)).count() as u64;
             if events != c.event_count {
-                report.problems.push(format!("case {} has {events} events, expected {}", c.id, c.event_count));
+                report.problems.push(format!(
+                    "case {} has {events} events, expected {}",
+                    c.id, c.event_count
+                ));
             }
         }
         for kv in self.idx.iter() {
             let (k, _) = kv?;
             report.index_entries += 1;
             if !expected.contains(&k) {
-                report.problems.push(format!("index entry {} belongs to no case", hex::encode(&k)));
+                report.problems.push(format!(
+                    "index entry {} belongs to no case",
+                    hex::encode(&k)
+                ));
             }
         }
         Ok(report)
@@ -758,7 +965,9 @@ impl Store {
 
 /// The number in a case id `c-0000000042`.
 fn id_number(id: &str) -> u64 {
-    id.strip_prefix("c-").and_then(|n| n.parse().ok()).unwrap_or(0)
+    id.strip_prefix("c-")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
 }
 
 /// A key space inside the shared data tree: the same calls as a tree, with a prefix byte.
@@ -776,7 +985,9 @@ impl Space {
         v.extend_from_slice(k);
         v
     }
-    fn strip(it: impl DoubleEndedIterator<Item = sled::Result<(sled::IVec, sled::IVec)>> + 'static) -> KvIter {
+    fn strip(
+        it: impl DoubleEndedIterator<Item = sled::Result<(sled::IVec, sled::IVec)>> + 'static,
+    ) -> KvIter {
         Box::new(it.map(|kv| kv.map(|(k, v)| (k[1..].to_vec(), v))))
     }
     fn get(&self, k: &[u8]) -> sled::Result<Option<sled::IVec>> {
@@ -812,11 +1023,24 @@ struct RefData {
 #[derive(Serialize, Deserialize)]
 #[serde(tag = "line", rename_all = "kebab-case", deny_unknown_fields)]
 enum Line {
-    Header { schema: u32 },
-    RefData { version: u64, directory: String, categories: String },
+    Header {
+        schema: u32,
+    },
+    RefData {
+        version: u64,
+        directory: String,
+        categories: String,
+    },
     Case(Box<Case>),
-    Event { case: String, event: Box<Event> },
-    Record { tree: String, key: String, value: String },
+    Event {
+        case: String,
+        event: Box<Event>,
+    },
+    Record {
+        tree: String,
+        key: String,
+        value: String,
+    },
 }
 
 #[cfg(test)]

@@ -11,17 +11,36 @@ fn store() -> (tempfile::TempDir, Store) {
 }
 
 fn new_case(s: &Store, district: &str, category: &str, caller: &str, at: i64) -> Case {
-    let mut c = Case::received(s.next_case_id().unwrap(), district.into(), category.into(), "agent-1".into(), at);
+    let mut c = Case::received(
+        s.next_case_id().unwrap(),
+        district.into(),
+        category.into(),
+        "agent-1".into(),
+        at,
+    );
     c.caller_key = caller.into();
-    let events = vec![(at, "agent-1".to_string(), EventBody::Received { channel: Channel::Phone })];
+    let events = vec![(
+        at,
+        "agent-1".to_string(),
+        EventBody::Received {
+            channel: Channel::Phone,
+        },
+    )];
     s.create_case(Change { case: c, events }).unwrap()
 }
 
 fn act(s: &Store, id: &str, action: Action) -> Result<Case, StoreError> {
     s.update_case(id, None, |c| {
         let new = lifecycle::apply(c, &action, T0 + 10)?;
-        let what = EventBody::Transition { action: action.clone(), from: c.status, to: new.status };
-        Ok(Change { case: new, events: vec![(T0 + 10, "tester".into(), what)] })
+        let what = EventBody::Transition {
+            action: action.clone(),
+            from: c.status,
+            to: new.status,
+        };
+        Ok(Change {
+            case: new,
+            events: vec![(T0 + 10, "tester".into(), what)],
+        })
     })
 }
 
@@ -29,8 +48,14 @@ fn dispatch(unit: &str, due: i64) -> Action {
     Action::Dispatch {
         lead: unit.into(),
         co_handlers: vec!["jiyang/police".into()],
-        deadlines: Deadlines { sign_off: Some(due), ..Deadlines::default() },
-        timers: vec![PendingTimer { kind: TimerKind::SignOff, due_at: due }],
+        deadlines: Deadlines {
+            sign_off: Some(due),
+            ..Deadlines::default()
+        },
+        timers: vec![PendingTimer {
+            kind: TimerKind::SignOff,
+            due_at: due,
+        }],
     }
 }
 
@@ -46,10 +71,20 @@ fn cases_and_their_history_survive_a_reopen() {
     };
     let s = Store::open(&path, Durability::GroupCommit).unwrap();
     let c = s.get_case(&id).unwrap().unwrap();
-    assert_eq!((c.status, c.version, c.event_count), (CaseStatus::PendingDispatch, 2, 2));
+    assert_eq!(
+        (c.status, c.version, c.event_count),
+        (CaseStatus::PendingDispatch, 2, 2)
+    );
     let h = s.history(&id).unwrap();
     assert_eq!(h.len(), 2);
-    assert!(matches!(&h[1].what, EventBody::Transition { from: CaseStatus::Received, to: CaseStatus::PendingDispatch, .. }));
+    assert!(matches!(
+        &h[1].what,
+        EventBody::Transition {
+            from: CaseStatus::Received,
+            to: CaseStatus::PendingDispatch,
+            ..
+        }
+    ));
     assert_eq!(h.iter().map(|e| e.seq).collect::<Vec<_>>(), [0, 1]);
 }
 
@@ -60,8 +95,14 @@ fn ids_are_unique_and_creating_twice_is_refused() {
     let b = s.next_case_id().unwrap();
     assert_ne!(a, b);
     let c = Case::received(a.clone(), "jiyang".into(), "noise".into(), "x".into(), T0);
-    s.create_case(Change { case: c.clone(), events: vec![] }).unwrap();
-    assert!(matches!(s.create_case(Change { case: c, events: vec![] }), Err(StoreError::Exists(id)) if id == a));
+    s.create_case(Change {
+        case: c.clone(),
+        events: vec![],
+    })
+    .unwrap();
+    assert!(
+        matches!(s.create_case(Change { case: c, events: vec![] }), Err(StoreError::Exists(id)) if id == a)
+    );
 }
 
 #[test]
@@ -70,11 +111,32 @@ fn a_stale_version_is_a_conflict_and_loses_nothing() {
     let c = new_case(&s, "jiyang", "noise", "k1", T0);
     let v1 = c.version;
     act(&s, &c.id, Action::QueueForDispatch).unwrap();
-    let stale = s.update_case(&c.id, Some(v1), |c| Ok(Change { case: c.clone(), events: vec![] }));
-    assert!(matches!(stale, Err(StoreError::Conflict { expected: 1, actual: 2, .. })), "{stale:?}");
+    let stale = s.update_case(&c.id, Some(v1), |c| {
+        Ok(Change {
+            case: c.clone(),
+            events: vec![],
+        })
+    });
+    assert!(
+        matches!(
+            stale,
+            Err(StoreError::Conflict {
+                expected: 1,
+                actual: 2,
+                ..
+            })
+        ),
+        "{stale:?}"
+    );
     let now = s.get_case(&c.id).unwrap().unwrap();
     assert_eq!((now.version, now.status), (2, CaseStatus::PendingDispatch));
-    assert!(matches!(s.update_case("c-404", None, |c| Ok(Change { case: c.clone(), events: vec![] })), Err(StoreError::NotFound(_))));
+    assert!(matches!(
+        s.update_case("c-404", None, |c| Ok(Change {
+            case: c.clone(),
+            events: vec![]
+        })),
+        Err(StoreError::NotFound(_))
+    ));
 }
 
 #[test]
@@ -89,7 +151,16 @@ fn concurrent_updates_never_lose_a_write() {
                     s.update_case(&id, None, |c| {
                         let mut n = c.clone();
                         n.co_handlers.push(format!("u-{t}-{i}"));
-                        Ok(Change { case: n, events: vec![(T0, "t".into(), EventBody::Received { channel: Channel::App })] })
+                        Ok(Change {
+                            case: n,
+                            events: vec![(
+                                T0,
+                                "t".into(),
+                                EventBody::Received {
+                                    channel: Channel::App,
+                                },
+                            )],
+                        })
                     })
                     .unwrap();
                 }
@@ -97,7 +168,10 @@ fn concurrent_updates_never_lose_a_write() {
         }
     });
     let c = s.get_case(&c.id).unwrap().unwrap();
-    assert_eq!((c.co_handlers.len(), c.version, c.event_count), (160, 161, 161));
+    assert_eq!(
+        (c.co_handlers.len(), c.version, c.event_count),
+        (160, 161, 161)
+    );
     assert_eq!(s.history(&c.id).unwrap().len(), 161);
     assert!(s.check_consistency().unwrap().problems.is_empty());
 }
@@ -124,20 +198,72 @@ fn indexes_follow_the_case() {
         unit: unit.map(Into::into),
         ..Filter::default()
     };
-    let ids = |f: Filter| s.list(&f, None, 50).unwrap().cases.into_iter().map(|c| c.id).collect::<Vec<_>>();
-    assert_eq!(ids(f(Some("jiyang"), Some(CaseStatus::Dispatched), None)), [c.id.clone()]);
-    assert!(ids(f(Some("jiyang"), Some(CaseStatus::Received), None)).is_empty(), "old status entry removed");
-    assert_eq!(ids(f(None, None, Some("jiyang/yuehe/grid-01"))), [c.id.clone()]);
-    assert_eq!(ids(f(None, None, Some("jiyang/police"))), [c.id.clone()], "co-handlers are indexed");
+    let ids = |f: Filter| {
+        s.list(&f, None, 50)
+            .unwrap()
+            .cases
+            .into_iter()
+            .map(|c| c.id)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        ids(f(Some("jiyang"), Some(CaseStatus::Dispatched), None)),
+        [c.id.as_str()]
+    );
+    assert!(
+        ids(f(Some("jiyang"), Some(CaseStatus::Received), None)).is_empty(),
+        "old status entry removed"
+    );
+    assert_eq!(
+        ids(f(None, None, Some("jiyang/yuehe/grid-01"))),
+        [c.id.as_str()]
+    );
+    assert_eq!(
+        ids(f(None, None, Some("jiyang/police"))),
+        [c.id.as_str()],
+        "co-handlers are indexed"
+    );
     assert!(ids(f(Some("tianya"), None, None)).is_empty());
     assert_eq!(s.due_timers(T0 + 4999, 10).unwrap(), []);
-    assert_eq!(s.due_timers(T0 + 5000, 10).unwrap(), [DueTimer { case_id: c.id.clone(), kind: TimerKind::SignOff, due_at: T0 + 5000 }]);
-    act(&s, &c.id, Action::Sign { unit: "jiyang/yuehe/grid-01".into() }).unwrap();
-    assert_eq!(s.due_timers(i64::MAX - 1, 10).unwrap(), [], "signing consumed the sign-off timer");
-    act(&s, &c.id, Action::Return { unit: "jiyang/yuehe/grid-01".into(), reason: "not ours".into() }).unwrap();
-    assert!(ids(f(None, None, Some("jiyang/yuehe/grid-01"))).is_empty(), "unit index entry removed");
+    assert_eq!(
+        s.due_timers(T0 + 5000, 10).unwrap(),
+        [DueTimer {
+            case_id: c.id.clone(),
+            kind: TimerKind::SignOff,
+            due_at: T0 + 5000
+        }]
+    );
+    act(
+        &s,
+        &c.id,
+        Action::Sign {
+            unit: "jiyang/yuehe/grid-01".into(),
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        s.due_timers(i64::MAX - 1, 10).unwrap(),
+        [],
+        "signing consumed the sign-off timer"
+    );
+    act(
+        &s,
+        &c.id,
+        Action::Return {
+            unit: "jiyang/yuehe/grid-01".into(),
+            reason: "not ours".into(),
+        },
+    )
+    .unwrap();
+    assert!(
+        ids(f(None, None, Some("jiyang/yuehe/grid-01"))).is_empty(),
+        "unit index entry removed"
+    );
     let counts = s.status_counts().unwrap();
-    assert_eq!(counts.get(&("jiyang".into(), CaseStatus::PendingDispatch)), Some(&1));
+    assert_eq!(
+        counts.get(&("jiyang".into(), CaseStatus::PendingDispatch)),
+        Some(&1)
+    );
     assert!(s.check_consistency().unwrap().problems.is_empty());
 }
 
@@ -146,21 +272,55 @@ fn listing_pages_newest_first_with_a_cursor() {
     let (_d, s) = store();
     let mut made = Vec::new();
     for i in 0..7 {
-        made.push(new_case(&s, if i % 2 == 0 { "jiyang" } else { "tianya" }, "noise", "k", T0 + i).id);
+        made.push(
+            new_case(
+                &s,
+                if i % 2 == 0 { "jiyang" } else { "tianya" },
+                "noise",
+                "k",
+                T0 + i,
+            )
+            .id,
+        );
     }
-    let filter = Filter { district: Some("jiyang".into()), ..Filter::default() };
+    let filter = Filter {
+        district: Some("jiyang".into()),
+        ..Filter::default()
+    };
     let p1 = s.list(&filter, None, 2).unwrap();
-    assert_eq!(p1.cases.iter().map(|c| &c.id).collect::<Vec<_>>(), [&made[6], &made[4]]);
+    assert_eq!(
+        p1.cases.iter().map(|c| &c.id).collect::<Vec<_>>(),
+        [&made[6], &made[4]]
+    );
     let p2 = s.list(&filter, p1.next.as_deref(), 2).unwrap();
-    assert_eq!(p2.cases.iter().map(|c| &c.id).collect::<Vec<_>>(), [&made[2], &made[0]]);
+    assert_eq!(
+        p2.cases.iter().map(|c| &c.id).collect::<Vec<_>>(),
+        [&made[2], &made[0]]
+    );
     let p3 = s.list(&filter, p2.next.as_deref(), 2).unwrap();
     assert!(p3.cases.is_empty() && p3.next.is_none());
-    let ranged = Filter { created_from: Some(T0 + 2), created_to: Some(T0 + 5), ..Filter::default() };
+    let ranged = Filter {
+        created_from: Some(T0 + 2),
+        created_to: Some(T0 + 5),
+        ..Filter::default()
+    };
     assert_eq!(s.list(&ranged, None, 10).unwrap().cases.len(), 3);
-    assert!(matches!(s.list(&filter, Some("zz"), 2), Err(StoreError::Invalid(_))));
+    assert!(matches!(
+        s.list(&filter, Some("zz"), 2),
+        Err(StoreError::Invalid(_))
+    ));
     let other = s.list(&Filter::default(), None, 1).unwrap().next.unwrap();
-    assert!(matches!(s.list(&filter, Some(&other), 2), Err(StoreError::Invalid(m)) if m.contains("another listing")));
-    assert_eq!(s.list(&Filter::default(), None, 10_000).unwrap().cases.len(), 7, "page size is capped, not refused");
+    assert!(
+        matches!(s.list(&filter, Some(&other), 2), Err(StoreError::Invalid(m)) if m.contains("another listing"))
+    );
+    assert_eq!(
+        s.list(&Filter::default(), None, 10_000)
+            .unwrap()
+            .cases
+            .len(),
+        7,
+        "page size is capped, not refused"
+    );
 }
 
 #[test]
@@ -169,8 +329,13 @@ fn caller_history_is_found_by_key() {
     new_case(&s, "jiyang", "noise", "caller-a", T0 - 40 * 86_400_000);
     let recent = new_case(&s, "jiyang", "noise", "caller-a", T0);
     new_case(&s, "jiyang", "noise", "caller-b", T0);
-    let found = s.caller_cases("caller-a", T0 - 30 * 86_400_000, 10).unwrap();
-    assert_eq!(found.iter().map(|c| &c.id).collect::<Vec<_>>(), [&recent.id]);
+    let found = s
+        .caller_cases("caller-a", T0 - 30 * 86_400_000, 10)
+        .unwrap();
+    assert_eq!(
+        found.iter().map(|c| &c.id).collect::<Vec<_>>(),
+        [&recent.id]
+    );
 }
 
 #[test]
@@ -186,7 +351,11 @@ fn concurrent_writers_share_flushes() {
         }
     });
     assert_eq!(s.case_count(), 160);
-    assert!(s.flush_count() < 160, "group commit: {} flushes for 160 writes", s.flush_count());
+    assert!(
+        s.flush_count() < 160,
+        "group commit: {} flushes for 160 writes",
+        s.flush_count()
+    );
     assert!(s.flush_count() > 0);
 }
 
@@ -200,10 +369,19 @@ fn unknown_schema_is_refused_and_left_untouched() {
     }
     std::fs::write(path.join(MARKER), "civic-rules store schema 99\n").unwrap();
     let before = snapshot(&path);
-    let e = Store::open(&path, Durability::GroupCommit).err().expect("refused");
-    assert!(matches!(&e, StoreError::UnknownSchema { found, supported: 1, .. } if found == "99"), "{e}");
+    let e = Store::open(&path, Durability::GroupCommit)
+        .err()
+        .expect("refused");
+    assert!(
+        matches!(&e, StoreError::UnknownSchema { found, supported: 1, .. } if found == "99"),
+        "{e}"
+    );
     assert!(e.to_string().contains("was not changed"));
-    assert_eq!(snapshot(&path), before, "the refused store's files are unchanged");
+    assert_eq!(
+        snapshot(&path),
+        before,
+        "the refused store's files are unchanged"
+    );
 }
 
 #[test]
@@ -211,54 +389,88 @@ fn something_else_is_not_opened() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("file");
     std::fs::write(&file, "hello").unwrap();
-    assert!(matches!(Store::open(&file, Durability::GroupCommit), Err(StoreError::NotAStore { .. })));
+    assert!(matches!(
+        Store::open(&file, Durability::GroupCommit),
+        Err(StoreError::NotAStore { .. })
+    ));
     let sled_only = dir.path().join("sled-only");
     drop(sled::open(&sled_only).unwrap());
-    let e = Store::open(&sled_only, Durability::GroupCommit).err().unwrap();
+    let e = Store::open(&sled_only, Durability::GroupCommit)
+        .err()
+        .unwrap();
     assert!(e.to_string().contains("no CIVIC_STORE"), "{e}");
     let docs = dir.path().join("docs");
     std::fs::create_dir(&docs).unwrap();
     std::fs::write(docs.join("thesis.txt"), "years of work").unwrap();
     let e = Store::open(&docs, Durability::GroupCommit).err().unwrap();
     assert!(e.to_string().contains("thesis.txt"), "{e}");
-    assert_eq!(std::fs::read_to_string(docs.join("thesis.txt")).unwrap(), "years of work");
-    assert_eq!(std::fs::read_dir(&docs).unwrap().count(), 1, "nothing was created");
+    assert_eq!(
+        std::fs::read_to_string(docs.join("thesis.txt")).unwrap(),
+        "years of work"
+    );
+    assert_eq!(
+        std::fs::read_dir(&docs).unwrap().count(),
+        1,
+        "nothing was created"
+    );
 }
 
 #[test]
 fn export_and_import_round_trip() {
     let (_d, s) = store();
-    s.put_directory(crate::directory::SAMPLE_DIRECTORY, crate::directory::SAMPLE_CATEGORIES).unwrap();
+    s.put_directory(
+        crate::directory::SAMPLE_DIRECTORY,
+        crate::directory::SAMPLE_CATEGORIES,
+    )
+    .unwrap();
     let a = new_case(&s, "jiyang", "noise", "k1", T0);
     act(&s, &a.id, Action::QueueForDispatch).unwrap();
     act(&s, &a.id, dispatch("jiyang/yuehe/grid-01", T0 + 9)).unwrap();
     new_case(&s, "tianya", "sanitation", "k2", T0 + 1);
-    s.record_put("plugins", &[("k".into(), b"v".to_vec())]).unwrap();
+    s.record_put("plugins", &[("k".into(), b"v".to_vec())])
+        .unwrap();
     let mut buf = Vec::new();
     let lines = s.export(&mut buf).unwrap();
     assert!(lines >= 7);
 
     let (_d2, t) = store();
     assert_eq!(t.import(std::io::Cursor::new(&buf)).unwrap(), lines);
-    for id in [&a.id] {
+    {
+        let id = &a.id;
         assert_eq!(t.get_case(id).unwrap(), s.get_case(id).unwrap());
         assert_eq!(t.history(id).unwrap(), s.history(id).unwrap());
     }
     assert_eq!(t.case_count(), 2);
-    assert_eq!(t.due_timers(T0 + 9, 10).unwrap().len(), 1, "indexes are rebuilt");
+    assert_eq!(
+        t.due_timers(T0 + 9, 10).unwrap().len(),
+        1,
+        "indexes are rebuilt"
+    );
     assert_eq!(t.current_directory().unwrap().unwrap().version(), 1);
     assert_eq!(t.record_get("plugins", "k").unwrap().unwrap(), b"v");
     assert!(t.check_consistency().unwrap().problems.is_empty());
     let fresh = t.next_case_id().unwrap();
-    assert!(t.get_case(&fresh).unwrap().is_none(), "new ids do not collide with imported ones");
+    assert!(
+        t.get_case(&fresh).unwrap().is_none(),
+        "new ids do not collide with imported ones"
+    );
     let mut again = Vec::new();
     t.export(&mut again).unwrap();
     assert_eq!(again, buf, "export → import → export is identical");
 
-    assert!(matches!(t.import(std::io::Cursor::new(&buf)), Err(StoreError::Invalid(_))), "import needs an empty store");
+    assert!(
+        matches!(
+            t.import(std::io::Cursor::new(&buf)),
+            Err(StoreError::Invalid(_))
+        ),
+        "import needs an empty store"
+    );
     let (_d3, u) = store();
     let bad = b"{\"line\":\"header\",\"schema\":1}\n{\"line\":\"case\",\"oops\":1}\n";
-    assert!(matches!(u.import(std::io::Cursor::new(&bad[..])), Err(StoreError::Import { line: 2, .. })));
+    assert!(matches!(
+        u.import(std::io::Cursor::new(&bad[..])),
+        Err(StoreError::Import { line: 2, .. })
+    ));
     assert_eq!(u.case_count(), 0, "a bad import writes nothing");
 }
 
@@ -266,13 +478,27 @@ fn export_and_import_round_trip() {
 fn directory_versions_are_kept() {
     let (_d, s) = store();
     assert!(s.current_directory().unwrap().is_none());
-    let v1 = s.put_directory(crate::directory::SAMPLE_DIRECTORY, crate::directory::SAMPLE_CATEGORIES).unwrap();
-    let v2 = s.put_directory(crate::directory::SAMPLE_DIRECTORY, crate::directory::SAMPLE_CATEGORIES).unwrap();
+    let v1 = s
+        .put_directory(
+            crate::directory::SAMPLE_DIRECTORY,
+            crate::directory::SAMPLE_CATEGORIES,
+        )
+        .unwrap();
+    let v2 = s
+        .put_directory(
+            crate::directory::SAMPLE_DIRECTORY,
+            crate::directory::SAMPLE_CATEGORIES,
+        )
+        .unwrap();
     assert_eq!((v1.version(), v2.version()), (1, 2));
     assert_eq!(s.current_directory().unwrap().unwrap().version(), 2);
     assert_eq!(s.directory(1).unwrap().version(), 1);
     assert!(s.put_directory("{", "{}").is_err());
-    assert_eq!(s.current_directory().unwrap().unwrap().version(), 2, "a refused version changes nothing");
+    assert_eq!(
+        s.current_directory().unwrap().unwrap().version(),
+        2,
+        "a refused version changes nothing"
+    );
 }
 
 fn snapshot(path: &std::path::Path) -> Vec<(String, u64, u64)> {
@@ -292,7 +518,11 @@ fn walk(p: &std::path::Path) -> Vec<std::path::PathBuf> {
     let mut v = Vec::new();
     for e in std::fs::read_dir(p).unwrap() {
         let e = e.unwrap().path();
-        if e.is_dir() { v.extend(walk(&e)) } else { v.push(e) }
+        if e.is_dir() {
+            v.extend(walk(&e))
+        } else {
+            v.push(e)
+        }
     }
     v
 }
@@ -309,14 +539,25 @@ fn records_are_updated_atomically() {
     };
     std::thread::scope(|scope| {
         for _ in 0..4 {
-            scope.spawn(|| (0..25).for_each(|_| {
-                bump(&s);
-            }));
+            scope.spawn(|| {
+                (0..25).for_each(|_| {
+                    bump(&s);
+                })
+            });
         }
     });
     assert_eq!(s.record_get("counters", "n").unwrap(), Some(vec![100]));
-    s.record_put("counters", &[("a/1".into(), vec![1]), ("a/2".into(), vec![2]), ("b/1".into(), vec![3])]).unwrap();
+    s.record_put(
+        "counters",
+        &[
+            ("a/1".into(), vec![1]),
+            ("a/2".into(), vec![2]),
+            ("b/1".into(), vec![3]),
+        ],
+    )
+    .unwrap();
     assert_eq!(s.record_scan("counters", "a/").unwrap().len(), 2);
-    s.record_update("counters", "a/1", |_| Ok((None, ()))).unwrap();
+    s.record_update("counters", "a/1", |_| Ok((None, ())))
+        .unwrap();
     assert_eq!(s.record_get("counters", "a/1").unwrap(), None);
 }

@@ -30,7 +30,9 @@ pub fn all() -> Vec<Bundled> {
         .iter()
         .map(|(package, component)| Bundled {
             package,
-            district: package.strip_prefix("civic-plugin-").filter(|d| *d != "city-default"),
+            district: package
+                .strip_prefix("civic-plugin-")
+                .filter(|d| *d != "city-default"),
             component,
         })
         .collect()

@@ -13,7 +13,8 @@ impl District for Haitang {
             return None;
         }
         let village = directory::unit(case.location.community.as_deref()?)?;
-        (village.kind == UnitKind::Village).then(|| route_to(village.id).because("route.haitang.night-talks"))
+        (village.kind == UnitKind::Village)
+            .then(|| route_to(village.id).because("route.haitang.night-talks"))
     }
 }
 
@@ -25,12 +26,19 @@ mod tests {
     use civic_rules_sdk::testing::{Sandbox, case};
 
     fn sandbox() -> Sandbox {
-        Sandbox::from_json(include_str!("../../../data/sanya-directory.json"), include_str!("../../../data/categories.json")).unwrap()
+        Sandbox::from_json(
+            include_str!("../../../data/sanya-directory.json"),
+            include_str!("../../../data/categories.json"),
+        )
+        .unwrap()
     }
 
     #[test]
     fn suggestions_from_a_village_go_to_the_village() {
-        let mut c = case("haitang", "suggestion").kind(CaseKind::Suggestion).grid("haitang/longjiang/grid-01").build();
+        let mut c = case("haitang", "suggestion")
+            .kind(CaseKind::Suggestion)
+            .grid("haitang/longjiang/grid-01")
+            .build();
         let (_, r) = sandbox().intake::<Plugin<Haitang>>(&mut c).unwrap();
         let r = r.unwrap();
         assert_eq!(r.lead, "haitang/longjiang");
@@ -39,9 +47,15 @@ mod tests {
 
     #[test]
     fn suggestions_from_a_community_go_to_the_desk() {
-        let mut c = case("haitang", "suggestion").kind(CaseKind::Suggestion).grid("haitang/tengqiao/grid-01").build();
+        let mut c = case("haitang", "suggestion")
+            .kind(CaseKind::Suggestion)
+            .grid("haitang/tengqiao/grid-01")
+            .build();
         let (_, r) = sandbox().intake::<Plugin<Haitang>>(&mut c).unwrap();
         let r = r.unwrap();
-        assert_eq!((r.lead.as_str(), r.reasons.as_slice()), ("haitang", &["route.no-rule".to_string()][..]));
+        assert_eq!(
+            (r.lead.as_str(), r.reasons.as_slice()),
+            ("haitang", &["route.no-rule".to_string()][..])
+        );
     }
 }

@@ -16,11 +16,16 @@ impl District for Jiyang {
     }
 
     fn mediation(case: &Case, dispute_type: &str) -> Option<(MediationTrack, String, Vec<String>)> {
-        if matches!(case.category.as_str(), "neighbour-dispute" | "property-management") {
-            if let Some(unit) = community_mediation(case) {
-                let reasons = vec![format!("dispute.{dispute_type}"), "mediation.jiyang.community-first".into()];
-                return Some((MediationTrack::Community, unit, reasons));
-            }
+        if matches!(
+            case.category.as_str(),
+            "neighbour-dispute" | "property-management"
+        ) && let Some(unit) = community_mediation(case)
+        {
+            let reasons = vec![
+                format!("dispute.{dispute_type}"),
+                "mediation.jiyang.community-first".into(),
+            ];
+            return Some((MediationTrack::Community, unit, reasons));
         }
         CityDefault::mediation(case, dispute_type)
     }
@@ -34,14 +39,25 @@ mod tests {
     use civic_rules_sdk::testing::{Sandbox, case};
 
     fn sandbox() -> Sandbox {
-        Sandbox::from_json(include_str!("../../../data/sanya-directory.json"), include_str!("../../../data/categories.json")).unwrap()
+        Sandbox::from_json(
+            include_str!("../../../data/sanya-directory.json"),
+            include_str!("../../../data/categories.json"),
+        )
+        .unwrap()
     }
 
     #[test]
     fn property_disputes_go_to_the_community_committee_with_the_grid() {
-        let mut c = case("jiyang", "property-management").grid("jiyang/yuehe/grid-02").dispute("property", None, &[]).build();
+        let mut c = case("jiyang", "property-management")
+            .grid("jiyang/yuehe/grid-02")
+            .dispute("property", None, &[])
+            .build();
         let (e, r) = sandbox().intake::<Plugin<Jiyang>>(&mut c).unwrap();
-        assert!(e.unwrap().reasons.contains(&"mediation.jiyang.community-first".to_string()));
+        assert!(
+            e.unwrap()
+                .reasons
+                .contains(&"mediation.jiyang.community-first".to_string())
+        );
         let r = r.unwrap();
         assert_eq!(r.lead, "jiyang/yuehe/mediation");
         assert_eq!(r.co_handlers, ["jiyang/yuehe/grid-02"]);
@@ -49,7 +65,9 @@ mod tests {
 
     #[test]
     fn illegal_parking_goes_to_police() {
-        let mut c = case("jiyang", "illegal-parking").grid("jiyang/yuehe/grid-01").build();
+        let mut c = case("jiyang", "illegal-parking")
+            .grid("jiyang/yuehe/grid-01")
+            .build();
         let (e, r) = sandbox().intake::<Plugin<Jiyang>>(&mut c).unwrap();
         assert!(!e.unwrap().grid_admissible);
         let r = r.unwrap();
@@ -59,7 +77,10 @@ mod tests {
 
     #[test]
     fn other_disputes_follow_the_city_default() {
-        let mut c = case("jiyang", "wage-arrears").grid("jiyang/yuehe/grid-02").dispute("labour", Some(12_000), &[]).build();
+        let mut c = case("jiyang", "wage-arrears")
+            .grid("jiyang/yuehe/grid-02")
+            .dispute("labour", Some(12_000), &[])
+            .build();
         let (_, r) = sandbox().intake::<Plugin<Jiyang>>(&mut c).unwrap();
         assert_eq!(r.unwrap().lead, "sanya/mediation/industry/labour");
     }

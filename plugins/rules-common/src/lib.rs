@@ -33,7 +33,11 @@ pub trait District {
     }
 
     /// A district rule that runs after the mediation step and before the grid step.
-    fn route_before_grid(case: &Case, ctx: &Context, grid_admissible: bool) -> Option<RoutingDecision> {
+    fn route_before_grid(
+        case: &Case,
+        ctx: &Context,
+        grid_admissible: bool,
+    ) -> Option<RoutingDecision> {
         let _ = (case, ctx, grid_admissible);
         None
     }
@@ -80,11 +84,11 @@ impl<D: District> Rules for Plugin<D> {
         }
         let (grid, grid_reason) = D::grid_admissible(case, ctx);
         let mut decision = admissible().grid(grid).because(grid_reason);
-        if let Some(dispute_type) = mediation_dispute(case, ctx) {
-            if let Some((track, unit, reasons)) = D::mediation(case, &dispute_type) {
-                decision = decision.mediation(track, unit);
-                decision.reasons.extend(reasons);
-            }
+        if let Some(dispute_type) = mediation_dispute(case, ctx)
+            && let Some((track, unit, reasons)) = D::mediation(case, &dispute_type)
+        {
+            decision = decision.mediation(track, unit);
+            decision.reasons.extend(reasons);
         }
         Ok(Some(decision))
     }
@@ -102,19 +106,31 @@ impl<D: District> Rules for Plugin<D> {
             TimerKind::Warning => escalate().remind(handler).because("escalation.warning"),
             TimerKind::SignOff => {
                 let target = D::sign_off_missed_target(case);
-                let mut d = escalate().remind(handler.clone()).because("escalation.sign-off-missed");
+                let mut d = escalate()
+                    .remind(handler.clone())
+                    .because("escalation.sign-off-missed");
                 if target != handler {
                     d = d.move_to(target).because("escalation.move-up");
                 }
                 d
             }
-            TimerKind::FirstContact => escalate().remind(handler).because("escalation.first-contact-missed"),
-            TimerKind::Resolution => escalate().supervise(desk).because("escalation.resolution-missed"),
+            TimerKind::FirstContact => escalate()
+                .remind(handler)
+                .because("escalation.first-contact-missed"),
+            TimerKind::Resolution => escalate()
+                .supervise(desk)
+                .because("escalation.resolution-missed"),
             TimerKind::Overdue => escalate()
-                .public_notice(format!("case {} is unresolved {} working days after its deadline", case.id, timer.working_days_overdue))
+                .public_notice(format!(
+                    "case {} is unresolved {} working days after its deadline",
+                    case.id, timer.working_days_overdue
+                ))
                 .move_to(CITY_CENTRE)
                 .because("escalation.overdue-notice"),
-            TimerKind::Repeat => escalate().flag("repeat").supervise(desk).because("escalation.repeat"),
+            TimerKind::Repeat => escalate()
+                .flag("repeat")
+                .supervise(desk)
+                .because("escalation.repeat"),
         };
         Ok(Some(decision))
     }
@@ -129,80 +145,162 @@ pub fn admissibility(case: &Case, ctx: &Context) -> Option<EligibilityDecision> 
     let transfer = |flag: CaseFlags, line: EmergencyLine, code: &str| {
         f.contains(flag).then(|| transferred(line).because(code))
     };
-    reject(CaseFlags::LITIGATION, RejectionReason::Litigation, "admissibility.litigation")
-        .or_else(|| reject(CaseFlags::ARBITRATION, RejectionReason::Arbitration, "admissibility.arbitration"))
-        .or_else(|| reject(CaseFlags::RECONSIDERATION, RejectionReason::Reconsideration, "admissibility.reconsideration"))
-        .or_else(|| reject(CaseFlags::PETITION, RejectionReason::Petition, "admissibility.petition"))
-        .or_else(|| transfer(CaseFlags::FIRE, EmergencyLine::Fire, "admissibility.emergency.119"))
-        .or_else(|| transfer(CaseFlags::CRIME_IN_PROGRESS, EmergencyLine::Police, "admissibility.emergency.110"))
-        .or_else(|| transfer(CaseFlags::MEDICAL_EMERGENCY, EmergencyLine::Ambulance, "admissibility.emergency.120"))
-        .or_else(|| transfer(CaseFlags::TRAFFIC_INJURY, EmergencyLine::TrafficPolice, "admissibility.emergency.122"))
-        .or_else(|| {
-            if !f.contains(CaseFlags::REPEAT_NO_NEW_FACTS) {
-                return None;
-            }
-            let earlier = ctx.recent_cases.iter().find(|r| {
-                r.id != case.id
-                    && r.category == case.category
-                    && r.closed_at.is_some_and(|at| ctx.now - at <= 30 * DAY_MS)
-            })?;
-            Some(
-                rejected(RejectionReason::RepeatNoNewFacts)
-                    .related_case(earlier.id.clone())
-                    .because("admissibility.repeat"),
-            )
-        })
+    reject(
+        CaseFlags::LITIGATION,
+        RejectionReason::Litigation,
+        "admissibility.litigation",
+    )
+    .or_else(|| {
+        reject(
+            CaseFlags::ARBITRATION,
+            RejectionReason::Arbitration,
+            "admissibility.arbitration",
+        )
+    })
+    .or_else(|| {
+        reject(
+            CaseFlags::RECONSIDERATION,
+            RejectionReason::Reconsideration,
+            "admissibility.reconsideration",
+        )
+    })
+    .or_else(|| {
+        reject(
+            CaseFlags::PETITION,
+            RejectionReason::Petition,
+            "admissibility.petition",
+        )
+    })
+    .or_else(|| {
+        transfer(
+            CaseFlags::FIRE,
+            EmergencyLine::Fire,
+            "admissibility.emergency.119",
+        )
+    })
+    .or_else(|| {
+        transfer(
+            CaseFlags::CRIME_IN_PROGRESS,
+            EmergencyLine::Police,
+            "admissibility.emergency.110",
+        )
+    })
+    .or_else(|| {
+        transfer(
+            CaseFlags::MEDICAL_EMERGENCY,
+            EmergencyLine::Ambulance,
+            "admissibility.emergency.120",
+        )
+    })
+    .or_else(|| {
+        transfer(
+            CaseFlags::TRAFFIC_INJURY,
+            EmergencyLine::TrafficPolice,
+            "admissibility.emergency.122",
+        )
+    })
+    .or_else(|| {
+        if !f.contains(CaseFlags::REPEAT_NO_NEW_FACTS) {
+            return None;
+        }
+        let earlier = ctx.recent_cases.iter().find(|r| {
+            r.id != case.id
+                && r.category == case.category
+                && r.closed_at.is_some_and(|at| ctx.now - at <= 30 * DAY_MS)
+        })?;
+        Some(
+            rejected(RejectionReason::RepeatNoNewFacts)
+                .related_case(earlier.id.clone())
+                .because("admissibility.repeat"),
+        )
+    })
 }
 
 /// The dispute type that makes a case eligible for mediation, if it is.
 pub fn mediation_dispute(case: &Case, ctx: &Context) -> Option<String> {
-    if case.flags.intersects(CaseFlags::CRIMINAL | CaseFlags::LITIGATION) {
+    if case
+        .flags
+        .intersects(CaseFlags::CRIMINAL | CaseFlags::LITIGATION)
+    {
         return None;
     }
     let category_type = ctx.category.as_ref()?.dispute.clone()?;
-    Some(case.dispute.as_ref().map(|d| d.dispute_type.clone()).unwrap_or(category_type))
+    Some(
+        case.dispute
+            .as_ref()
+            .map(|d| d.dispute_type.clone())
+            .unwrap_or(category_type),
+    )
 }
 
 /// The city default's mediation track for an eligible dispute.
-pub fn default_mediation(case: &Case, dispute_type: &str) -> Option<(MediationTrack, String, Vec<String>)> {
+pub fn default_mediation(
+    case: &Case,
+    dispute_type: &str,
+) -> Option<(MediationTrack, String, Vec<String>)> {
     let reason = |s: &str| vec![format!("dispute.{dispute_type}"), s.to_owned()];
     let details = case.dispute.as_ref();
-    if dispute_type == "business" {
-        if let Some(chamber) = details.and_then(common_chamber) {
-            let unit = format!("sanya/mediation/chamber/{chamber}");
-            if directory::unit(&unit).is_some() {
-                return Some((MediationTrack::Chamber, unit, reason("mediation.chamber")));
-            }
+    if dispute_type == "business"
+        && let Some(chamber) = details.and_then(common_chamber)
+    {
+        let unit = format!("sanya/mediation/chamber/{chamber}");
+        if directory::unit(&unit).is_some() {
+            return Some((MediationTrack::Chamber, unit, reason("mediation.chamber")));
         }
     }
-    if details.and_then(|d| d.amount).is_some_and(|a| a > PRE_LITIGATION_AMOUNT) {
+    if details
+        .and_then(|d| d.amount)
+        .is_some_and(|a| a > PRE_LITIGATION_AMOUNT)
+    {
         let mut r = reason("mediation.pre-litigation");
         r.push("amount.over-50000".into());
-        return Some((MediationTrack::PreLitigation, "sanya/mediation/pre-litigation".into(), r));
+        return Some((
+            MediationTrack::PreLitigation,
+            "sanya/mediation/pre-litigation".into(),
+            r,
+        ));
     }
-    if matches!(dispute_type, "neighbour" | "family") {
-        if let Some(unit) = community_mediation(case) {
-            return Some((MediationTrack::Community, unit, reason("mediation.community")));
-        }
+    if matches!(dispute_type, "neighbour" | "family")
+        && let Some(unit) = community_mediation(case)
+    {
+        return Some((
+            MediationTrack::Community,
+            unit,
+            reason("mediation.community"),
+        ));
     }
     let industry = format!("sanya/mediation/industry/{dispute_type}");
     if directory::unit(&industry).is_some() {
-        return Some((MediationTrack::Industry, industry, reason("mediation.industry")));
+        return Some((
+            MediationTrack::Industry,
+            industry,
+            reason("mediation.industry"),
+        ));
     }
     let district = format!("{}/mediation", case.district);
-    directory::unit(&district).map(|_| (MediationTrack::District, district, reason("mediation.district")))
+    directory::unit(&district).map(|_| {
+        (
+            MediationTrack::District,
+            district,
+            reason("mediation.district"),
+        )
+    })
 }
 
 /// The chamber every party belongs to, when all (at least two) parties share one.
 fn common_chamber(d: &Dispute) -> Option<&str> {
     let first = d.party_chambers.first()?.as_deref()?;
-    (d.party_chambers.len() >= 2 && d.party_chambers.iter().all(|c| c.as_deref() == Some(first))).then_some(first)
+    (d.party_chambers.len() >= 2 && d.party_chambers.iter().all(|c| c.as_deref() == Some(first)))
+        .then_some(first)
 }
 
 /// The mediation committee of the case's community or village.
 pub fn community_mediation(case: &Case) -> Option<String> {
     let community = case.location.community.as_deref()?;
-    directory::children(community, Some(UnitKind::MediationCommittee)).into_iter().next().map(|u| u.id)
+    directory::children(community, Some(UnitKind::MediationCommittee))
+        .into_iter()
+        .next()
+        .map(|u| u.id)
 }
 
 /// The city default's routing steps, with the district's replacements.
@@ -211,16 +309,17 @@ pub fn route<D: District>(case: &Case, ctx: &Context) -> RoutingDecision {
     if case.returned_by.len() >= 2 {
         return route_to(desk).because("route.ruling");
     }
-    let outcome = case.eligibility.clone().unwrap_or(EligibilityOutcome { grid_admissible: false, mediation: None });
+    let outcome = case.eligibility.clone().unwrap_or(EligibilityOutcome {
+        grid_admissible: false,
+        mediation: None,
+    });
     let grid = outcome.grid_admissible;
     let candidate = if case.kind == CaseKind::Consultation || case.category == "policy-inquiry" {
         route_to(desk.clone()).because("route.consultation")
     } else if let Some(m) = &outcome.mediation {
         let mut r = route_to(m.unit.clone()).because("route.mediation");
-        if grid {
-            if let Some(g) = case.location.grid.clone() {
-                r = r.with_co_handler(g).because("route.grid-co-handler");
-            }
+        if grid && let Some(g) = case.location.grid.clone() {
+            r = r.with_co_handler(g).because("route.grid-co-handler");
         }
         r
     } else if let Some(r) = D::route_before_grid(case, ctx, grid) {

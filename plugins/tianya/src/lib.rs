@@ -11,7 +11,8 @@ impl District for Tianya {
     fn deadlines(case: &Case, ctx: &Context, routing: RoutingDecision) -> RoutingDecision {
         let r = CityDefault::deadlines(case, ctx, routing);
         if case.category == "ev-charging" {
-            r.resolve_within(Span::WorkingDays(1)).because("deadline.tianya.ev-charging")
+            r.resolve_within(Span::WorkingDays(1))
+                .because("deadline.tianya.ev-charging")
         } else {
             r
         }
@@ -33,12 +34,18 @@ mod tests {
     use civic_rules_sdk::testing::{Sandbox, case, timer};
 
     fn sandbox() -> Sandbox {
-        Sandbox::from_json(include_str!("../../../data/sanya-directory.json"), include_str!("../../../data/categories.json")).unwrap()
+        Sandbox::from_json(
+            include_str!("../../../data/sanya-directory.json"),
+            include_str!("../../../data/categories.json"),
+        )
+        .unwrap()
     }
 
     #[test]
     fn ev_charging_resolves_within_one_working_day() {
-        let mut c = case("tianya", "ev-charging").grid("tianya/maling/grid-01").build();
+        let mut c = case("tianya", "ev-charging")
+            .grid("tianya/maling/grid-01")
+            .build();
         let (_, r) = sandbox().intake::<Plugin<Tianya>>(&mut c).unwrap();
         let r = r.unwrap();
         assert_eq!(r.lead, "tianya/maling/grid-01");
@@ -47,15 +54,33 @@ mod tests {
 
     #[test]
     fn missed_ev_sign_off_goes_straight_to_the_desk() {
-        let c = case("tianya", "ev-charging").grid("tianya/maling/grid-01").handled_by("tianya/maling/grid-01").build();
-        let e = sandbox().escalation::<Plugin<Tianya>>(&c, &timer(TimerKind::SignOff, c.created_at, 0)).unwrap().unwrap();
-        assert_eq!(e.actions, [Action::Remind("tianya/maling/grid-01".into()), Action::MoveTo("tianya".into())]);
+        let c = case("tianya", "ev-charging")
+            .grid("tianya/maling/grid-01")
+            .handled_by("tianya/maling/grid-01")
+            .build();
+        let e = sandbox()
+            .escalation::<Plugin<Tianya>>(&c, &timer(TimerKind::SignOff, c.created_at, 0))
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            e.actions,
+            [
+                Action::Remind("tianya/maling/grid-01".into()),
+                Action::MoveTo("tianya".into())
+            ]
+        );
     }
 
     #[test]
     fn other_missed_sign_offs_move_one_level_up() {
-        let c = case("tianya", "noise").grid("tianya/maling/grid-01").handled_by("tianya/maling/grid-01").build();
-        let e = sandbox().escalation::<Plugin<Tianya>>(&c, &timer(TimerKind::SignOff, c.created_at, 0)).unwrap().unwrap();
+        let c = case("tianya", "noise")
+            .grid("tianya/maling/grid-01")
+            .handled_by("tianya/maling/grid-01")
+            .build();
+        let e = sandbox()
+            .escalation::<Plugin<Tianya>>(&c, &timer(TimerKind::SignOff, c.created_at, 0))
+            .unwrap()
+            .unwrap();
         assert!(e.actions.contains(&Action::MoveTo("tianya/maling".into())));
     }
 }

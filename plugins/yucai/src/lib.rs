@@ -9,9 +9,13 @@ pub struct Yucai;
 
 impl District for Yucai {
     fn deadlines(case: &Case, ctx: &Context, routing: RoutingDecision) -> RoutingDecision {
-        let mut r = CityDefault::deadlines(case, ctx, routing).warn_at_percent(50).because("deadline.yucai.early-warning");
+        let mut r = CityDefault::deadlines(case, ctx, routing)
+            .warn_at_percent(50)
+            .because("deadline.yucai.early-warning");
         if case.category == "environment-pollution" {
-            r = r.resolve_within(Span::WorkingDays(5)).because("deadline.yucai.pollution");
+            r = r
+                .resolve_within(Span::WorkingDays(5))
+                .because("deadline.yucai.pollution");
         }
         r
     }
@@ -25,12 +29,18 @@ mod tests {
     use civic_rules_sdk::testing::{Sandbox, case};
 
     fn sandbox() -> Sandbox {
-        Sandbox::from_json(include_str!("../../../data/sanya-directory.json"), include_str!("../../../data/categories.json")).unwrap()
+        Sandbox::from_json(
+            include_str!("../../../data/sanya-directory.json"),
+            include_str!("../../../data/categories.json"),
+        )
+        .unwrap()
     }
 
     #[test]
     fn pollution_resolves_in_five_days_with_an_early_warning() {
-        let mut c = case("yucai", "environment-pollution").grid("yucai/qingfa/grid-01").build();
+        let mut c = case("yucai", "environment-pollution")
+            .grid("yucai/qingfa/grid-01")
+            .build();
         let (_, r) = sandbox().intake::<Plugin<Yucai>>(&mut c).unwrap();
         let r = r.unwrap();
         assert_eq!(r.lead, "yucai/dept/ecology");
@@ -43,6 +53,9 @@ mod tests {
         let mut c = case("yucai", "noise").grid("yucai/qingfa/grid-01").build();
         let (_, r) = sandbox().intake::<Plugin<Yucai>>(&mut c).unwrap();
         let r = r.unwrap();
-        assert_eq!((r.deadlines.warning_percent, r.deadlines.resolution), (Some(50), None));
+        assert_eq!(
+            (r.deadlines.warning_percent, r.deadlines.resolution),
+            (Some(50), None)
+        );
     }
 }

@@ -62,7 +62,10 @@ impl Default for Layout {
     fn default() -> Self {
         // Measured: a 32 KiB stack and one 64 KiB page keep every page a decision touches
         // inside the pooling allocator's keep-resident window.
-        Self { stack_size: 32 * 1024, initial_memory: 64 * 1024 }
+        Self {
+            stack_size: 32 * 1024,
+            initial_memory: 64 * 1024,
+        }
     }
 }
 
@@ -124,16 +127,26 @@ pub fn build(req: &Request) -> Result<Vec<Built>, BuildError> {
     );
     let status = cmd.status().map_err(BuildError::Spawn)?;
     if !status.success() {
-        return Err(BuildError::Cargo { packages: req.packages.clone(), status });
+        return Err(BuildError::Cargo {
+            packages: req.packages.clone(),
+            status,
+        });
     }
     let out = req.target_dir.join(TARGET).join(PROFILE);
     req.packages
         .iter()
         .map(|package| {
             let path = out.join(format!("{}.wasm", package.replace('-', "_")));
-            let module = std::fs::read(&path).map_err(|source| BuildError::Io { path: path.clone(), source })?;
-            let component = componentize(&module).map_err(|message| BuildError::Componentize { path, message })?;
-            Ok(Built { package: package.clone(), component })
+            let module = std::fs::read(&path).map_err(|source| BuildError::Io {
+                path: path.clone(),
+                source,
+            })?;
+            let component = componentize(&module)
+                .map_err(|message| BuildError::Componentize { path, message })?;
+            Ok(Built {
+                package: package.clone(),
+                component,
+            })
         })
         .collect()
 }
@@ -157,13 +170,19 @@ pub fn cdylib_packages(dir: &Path) -> Result<Vec<(String, PathBuf)>, BuildError>
     for entry in std::fs::read_dir(dir).map_err(io(dir))? {
         let entry = entry.map_err(io(dir))?;
         let manifest = entry.path().join("Cargo.toml");
-        let Ok(text) = std::fs::read_to_string(&manifest) else { continue };
+        let Ok(text) = std::fs::read_to_string(&manifest) else {
+            continue;
+        };
         if !text.contains("cdylib") {
             continue;
         }
         let name = text
             .lines()
-            .find_map(|l| l.trim().strip_prefix("name = \"").and_then(|r| r.strip_suffix('"')))
+            .find_map(|l| {
+                l.trim()
+                    .strip_prefix("name = \"")
+                    .and_then(|r| r.strip_suffix('"'))
+            })
             .map(str::to_owned);
         if let Some(name) = name {
             found.push((name, entry.path()));
@@ -180,7 +199,8 @@ pub fn cdylib_packages(dir: &Path) -> Result<Vec<(String, PathBuf)>, BuildError>
 /// With `embed`, also writes `GUEST_BYTES`, a list of `(name, component bytes)` embedded
 /// with `include_bytes!`. Reruns when the guests, the SDK or the contract change.
 pub fn build_script(guests_dir: &Path, embed: bool) -> Result<(), BuildError> {
-    let manifest_dir = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("run from a build script"));
+    let manifest_dir =
+        PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("run from a build script"));
     let out_dir = PathBuf::from(std::env::var_os("OUT_DIR").expect("run from a build script"));
     let workspace = workspace_root(&manifest_dir);
     let target_dir = std::env::var_os("CARGO_TARGET_DIR")
@@ -189,10 +209,22 @@ pub fn build_script(guests_dir: &Path, embed: bool) -> Result<(), BuildError> {
         .join("guests");
 
     println!("cargo:rerun-if-changed={}", guests_dir.display());
-    println!("cargo:rerun-if-changed={}", workspace.join("sdk/src").display());
-    println!("cargo:rerun-if-changed={}", workspace.join("sdk/wit").display());
-    println!("cargo:rerun-if-changed={}", workspace.join("plugins/rules-common").display());
-    println!("cargo:rerun-if-changed={}", workspace.join("Cargo.lock").display());
+    println!(
+        "cargo:rerun-if-changed={}",
+        workspace.join("sdk/src").display()
+    );
+    println!(
+        "cargo:rerun-if-changed={}",
+        workspace.join("sdk/wit").display()
+    );
+    println!(
+        "cargo:rerun-if-changed={}",
+        workspace.join("plugins/rules-common").display()
+    );
+    println!(
+        "cargo:rerun-if-changed={}",
+        workspace.join("Cargo.lock").display()
+    );
 
     let packages = cdylib_packages(guests_dir)?;
     let built = build(&Request {
@@ -203,11 +235,18 @@ pub fn build_script(guests_dir: &Path, embed: bool) -> Result<(), BuildError> {
     })?;
 
     let mut consts = String::new();
-    let mut bytes = String::from("/// Every guest's component bytes: (package name, bytes).\npub const GUEST_BYTES: &[(&str, &[u8])] = &[\n");
-    let mut list = String::from("/// Every guest built by this crate's build script: (package name, component path).\npub const GUESTS: &[(&str, &str)] = &[\n");
+    let mut bytes = String::from(
+        "/// Every guest's component bytes: (package name, bytes).\npub const GUEST_BYTES: &[(&str, &[u8])] = &[\n",
+    );
+    let mut list = String::from(
+        "/// Every guest built by this crate's build script: (package name, component path).\npub const GUESTS: &[(&str, &str)] = &[\n",
+    );
     for b in &built {
         let path = out_dir.join(format!("{}.wasm", b.package));
-        std::fs::write(&path, &b.component).map_err(|source| BuildError::Io { path: path.clone(), source })?;
+        std::fs::write(&path, &b.component).map_err(|source| BuildError::Io {
+            path: path.clone(),
+            source,
+        })?;
         let ident = b.package.to_uppercase().replace('-', "_");
         consts.push_str(&format!(
             "/// Path of the `{}` component, built from source.\npub const {ident}: &str = {:?};\n",
@@ -215,7 +254,11 @@ pub fn build_script(guests_dir: &Path, embed: bool) -> Result<(), BuildError> {
             path.display().to_string()
         ));
         list.push_str(&format!("    ({:?}, {ident}),\n", b.package));
-        bytes.push_str(&format!("    ({:?}, include_bytes!({:?})),\n", b.package, path.display().to_string()));
+        bytes.push_str(&format!(
+            "    ({:?}, include_bytes!({:?})),\n",
+            b.package,
+            path.display().to_string()
+        ));
     }
     list.push_str("];\n");
     bytes.push_str("];\n");

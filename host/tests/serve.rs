@@ -1,0 +1,102 @@
+//! `civic serve` as a newcomer runs it: first start on an empty data directory, real socket,
+//! the printed admin token, a case created and read over HTTP, and a restart that keeps it.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+
+struct Server {
+    child: Child,
+    addr: String,
+    token_line: Option<String>,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(data: &std::path::Path) -> Server {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_civic"))
+        .args(["serve", "--data", data.to_str().unwrap(), "--listen", "127.0.0.1:0"])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut token_line = None;
+    loop {
+        let line = lines.next().expect("the server printed its address").unwrap();
+        if line.starts_with("admin token") {
+            token_line = Some(line);
+        } else if let Some(addr) = line.strip_prefix("civic-rules listening on http://") {
+            return Server { child, addr: addr.to_owned(), token_line };
+        }
+    }
+}
+
+fn http(addr: &str, method: &str, path: &str, token: &str, body: &str) -> (u16, serde_json::Value) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: test\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    let status = out[9..12].parse().unwrap();
+    let body = out.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+    (status, serde_json::from_str(body).unwrap_or(serde_json::Value::Null))
+}
+
+#[test]
+fn first_start_then_restart_over_a_real_socket() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("civic-data");
+    let server = start(&data);
+    let printed = server.token_line.clone().expect("first start prints the admin token");
+    let token = std::fs::read_to_string(data.join("admin-token")).unwrap().trim().to_owned();
+    assert!(printed.ends_with(&token), "printed {printed:?}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(data.join("admin-token")).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "only its owner may read the admin token");
+    }
+    let (status, created) = http(
+        &server.addr,
+        "POST",
+        "/v1/cases",
+        &token,
+        r#"{"district":"yazhou","category":"maritime-fishing","location":{"grid":"yazhou/port/grid-01"},"caller":{"phone":"13800000012"}}"#,
+    );
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(created["handler"], "yazhou/port-station");
+    let id = created["id"].as_str().unwrap().to_owned();
+    assert_eq!(http(&server.addr, "GET", "/v1/cases", "civic_bad_token", "").0, 401);
+    drop(server);
+
+    let server = start(&data);
+    assert!(server.token_line.is_none(), "the admin token is printed once, on first start");
+    let (status, case) = http(&server.addr, "GET", &format!("/v1/cases/{id}"), &token, "");
+    assert_eq!(status, 200);
+    assert_eq!(case["handler"], "yazhou/port-station");
+    let (status, plugins) = http(&server.addr, "GET", "/v1/districts/yazhou/plugins/routing", &token, "");
+    assert_eq!(status, 200);
+    assert_eq!(plugins["versions"].as_array().unwrap().len(), 1, "bundled plug-ins are deployed once");
+}
+
+#[test]
+fn a_data_directory_holding_something_else_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("store"), "not a store").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_civic")).args(["serve", "--data", dir.path().to_str().unwrap(), "--listen", "127.0.0.1:0"]).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("is not a civic-rules store"), "{err}");
+    assert_eq!(std::fs::read_to_string(dir.path().join("store")).unwrap(), "not a store");
+}

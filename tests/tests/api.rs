@@ -677,3 +677,28 @@ async fn openapi_health_and_metrics() {
         "requests are labelled by matched route"
     );
 }
+
+#[tokio::test]
+async fn overload_and_slow_requests_get_429_and_503() {
+    use tower::ServiceExt;
+    let s = TestServer::start();
+    let get = |app: axum::Router| async move {
+        let req = axum::http::Request::get("/healthz").body(axum::body::Body::empty()).unwrap();
+        app.oneshot(req).await.unwrap().status().as_u16()
+    };
+    let full = civic_host::api::app(s.svc.clone(), civic_host::api::ApiConfig { max_in_flight: 0, ..Default::default() });
+    assert_eq!(get(full).await, 429);
+    assert_eq!(get(s.app.clone()).await, 200);
+    // A request slower than the request timeout: a dry run of a rule that spins for 1 s.
+    let put = s.send("PUT", "/v1/districts/yucai/plugins/routing?config=spin&fuel=2000000000&timeout_ms=1000", Some(&s.admin), Some("application/wasm"), fixture(fixtures::FX_HOSTILE)).await;
+    let v = put.json["version"].as_str().unwrap();
+    let hasty = civic_host::api::app(s.svc.clone(), civic_host::api::ApiConfig { request_timeout: std::time::Duration::from_millis(100), ..Default::default() });
+    let body = serde_json::to_vec(&json!({"case": {"district": "yucai", "category": "noise"}, "version": v})).unwrap();
+    let req = axum::http::Request::post("/v1/districts/yucai/plugins/routing/dry-run")
+        .header("authorization", format!("Bearer {}", s.admin))
+        .header("content-type", "application/json")
+        .body(axum::body::Body::from(body))
+        .unwrap();
+    let resp = hasty.oneshot(req).await.unwrap();
+    assert_eq!(resp.status().as_u16(), 503);
+}

@@ -20,8 +20,13 @@ pub struct Cli {
     command: Command,
 }
 
+pub use crate::author::PluginCommand;
+
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Tools for plug-in authors: scaffold, build, run, test, deploy.
+    #[command(subcommand)]
+    Plugin(PluginCommand),
     /// Run the server (an empty store gets the sample city and the bundled plug-ins).
     Serve {
         /// Data directory (store, compiled-plug-in cache, admin token).
@@ -44,6 +49,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve { data, listen } => serve(data, listen),
+        Command::Plugin(cmd) => crate::author::run(cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

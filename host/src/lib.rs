@@ -6,12 +6,15 @@
 
 pub mod api;
 pub mod auth;
+pub mod author;
 pub mod calendar;
 pub mod cli;
 pub mod clock;
 pub mod deadlines;
 pub mod decide;
 pub mod directory;
+pub mod golden;
+pub mod dryrun;
 pub mod intake;
 pub mod lifecycle;
 pub mod metrics;

@@ -11,10 +11,9 @@ use serde::Deserialize;
 use super::extract::{Auth, Json};
 use super::{ApiError, AppState, Route, UPLOAD_LIMIT, blocking};
 use crate::auth::Principal;
-use crate::intake::{self, NewCase};
-use crate::model::{EligibilityOutcome, Millis, TimerKind, mediation_track_name};
+use crate::dryrun;
 use crate::registry::CITY;
-use crate::runtime::{Hook, Input, Limits, PluginError, wit};
+use crate::runtime::{Hook, Limits};
 use crate::service::Service;
 
 pub(crate) fn routes() -> Vec<Route> {
@@ -248,108 +247,39 @@ async fn rollback(
     Ok(axum::Json(slot))
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct DryTimer {
-    kind: TimerKind,
-    due_at: Millis,
-    #[serde(default)]
-    working_days_overdue: u32,
-}
-
-/// A dry run: a case (as at intake) evaluated against a version, storing nothing.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct DryRun {
-    case: NewCase,
-    /// The version to run; default: the one that would run now.
-    version: Option<String>,
-    /// Evaluation time; default: now.
-    now: Option<Millis>,
-    /// For routing: the eligibility outcome; default: what the active eligibility decides.
-    eligibility: Option<EligibilityOutcome>,
-    /// For escalation: the case's current handler.
-    handler: Option<String>,
-    /// For escalation: the timer that fired.
-    timer: Option<DryTimer>,
-}
-
 async fn dry_run(
     State(state): State<AppState>,
     Auth(p): Auth,
     Path((district, hook_name)): Path<(String, String)>,
-    Json(body): Json<DryRun>,
+    Json(body): Json<DryRunBody>,
 ) -> Result<impl IntoResponse, ApiError> {
     let h = hook(&hook_name)?;
     let out = blocking(&state, move |svc| {
         scope(svc, &p, &district, false)?;
-        if district != CITY && body.case.district != district {
-            return Err(ApiError::Unprocessable(format!("the case is in {}, not {district}", body.case.district)));
+        if district != CITY && body.request.case.district != district {
+            return Err(ApiError::Unprocessable(format!("the case is in {}, not {district}", body.request.case.district)));
         }
-        let dir = svc.directory()?;
-        let now = body.now.unwrap_or_else(|| svc.clock.now());
-        let mut case = intake::validate(&dir, &body.case, "dry-run".into(), "k-dry-run".into(), &p.id, now)?;
-        case.handler = body.handler.clone();
         let plugin = match &body.version {
             Some(v) => svc.registry.plugin(&district, h, v)?,
-            None => svc.registry.resolve(&district, h).map(|r| r.active.plugin.clone()).ok_or_else(|| ApiError::NotFound(format!("no {} plug-in is active", h.as_str())))?,
+            None => svc
+                .registry
+                .resolve(&district, h)
+                .map(|r| r.active.plugin.clone())
+                .ok_or_else(|| ApiError::NotFound(format!("no {} plug-in is active", h.as_str())))?,
         };
-        let recent = Vec::new();
-        if h == Hook::Routing {
-            case.eligibility = match body.eligibility.clone() {
-                Some(e) => Some(e),
-                None => svc.registry.resolve(&case.district, Hook::Eligibility).and_then(|r| {
-                    let wc = case.to_wit();
-                    let e = svc.runtime.eligibility(&r.active.plugin, &Input { case: &wc, now, recent_cases: &recent, directory: &dir }).ok()?.output?;
-                    Some(EligibilityOutcome {
-                        grid_admissible: e.grid_admissible,
-                        mediation: e.mediation.map(|m| crate::model::Mediation { track: mediation_track_name(m.track).into(), unit: m.unit }),
-                    })
-                }),
-            };
-        }
-        let wc = case.to_wit();
-        let input = Input { case: &wc, now, recent_cases: &recent, directory: &dir };
-        let result: Result<(serde_json::Value, Vec<String>, u64, u64, crate::runtime::DecisionLog), PluginError> = match h {
-            Hook::Eligibility => svc.runtime.eligibility(&plugin, &input).map(|e| summarize(e, |o| o.reasons.clone())),
-            Hook::Routing => svc.runtime.routing(&plugin, &input).map(|e| summarize(e, |o| o.reasons.clone())),
-            Hook::Escalation => {
-                let t = body.timer.as_ref().ok_or_else(|| ApiError::Unprocessable("an escalation dry run needs a `timer`".into()))?;
-                let timer = wit::Timer { kind: t.kind.into(), due_at: t.due_at, working_days_overdue: t.working_days_overdue };
-                svc.runtime.escalation(&plugin, &input, &timer).map(|e| summarize(e, |o| o.reasons.clone()))
-            }
-        };
-        let id = plugin.id();
-        Ok(match result {
-            Ok((decision, reasons, fuel, us, log)) => serde_json::json!({
-                "plugin": id, "hook": h, "decision": decision, "reasons": reasons, "fuel_used": fuel, "duration_us": us, "log": log, "failure": null
-            }),
-            Err(e) => serde_json::json!({
-                "plugin": id, "hook": h, "decision": null, "reasons": [], "fuel_used": e.fuel_used, "duration_us": e.duration.as_micros() as u64, "log": null,
-                "failure": {"code": e.failure.code(), "message": e.to_string(), "detail": e.failure}
-            }),
-        })
+        let elig = svc.registry.resolve(&body.request.case.district, Hook::Eligibility).map(|r| r.active.plugin.clone());
+        let dir = svc.directory()?;
+        Ok(dryrun::evaluate(&svc.runtime, &dir, &plugin, elig.as_deref(), h, &body.request, svc.clock.now(), &p.id)?)
     })
     .await?;
     Ok(axum::Json(out))
 }
 
-fn summarize<T: serde::Serialize>(
-    e: crate::runtime::Evaluation<T>,
-    reasons: impl Fn(&T) -> Vec<String>,
-) -> (
-    serde_json::Value,
-    Vec<String>,
-    u64,
-    u64,
-    crate::runtime::DecisionLog,
-) {
-    let r = e.output.as_ref().map(&reasons).unwrap_or_default();
-    (
-        serde_json::to_value(&e.output).unwrap_or_default(),
-        r,
-        e.fuel_used,
-        e.duration.as_micros() as u64,
-        e.log,
-    )
+/// A dry run: a case evaluated against a version (default: the one that would run now).
+#[derive(Deserialize)]
+struct DryRunBody {
+    #[serde(default)]
+    version: Option<String>,
+    #[serde(flatten)]
+    request: dryrun::Request,
 }

@@ -1,0 +1,325 @@
+//! The plug-in author's tools: `civic plugin new | build | run | test | deploy`, with the
+//! same runtime, limits and directory checks as the server.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand};
+
+use crate::directory::{Directory, SAMPLE_CATEGORIES, SAMPLE_DIRECTORY};
+use crate::dryrun::{self, Request};
+use crate::golden;
+use crate::intake::NewCase;
+use crate::runtime::{Hook, Limits, Runtime, RuntimeConfig};
+
+/// `civic plugin ...`
+#[derive(Subcommand, Debug)]
+pub enum PluginCommand {
+    /// Scaffold a plug-in crate with a passing test and a golden fixture.
+    New {
+        /// Crate name (also the folder created).
+        name: String,
+        /// Where to create it (default: the current directory).
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+    },
+    /// Build a plug-in crate into a Wasm component.
+    Build {
+        /// The plug-in's Cargo.toml.
+        #[arg(long, default_value = "Cargo.toml")]
+        manifest_path: PathBuf,
+        /// Where to write the component (default: `<crate>.wasm` beside the manifest).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Evaluate one hook on one case and print the decision, reasons, fuel and time.
+    Run {
+        /// The component.
+        #[arg(long)]
+        plugin: PathBuf,
+        /// `eligibility`, `routing` or `escalation`.
+        #[arg(long)]
+        hook: Hook,
+        /// A case as at intake (JSON), or a dry-run request `{"case": ..., "timer": ...}`.
+        #[arg(long)]
+        case: PathBuf,
+        /// Directory, limits, configuration.
+        #[command(flatten)]
+        env: EnvArgs,
+    },
+    /// Run golden fixtures; exits non-zero on a mismatch, showing expected against actual.
+    Test {
+        /// The component.
+        #[arg(long)]
+        plugin: PathBuf,
+        /// A folder of `*.json` fixtures.
+        #[arg(long)]
+        fixtures: PathBuf,
+        /// Directory, limits, configuration.
+        #[command(flatten)]
+        env: EnvArgs,
+    },
+    /// Upload a built plug-in to a server, optionally activating it.
+    Deploy {
+        /// The component.
+        #[arg(long)]
+        plugin: PathBuf,
+        /// The server, `http://host:port`.
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        server: String,
+        /// A district-admin (or city-admin) token.
+        #[arg(long, env = "CIVIC_TOKEN", hide_env_values = true)]
+        token: String,
+        /// The district, or `city` for the city default.
+        #[arg(long)]
+        district: String,
+        /// The hook.
+        #[arg(long)]
+        hook: Hook,
+        /// A name for the version.
+        #[arg(long)]
+        name: Option<String>,
+        /// Activate it after upload.
+        #[arg(long)]
+        activate: bool,
+    },
+}
+
+/// The directory, limits and configuration a plug-in runs with.
+#[derive(Args, Debug, Clone, Default)]
+pub struct EnvArgs {
+    /// Directory JSON (default: the bundled sample city).
+    #[arg(long)]
+    directory: Option<PathBuf>,
+    /// Categories JSON (default: the bundled sample city's).
+    #[arg(long)]
+    categories: Option<PathBuf>,
+    /// Fuel budget.
+    #[arg(long)]
+    fuel: Option<u64>,
+    /// Deadline in milliseconds.
+    #[arg(long)]
+    timeout_ms: Option<u64>,
+    /// Memory cap in bytes.
+    #[arg(long)]
+    memory_bytes: Option<u64>,
+    /// The plug-in's configuration string (default `{}`).
+    #[arg(long)]
+    config: Option<String>,
+}
+
+/// Runs a `civic plugin` command.
+pub fn run(cmd: PluginCommand) -> anyhow::Result<()> {
+    match cmd {
+        PluginCommand::New { name, dir } => scaffold(&name, &dir),
+        PluginCommand::Build { manifest_path, out } => build(&manifest_path, out),
+        PluginCommand::Run { plugin, hook, case, env } => run_one(&plugin, hook, &case, &env),
+        PluginCommand::Test { plugin, fixtures, env } => test(&plugin, &fixtures, &env),
+        PluginCommand::Deploy { plugin, server, token, district, hook, name, activate } => {
+            deploy(&plugin, &server, &token, &district, hook, name, activate)
+        }
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+/// Loads the component with the server's runtime and limits.
+fn load(plugin: &Path, env: &EnvArgs) -> anyhow::Result<(Runtime, Arc<crate::runtime::Plugin>, Arc<Directory>)> {
+    let bytes = std::fs::read(plugin).with_context(|| format!("reading {}", plugin.display()))?;
+    let runtime = Runtime::new(RuntimeConfig::default())?;
+    let d = Limits::default();
+    let limits = Limits {
+        fuel: env.fuel.unwrap_or(d.fuel),
+        timeout: env.timeout_ms.map(std::time::Duration::from_millis).unwrap_or(d.timeout),
+        memory_bytes: env.memory_bytes.unwrap_or(d.memory_bytes),
+    };
+    let name = plugin.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "plugin".into());
+    let loaded = runtime.load(&name, &bytes, limits, env.config.as_deref().unwrap_or("{}"))?;
+    let read = |p: &Option<PathBuf>, default: &str| -> anyhow::Result<String> {
+        match p {
+            Some(p) => std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display())),
+            None => Ok(default.to_owned()),
+        }
+    };
+    let directory = Directory::from_json(1, &read(&env.directory, SAMPLE_DIRECTORY)?, &read(&env.categories, SAMPLE_CATEGORIES)?)?;
+    Ok((runtime, loaded, Arc::new(directory)))
+}
+
+fn read_request(path: &Path) -> anyhow::Result<Request> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let v: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))?;
+    if v.get("case").is_some() {
+        Ok(serde_json::from_value(v).with_context(|| format!("{} is not a dry-run request", path.display()))?)
+    } else {
+        let case: NewCase = serde_json::from_value(v).with_context(|| format!("{} is not a case", path.display()))?;
+        Ok(Request { case, now: None, eligibility: None, handler: None, timer: None, returned_by: vec![] })
+    }
+}
+
+fn run_one(plugin: &Path, hook: Hook, case: &Path, env: &EnvArgs) -> anyhow::Result<()> {
+    let (runtime, loaded, dir) = load(plugin, env)?;
+    let req = read_request(case)?;
+    let out = dryrun::evaluate(&runtime, &dir, &loaded, Some(&loaded), hook, &req, now_ms(), "cli")?;
+    println!("plugin:   {}", out.plugin);
+    println!("hook:     {}", hook.as_str());
+    if let Some(f) = &out.failure {
+        println!("failure:  {}", f.message);
+        println!("detail:   {}", serde_json::to_string(&f.detail)?);
+        println!("fuel:     {}", out.fuel_used);
+        println!("time:     {} µs", out.duration_us);
+        bail!("the plug-in failed ({})", f.code);
+    }
+    println!("decision: {}", serde_json::to_string_pretty(&out.decision)?);
+    println!("reasons:  {}", out.reasons.join(", "));
+    println!("fuel:     {}", out.fuel_used);
+    println!("time:     {} µs", out.duration_us);
+    if let Some(log) = out.log.filter(|l| !l.lines.is_empty() || l.dropped > 0) {
+        for l in &log.lines {
+            println!("log:      [{}] {}", l.level, l.message);
+        }
+        if log.dropped > 0 {
+            println!("log:      ({} lines dropped)", log.dropped);
+        }
+    }
+    Ok(())
+}
+
+/// Runs every fixture in `fixtures` against `plugin`; returns the number of failures.
+pub fn run_fixtures(plugin: &Path, fixtures: &Path, env: &EnvArgs, out: &mut impl std::io::Write) -> anyhow::Result<usize> {
+    let (runtime, loaded, dir) = load(plugin, env)?;
+    let list = golden::load_dir(fixtures).map_err(anyhow::Error::msg)?;
+    let mut failed = 0;
+    for (path, f) in &list {
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let outcome = dryrun::evaluate(&runtime, &dir, &loaded, Some(&loaded), f.hook, &f.request, f.request.now.unwrap_or(1_796_000_400_000), "cli")
+            .with_context(|| format!("fixture {name}"))?;
+        let mismatches = golden::check(f, &outcome);
+        if mismatches.is_empty() {
+            writeln!(out, "ok    {name} ({} fuel)", outcome.fuel_used)?;
+        } else {
+            failed += 1;
+            writeln!(out, "FAIL  {name}: {}", f.description)?;
+            for m in mismatches {
+                writeln!(out, "      {m}")?;
+            }
+        }
+    }
+    writeln!(out, "{} passed, {failed} failed", list.len() - failed)?;
+    Ok(failed)
+}
+
+fn test(plugin: &Path, fixtures: &Path, env: &EnvArgs) -> anyhow::Result<()> {
+    let failed = run_fixtures(plugin, fixtures, env, &mut std::io::stdout())?;
+    if failed > 0 {
+        bail!("{failed} fixture(s) did not match");
+    }
+    Ok(())
+}
+
+fn build(manifest: &Path, out: Option<PathBuf>) -> anyhow::Result<()> {
+    let manifest = manifest.canonicalize().with_context(|| format!("{} not found", manifest.display()))?;
+    let root = manifest.parent().context("the manifest has no folder")?;
+    let text = std::fs::read_to_string(&manifest)?;
+    let name = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("name = \"").and_then(|r| r.strip_suffix('"')))
+        .context("the manifest has no package name")?
+        .to_owned();
+    let built = civic_guest_build::build(&civic_guest_build::Request {
+        manifest_path: manifest.clone(),
+        packages: vec![name.clone()],
+        target_dir: root.join("target"),
+        layout: civic_guest_build::Layout::default(),
+    })?;
+    let out = out.unwrap_or_else(|| root.join(format!("{name}.wasm")));
+    std::fs::write(&out, &built[0].component).with_context(|| format!("writing {}", out.display()))?;
+    // Check it the way the server will.
+    let runtime = Runtime::new(RuntimeConfig::default())?;
+    let loaded = runtime.load(&name, &built[0].component, Limits::default(), "{}")?;
+    println!("built {} ({} bytes, version {})", out.display(), built[0].component.len(), loaded.id().version);
+    Ok(())
+}
+
+fn deploy(plugin: &Path, server: &str, token: &str, district: &str, hook: Hook, name: Option<String>, activate: bool) -> anyhow::Result<()> {
+    let bytes = std::fs::read(plugin).with_context(|| format!("reading {}", plugin.display()))?;
+    let name = name.unwrap_or_else(|| plugin.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default());
+    let path = format!("/v1/districts/{district}/plugins/{}?name={}", hook.as_str(), encode(&name));
+    let (status, body) = http(server, "PUT", &path, token, "application/wasm", &bytes)?;
+    if !(200..300).contains(&status) {
+        bail!("upload refused ({status}): {}", message(&body));
+    }
+    let version = body["version"].as_str().unwrap_or_default().to_owned();
+    println!("{} version {version} for {district}/{}", if status == 201 { "deployed" } else { "already deployed:" }, hook.as_str());
+    if activate {
+        let path = format!("/v1/districts/{district}/plugins/{}/versions/{version}/activate", hook.as_str());
+        let (status, body) = http(server, "POST", &path, token, "application/json", b"{}")?;
+        if status != 200 {
+            bail!("activation refused ({status}): {}", message(&body));
+        }
+        println!("activated {version}");
+    }
+    Ok(())
+}
+
+fn message(body: &serde_json::Value) -> String {
+    body["error"]["message"].as_str().map(str::to_owned).unwrap_or_else(|| body.to_string())
+}
+
+fn encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
+        .collect()
+}
+
+/// A small HTTP/1.1 client for `http://` servers (TLS belongs to a proxy in front).
+fn http(server: &str, method: &str, path: &str, token: &str, content_type: &str, body: &[u8]) -> anyhow::Result<(u16, serde_json::Value)> {
+    use std::io::{Read, Write};
+    let host = server.strip_prefix("http://").context("the server must be an http:// address")?.trim_end_matches('/');
+    let mut stream = std::net::TcpStream::connect(host).with_context(|| format!("connecting to {host}"))?;
+    stream.set_read_timeout(Some(std::time::Duration::from_secs(120)))?;
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {token}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )?;
+    stream.write_all(body)?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw)?;
+    let text = String::from_utf8_lossy(&raw);
+    let status: u16 = text.get(9..12).and_then(|s| s.parse().ok()).context("not an HTTP response")?;
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+    Ok((status, serde_json::from_str(body).unwrap_or(serde_json::Value::Null)))
+}
+
+fn scaffold(name: &str, dir: &Path) -> anyhow::Result<()> {
+    let valid = !name.is_empty() && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') && name.as_bytes()[0].is_ascii_lowercase();
+    if !valid {
+        bail!("`{name}` is not a crate name: use lowercase letters, digits and '-', starting with a letter");
+    }
+    let root = dir.join(name);
+    if root.exists() {
+        bail!("{} already exists; choose another name or folder", root.display());
+    }
+    let sdk = Path::new(env!("CARGO_MANIFEST_DIR")).join("../sdk");
+    let sdk = sdk.canonicalize().unwrap_or(sdk);
+    let ident = name.split('-').map(|w| { let mut c = w.chars(); c.next().map(|f| f.to_ascii_uppercase().to_string() + c.as_str()).unwrap_or_default() }).collect::<String>();
+    std::fs::create_dir_all(root.join("src"))?;
+    std::fs::create_dir_all(root.join("fixtures"))?;
+    let files = [
+        ("Cargo.toml", include_str!("../scaffold/Cargo.toml.tmpl")),
+        ("rust-toolchain.toml", include_str!("../../rust-toolchain.toml")),
+        ("src/lib.rs", include_str!("../scaffold/lib.rs.tmpl")),
+        ("fixtures/noise-goes-to-its-grid.json", include_str!("../scaffold/fixture.json.tmpl")),
+        ("README.md", include_str!("../scaffold/README.md.tmpl")),
+        (".gitignore", "/target\n*.wasm\n"),
+    ];
+    for (file, template) in files {
+        let text = template.replace("{{name}}", name).replace("{{Ident}}", &ident).replace("{{sdk}}", &sdk.display().to_string());
+        std::fs::write(root.join(file), text)?;
+    }
+    println!("created {}: `cargo test` runs its rules natively; `civic plugin build --manifest-path {}/Cargo.toml` builds it", root.display(), root.display());
+    Ok(())
+}

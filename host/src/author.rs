@@ -32,6 +32,9 @@ pub enum PluginCommand {
         /// Where to write the component (default: `<crate>.wasm` beside the manifest).
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Cargo target directory for the Wasm build (default: `target` beside the manifest).
+        #[arg(long)]
+        target_dir: Option<PathBuf>,
     },
     /// Evaluate one hook on one case and print the decision, reasons, fuel and time.
     Run {
@@ -113,7 +116,7 @@ pub struct EnvArgs {
 pub fn run(cmd: PluginCommand) -> anyhow::Result<()> {
     match cmd {
         PluginCommand::New { name, dir } => scaffold(&name, &dir),
-        PluginCommand::Build { manifest_path, out } => build(&manifest_path, out),
+        PluginCommand::Build { manifest_path, out, target_dir } => build(&manifest_path, out, target_dir),
         PluginCommand::Run { plugin, hook, case, env } => run_one(&plugin, hook, &case, &env),
         PluginCommand::Test { plugin, fixtures, env } => test(&plugin, &fixtures, &env),
         PluginCommand::Deploy { plugin, server, token, district, hook, name, activate } => {
@@ -219,7 +222,7 @@ fn test(plugin: &Path, fixtures: &Path, env: &EnvArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn build(manifest: &Path, out: Option<PathBuf>) -> anyhow::Result<()> {
+fn build(manifest: &Path, out: Option<PathBuf>, target_dir: Option<PathBuf>) -> anyhow::Result<()> {
     let manifest = manifest.canonicalize().with_context(|| format!("{} not found", manifest.display()))?;
     let root = manifest.parent().context("the manifest has no folder")?;
     let text = std::fs::read_to_string(&manifest)?;
@@ -231,7 +234,7 @@ fn build(manifest: &Path, out: Option<PathBuf>) -> anyhow::Result<()> {
     let built = civic_guest_build::build(&civic_guest_build::Request {
         manifest_path: manifest.clone(),
         packages: vec![name.clone()],
-        target_dir: root.join("target"),
+        target_dir: target_dir.unwrap_or_else(|| root.join("target")),
         layout: civic_guest_build::Layout::default(),
     })?;
     let out = out.unwrap_or_else(|| root.join(format!("{name}.wasm")));

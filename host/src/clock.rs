@@ -36,6 +36,10 @@ impl ManualClock {
     pub fn set(&self, at: Millis) {
         self.0.store(at, Ordering::SeqCst);
     }
+    /// The time it shows.
+    pub fn now_ms(&self) -> Millis {
+        self.0.load(Ordering::SeqCst)
+    }
     /// Moves the time forward.
     pub fn advance(&self, by: Millis) {
         self.0.fetch_add(by, Ordering::SeqCst);

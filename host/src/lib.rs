@@ -23,3 +23,4 @@ pub mod registry;
 pub mod runtime;
 pub mod service;
 pub mod store;
+pub mod timers;

@@ -106,6 +106,18 @@ pub enum Action {
         /// The case this one duplicates.
         into: String,
     },
+    /// Waiting for the citizen: deadlines stop running.
+    Pause {
+        /// What the case waits for.
+        reason: String,
+    },
+    /// The wait is over; the paused timers come back, moved by the pause.
+    Resume {
+        /// The moved timers.
+        timers: Vec<PendingTimer>,
+        /// The moved deadlines.
+        deadlines: Deadlines,
+    },
 }
 
 impl Action {
@@ -128,6 +140,8 @@ impl Action {
             Action::Close => "close",
             Action::Reopen { .. } => "reopen",
             Action::Merge { .. } => "merge",
+            Action::Pause { .. } => "pause",
+            Action::Resume { .. } => "resume",
         }
     }
 }
@@ -243,6 +257,8 @@ pub fn apply(case: &Case, action: &Action, at: Millis) -> Result<Case, Lifecycle
             }
             text(t, "the reply")?;
             c.timers.clear();
+            c.paused_at = None;
+            c.paused_timers.clear();
             c.status = S::Replied;
         }
         Action::Return { unit, reason } => {
@@ -252,6 +268,8 @@ pub fn apply(case: &Case, action: &Action, at: Millis) -> Result<Case, Lifecycle
             handler_only(&c, unit).map_err(err)?;
             text(reason, "the return reason")?;
             c.returned_by.push(unit.clone());
+            c.paused_at = None;
+            c.paused_timers.clear();
             c.handler = None;
             c.co_handlers.clear();
             c.timers.clear();
@@ -345,6 +363,23 @@ pub fn apply(case: &Case, action: &Action, at: Millis) -> Result<Case, Lifecycle
             c.satisfaction = None;
             c.status = S::PendingDispatch;
         }
+        Action::Pause { reason } => {
+            if !matches!(c.status, S::Signed | S::InProgress) || c.paused_at.is_some() {
+                return Err(err("only a signed or in-progress case that is not paused can be paused".into()));
+            }
+            text(reason, "the reason")?;
+            c.paused_at = Some(at);
+            c.paused_timers = std::mem::take(&mut c.timers);
+        }
+        Action::Resume { timers, deadlines } => {
+            if c.paused_at.is_none() {
+                return Err(err("the case is not paused".into()));
+            }
+            c.paused_at = None;
+            c.paused_timers.clear();
+            c.timers = timers.clone();
+            c.deadlines = deadlines.clone();
+        }
         Action::Merge { into } => {
             if c.status.is_terminal() {
                 return Err(wrong_state("open"));
@@ -354,6 +389,8 @@ pub fn apply(case: &Case, action: &Action, at: Millis) -> Result<Case, Lifecycle
             }
             c.merged_into = Some(into.clone());
             c.timers.clear();
+            c.paused_at = None;
+            c.paused_timers.clear();
             c.status = S::Merged;
         }
     }

@@ -329,6 +329,15 @@ pub struct Case {
     pub deadlines: Deadlines,
     /// Timers waiting to fire (indexed by due time).
     pub timers: Vec<PendingTimer>,
+    /// Marks escalation set (`repeat`, ...), besides the contract's flags.
+    #[serde(default)]
+    pub marks: Vec<String>,
+    /// When the case was paused (waiting for the citizen); its timers wait in `paused_timers`.
+    #[serde(default)]
+    pub paused_at: Option<Millis>,
+    /// Timers held while paused.
+    #[serde(default)]
+    pub paused_timers: Vec<PendingTimer>,
     /// Extension request.
     pub extension: Option<Extension>,
     /// The case this one was merged into.
@@ -544,6 +553,9 @@ impl Case {
             supervised_by: None,
             deadlines: Deadlines::default(),
             timers: Vec::new(),
+            marks: Vec::new(),
+            paused_at: None,
+            paused_timers: Vec::new(),
             extension: None,
             merged_into: None,
             satisfaction: None,

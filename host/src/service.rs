@@ -141,6 +141,10 @@ pub enum CaseAction {
     Reopen(String),
     /// Merge into a duplicate.
     Merge(String),
+    /// Waiting for the citizen: deadlines stop.
+    Pause(String),
+    /// The wait is over: deadlines move by the paused working time.
+    Resume,
 }
 
 impl CaseAction {
@@ -158,6 +162,8 @@ impl CaseAction {
             CaseAction::Close => "close",
             CaseAction::Reopen(_) => "reopen",
             CaseAction::Merge(_) => "merge",
+            CaseAction::Pause(_) => "pause",
+            CaseAction::Resume => "resume",
         }
     }
 }
@@ -383,6 +389,20 @@ impl Service {
             },
             CaseAction::Close => Action::Close,
             CaseAction::Reopen(r) => Action::Reopen { reason: r.clone() },
+            CaseAction::Pause(r) => Action::Pause { reason: r.clone() },
+            CaseAction::Resume => {
+                let paused_at = case.paused_at.unwrap_or(now);
+                let shift = |t: Millis| self.calendar.extend_by_pause(t, paused_at, now);
+                let timers = case.paused_timers.iter().map(|t| crate::model::PendingTimer { kind: t.kind, due_at: shift(t.due_at) }).collect();
+                let d = &case.deadlines;
+                let deadlines = crate::model::Deadlines {
+                    sign_off: d.sign_off.map(shift),
+                    first_contact: d.first_contact.map(shift),
+                    resolution: d.resolution.map(shift),
+                    warning: d.warning.map(shift),
+                };
+                Action::Resume { timers, deadlines }
+            }
             CaseAction::Merge(into) => {
                 let target = self
                     .store

@@ -138,6 +138,15 @@ pub(crate) fn routes() -> Vec<Route> {
             200,
             post(merge),
         ),
+        r("/v1/cases/{id}/pause", "POST", "Wait for the citizen: deadlines stop", Some("{reason, version?}"), 200, post(pause)),
+        r(
+            "/v1/cases/{id}/resume",
+            "POST",
+            "End the wait: deadlines move by the paused working time",
+            Some("{version?}"),
+            200,
+            post(resume),
+        ),
     ]
 }
 
@@ -476,4 +485,10 @@ async fn merge(
     Json(b): Json<MergeBody>,
 ) -> Result<impl IntoResponse, ApiError> {
     run(s, p, id, CaseAction::Merge(b.into), b.version).await
+}
+async fn pause(State(s): State<AppState>, Auth(p): Auth, Path(id): Id, Json(b): Json<WithReason>) -> Result<impl IntoResponse, ApiError> {
+    run(s, p, id, CaseAction::Pause(b.reason), b.version).await
+}
+async fn resume(State(s): State<AppState>, Auth(p): Auth, Path(id): Id, Json(b): Json<Versioned, true>) -> Result<impl IntoResponse, ApiError> {
+    run(s, p, id, CaseAction::Resume, b.version).await
 }

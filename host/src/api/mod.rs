@@ -1,6 +1,7 @@
 //! The HTTP API: one router per resource, one error type, limits and metrics around all
 //! of it. Handlers translate HTTP to service calls; they do not decide.
 
+mod board;
 mod cases;
 mod error;
 mod extract;
@@ -82,6 +83,7 @@ fn routes() -> Vec<Route> {
     all.extend(cases::routes());
     all.extend(plugins::routes());
     all.extend(tokens::routes());
+    all.extend(board::routes());
     all
 }
 

@@ -508,6 +508,20 @@ impl Store {
         expected_version: Option<u64>,
         f: impl Fn(&Case) -> Result<Change, StoreError>,
     ) -> Result<Case, StoreError> {
+        let new = self.update_case_unsynced(id, expected_version, f)?;
+        self.commit.sync()?;
+        Ok(new)
+    }
+
+    /// [`Store::update_case`] without waiting for durability: the caller must call
+    /// [`Store::sync`] before acknowledging anything (batch jobs make many writes durable
+    /// with one flush).
+    pub fn update_case_unsynced(
+        &self,
+        id: &str,
+        expected_version: Option<u64>,
+        f: impl Fn(&Case) -> Result<Change, StoreError>,
+    ) -> Result<Case, StoreError> {
         let new = {
             let _guard = self.lock(id);
             let old = self
@@ -556,7 +570,6 @@ impl Store {
             self.data.apply_batch(batch)?;
             new
         };
-        self.commit.sync()?;
         Ok(new)
     }
 

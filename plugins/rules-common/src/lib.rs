@@ -361,10 +361,12 @@ pub fn avoid_returning_units(case: &Case, mut routing: RoutingDecision) -> Routi
     routing
 }
 
-/// One level up the hierarchy: grid → its community → the district desk; anything else → the desk.
+/// One level up the hierarchy: grid → its community → the district desk → the city
+/// centre; a department or a mediation body → the district desk; the top stays put.
 pub fn one_level_up(unit: &str, district: &str) -> String {
     match directory::unit(unit) {
         Some(u) if u.kind == UnitKind::Grid => u.parent.unwrap_or_else(|| district.to_owned()),
+        Some(u) if matches!(u.kind, UnitKind::DistrictDesk | UnitKind::CityCentre) => u.id,
         _ => district.to_owned(),
     }
 }

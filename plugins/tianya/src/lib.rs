@@ -19,7 +19,13 @@ impl District for Tianya {
     }
 
     fn sign_off_missed_target(case: &Case) -> String {
-        if case.category == "ev-charging" {
+        let at_city_centre = case
+            .handler
+            .as_deref()
+            .and_then(directory::unit)
+            .is_some_and(|u| u.kind == UnitKind::CityCentre);
+        // Straight to the desk, but never back down from the city centre.
+        if case.category == "ev-charging" && !at_city_centre {
             return case.district.clone();
         }
         CityDefault::sign_off_missed_target(case)
@@ -69,6 +75,13 @@ mod tests {
                 Action::MoveTo("tianya".into())
             ]
         );
+    }
+
+    #[test]
+    fn a_case_at_the_city_centre_is_not_moved_back_down() {
+        let c = case("tianya", "ev-charging").handled_by("sanya").build();
+        let e = sandbox().escalation::<Plugin<Tianya>>(&c, &timer(TimerKind::SignOff, c.created_at, 0)).unwrap().unwrap();
+        assert_eq!(e.actions, [Action::Remind("sanya".into())]);
     }
 
     #[test]

@@ -1,0 +1,255 @@
+//! Deadlines that pass: the sweep that fires due timers through the district's escalation
+//! plug-in, exactly once, and the dispatcher's overdue and warning views.
+//!
+//! A timer is consumed in the same atomic write as the events and changes its escalation
+//! produces: a crash between deciding and writing leaves the timer in place, so it fires
+//! again later — never lost, never applied twice. If the district's escalation plug-in
+//! fails, the city default's decides; if that fails too, the host reminds the handler and
+//! puts the case under the desk's supervision, so escalation never silently does not happen.
+
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use crate::decide::{self, RecordedInput};
+use crate::directory::Directory;
+use crate::model::{Case, CaseStatus, EventBody, Millis, PendingTimer, TimerKind, Urgency};
+use crate::runtime::{Hook, Input, wit};
+use crate::service::{Service, ServiceError};
+use crate::store::{Change, DueTimer, StoreError};
+
+/// What one sweep did.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct SweepReport {
+    /// Timers found due.
+    pub due: usize,
+    /// Timers fired and consumed.
+    pub fired: usize,
+    /// Timers that were already consumed by someone else.
+    pub skipped: usize,
+    /// Actions applied.
+    pub actions: usize,
+    /// Fired timers where the district's plug-in failed.
+    pub plugin_failures: usize,
+}
+
+/// Fires every timer due at `now` (at most `limit`), using up to `threads` threads, and
+/// makes all of it durable with one flush.
+pub fn sweep(svc: &Service, now: Millis, limit: usize, threads: usize) -> Result<SweepReport, ServiceError> {
+    let due = svc.store.due_timers(now, limit)?;
+    let dir = svc.directory()?;
+    let mut report = SweepReport { due: due.len(), ..SweepReport::default() };
+    let threads = threads.clamp(1, 8).min(due.len().max(1));
+    let chunk = due.len().div_ceil(threads).max(1);
+    let results: Vec<Result<SweepReport, ServiceError>> = std::thread::scope(|s| {
+        let handles: Vec<_> = due
+            .chunks(chunk)
+            .map(|part| {
+                let dir = dir.clone();
+                s.spawn(move || {
+                    let mut r = SweepReport::default();
+                    for t in part {
+                        fire(svc, &dir, t, now, &mut r)?;
+                    }
+                    Ok(r)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().expect("sweep worker panicked")).collect()
+    });
+    for r in results {
+        let r = r?;
+        report.fired += r.fired;
+        report.skipped += r.skipped;
+        report.actions += r.actions;
+        report.plugin_failures += r.plugin_failures;
+    }
+    svc.store.sync()?;
+    Ok(report)
+}
+
+/// Fires one timer.
+fn fire(svc: &Service, dir: &Arc<Directory>, t: &DueTimer, now: Millis, report: &mut SweepReport) -> Result<(), ServiceError> {
+    let Some(case) = svc.store.get_case(&t.case_id)? else { return Ok(()) };
+    let pending = PendingTimer { kind: t.kind, due_at: t.due_at };
+    if !case.timers.contains(&pending) {
+        report.skipped += 1;
+        return Ok(());
+    }
+    let timer = wit::Timer {
+        kind: t.kind.into(),
+        due_at: t.due_at,
+        working_days_overdue: svc.calendar.working_days_between(t.due_at, now),
+    };
+    let input = RecordedInput { case: case.to_wit(), now, recent_cases: vec![], timer: Some(timer) };
+    let decided = decide::decide(&svc.registry, &svc.metrics, &case.district, Hook::Escalation, dir.version(), &input, now, true, |p| {
+        svc.runtime.escalation(p, &Input { case: &input.case, now, recent_cases: &input.recent_cases, directory: dir }, &timer)
+    });
+    if decided.failed {
+        report.plugin_failures += 1;
+    }
+    let mut events: Vec<(Millis, String, EventBody)> = Vec::new();
+    for e in &decided.events {
+        let who = match e {
+            EventBody::Decision(r) => format!("plugin:{}", r.plugin.name),
+            _ => "system".into(),
+        };
+        events.push((now, who, e.clone()));
+    }
+    let handler = case.handler.clone().unwrap_or_else(|| case.district.clone());
+    let actions = match decided.decision {
+        Some((d, _)) => d.actions,
+        None if decided.failed => vec![wit::Action::Remind(handler), wit::Action::Supervise(case.district.clone())],
+        None => vec![],
+    };
+    let cal = &svc.calendar;
+    let result = svc.store.update_case_unsynced(&t.case_id, None, |current| {
+        // Exactly once: only the write that still finds the timer consumes it.
+        if !current.timers.contains(&pending) {
+            return Err(StoreError::Invalid("already fired".into()));
+        }
+        let mut c = current.clone();
+        c.timers.retain(|x| *x != pending);
+        c.updated_at = now;
+        let mut evs = events.clone();
+        for a in &actions {
+            let (name, detail) = apply(cal, &mut c, a, now);
+            evs.push((now, "system".into(), EventBody::Escalation { timer: t.kind, action: name.into(), detail }));
+        }
+        if decided.failed && actions.len() == 2 && !evs.iter().any(|(_, _, e)| matches!(e, EventBody::Decision(_))) {
+            evs.push((now, "system".into(), EventBody::Escalation { timer: t.kind, action: "host-fallback".into(), detail: "no escalation plug-in decided; reminded and supervised".into() }));
+        }
+        Ok(Change { case: c, events: evs })
+    });
+    match result {
+        Ok(_) => {
+            report.fired += 1;
+            report.actions += actions.len();
+        }
+        Err(StoreError::Invalid(m)) if m == "already fired" => report.skipped += 1,
+        Err(e) => return Err(e.into()),
+    }
+    Ok(())
+}
+
+/// Applies one escalation action to a case; returns the action's name and detail.
+fn apply(cal: &crate::calendar::Calendar, c: &mut Case, a: &wit::Action, now: Millis) -> (&'static str, String) {
+    match a {
+        wit::Action::Remind(u) => ("remind", u.clone()),
+        wit::Action::Supervise(u) => {
+            c.supervised_by = Some(u.clone());
+            ("supervise", u.clone())
+        }
+        wit::Action::PublicNotice(text) => ("public-notice", text.clone()),
+        wit::Action::Flag(f) => {
+            if f == "repeat" {
+                c.flags |= wit::CaseFlags::REPEAT;
+            }
+            if !c.marks.contains(f) {
+                c.marks.push(f.clone());
+            }
+            ("flag", f.clone())
+        }
+        wit::Action::SetDeadline(d) => {
+            let kind: TimerKind = d.kind.into();
+            if d.due_at <= now || c.status.is_terminal() {
+                return ("set-deadline-skipped", format!("{kind:?} at {} is not in the future or the case is closed", d.due_at));
+            }
+            c.timers.retain(|t| t.kind != kind);
+            c.timers.push(PendingTimer { kind, due_at: d.due_at });
+            match kind {
+                TimerKind::SignOff => c.deadlines.sign_off = Some(d.due_at),
+                TimerKind::FirstContact => c.deadlines.first_contact = Some(d.due_at),
+                TimerKind::Resolution => c.deadlines.resolution = Some(d.due_at),
+                TimerKind::Warning => c.deadlines.warning = Some(d.due_at),
+                TimerKind::Overdue | TimerKind::Repeat => {}
+            }
+            ("set-deadline", format!("{kind:?} → {}", d.due_at))
+        }
+        wit::Action::MoveTo(u) => {
+            if !matches!(c.status, CaseStatus::Dispatched | CaseStatus::Signed | CaseStatus::InProgress) || c.handler.as_deref() == Some(u) {
+                return ("move-skipped", format!("{u}: the case is {} with {}", c.status, c.handler.as_deref().unwrap_or("no handler")));
+            }
+            c.handler = Some(u.clone());
+            c.co_handlers.retain(|x| x != u);
+            c.status = CaseStatus::Dispatched;
+            c.escalation_level += 1;
+            // The new unit must sign for it in turn.
+            let due = if c.urgency == Urgency::Urgent { cal.add_minutes(now, 30) } else { cal.add_working_days(now, 1) };
+            c.timers.retain(|t| t.kind != TimerKind::SignOff);
+            c.timers.push(PendingTimer { kind: TimerKind::SignOff, due_at: due });
+            c.deadlines.sign_off = Some(due);
+            ("move-to", u.clone())
+        }
+    }
+}
+
+/// Red (overdue) or yellow (past the warning point).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Light {
+    /// Past the warning point.
+    Yellow,
+    /// Past the resolution deadline.
+    Red,
+}
+
+/// A case on a dispatcher's warning board.
+#[derive(Debug, Clone, Serialize)]
+pub struct Flagged {
+    /// The case id.
+    pub id: String,
+    /// The light.
+    pub light: Light,
+    /// Its status.
+    pub status: CaseStatus,
+    /// Who handles it.
+    pub handler: Option<String>,
+    /// The resolution deadline.
+    pub resolution: Option<Millis>,
+    /// Working days overdue (red only).
+    pub working_days_overdue: u32,
+}
+
+/// The light of an open case at `now`, if any.
+pub fn light(c: &Case, now: Millis) -> Option<Light> {
+    if !c.is_open() || c.paused_at.is_some() || matches!(c.status, CaseStatus::Replied | CaseStatus::Callback) {
+        return None;
+    }
+    match (c.deadlines.resolution, c.deadlines.warning) {
+        (Some(r), _) if now >= r => Some(Light::Red),
+        (_, Some(w)) if now >= w => Some(Light::Yellow),
+        _ => None,
+    }
+}
+
+/// The district's open cases with a yellow or red light, reddest and oldest first.
+pub fn board(svc: &Service, district: &str, now: Millis, only_red: bool) -> Result<Vec<Flagged>, ServiceError> {
+    let mut out = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let filter = crate::store::Filter { district: Some(district.to_owned()), ..Default::default() };
+        let page = svc.store.list(&filter, cursor.as_deref(), crate::store::MAX_PAGE)?;
+        for c in &page.cases {
+            if let Some(l) = light(c, now) {
+                if only_red && l != Light::Red {
+                    continue;
+                }
+                out.push(Flagged {
+                    id: c.id.clone(),
+                    light: l,
+                    status: c.status,
+                    handler: c.handler.clone(),
+                    resolution: c.deadlines.resolution,
+                    working_days_overdue: c.deadlines.resolution.map(|r| svc.calendar.working_days_between(r, now)).unwrap_or(0),
+                });
+            }
+        }
+        match page.next {
+            Some(n) => cursor = Some(n),
+            None => break,
+        }
+    }
+    out.sort_by(|a, b| (b.light == Light::Red).cmp(&(a.light == Light::Red)).then(a.resolution.cmp(&b.resolution)));
+    Ok(out)
+}

@@ -1,0 +1,199 @@
+//! Deadlines and escalation in simulated time: weeks of deadlines in milliseconds, with a
+//! restart in the middle; every reminder, supervision, notice and move happens once.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use civic_host::calendar::{Calendar, parse_date};
+use civic_host::clock::ManualClock;
+use civic_host::intake::{self, NewCase};
+use civic_host::model::{CaseStatus, EventBody};
+use civic_host::service::{CaseAction, Service, ServiceConfig};
+use civic_host::timers;
+use civic_tests::{fixture, fixtures};
+
+const HOUR: i64 = 3_600_000;
+
+fn monday_9() -> i64 {
+    Calendar::bundled().start_of(parse_date("2026-11-30").unwrap()) + 9 * HOUR
+}
+
+fn open(dir: &std::path::Path, clock: Arc<ManualClock>) -> Service {
+    let svc = Service::open(&ServiceConfig::new(dir), clock).unwrap();
+    svc.bootstrap(dir).unwrap();
+    svc
+}
+
+fn new_case(svc: &Service, district: &str, category: &str, grid: &str, phone: &str) -> String {
+    let body = serde_json::json!({"district": district, "category": category, "location": {"grid": grid}, "caller": {"phone": phone}});
+    let new: NewCase = serde_json::from_value(body).unwrap();
+    intake::intake(svc, &new, "agent").unwrap().case.id
+}
+
+/// (timer, action, detail) → how many times it happened.
+fn escalations(svc: &Service, id: &str) -> BTreeMap<(String, String, String), usize> {
+    let mut out = BTreeMap::new();
+    for e in svc.store.history(id).unwrap() {
+        if let EventBody::Escalation { timer, action, detail } = e.what {
+            *out.entry((format!("{timer:?}"), action, if detail.len() > 40 { "notice".into() } else { detail })).or_default() += 1;
+        }
+    }
+    out
+}
+
+fn key(t: &str, a: &str, d: &str) -> (String, String, String) {
+    (t.into(), a.into(), d.into())
+}
+
+#[test]
+fn weeks_of_deadlines_fire_once_each_across_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(monday_9()));
+    let mut svc = open(dir.path(), clock.clone());
+    let neglected = new_case(&svc, "jiyang", "noise", "jiyang/yuehe/grid-01", "13900000001");
+    let ebike = new_case(&svc, "tianya", "ev-charging", "tianya/maling/grid-01", "13900000002");
+    let handled = new_case(&svc, "jiyang", "sanitation", "jiyang/yuechuan/grid-01", "13900000003");
+    for a in [CaseAction::Sign, CaseAction::Start] {
+        svc.act(&handled, &a, "grid", None).unwrap();
+    }
+    let end = monday_9() + 42 * 24 * HOUR;
+    let restart_at = monday_9() + 10 * 24 * HOUR;
+    let mut restarted = false;
+    let mut fired = 0;
+    while clock.now_ms() < end {
+        clock.advance(HOUR);
+        if !restarted && clock.now_ms() >= restart_at {
+            drop(svc);
+            svc = open(dir.path(), clock.clone());
+            restarted = true;
+        }
+        let r = timers::sweep(&svc, clock.now_ms(), 10_000, 2).unwrap();
+        fired += r.fired;
+        if clock.now_ms() == monday_9() + 5 * 24 * HOUR {
+            svc.act(&handled, &CaseAction::Reply("cleaned".into()), "grid", None).unwrap();
+        }
+    }
+    assert!(restarted && fired > 0);
+
+    let n = escalations(&svc, &neglected);
+    let expected = [
+        (key("SignOff", "remind", "jiyang/yuehe/grid-01"), 1),
+        (key("SignOff", "move-to", "jiyang/yuehe"), 1),
+        (key("SignOff", "remind", "jiyang/yuehe"), 1),
+        (key("SignOff", "move-to", "jiyang"), 1),
+        (key("SignOff", "remind", "jiyang"), 1),
+        (key("FirstContact", "remind", "jiyang/yuehe/grid-01"), 1),
+        (key("Warning", "remind", "jiyang"), 1),
+        (key("Resolution", "supervise", "jiyang"), 1),
+        (key("Overdue", "public-notice", "notice"), 1),
+        (key("Overdue", "move-to", "sanya"), 1),
+        (key("SignOff", "remind", "sanya"), 1),
+    ];
+    for (k, count) in &expected {
+        assert_eq!(n.get(k), Some(count), "{k:?} in {n:#?}");
+    }
+    assert_eq!(n.values().sum::<usize>(), expected.iter().map(|(_, c)| c).sum::<usize>(), "nothing else, nothing twice: {n:#?}");
+    let c = svc.case(&neglected).unwrap();
+    assert_eq!((c.handler.as_deref(), c.supervised_by.as_deref(), c.escalation_level), (Some("sanya"), Some("jiyang"), 3));
+    assert!(c.timers.is_empty(), "every timer fired: {:?}", c.timers);
+
+    // Tianya: a missed e-bike sign-off goes straight to the desk; resolution in 1 working day.
+    let e = escalations(&svc, &ebike);
+    assert_eq!(e.get(&key("SignOff", "move-to", "tianya")), Some(&1), "{e:#?}");
+    assert_eq!(e.get(&key("Resolution", "supervise", "tianya")), Some(&1), "{e:#?}");
+    assert_eq!(e.get(&key("Overdue", "move-to", "sanya")), Some(&1), "{e:#?}");
+    assert!(e.values().all(|n| *n == 1), "nothing twice: {e:#?}");
+    assert_eq!(svc.case(&ebike).unwrap().handler.as_deref(), Some("sanya"));
+
+    // The handled case was signed, started and replied: nothing to escalate but its warning? No:
+    // replying stops its timers before the warning point.
+    assert!(escalations(&svc, &handled).is_empty(), "{:#?}", escalations(&svc, &handled));
+    assert_eq!(svc.case(&handled).unwrap().status, CaseStatus::Replied);
+}
+
+#[test]
+fn a_sweep_interrupted_after_deciding_fires_again_but_applies_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(monday_9()));
+    let svc = open(dir.path(), clock.clone());
+    let id = new_case(&svc, "jiyang", "noise", "jiyang/yuehe/grid-01", "13900000009");
+    clock.set(monday_9() + 2 * 24 * HOUR);
+    // Two sweeps racing over the same due timers: each timer is consumed by exactly one.
+    let (a, b) = std::thread::scope(|s| {
+        let h1 = s.spawn(|| timers::sweep(&svc, clock.now_ms(), 100, 1).unwrap());
+        let h2 = s.spawn(|| timers::sweep(&svc, clock.now_ms(), 100, 1).unwrap());
+        (h1.join().unwrap(), h2.join().unwrap())
+    });
+    assert_eq!(a.fired + b.fired, 2, "sign-off and first contact, once each: {a:?} {b:?}");
+    let n = escalations(&svc, &id);
+    assert_eq!(n.get(&key("SignOff", "remind", "jiyang/yuehe/grid-01")), Some(&1), "{n:#?}");
+    assert_eq!(n.get(&key("FirstContact", "remind", "jiyang/yuehe/grid-01")), Some(&1), "{n:#?}");
+    assert_eq!(timers::sweep(&svc, clock.now_ms(), 100, 2).unwrap().fired, 0);
+}
+
+#[test]
+fn a_failing_escalation_plugin_falls_back_to_the_city_default() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(monday_9()));
+    let svc = open(dir.path(), clock.clone());
+    let (rec, _) = svc
+        .registry
+        .deploy("tianya", civic_host::runtime::Hook::Escalation, "bad", &fixture(fixtures::FX_HOSTILE), Default::default(), "panic", "test", monday_9())
+        .unwrap();
+    svc.registry.activate("tianya", civic_host::runtime::Hook::Escalation, &rec.version, "test", monday_9()).unwrap();
+    let id = new_case(&svc, "tianya", "sanitation", "tianya/xidao/grid-01", "13900000010");
+    clock.set(monday_9() + 2 * 24 * HOUR);
+    let r = timers::sweep(&svc, clock.now_ms(), 100, 1).unwrap();
+    assert_eq!((r.fired, r.plugin_failures), (2, 2));
+    let h = svc.store.history(&id).unwrap();
+    let failures: Vec<_> = h.iter().filter_map(|e| match &e.what {
+        EventBody::RuleFailure { hook, fallback, .. } => Some((hook.clone(), fallback.clone())),
+        _ => None,
+    }).collect();
+    assert_eq!(failures, vec![("escalation".to_string(), "city-default".to_string()); 2]);
+    let n = escalations(&svc, &id);
+    assert_eq!(n.get(&key("SignOff", "move-to", "tianya/xidao")), Some(&1), "the city default decided: {n:#?}");
+}
+
+#[test]
+fn the_third_case_from_one_caller_is_flagged_and_supervised_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(monday_9()));
+    let svc = open(dir.path(), clock.clone());
+    let ids: Vec<String> = (0..3)
+        .map(|i| {
+            clock.advance(HOUR * i);
+            new_case(&svc, "yucai", "noise", "yucai/qingfa/grid-01", "13700000000")
+        })
+        .collect();
+    let other = new_case(&svc, "yucai", "sanitation", "yucai/qingfa/grid-01", "13700000000");
+    let third = svc.case(&ids[2]).unwrap();
+    assert!(third.flags.names().contains(&"repeat"));
+    assert!(!svc.case(&ids[1]).unwrap().flags.names().contains(&"repeat"));
+    assert!(!svc.case(&other).unwrap().flags.names().contains(&"repeat"), "another category is not a repeat");
+    let r = timers::sweep(&svc, clock.now_ms(), 100, 1).unwrap();
+    assert_eq!(r.fired, 1, "only the repeat timer is due now");
+    let third = svc.case(&ids[2]).unwrap();
+    assert_eq!(third.supervised_by.as_deref(), Some("yucai"));
+    assert_eq!(third.marks, ["repeat"]);
+}
+
+#[test]
+fn pauses_and_extensions_move_deadlines() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(monday_9()));
+    let svc = open(dir.path(), clock.clone());
+    let id = new_case(&svc, "jiyang", "noise", "jiyang/yuehe/grid-01", "13900000020");
+    svc.act(&id, &CaseAction::Sign, "grid", None).unwrap();
+    let before = svc.case(&id).unwrap().deadlines.resolution.unwrap();
+    svc.act(&id, &CaseAction::Pause("waiting for the citizen's photos".into()), "grid", None).unwrap();
+    assert!(svc.case(&id).unwrap().timers.is_empty(), "a paused case burns no time");
+    clock.advance(2 * 24 * HOUR); // Monday → Wednesday: two working days
+    let c = svc.act(&id, &CaseAction::Resume, "grid", None).unwrap();
+    let cal = Calendar::bundled();
+    assert_eq!(cal.working_days_between(before, c.deadlines.resolution.unwrap()), 2);
+    assert!(c.timers.iter().all(|t| t.due_at > clock.now_ms()));
+    svc.act(&id, &CaseAction::RequestExtension(3, "parts".into()), "grid", None).unwrap();
+    let c = svc.act(&id, &CaseAction::ApproveExtension, "desk", None).unwrap();
+    assert_eq!(cal.working_days_between(before, c.deadlines.resolution.unwrap()), 5);
+}

@@ -197,3 +197,47 @@ fn pauses_and_extensions_move_deadlines() {
     let c = svc.act(&id, &CaseAction::ApproveExtension, "desk", None).unwrap();
     assert_eq!(cal.working_days_between(before, c.deadlines.resolution.unwrap()), 5);
 }
+
+#[tokio::test]
+async fn dispatcher_views_show_yellow_and_red_lights() {
+    use tower::ServiceExt;
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(monday_9()));
+    let svc = Arc::new(open(dir.path(), clock.clone()));
+    let token = std::fs::read_to_string(dir.path().join("admin-token")).unwrap().trim().to_owned();
+    let late = new_case(&svc, "yucai", "environment-pollution", "yucai/qingfa/grid-01", "13600000001");
+    clock.advance(4 * 24 * HOUR);
+    let fresh = new_case(&svc, "yucai", "noise", "yucai/qingfa/grid-02", "13600000002");
+    let app = civic_host::api::app(svc.clone(), Default::default());
+    let get = |path: String, token: String| {
+        let app = app.clone();
+        async move {
+            let req = axum::http::Request::get(path).header("authorization", format!("Bearer {token}")).body(axum::body::Body::empty()).unwrap();
+            let resp = app.oneshot(req).await.unwrap();
+            let status = resp.status().as_u16();
+            let body = http_body_util::BodyExt::collect(resp.into_body()).await.unwrap().to_bytes();
+            (status, serde_json::from_slice::<serde_json::Value>(&body).unwrap_or_default())
+        }
+    };
+    // Friday: the pollution case (5 working days, warning at half) is past its warning point.
+    let (status, w) = get("/v1/districts/yucai/warnings".into(), token.clone()).await;
+    assert_eq!(status, 200);
+    let lights: Vec<(String, String)> = w["cases"].as_array().unwrap().iter().map(|c| (c["id"].as_str().unwrap().into(), c["light"].as_str().unwrap().into())).collect();
+    assert_eq!(lights, [(late.clone(), "yellow".to_string())]);
+    assert!(get("/v1/districts/yucai/overdue".into(), token.clone()).await.1["cases"].as_array().unwrap().is_empty());
+    clock.advance(11 * 24 * HOUR);
+    let (_, o) = get("/v1/districts/yucai/overdue".into(), token.clone()).await;
+    let red: Vec<&str> = o["cases"].as_array().unwrap().iter().map(|c| c["id"].as_str().unwrap()).collect();
+    assert_eq!(red, [late.as_str()]);
+    assert!(o["cases"][0]["working_days_overdue"].as_u64().unwrap() >= 1);
+    let (_, w) = get("/v1/districts/yucai/warnings".into(), token.clone()).await;
+    assert!(w["cases"].as_array().unwrap().iter().any(|c| c["id"] == fresh.as_str() && c["light"] == "yellow"), "{w}");
+    // Access control like every other route.
+    let (t, _) = {
+        let new = civic_host::auth::NewToken { name: "d".into(), role: civic_host::auth::Role::Dispatcher, district: Some("jiyang".into()), unit: None };
+        let (_, secret) = civic_host::auth::issue(&svc.store, None, &new, 0).unwrap();
+        (secret, ())
+    };
+    assert_eq!(get("/v1/districts/yucai/overdue".into(), t.clone()).await.0, 404);
+    assert_eq!(get("/v1/districts/jiyang/overdue".into(), t).await.0, 200);
+}

@@ -20,16 +20,28 @@ fn case(id: String, due: i64) -> Change {
     c.caller_key = "k".into();
     c.status = CaseStatus::Dispatched;
     c.handler = Some("jiyang/yuehe/grid-01".into());
-    c.deadlines = Deadlines { sign_off: Some(due), ..Deadlines::default() };
-    c.timers = vec![PendingTimer { kind: TimerKind::SignOff, due_at: due }];
-    Change { case: c, events: vec![] }
+    c.deadlines = Deadlines {
+        sign_off: Some(due),
+        ..Deadlines::default()
+    };
+    c.timers = vec![PendingTimer {
+        kind: TimerKind::SignOff,
+        due_at: due,
+    }];
+    Change {
+        case: c,
+        events: vec![],
+    }
 }
 
 fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
-    let total: usize = std::env::var("SWEEP_CASES").ok().and_then(|s| s.parse().ok()).unwrap_or(1_000_000);
+    let total: usize = std::env::var("SWEEP_CASES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1_000_000);
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(ManualClock::new(T0));
     {
@@ -44,19 +56,32 @@ fn main() {
                 s.spawn(move || {
                     for i in (w..total).step_by(2) {
                         // 1 in 1,000 is due in an hour; the rest in a year.
-                        let due = if i % 1000 == 0 { T0 + HOUR } else { T0 + 365 * 24 * HOUR };
-                        svc.store.create_case(case(format!("c-{:010}", i + 1), due)).unwrap();
+                        let due = if i % 1000 == 0 {
+                            T0 + HOUR
+                        } else {
+                            T0 + 365 * 24 * HOUR
+                        };
+                        svc.store
+                            .create_case(case(format!("c-{:010}", i + 1), due))
+                            .unwrap();
                     }
                 });
             }
         });
         svc.store.sync().unwrap();
-        println!("loaded {total} open cases in {:.1} s", t.elapsed().as_secs_f64());
+        println!(
+            "loaded {total} open cases in {:.1} s",
+            t.elapsed().as_secs_f64()
+        );
     }
     let svc = Service::open(&ServiceConfig::new(dir.path()), clock.clone()).unwrap();
     let t = Instant::now();
     let empty = timers::sweep(&svc, T0, 10_000, 2).unwrap();
-    println!("sweep with 0 due timers: {:.3} ms ({} fired)", t.elapsed().as_secs_f64() * 1000.0, empty.fired);
+    println!(
+        "sweep with 0 due timers: {:.3} ms ({} fired)",
+        t.elapsed().as_secs_f64() * 1000.0,
+        empty.fired
+    );
     clock.set(T0 + 2 * HOUR);
     let t = Instant::now();
     let r = timers::sweep(&svc, clock.now_ms(), 10_000, 2).unwrap();

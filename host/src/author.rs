@@ -116,56 +116,113 @@ pub struct EnvArgs {
 pub fn run(cmd: PluginCommand) -> anyhow::Result<()> {
     match cmd {
         PluginCommand::New { name, dir } => scaffold(&name, &dir),
-        PluginCommand::Build { manifest_path, out, target_dir } => build(&manifest_path, out, target_dir),
-        PluginCommand::Run { plugin, hook, case, env } => run_one(&plugin, hook, &case, &env),
-        PluginCommand::Test { plugin, fixtures, env } => test(&plugin, &fixtures, &env),
-        PluginCommand::Deploy { plugin, server, token, district, hook, name, activate } => {
-            deploy(&plugin, &server, &token, &district, hook, name, activate)
-        }
+        PluginCommand::Build {
+            manifest_path,
+            out,
+            target_dir,
+        } => build(&manifest_path, out, target_dir),
+        PluginCommand::Run {
+            plugin,
+            hook,
+            case,
+            env,
+        } => run_one(&plugin, hook, &case, &env),
+        PluginCommand::Test {
+            plugin,
+            fixtures,
+            env,
+        } => test(&plugin, &fixtures, &env),
+        PluginCommand::Deploy {
+            plugin,
+            server,
+            token,
+            district,
+            hook,
+            name,
+            activate,
+        } => deploy(&plugin, &server, &token, &district, hook, name, activate),
     }
 }
 
 fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 /// Loads the component with the server's runtime and limits.
-fn load(plugin: &Path, env: &EnvArgs) -> anyhow::Result<(Runtime, Arc<crate::runtime::Plugin>, Arc<Directory>)> {
+fn load(
+    plugin: &Path,
+    env: &EnvArgs,
+) -> anyhow::Result<(Runtime, Arc<crate::runtime::Plugin>, Arc<Directory>)> {
     let bytes = std::fs::read(plugin).with_context(|| format!("reading {}", plugin.display()))?;
     let runtime = Runtime::new(RuntimeConfig::default())?;
     let d = Limits::default();
     let limits = Limits {
         fuel: env.fuel.unwrap_or(d.fuel),
-        timeout: env.timeout_ms.map(std::time::Duration::from_millis).unwrap_or(d.timeout),
+        timeout: env
+            .timeout_ms
+            .map(std::time::Duration::from_millis)
+            .unwrap_or(d.timeout),
         memory_bytes: env.memory_bytes.unwrap_or(d.memory_bytes),
     };
-    let name = plugin.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "plugin".into());
+    let name = plugin
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "plugin".into());
     let loaded = runtime.load(&name, &bytes, limits, env.config.as_deref().unwrap_or("{}"))?;
     let read = |p: &Option<PathBuf>, default: &str| -> anyhow::Result<String> {
         match p {
-            Some(p) => std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display())),
+            Some(p) => {
+                std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))
+            }
             None => Ok(default.to_owned()),
         }
     };
-    let directory = Directory::from_json(1, &read(&env.directory, SAMPLE_DIRECTORY)?, &read(&env.categories, SAMPLE_CATEGORIES)?)?;
+    let directory = Directory::from_json(
+        1,
+        &read(&env.directory, SAMPLE_DIRECTORY)?,
+        &read(&env.categories, SAMPLE_CATEGORIES)?,
+    )?;
     Ok((runtime, loaded, Arc::new(directory)))
 }
 
 fn read_request(path: &Path) -> anyhow::Result<Request> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let v: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let v: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))?;
     if v.get("case").is_some() {
-        Ok(serde_json::from_value(v).with_context(|| format!("{} is not a dry-run request", path.display()))?)
+        Ok(serde_json::from_value(v)
+            .with_context(|| format!("{} is not a dry-run request", path.display()))?)
     } else {
-        let case: NewCase = serde_json::from_value(v).with_context(|| format!("{} is not a case", path.display()))?;
-        Ok(Request { case, now: None, eligibility: None, handler: None, timer: None, returned_by: vec![] })
+        let case: NewCase = serde_json::from_value(v)
+            .with_context(|| format!("{} is not a case", path.display()))?;
+        Ok(Request {
+            case,
+            now: None,
+            eligibility: None,
+            handler: None,
+            timer: None,
+            returned_by: vec![],
+        })
     }
 }
 
 fn run_one(plugin: &Path, hook: Hook, case: &Path, env: &EnvArgs) -> anyhow::Result<()> {
     let (runtime, loaded, dir) = load(plugin, env)?;
     let req = read_request(case)?;
-    let out = dryrun::evaluate(&runtime, &dir, &loaded, Some(&loaded), hook, &req, now_ms(), "cli")?;
+    let out = dryrun::evaluate(
+        &runtime,
+        &dir,
+        &loaded,
+        Some(&loaded),
+        hook,
+        &req,
+        now_ms(),
+        "cli",
+    )?;
     println!("plugin:   {}", out.plugin);
     println!("hook:     {}", hook.as_str());
     if let Some(f) = &out.failure {
@@ -191,14 +248,31 @@ fn run_one(plugin: &Path, hook: Hook, case: &Path, env: &EnvArgs) -> anyhow::Res
 }
 
 /// Runs every fixture in `fixtures` against `plugin`; returns the number of failures.
-pub fn run_fixtures(plugin: &Path, fixtures: &Path, env: &EnvArgs, out: &mut impl std::io::Write) -> anyhow::Result<usize> {
+pub fn run_fixtures(
+    plugin: &Path,
+    fixtures: &Path,
+    env: &EnvArgs,
+    out: &mut impl std::io::Write,
+) -> anyhow::Result<usize> {
     let (runtime, loaded, dir) = load(plugin, env)?;
     let list = golden::load_dir(fixtures).map_err(anyhow::Error::msg)?;
     let mut failed = 0;
     for (path, f) in &list {
-        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let outcome = dryrun::evaluate(&runtime, &dir, &loaded, Some(&loaded), f.hook, &f.request, f.request.now.unwrap_or(1_796_000_400_000), "cli")
-            .with_context(|| format!("fixture {name}"))?;
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let outcome = dryrun::evaluate(
+            &runtime,
+            &dir,
+            &loaded,
+            Some(&loaded),
+            f.hook,
+            &f.request,
+            f.request.now.unwrap_or(1_796_000_400_000),
+            "cli",
+        )
+        .with_context(|| format!("fixture {name}"))?;
         let mismatches = golden::check(f, &outcome);
         if mismatches.is_empty() {
             writeln!(out, "ok    {name} ({} fuel)", outcome.fuel_used)?;
@@ -223,12 +297,18 @@ fn test(plugin: &Path, fixtures: &Path, env: &EnvArgs) -> anyhow::Result<()> {
 }
 
 fn build(manifest: &Path, out: Option<PathBuf>, target_dir: Option<PathBuf>) -> anyhow::Result<()> {
-    let manifest = manifest.canonicalize().with_context(|| format!("{} not found", manifest.display()))?;
+    let manifest = manifest
+        .canonicalize()
+        .with_context(|| format!("{} not found", manifest.display()))?;
     let root = manifest.parent().context("the manifest has no folder")?;
     let text = std::fs::read_to_string(&manifest)?;
     let name = text
         .lines()
-        .find_map(|l| l.trim().strip_prefix("name = \"").and_then(|r| r.strip_suffix('"')))
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("name = \"")
+                .and_then(|r| r.strip_suffix('"'))
+        })
         .context("the manifest has no package name")?
         .to_owned();
     let built = civic_guest_build::build(&civic_guest_build::Request {
@@ -238,26 +318,60 @@ fn build(manifest: &Path, out: Option<PathBuf>, target_dir: Option<PathBuf>) -> 
         layout: civic_guest_build::Layout::default(),
     })?;
     let out = out.unwrap_or_else(|| root.join(format!("{name}.wasm")));
-    std::fs::write(&out, &built[0].component).with_context(|| format!("writing {}", out.display()))?;
+    std::fs::write(&out, &built[0].component)
+        .with_context(|| format!("writing {}", out.display()))?;
     // Check it the way the server will.
     let runtime = Runtime::new(RuntimeConfig::default())?;
     let loaded = runtime.load(&name, &built[0].component, Limits::default(), "{}")?;
-    println!("built {} ({} bytes, version {})", out.display(), built[0].component.len(), loaded.id().version);
+    println!(
+        "built {} ({} bytes, version {})",
+        out.display(),
+        built[0].component.len(),
+        loaded.id().version
+    );
     Ok(())
 }
 
-fn deploy(plugin: &Path, server: &str, token: &str, district: &str, hook: Hook, name: Option<String>, activate: bool) -> anyhow::Result<()> {
+fn deploy(
+    plugin: &Path,
+    server: &str,
+    token: &str,
+    district: &str,
+    hook: Hook,
+    name: Option<String>,
+    activate: bool,
+) -> anyhow::Result<()> {
     let bytes = std::fs::read(plugin).with_context(|| format!("reading {}", plugin.display()))?;
-    let name = name.unwrap_or_else(|| plugin.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default());
-    let path = format!("/v1/districts/{district}/plugins/{}?name={}", hook.as_str(), encode(&name));
+    let name = name.unwrap_or_else(|| {
+        plugin
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    });
+    let path = format!(
+        "/v1/districts/{district}/plugins/{}?name={}",
+        hook.as_str(),
+        encode(&name)
+    );
     let (status, body) = http(server, "PUT", &path, token, "application/wasm", &bytes)?;
     if !(200..300).contains(&status) {
         bail!("upload refused ({status}): {}", message(&body));
     }
     let version = body["version"].as_str().unwrap_or_default().to_owned();
-    println!("{} version {version} for {district}/{}", if status == 201 { "deployed" } else { "already deployed:" }, hook.as_str());
+    println!(
+        "{} version {version} for {district}/{}",
+        if status == 201 {
+            "deployed"
+        } else {
+            "already deployed:"
+        },
+        hook.as_str()
+    );
     if activate {
-        let path = format!("/v1/districts/{district}/plugins/{}/versions/{version}/activate", hook.as_str());
+        let path = format!(
+            "/v1/districts/{district}/plugins/{}/versions/{version}/activate",
+            hook.as_str()
+        );
         let (status, body) = http(server, "POST", &path, token, "application/json", b"{}")?;
         if status != 200 {
             bail!("activation refused ({status}): {}", message(&body));
@@ -267,21 +381,81 @@ fn deploy(plugin: &Path, server: &str, token: &str, district: &str, hook: Hook, 
     Ok(())
 }
 
+/// `civic replay`: asks the server to replay a case's decisions and prints the verdicts.
+pub fn replay(case: &str, server: &str, token: &str) -> anyhow::Result<()> {
+    let (status, body) = http(
+        server,
+        "GET",
+        &format!("/v1/cases/{}/replay", encode(case)),
+        token,
+        "application/json",
+        b"",
+    )?;
+    if status != 200 {
+        bail!("replay refused ({status}): {}", message(&body));
+    }
+    for d in body["decisions"].as_array().into_iter().flatten() {
+        let verdict = if d["identical"] == true {
+            "identical".to_string()
+        } else {
+            format!("DIFFERENT at {}", d["differences"])
+        };
+        println!(
+            "#{:<3} {:<11} {} @{} dir v{}: {verdict}",
+            d["seq"],
+            d["hook"].as_str().unwrap_or(""),
+            d["plugin"].as_str().unwrap_or(""),
+            &d["version"].as_str().unwrap_or("")
+                [..12.min(d["version"].as_str().unwrap_or("").len())],
+            d["directory_version"]
+        );
+        if d["identical"] != true {
+            println!("     recorded: {}", d["recorded"]);
+            println!("     replayed: {}", d["replayed"]);
+        }
+    }
+    if body["identical"] != true {
+        bail!("case {case}: some decisions replay differently");
+    }
+    println!("case {case}: every decision replays identically");
+    Ok(())
+}
+
 fn message(body: &serde_json::Value) -> String {
-    body["error"]["message"].as_str().map(str::to_owned).unwrap_or_else(|| body.to_string())
+    body["error"]["message"]
+        .as_str()
+        .map(str::to_owned)
+        .unwrap_or_else(|| body.to_string())
 }
 
 fn encode(s: &str) -> String {
     s.bytes()
-        .map(|b| if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
         .collect()
 }
 
 /// A small HTTP/1.1 client for `http://` servers (TLS belongs to a proxy in front).
-fn http(server: &str, method: &str, path: &str, token: &str, content_type: &str, body: &[u8]) -> anyhow::Result<(u16, serde_json::Value)> {
+fn http(
+    server: &str,
+    method: &str,
+    path: &str,
+    token: &str,
+    content_type: &str,
+    body: &[u8],
+) -> anyhow::Result<(u16, serde_json::Value)> {
     use std::io::{Read, Write};
-    let host = server.strip_prefix("http://").context("the server must be an http:// address")?.trim_end_matches('/');
-    let mut stream = std::net::TcpStream::connect(host).with_context(|| format!("connecting to {host}"))?;
+    let host = server
+        .strip_prefix("http://")
+        .context("the server must be an http:// address")?
+        .trim_end_matches('/');
+    let mut stream =
+        std::net::TcpStream::connect(host).with_context(|| format!("connecting to {host}"))?;
     stream.set_read_timeout(Some(std::time::Duration::from_secs(120)))?;
     write!(
         stream,
@@ -292,37 +466,73 @@ fn http(server: &str, method: &str, path: &str, token: &str, content_type: &str,
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw)?;
     let text = String::from_utf8_lossy(&raw);
-    let status: u16 = text.get(9..12).and_then(|s| s.parse().ok()).context("not an HTTP response")?;
+    let status: u16 = text
+        .get(9..12)
+        .and_then(|s| s.parse().ok())
+        .context("not an HTTP response")?;
     let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
-    Ok((status, serde_json::from_str(body).unwrap_or(serde_json::Value::Null)))
+    Ok((
+        status,
+        serde_json::from_str(body).unwrap_or(serde_json::Value::Null),
+    ))
 }
 
 fn scaffold(name: &str, dir: &Path) -> anyhow::Result<()> {
-    let valid = !name.is_empty() && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') && name.as_bytes()[0].is_ascii_lowercase();
+    let valid = !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && name.as_bytes()[0].is_ascii_lowercase();
     if !valid {
-        bail!("`{name}` is not a crate name: use lowercase letters, digits and '-', starting with a letter");
+        bail!(
+            "`{name}` is not a crate name: use lowercase letters, digits and '-', starting with a letter"
+        );
     }
     let root = dir.join(name);
     if root.exists() {
-        bail!("{} already exists; choose another name or folder", root.display());
+        bail!(
+            "{} already exists; choose another name or folder",
+            root.display()
+        );
     }
     let sdk = Path::new(env!("CARGO_MANIFEST_DIR")).join("../sdk");
     let sdk = sdk.canonicalize().unwrap_or(sdk);
-    let ident = name.split('-').map(|w| { let mut c = w.chars(); c.next().map(|f| f.to_ascii_uppercase().to_string() + c.as_str()).unwrap_or_default() }).collect::<String>();
+    let ident = name
+        .split('-')
+        .map(|w| {
+            let mut c = w.chars();
+            c.next()
+                .map(|f| f.to_ascii_uppercase().to_string() + c.as_str())
+                .unwrap_or_default()
+        })
+        .collect::<String>();
     std::fs::create_dir_all(root.join("src"))?;
     std::fs::create_dir_all(root.join("fixtures"))?;
     let files = [
         ("Cargo.toml", include_str!("../scaffold/Cargo.toml.tmpl")),
-        ("rust-toolchain.toml", include_str!("../../rust-toolchain.toml")),
+        (
+            "rust-toolchain.toml",
+            include_str!("../../rust-toolchain.toml"),
+        ),
         ("src/lib.rs", include_str!("../scaffold/lib.rs.tmpl")),
-        ("fixtures/noise-goes-to-its-grid.json", include_str!("../scaffold/fixture.json.tmpl")),
+        (
+            "fixtures/noise-goes-to-its-grid.json",
+            include_str!("../scaffold/fixture.json.tmpl"),
+        ),
         ("README.md", include_str!("../scaffold/README.md.tmpl")),
         (".gitignore", "/target\n*.wasm\n"),
     ];
     for (file, template) in files {
-        let text = template.replace("{{name}}", name).replace("{{Ident}}", &ident).replace("{{sdk}}", &sdk.display().to_string());
+        let text = template
+            .replace("{{name}}", name)
+            .replace("{{Ident}}", &ident)
+            .replace("{{sdk}}", &sdk.display().to_string());
         std::fs::write(root.join(file), text)?;
     }
-    println!("created {}: `cargo test` runs its rules natively; `civic plugin build --manifest-path {}/Cargo.toml` builds it", root.display(), root.display());
+    println!(
+        "created {}: `cargo test` runs its rules natively; `civic plugin build --manifest-path {}/Cargo.toml` builds it",
+        root.display(),
+        root.display()
+    );
     Ok(())
 }

@@ -24,6 +24,17 @@ pub use crate::author::PluginCommand;
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Re-run a case's recorded decisions on a server and report whether each is identical.
+    Replay {
+        /// The case id.
+        case: String,
+        /// The server, `http://host:port`.
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        server: String,
+        /// A token that may read the case.
+        #[arg(long, env = "CIVIC_TOKEN", hide_env_values = true)]
+        token: String,
+    },
     /// Tools for plug-in authors: scaffold, build, run, test, deploy.
     #[command(subcommand)]
     Plugin(PluginCommand),
@@ -50,6 +61,11 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve { data, listen } => serve(data, listen),
         Command::Plugin(cmd) => crate::author::run(cmd),
+        Command::Replay {
+            case,
+            server,
+            token,
+        } => crate::author::replay(&case, &server, &token),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -80,7 +80,12 @@ pub struct Failure {
     pub detail: crate::runtime::PluginFailure,
 }
 
-fn done<T: Serialize>(plugin: &Plugin, hook: Hook, e: Evaluation<T>, reasons: impl Fn(&T) -> Vec<String>) -> Outcome {
+fn done<T: Serialize>(
+    plugin: &Plugin,
+    hook: Hook,
+    e: Evaluation<T>,
+    reasons: impl Fn(&T) -> Vec<String>,
+) -> Outcome {
     Outcome {
         plugin: plugin.id().clone(),
         hook,
@@ -106,7 +111,14 @@ pub fn evaluate(
     actor: &str,
 ) -> Result<Outcome, ServiceError> {
     let now = req.now.unwrap_or(default_now);
-    let mut case = intake::validate(directory, &req.case, "dry-run".into(), "k-dry-run".into(), actor, now)?;
+    let mut case = intake::validate(
+        directory,
+        &req.case,
+        "dry-run".into(),
+        "k-dry-run".into(),
+        actor,
+        now,
+    )?;
     case.handler = req.handler.clone();
     case.returned_by = req.returned_by.clone();
     let recent = Vec::new();
@@ -115,23 +127,54 @@ pub fn evaluate(
             Some(e) => Some(e),
             None => eligibility_plugin.and_then(|p| {
                 let wc = case.to_wit();
-                let e = runtime.eligibility(p, &Input { case: &wc, now, recent_cases: &recent, directory }).ok()?.output?;
+                let e = runtime
+                    .eligibility(
+                        p,
+                        &Input {
+                            case: &wc,
+                            now,
+                            recent_cases: &recent,
+                            directory,
+                        },
+                    )
+                    .ok()?
+                    .output?;
                 Some(EligibilityOutcome {
                     grid_admissible: e.grid_admissible,
-                    mediation: e.mediation.map(|m| Mediation { track: mediation_track_name(m.track).into(), unit: m.unit }),
+                    mediation: e.mediation.map(|m| Mediation {
+                        track: mediation_track_name(m.track).into(),
+                        unit: m.unit,
+                    }),
                 })
             }),
         };
     }
     let wc = case.to_wit();
-    let input = Input { case: &wc, now, recent_cases: &recent, directory };
+    let input = Input {
+        case: &wc,
+        now,
+        recent_cases: &recent,
+        directory,
+    };
     let result = match hook {
-        Hook::Eligibility => runtime.eligibility(plugin, &input).map(|e| done(plugin, hook, e, |o| o.reasons.clone())),
-        Hook::Routing => runtime.routing(plugin, &input).map(|e| done(plugin, hook, e, |o| o.reasons.clone())),
+        Hook::Eligibility => runtime
+            .eligibility(plugin, &input)
+            .map(|e| done(plugin, hook, e, |o| o.reasons.clone())),
+        Hook::Routing => runtime
+            .routing(plugin, &input)
+            .map(|e| done(plugin, hook, e, |o| o.reasons.clone())),
         Hook::Escalation => {
-            let t = req.timer.as_ref().ok_or_else(|| ServiceError::Invalid("an escalation dry run needs a `timer`".into()))?;
-            let timer = wit::Timer { kind: t.kind.into(), due_at: t.due_at, working_days_overdue: t.working_days_overdue };
-            runtime.escalation(plugin, &input, &timer).map(|e| done(plugin, hook, e, |o| o.reasons.clone()))
+            let t = req.timer.as_ref().ok_or_else(|| {
+                ServiceError::Invalid("an escalation dry run needs a `timer`".into())
+            })?;
+            let timer = wit::Timer {
+                kind: t.kind.into(),
+                due_at: t.due_at,
+                working_days_overdue: t.working_days_overdue,
+            };
+            runtime
+                .escalation(plugin, &input, &timer)
+                .map(|e| done(plugin, hook, e, |o| o.reasons.clone()))
         }
     };
     Ok(result.unwrap_or_else(|e| Outcome {
@@ -142,6 +185,10 @@ pub fn evaluate(
         fuel_used: e.fuel_used,
         duration_us: e.duration.as_micros() as u64,
         log: None,
-        failure: Some(Failure { code: e.failure.code().into(), message: e.to_string(), detail: e.failure }),
+        failure: Some(Failure {
+            code: e.failure.code().into(),
+            message: e.to_string(),
+            detail: e.failure,
+        }),
     }))
 }

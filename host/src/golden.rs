@@ -45,7 +45,11 @@ pub struct Mismatch {
 
 impl std::fmt::Display for Mismatch {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "at {}: expected {}, got {}", self.at, self.expected, self.actual)
+        write!(
+            f,
+            "at {}: expected {}, got {}",
+            self.at, self.expected, self.actual
+        )
     }
 }
 
@@ -64,7 +68,8 @@ pub fn load_dir(dir: &Path) -> Result<Vec<(PathBuf, Fixture)>, String> {
         .into_iter()
         .map(|p| {
             let text = std::fs::read_to_string(&p).map_err(|e| format!("{}: {e}", p.display()))?;
-            let f: Fixture = serde_json::from_str(&text).map_err(|e| format!("{}: {e}", p.display()))?;
+            let f: Fixture =
+                serde_json::from_str(&text).map_err(|e| format!("{}: {e}", p.display()))?;
             Ok((p, f))
         })
         .collect()
@@ -74,10 +79,19 @@ fn subset(at: &str, expected: &Value, actual: &Value, out: &mut Vec<Mismatch>) {
     match (expected, actual) {
         (Value::Object(e), Value::Object(a)) => {
             for (k, ev) in e {
-                subset(&format!("{at}.{k}"), ev, a.get(k).unwrap_or(&Value::Null), out);
+                subset(
+                    &format!("{at}.{k}"),
+                    ev,
+                    a.get(k).unwrap_or(&Value::Null),
+                    out,
+                );
             }
         }
-        _ if expected != actual => out.push(Mismatch { at: if at.is_empty() { ".".into() } else { at.into() }, expected: expected.clone(), actual: actual.clone() }),
+        _ if expected != actual => out.push(Mismatch {
+            at: if at.is_empty() { ".".into() } else { at.into() },
+            expected: expected.clone(),
+            actual: actual.clone(),
+        }),
         _ => {}
     }
 }
@@ -90,13 +104,30 @@ pub fn check(f: &Fixture, o: &Outcome) -> Vec<Mismatch> {
         (Some(code), _) => out.push(Mismatch {
             at: "failure".into(),
             expected: Value::String(code.clone()),
-            actual: o.failure.as_ref().map(|x| Value::String(x.message.clone())).unwrap_or(Value::Null),
+            actual: o
+                .failure
+                .as_ref()
+                .map(|x| Value::String(x.message.clone()))
+                .unwrap_or(Value::Null),
         }),
-        (None, Some(fail)) => out.push(Mismatch { at: "failure".into(), expected: Value::Null, actual: Value::String(fail.message.clone()) }),
-        (None, None) => subset("", f.expect.as_ref().unwrap_or(&Value::Null), &o.decision, &mut out),
+        (None, Some(fail)) => out.push(Mismatch {
+            at: "failure".into(),
+            expected: Value::Null,
+            actual: Value::String(fail.message.clone()),
+        }),
+        (None, None) => subset(
+            "",
+            f.expect.as_ref().unwrap_or(&Value::Null),
+            &o.decision,
+            &mut out,
+        ),
     }
     if o.fuel_used > f.max_fuel {
-        out.push(Mismatch { at: "fuel".into(), expected: format!("at most {}", f.max_fuel).into(), actual: o.fuel_used.into() });
+        out.push(Mismatch {
+            at: "fuel".into(),
+            expected: format!("at most {}", f.max_fuel).into(),
+            actual: o.fuel_used.into(),
+        });
     }
     out
 }

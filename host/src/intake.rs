@@ -406,7 +406,10 @@ fn take_in(svc: &Service, new: &NewCase, actor: &str) -> Result<(Case, Events), 
     }
     if case.flags.contains(wit::CaseFlags::REPEAT) {
         // Handed to escalation at once: the sweep fires a timer that is already due.
-        case.timers.push(crate::model::PendingTimer { kind: crate::model::TimerKind::Repeat, due_at: now });
+        case.timers.push(crate::model::PendingTimer {
+            kind: crate::model::TimerKind::Repeat,
+            due_at: now,
+        });
     }
     Ok((case, events))
 }

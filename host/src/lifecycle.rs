@@ -365,7 +365,9 @@ pub fn apply(case: &Case, action: &Action, at: Millis) -> Result<Case, Lifecycle
         }
         Action::Pause { reason } => {
             if !matches!(c.status, S::Signed | S::InProgress) || c.paused_at.is_some() {
-                return Err(err("only a signed or in-progress case that is not paused can be paused".into()));
+                return Err(err(
+                    "only a signed or in-progress case that is not paused can be paused".into(),
+                ));
             }
             text(reason, "the reason")?;
             c.paused_at = Some(at);

@@ -241,6 +241,23 @@ impl Registry {
         Ok(self.load(district, hook, version)?.plugin.clone())
     }
 
+    /// A version, by its id alone (for replaying a recorded decision), compiled and ready.
+    pub fn plugin_by_version(&self, version: &str) -> Result<Arc<Plugin>, RegistryError> {
+        let suffix = format!("/{version}");
+        let (key, bytes) = self
+            .store
+            .record_scan(VERSIONS, "")?
+            .into_iter()
+            .find(|(k, _)| k.ends_with(&suffix))
+            .ok_or_else(|| RegistryError::UnknownVersion {
+                district: "any".into(),
+                hook: "any",
+                version: version.to_owned(),
+            })?;
+        let record: VersionRecord = parse(&key, &bytes)?;
+        Ok(self.plugin(&record.district, record.hook, version)?)
+    }
+
     /// A deployed version's record.
     pub fn version(
         &self,

@@ -393,7 +393,14 @@ impl Service {
             CaseAction::Resume => {
                 let paused_at = case.paused_at.unwrap_or(now);
                 let shift = |t: Millis| self.calendar.extend_by_pause(t, paused_at, now);
-                let timers = case.paused_timers.iter().map(|t| crate::model::PendingTimer { kind: t.kind, due_at: shift(t.due_at) }).collect();
+                let timers = case
+                    .paused_timers
+                    .iter()
+                    .map(|t| crate::model::PendingTimer {
+                        kind: t.kind,
+                        due_at: shift(t.due_at),
+                    })
+                    .collect();
                 let d = &case.deadlines;
                 let deadlines = crate::model::Deadlines {
                     sign_off: d.sign_off.map(shift),

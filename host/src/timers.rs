@@ -35,10 +35,18 @@ pub struct SweepReport {
 
 /// Fires every timer due at `now` (at most `limit`), using up to `threads` threads, and
 /// makes all of it durable with one flush.
-pub fn sweep(svc: &Service, now: Millis, limit: usize, threads: usize) -> Result<SweepReport, ServiceError> {
+pub fn sweep(
+    svc: &Service,
+    now: Millis,
+    limit: usize,
+    threads: usize,
+) -> Result<SweepReport, ServiceError> {
     let due = svc.store.due_timers(now, limit)?;
     let dir = svc.directory()?;
-    let mut report = SweepReport { due: due.len(), ..SweepReport::default() };
+    let mut report = SweepReport {
+        due: due.len(),
+        ..SweepReport::default()
+    };
     let threads = threads.clamp(1, 8).min(due.len().max(1));
     let chunk = due.len().div_ceil(threads).max(1);
     let results: Vec<Result<SweepReport, ServiceError>> = std::thread::scope(|s| {
@@ -55,7 +63,10 @@ pub fn sweep(svc: &Service, now: Millis, limit: usize, threads: usize) -> Result
                 })
             })
             .collect();
-        handles.into_iter().map(|h| h.join().expect("sweep worker panicked")).collect()
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("sweep worker panicked"))
+            .collect()
     });
     for r in results {
         let r = r?;
@@ -69,9 +80,20 @@ pub fn sweep(svc: &Service, now: Millis, limit: usize, threads: usize) -> Result
 }
 
 /// Fires one timer.
-fn fire(svc: &Service, dir: &Arc<Directory>, t: &DueTimer, now: Millis, report: &mut SweepReport) -> Result<(), ServiceError> {
-    let Some(case) = svc.store.get_case(&t.case_id)? else { return Ok(()) };
-    let pending = PendingTimer { kind: t.kind, due_at: t.due_at };
+fn fire(
+    svc: &Service,
+    dir: &Arc<Directory>,
+    t: &DueTimer,
+    now: Millis,
+    report: &mut SweepReport,
+) -> Result<(), ServiceError> {
+    let Some(case) = svc.store.get_case(&t.case_id)? else {
+        return Ok(());
+    };
+    let pending = PendingTimer {
+        kind: t.kind,
+        due_at: t.due_at,
+    };
     if !case.timers.contains(&pending) {
         report.skipped += 1;
         return Ok(());
@@ -81,10 +103,34 @@ fn fire(svc: &Service, dir: &Arc<Directory>, t: &DueTimer, now: Millis, report: 
         due_at: t.due_at,
         working_days_overdue: svc.calendar.working_days_between(t.due_at, now),
     };
-    let input = RecordedInput { case: case.to_wit(), now, recent_cases: vec![], timer: Some(timer) };
-    let decided = decide::decide(&svc.registry, &svc.metrics, &case.district, Hook::Escalation, dir.version(), &input, now, true, |p| {
-        svc.runtime.escalation(p, &Input { case: &input.case, now, recent_cases: &input.recent_cases, directory: dir }, &timer)
-    });
+    let input = RecordedInput {
+        case: case.to_wit(),
+        now,
+        recent_cases: vec![],
+        timer: Some(timer),
+    };
+    let decided = decide::decide(
+        &svc.registry,
+        &svc.metrics,
+        &case.district,
+        Hook::Escalation,
+        dir.version(),
+        &input,
+        now,
+        true,
+        |p| {
+            svc.runtime.escalation(
+                p,
+                &Input {
+                    case: &input.case,
+                    now,
+                    recent_cases: &input.recent_cases,
+                    directory: dir,
+                },
+                &timer,
+            )
+        },
+    );
     if decided.failed {
         report.plugin_failures += 1;
     }
@@ -96,10 +142,16 @@ fn fire(svc: &Service, dir: &Arc<Directory>, t: &DueTimer, now: Millis, report: 
         };
         events.push((now, who, e.clone()));
     }
-    let handler = case.handler.clone().unwrap_or_else(|| case.district.clone());
+    let handler = case
+        .handler
+        .clone()
+        .unwrap_or_else(|| case.district.clone());
     let actions = match decided.decision {
         Some((d, _)) => d.actions,
-        None if decided.failed => vec![wit::Action::Remind(handler), wit::Action::Supervise(case.district.clone())],
+        None if decided.failed => vec![
+            wit::Action::Remind(handler),
+            wit::Action::Supervise(case.district.clone()),
+        ],
         None => vec![],
     };
     let cal = &svc.calendar;
@@ -114,12 +166,36 @@ fn fire(svc: &Service, dir: &Arc<Directory>, t: &DueTimer, now: Millis, report: 
         let mut evs = events.clone();
         for a in &actions {
             let (name, detail) = apply(cal, &mut c, a, now);
-            evs.push((now, "system".into(), EventBody::Escalation { timer: t.kind, action: name.into(), detail }));
+            evs.push((
+                now,
+                "system".into(),
+                EventBody::Escalation {
+                    timer: t.kind,
+                    action: name.into(),
+                    detail,
+                },
+            ));
         }
-        if decided.failed && actions.len() == 2 && !evs.iter().any(|(_, _, e)| matches!(e, EventBody::Decision(_))) {
-            evs.push((now, "system".into(), EventBody::Escalation { timer: t.kind, action: "host-fallback".into(), detail: "no escalation plug-in decided; reminded and supervised".into() }));
+        if decided.failed
+            && actions.len() == 2
+            && !evs
+                .iter()
+                .any(|(_, _, e)| matches!(e, EventBody::Decision(_)))
+        {
+            evs.push((
+                now,
+                "system".into(),
+                EventBody::Escalation {
+                    timer: t.kind,
+                    action: "host-fallback".into(),
+                    detail: "no escalation plug-in decided; reminded and supervised".into(),
+                },
+            ));
         }
-        Ok(Change { case: c, events: evs })
+        Ok(Change {
+            case: c,
+            events: evs,
+        })
     });
     match result {
         Ok(_) => {
@@ -133,7 +209,12 @@ fn fire(svc: &Service, dir: &Arc<Directory>, t: &DueTimer, now: Millis, report: 
 }
 
 /// Applies one escalation action to a case; returns the action's name and detail.
-fn apply(cal: &crate::calendar::Calendar, c: &mut Case, a: &wit::Action, now: Millis) -> (&'static str, String) {
+fn apply(
+    cal: &crate::calendar::Calendar,
+    c: &mut Case,
+    a: &wit::Action,
+    now: Millis,
+) -> (&'static str, String) {
     match a {
         wit::Action::Remind(u) => ("remind", u.clone()),
         wit::Action::Supervise(u) => {
@@ -153,10 +234,19 @@ fn apply(cal: &crate::calendar::Calendar, c: &mut Case, a: &wit::Action, now: Mi
         wit::Action::SetDeadline(d) => {
             let kind: TimerKind = d.kind.into();
             if d.due_at <= now || c.status.is_terminal() {
-                return ("set-deadline-skipped", format!("{kind:?} at {} is not in the future or the case is closed", d.due_at));
+                return (
+                    "set-deadline-skipped",
+                    format!(
+                        "{kind:?} at {} is not in the future or the case is closed",
+                        d.due_at
+                    ),
+                );
             }
             c.timers.retain(|t| t.kind != kind);
-            c.timers.push(PendingTimer { kind, due_at: d.due_at });
+            c.timers.push(PendingTimer {
+                kind,
+                due_at: d.due_at,
+            });
             match kind {
                 TimerKind::SignOff => c.deadlines.sign_off = Some(d.due_at),
                 TimerKind::FirstContact => c.deadlines.first_contact = Some(d.due_at),
@@ -167,17 +257,35 @@ fn apply(cal: &crate::calendar::Calendar, c: &mut Case, a: &wit::Action, now: Mi
             ("set-deadline", format!("{kind:?} → {}", d.due_at))
         }
         wit::Action::MoveTo(u) => {
-            if !matches!(c.status, CaseStatus::Dispatched | CaseStatus::Signed | CaseStatus::InProgress) || c.handler.as_deref() == Some(u) {
-                return ("move-skipped", format!("{u}: the case is {} with {}", c.status, c.handler.as_deref().unwrap_or("no handler")));
+            if !matches!(
+                c.status,
+                CaseStatus::Dispatched | CaseStatus::Signed | CaseStatus::InProgress
+            ) || c.handler.as_deref() == Some(u)
+            {
+                return (
+                    "move-skipped",
+                    format!(
+                        "{u}: the case is {} with {}",
+                        c.status,
+                        c.handler.as_deref().unwrap_or("no handler")
+                    ),
+                );
             }
             c.handler = Some(u.clone());
             c.co_handlers.retain(|x| x != u);
             c.status = CaseStatus::Dispatched;
             c.escalation_level += 1;
             // The new unit must sign for it in turn.
-            let due = if c.urgency == Urgency::Urgent { cal.add_minutes(now, 30) } else { cal.add_working_days(now, 1) };
+            let due = if c.urgency == Urgency::Urgent {
+                cal.add_minutes(now, 30)
+            } else {
+                cal.add_working_days(now, 1)
+            };
             c.timers.retain(|t| t.kind != TimerKind::SignOff);
-            c.timers.push(PendingTimer { kind: TimerKind::SignOff, due_at: due });
+            c.timers.push(PendingTimer {
+                kind: TimerKind::SignOff,
+                due_at: due,
+            });
             c.deadlines.sign_off = Some(due);
             ("move-to", u.clone())
         }
@@ -213,7 +321,10 @@ pub struct Flagged {
 
 /// The light of an open case at `now`, if any.
 pub fn light(c: &Case, now: Millis) -> Option<Light> {
-    if !c.is_open() || c.paused_at.is_some() || matches!(c.status, CaseStatus::Replied | CaseStatus::Callback) {
+    if !c.is_open()
+        || c.paused_at.is_some()
+        || matches!(c.status, CaseStatus::Replied | CaseStatus::Callback)
+    {
         return None;
     }
     match (c.deadlines.resolution, c.deadlines.warning) {
@@ -224,12 +335,22 @@ pub fn light(c: &Case, now: Millis) -> Option<Light> {
 }
 
 /// The district's open cases with a yellow or red light, reddest and oldest first.
-pub fn board(svc: &Service, district: &str, now: Millis, only_red: bool) -> Result<Vec<Flagged>, ServiceError> {
+pub fn board(
+    svc: &Service,
+    district: &str,
+    now: Millis,
+    only_red: bool,
+) -> Result<Vec<Flagged>, ServiceError> {
     let mut out = Vec::new();
     let mut cursor: Option<String> = None;
     loop {
-        let filter = crate::store::Filter { district: Some(district.to_owned()), ..Default::default() };
-        let page = svc.store.list(&filter, cursor.as_deref(), crate::store::MAX_PAGE)?;
+        let filter = crate::store::Filter {
+            district: Some(district.to_owned()),
+            ..Default::default()
+        };
+        let page = svc
+            .store
+            .list(&filter, cursor.as_deref(), crate::store::MAX_PAGE)?;
         for c in &page.cases {
             if let Some(l) = light(c, now) {
                 if only_red && l != Light::Red {
@@ -241,7 +362,11 @@ pub fn board(svc: &Service, district: &str, now: Millis, only_red: bool) -> Resu
                     status: c.status,
                     handler: c.handler.clone(),
                     resolution: c.deadlines.resolution,
-                    working_days_overdue: c.deadlines.resolution.map(|r| svc.calendar.working_days_between(r, now)).unwrap_or(0),
+                    working_days_overdue: c
+                        .deadlines
+                        .resolution
+                        .map(|r| svc.calendar.working_days_between(r, now))
+                        .unwrap_or(0),
                 });
             }
         }
@@ -250,6 +375,10 @@ pub fn board(svc: &Service, district: &str, now: Millis, only_red: bool) -> Resu
             None => break,
         }
     }
-    out.sort_by(|a, b| (b.light == Light::Red).cmp(&(a.light == Light::Red)).then(a.resolution.cmp(&b.resolution)));
+    out.sort_by(|a, b| {
+        (b.light == Light::Red)
+            .cmp(&(a.light == Light::Red))
+            .then(a.resolution.cmp(&b.resolution))
+    });
     Ok(out)
 }

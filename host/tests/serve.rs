@@ -20,7 +20,13 @@ impl Drop for Server {
 
 fn start(data: &std::path::Path) -> Server {
     let mut child = Command::new(env!("CARGO_BIN_EXE_civic"))
-        .args(["serve", "--data", data.to_str().unwrap(), "--listen", "127.0.0.1:0"])
+        .args([
+            "serve",
+            "--data",
+            data.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+        ])
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -29,11 +35,18 @@ fn start(data: &std::path::Path) -> Server {
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let mut token_line = None;
     loop {
-        let line = lines.next().expect("the server printed its address").unwrap();
+        let line = lines
+            .next()
+            .expect("the server printed its address")
+            .unwrap();
         if line.starts_with("admin token") {
             token_line = Some(line);
         } else if let Some(addr) = line.strip_prefix("civic-rules listening on http://") {
-            return Server { child, addr: addr.to_owned(), token_line };
+            return Server {
+                child,
+                addr: addr.to_owned(),
+                token_line,
+            };
         }
     }
 }
@@ -50,7 +63,10 @@ fn http(addr: &str, method: &str, path: &str, token: &str, body: &str) -> (u16, 
     s.read_to_string(&mut out).unwrap();
     let status = out[9..12].parse().unwrap();
     let body = out.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
-    (status, serde_json::from_str(body).unwrap_or(serde_json::Value::Null))
+    (
+        status,
+        serde_json::from_str(body).unwrap_or(serde_json::Value::Null),
+    )
 }
 
 #[test]
@@ -58,13 +74,23 @@ fn first_start_then_restart_over_a_real_socket() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("civic-data");
     let server = start(&data);
-    let printed = server.token_line.clone().expect("first start prints the admin token");
-    let token = std::fs::read_to_string(data.join("admin-token")).unwrap().trim().to_owned();
+    let printed = server
+        .token_line
+        .clone()
+        .expect("first start prints the admin token");
+    let token = std::fs::read_to_string(data.join("admin-token"))
+        .unwrap()
+        .trim()
+        .to_owned();
     assert!(printed.ends_with(&token), "printed {printed:?}");
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(data.join("admin-token")).unwrap().permissions().mode() & 0o777;
+        let mode = std::fs::metadata(data.join("admin-token"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
         assert_eq!(mode, 0o600, "only its owner may read the admin token");
     }
     let (status, created) = http(
@@ -77,26 +103,77 @@ fn first_start_then_restart_over_a_real_socket() {
     assert_eq!(status, 201, "{created}");
     assert_eq!(created["handler"], "yazhou/port-station");
     let id = created["id"].as_str().unwrap().to_owned();
-    assert_eq!(http(&server.addr, "GET", "/v1/cases", "civic_bad_token", "").0, 401);
+    assert_eq!(
+        http(&server.addr, "GET", "/v1/cases", "civic_bad_token", "").0,
+        401
+    );
+    let replay = Command::new(env!("CARGO_BIN_EXE_civic"))
+        .args([
+            "replay",
+            &id,
+            "--server",
+            &format!("http://{}", server.addr),
+            "--token",
+            &token,
+        ])
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&replay.stdout);
+    assert!(
+        replay.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&replay.stderr)
+    );
+    assert!(
+        out.contains("routing")
+            && out.contains("identical")
+            && out.contains("every decision replays identically"),
+        "{out}"
+    );
     drop(server);
 
     let server = start(&data);
-    assert!(server.token_line.is_none(), "the admin token is printed once, on first start");
+    assert!(
+        server.token_line.is_none(),
+        "the admin token is printed once, on first start"
+    );
     let (status, case) = http(&server.addr, "GET", &format!("/v1/cases/{id}"), &token, "");
     assert_eq!(status, 200);
     assert_eq!(case["handler"], "yazhou/port-station");
-    let (status, plugins) = http(&server.addr, "GET", "/v1/districts/yazhou/plugins/routing", &token, "");
+    let (status, plugins) = http(
+        &server.addr,
+        "GET",
+        "/v1/districts/yazhou/plugins/routing",
+        &token,
+        "",
+    );
     assert_eq!(status, 200);
-    assert_eq!(plugins["versions"].as_array().unwrap().len(), 1, "bundled plug-ins are deployed once");
+    assert_eq!(
+        plugins["versions"].as_array().unwrap().len(),
+        1,
+        "bundled plug-ins are deployed once"
+    );
 }
 
 #[test]
 fn a_data_directory_holding_something_else_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("store"), "not a store").unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_civic")).args(["serve", "--data", dir.path().to_str().unwrap(), "--listen", "127.0.0.1:0"]).output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_civic"))
+        .args([
+            "serve",
+            "--data",
+            dir.path().to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("is not a civic-rules store"), "{err}");
-    assert_eq!(std::fs::read_to_string(dir.path().join("store")).unwrap(), "not a store");
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("store")).unwrap(),
+        "not a store"
+    );
 }

@@ -66,6 +66,15 @@ async fn intake_routes_the_sample_cases_as_the_bundled_rules_say() {
             "the phone number is never stored"
         );
     }
+    // Every decision replays identically.
+    for i in 1..=20 {
+        let r = s
+            .get(&format!("/v1/cases/c-{i:010}/replay"), &s.admin)
+            .await;
+        assert_eq!(r.status, 200, "{:?}", r.json);
+        assert_eq!(r.json["identical"], true, "{:?}", r.json);
+        assert_eq!(r.json["decisions"].as_array().unwrap().len(), 2);
+    }
     let h = s.get("/v1/cases/c-0000000012/history", &s.admin).await;
     let decision = h.json["events"]
         .as_array()
@@ -265,6 +274,13 @@ async fn every_lifecycle_action_works_through_the_api() {
         .status,
         422
     );
+    let replay = s.get(&format!("/v1/cases/{id}/replay"), &disp).await;
+    assert_eq!(
+        replay.json["identical"], true,
+        "re-routing decisions replay identically: {:?}",
+        replay.json
+    );
+    assert!(replay.json["decisions"].as_array().unwrap().len() >= 4);
     let h = s.get(&format!("/v1/cases/{id}/history"), &disp).await;
     let kinds: Vec<&str> = h.json["events"]
         .as_array()
@@ -683,17 +699,42 @@ async fn overload_and_slow_requests_get_429_and_503() {
     use tower::ServiceExt;
     let s = TestServer::start();
     let get = |app: axum::Router| async move {
-        let req = axum::http::Request::get("/healthz").body(axum::body::Body::empty()).unwrap();
+        let req = axum::http::Request::get("/healthz")
+            .body(axum::body::Body::empty())
+            .unwrap();
         app.oneshot(req).await.unwrap().status().as_u16()
     };
-    let full = civic_host::api::app(s.svc.clone(), civic_host::api::ApiConfig { max_in_flight: 0, ..Default::default() });
+    let full = civic_host::api::app(
+        s.svc.clone(),
+        civic_host::api::ApiConfig {
+            max_in_flight: 0,
+            ..Default::default()
+        },
+    );
     assert_eq!(get(full).await, 429);
     assert_eq!(get(s.app.clone()).await, 200);
     // A request slower than the request timeout: a dry run of a rule that spins for 1 s.
-    let put = s.send("PUT", "/v1/districts/yucai/plugins/routing?config=spin&fuel=2000000000&timeout_ms=1000", Some(&s.admin), Some("application/wasm"), fixture(fixtures::FX_HOSTILE)).await;
+    let put = s
+        .send(
+            "PUT",
+            "/v1/districts/yucai/plugins/routing?config=spin&fuel=2000000000&timeout_ms=1000",
+            Some(&s.admin),
+            Some("application/wasm"),
+            fixture(fixtures::FX_HOSTILE),
+        )
+        .await;
     let v = put.json["version"].as_str().unwrap();
-    let hasty = civic_host::api::app(s.svc.clone(), civic_host::api::ApiConfig { request_timeout: std::time::Duration::from_millis(100), ..Default::default() });
-    let body = serde_json::to_vec(&json!({"case": {"district": "yucai", "category": "noise"}, "version": v})).unwrap();
+    let hasty = civic_host::api::app(
+        s.svc.clone(),
+        civic_host::api::ApiConfig {
+            request_timeout: std::time::Duration::from_millis(100),
+            ..Default::default()
+        },
+    );
+    let body = serde_json::to_vec(
+        &json!({"case": {"district": "yucai", "category": "noise"}, "version": v}),
+    )
+    .unwrap();
     let req = axum::http::Request::post("/v1/districts/yucai/plugins/routing/dry-run")
         .header("authorization", format!("Bearer {}", s.admin))
         .header("content-type", "application/json")
@@ -701,4 +742,37 @@ async fn overload_and_slow_requests_get_429_and_503() {
         .unwrap();
     let resp = hasty.oneshot(req).await.unwrap();
     assert_eq!(resp.status().as_u16(), 503);
+}
+
+#[tokio::test]
+async fn replay_reports_a_difference() {
+    let s = TestServer::start();
+    let r = s.json("POST", "/v1/cases", &s.admin, json!({"district": "jiyang", "category": "noise", "location": {"grid": "jiyang/yuehe/grid-01"}})).await;
+    let id = r.json["id"].as_str().unwrap();
+    let history = s.svc.store.history(id).unwrap();
+    let (seq, mut rec) = history
+        .iter()
+        .find_map(|e| match &e.what {
+            civic_host::model::EventBody::Decision(r) if r.hook == "routing" => {
+                Some((e.seq, (**r).clone()))
+            }
+            _ => None,
+        })
+        .unwrap();
+    assert!(
+        civic_host::replay::replay_decision(&s.svc, seq, &rec)
+            .unwrap()
+            .identical
+    );
+    rec.output["lead"] = "jiyang/yuehe".into();
+    let replayed = civic_host::replay::replay_decision(&s.svc, seq, &rec).unwrap();
+    assert!(!replayed.identical);
+    assert_eq!(replayed.differences, [".lead"]);
+    assert_eq!(replayed.replayed["lead"], "jiyang/yuehe/grid-01");
+    // Another district's token cannot replay it.
+    let t = s.token("dispatcher", Some("tianya"), None).await;
+    assert_eq!(
+        s.get(&format!("/v1/cases/{id}/replay"), &t).await.status,
+        404
+    );
 }

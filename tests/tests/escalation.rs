@@ -34,8 +34,22 @@ fn new_case(svc: &Service, district: &str, category: &str, grid: &str, phone: &s
 fn escalations(svc: &Service, id: &str) -> BTreeMap<(String, String, String), usize> {
     let mut out = BTreeMap::new();
     for e in svc.store.history(id).unwrap() {
-        if let EventBody::Escalation { timer, action, detail } = e.what {
-            *out.entry((format!("{timer:?}"), action, if detail.len() > 40 { "notice".into() } else { detail })).or_default() += 1;
+        if let EventBody::Escalation {
+            timer,
+            action,
+            detail,
+        } = e.what
+        {
+            *out.entry((
+                format!("{timer:?}"),
+                action,
+                if detail.len() > 40 {
+                    "notice".into()
+                } else {
+                    detail
+                },
+            ))
+            .or_default() += 1;
         }
     }
     out
@@ -50,9 +64,27 @@ fn weeks_of_deadlines_fire_once_each_across_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(ManualClock::new(monday_9()));
     let mut svc = open(dir.path(), clock.clone());
-    let neglected = new_case(&svc, "jiyang", "noise", "jiyang/yuehe/grid-01", "13900000001");
-    let ebike = new_case(&svc, "tianya", "ev-charging", "tianya/maling/grid-01", "13900000002");
-    let handled = new_case(&svc, "jiyang", "sanitation", "jiyang/yuechuan/grid-01", "13900000003");
+    let neglected = new_case(
+        &svc,
+        "jiyang",
+        "noise",
+        "jiyang/yuehe/grid-01",
+        "13900000001",
+    );
+    let ebike = new_case(
+        &svc,
+        "tianya",
+        "ev-charging",
+        "tianya/maling/grid-01",
+        "13900000002",
+    );
+    let handled = new_case(
+        &svc,
+        "jiyang",
+        "sanitation",
+        "jiyang/yuechuan/grid-01",
+        "13900000003",
+    );
     for a in [CaseAction::Sign, CaseAction::Start] {
         svc.act(&handled, &a, "grid", None).unwrap();
     }
@@ -70,7 +102,8 @@ fn weeks_of_deadlines_fire_once_each_across_a_restart() {
         let r = timers::sweep(&svc, clock.now_ms(), 10_000, 2).unwrap();
         fired += r.fired;
         if clock.now_ms() == monday_9() + 5 * 24 * HOUR {
-            svc.act(&handled, &CaseAction::Reply("cleaned".into()), "grid", None).unwrap();
+            svc.act(&handled, &CaseAction::Reply("cleaned".into()), "grid", None)
+                .unwrap();
         }
     }
     assert!(restarted && fired > 0);
@@ -92,22 +125,70 @@ fn weeks_of_deadlines_fire_once_each_across_a_restart() {
     for (k, count) in &expected {
         assert_eq!(n.get(k), Some(count), "{k:?} in {n:#?}");
     }
-    assert_eq!(n.values().sum::<usize>(), expected.iter().map(|(_, c)| c).sum::<usize>(), "nothing else, nothing twice: {n:#?}");
+    assert_eq!(
+        n.values().sum::<usize>(),
+        expected.iter().map(|(_, c)| c).sum::<usize>(),
+        "nothing else, nothing twice: {n:#?}"
+    );
     let c = svc.case(&neglected).unwrap();
-    assert_eq!((c.handler.as_deref(), c.supervised_by.as_deref(), c.escalation_level), (Some("sanya"), Some("jiyang"), 3));
+    assert_eq!(
+        (
+            c.handler.as_deref(),
+            c.supervised_by.as_deref(),
+            c.escalation_level
+        ),
+        (Some("sanya"), Some("jiyang"), 3)
+    );
     assert!(c.timers.is_empty(), "every timer fired: {:?}", c.timers);
+    for id in [&neglected, &ebike, &handled] {
+        let report = civic_host::replay::replay_case(&svc, id).unwrap();
+        assert!(
+            report.identical,
+            "{id}: {:#?}",
+            report
+                .decisions
+                .iter()
+                .filter(|d| !d.identical)
+                .collect::<Vec<_>>()
+        );
+    }
+    assert!(
+        civic_host::replay::replay_case(&svc, &neglected)
+            .unwrap()
+            .decisions
+            .iter()
+            .filter(|d| d.hook == "escalation")
+            .count()
+            >= 8
+    );
 
     // Tianya: a missed e-bike sign-off goes straight to the desk; resolution in 1 working day.
     let e = escalations(&svc, &ebike);
-    assert_eq!(e.get(&key("SignOff", "move-to", "tianya")), Some(&1), "{e:#?}");
-    assert_eq!(e.get(&key("Resolution", "supervise", "tianya")), Some(&1), "{e:#?}");
-    assert_eq!(e.get(&key("Overdue", "move-to", "sanya")), Some(&1), "{e:#?}");
+    assert_eq!(
+        e.get(&key("SignOff", "move-to", "tianya")),
+        Some(&1),
+        "{e:#?}"
+    );
+    assert_eq!(
+        e.get(&key("Resolution", "supervise", "tianya")),
+        Some(&1),
+        "{e:#?}"
+    );
+    assert_eq!(
+        e.get(&key("Overdue", "move-to", "sanya")),
+        Some(&1),
+        "{e:#?}"
+    );
     assert!(e.values().all(|n| *n == 1), "nothing twice: {e:#?}");
     assert_eq!(svc.case(&ebike).unwrap().handler.as_deref(), Some("sanya"));
 
     // The handled case was signed, started and replied: nothing to escalate but its warning? No:
     // replying stops its timers before the warning point.
-    assert!(escalations(&svc, &handled).is_empty(), "{:#?}", escalations(&svc, &handled));
+    assert!(
+        escalations(&svc, &handled).is_empty(),
+        "{:#?}",
+        escalations(&svc, &handled)
+    );
     assert_eq!(svc.case(&handled).unwrap().status, CaseStatus::Replied);
 }
 
@@ -116,7 +197,13 @@ fn a_sweep_interrupted_after_deciding_fires_again_but_applies_once() {
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(ManualClock::new(monday_9()));
     let svc = open(dir.path(), clock.clone());
-    let id = new_case(&svc, "jiyang", "noise", "jiyang/yuehe/grid-01", "13900000009");
+    let id = new_case(
+        &svc,
+        "jiyang",
+        "noise",
+        "jiyang/yuehe/grid-01",
+        "13900000009",
+    );
     clock.set(monday_9() + 2 * 24 * HOUR);
     // Two sweeps racing over the same due timers: each timer is consumed by exactly one.
     let (a, b) = std::thread::scope(|s| {
@@ -124,11 +211,26 @@ fn a_sweep_interrupted_after_deciding_fires_again_but_applies_once() {
         let h2 = s.spawn(|| timers::sweep(&svc, clock.now_ms(), 100, 1).unwrap());
         (h1.join().unwrap(), h2.join().unwrap())
     });
-    assert_eq!(a.fired + b.fired, 2, "sign-off and first contact, once each: {a:?} {b:?}");
+    assert_eq!(
+        a.fired + b.fired,
+        2,
+        "sign-off and first contact, once each: {a:?} {b:?}"
+    );
     let n = escalations(&svc, &id);
-    assert_eq!(n.get(&key("SignOff", "remind", "jiyang/yuehe/grid-01")), Some(&1), "{n:#?}");
-    assert_eq!(n.get(&key("FirstContact", "remind", "jiyang/yuehe/grid-01")), Some(&1), "{n:#?}");
-    assert_eq!(timers::sweep(&svc, clock.now_ms(), 100, 2).unwrap().fired, 0);
+    assert_eq!(
+        n.get(&key("SignOff", "remind", "jiyang/yuehe/grid-01")),
+        Some(&1),
+        "{n:#?}"
+    );
+    assert_eq!(
+        n.get(&key("FirstContact", "remind", "jiyang/yuehe/grid-01")),
+        Some(&1),
+        "{n:#?}"
+    );
+    assert_eq!(
+        timers::sweep(&svc, clock.now_ms(), 100, 2).unwrap().fired,
+        0
+    );
 }
 
 #[test]
@@ -138,21 +240,54 @@ fn a_failing_escalation_plugin_falls_back_to_the_city_default() {
     let svc = open(dir.path(), clock.clone());
     let (rec, _) = svc
         .registry
-        .deploy("tianya", civic_host::runtime::Hook::Escalation, "bad", &fixture(fixtures::FX_HOSTILE), Default::default(), "panic", "test", monday_9())
+        .deploy(
+            "tianya",
+            civic_host::runtime::Hook::Escalation,
+            "bad",
+            &fixture(fixtures::FX_HOSTILE),
+            Default::default(),
+            "panic",
+            "test",
+            monday_9(),
+        )
         .unwrap();
-    svc.registry.activate("tianya", civic_host::runtime::Hook::Escalation, &rec.version, "test", monday_9()).unwrap();
-    let id = new_case(&svc, "tianya", "sanitation", "tianya/xidao/grid-01", "13900000010");
+    svc.registry
+        .activate(
+            "tianya",
+            civic_host::runtime::Hook::Escalation,
+            &rec.version,
+            "test",
+            monday_9(),
+        )
+        .unwrap();
+    let id = new_case(
+        &svc,
+        "tianya",
+        "sanitation",
+        "tianya/xidao/grid-01",
+        "13900000010",
+    );
     clock.set(monday_9() + 2 * 24 * HOUR);
     let r = timers::sweep(&svc, clock.now_ms(), 100, 1).unwrap();
     assert_eq!((r.fired, r.plugin_failures), (2, 2));
     let h = svc.store.history(&id).unwrap();
-    let failures: Vec<_> = h.iter().filter_map(|e| match &e.what {
-        EventBody::RuleFailure { hook, fallback, .. } => Some((hook.clone(), fallback.clone())),
-        _ => None,
-    }).collect();
-    assert_eq!(failures, vec![("escalation".to_string(), "city-default".to_string()); 2]);
+    let failures: Vec<_> = h
+        .iter()
+        .filter_map(|e| match &e.what {
+            EventBody::RuleFailure { hook, fallback, .. } => Some((hook.clone(), fallback.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        failures,
+        vec![("escalation".to_string(), "city-default".to_string()); 2]
+    );
     let n = escalations(&svc, &id);
-    assert_eq!(n.get(&key("SignOff", "move-to", "tianya/xidao")), Some(&1), "the city default decided: {n:#?}");
+    assert_eq!(
+        n.get(&key("SignOff", "move-to", "tianya/xidao")),
+        Some(&1),
+        "the city default decided: {n:#?}"
+    );
 }
 
 #[test]
@@ -163,14 +298,29 @@ fn the_third_case_from_one_caller_is_flagged_and_supervised_at_once() {
     let ids: Vec<String> = (0..3)
         .map(|i| {
             clock.advance(HOUR * i);
-            new_case(&svc, "yucai", "noise", "yucai/qingfa/grid-01", "13700000000")
+            new_case(
+                &svc,
+                "yucai",
+                "noise",
+                "yucai/qingfa/grid-01",
+                "13700000000",
+            )
         })
         .collect();
-    let other = new_case(&svc, "yucai", "sanitation", "yucai/qingfa/grid-01", "13700000000");
+    let other = new_case(
+        &svc,
+        "yucai",
+        "sanitation",
+        "yucai/qingfa/grid-01",
+        "13700000000",
+    );
     let third = svc.case(&ids[2]).unwrap();
     assert!(third.flags.names().contains(&"repeat"));
     assert!(!svc.case(&ids[1]).unwrap().flags.names().contains(&"repeat"));
-    assert!(!svc.case(&other).unwrap().flags.names().contains(&"repeat"), "another category is not a repeat");
+    assert!(
+        !svc.case(&other).unwrap().flags.names().contains(&"repeat"),
+        "another category is not a repeat"
+    );
     let r = timers::sweep(&svc, clock.now_ms(), 100, 1).unwrap();
     assert_eq!(r.fired, 1, "only the repeat timer is due now");
     let third = svc.case(&ids[2]).unwrap();
@@ -183,19 +333,48 @@ fn pauses_and_extensions_move_deadlines() {
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(ManualClock::new(monday_9()));
     let svc = open(dir.path(), clock.clone());
-    let id = new_case(&svc, "jiyang", "noise", "jiyang/yuehe/grid-01", "13900000020");
+    let id = new_case(
+        &svc,
+        "jiyang",
+        "noise",
+        "jiyang/yuehe/grid-01",
+        "13900000020",
+    );
     svc.act(&id, &CaseAction::Sign, "grid", None).unwrap();
     let before = svc.case(&id).unwrap().deadlines.resolution.unwrap();
-    svc.act(&id, &CaseAction::Pause("waiting for the citizen's photos".into()), "grid", None).unwrap();
-    assert!(svc.case(&id).unwrap().timers.is_empty(), "a paused case burns no time");
+    svc.act(
+        &id,
+        &CaseAction::Pause("waiting for the citizen's photos".into()),
+        "grid",
+        None,
+    )
+    .unwrap();
+    assert!(
+        svc.case(&id).unwrap().timers.is_empty(),
+        "a paused case burns no time"
+    );
     clock.advance(2 * 24 * HOUR); // Monday → Wednesday: two working days
     let c = svc.act(&id, &CaseAction::Resume, "grid", None).unwrap();
     let cal = Calendar::bundled();
-    assert_eq!(cal.working_days_between(before, c.deadlines.resolution.unwrap()), 2);
+    assert_eq!(
+        cal.working_days_between(before, c.deadlines.resolution.unwrap()),
+        2
+    );
     assert!(c.timers.iter().all(|t| t.due_at > clock.now_ms()));
-    svc.act(&id, &CaseAction::RequestExtension(3, "parts".into()), "grid", None).unwrap();
-    let c = svc.act(&id, &CaseAction::ApproveExtension, "desk", None).unwrap();
-    assert_eq!(cal.working_days_between(before, c.deadlines.resolution.unwrap()), 5);
+    svc.act(
+        &id,
+        &CaseAction::RequestExtension(3, "parts".into()),
+        "grid",
+        None,
+    )
+    .unwrap();
+    let c = svc
+        .act(&id, &CaseAction::ApproveExtension, "desk", None)
+        .unwrap();
+    assert_eq!(
+        cal.working_days_between(before, c.deadlines.resolution.unwrap()),
+        5
+    );
 }
 
 #[tokio::test]
@@ -204,40 +383,101 @@ async fn dispatcher_views_show_yellow_and_red_lights() {
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(ManualClock::new(monday_9()));
     let svc = Arc::new(open(dir.path(), clock.clone()));
-    let token = std::fs::read_to_string(dir.path().join("admin-token")).unwrap().trim().to_owned();
-    let late = new_case(&svc, "yucai", "environment-pollution", "yucai/qingfa/grid-01", "13600000001");
+    let token = std::fs::read_to_string(dir.path().join("admin-token"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    let late = new_case(
+        &svc,
+        "yucai",
+        "environment-pollution",
+        "yucai/qingfa/grid-01",
+        "13600000001",
+    );
     clock.advance(4 * 24 * HOUR);
-    let fresh = new_case(&svc, "yucai", "noise", "yucai/qingfa/grid-02", "13600000002");
+    let fresh = new_case(
+        &svc,
+        "yucai",
+        "noise",
+        "yucai/qingfa/grid-02",
+        "13600000002",
+    );
     let app = civic_host::api::app(svc.clone(), Default::default());
     let get = |path: String, token: String| {
         let app = app.clone();
         async move {
-            let req = axum::http::Request::get(path).header("authorization", format!("Bearer {token}")).body(axum::body::Body::empty()).unwrap();
+            let req = axum::http::Request::get(path)
+                .header("authorization", format!("Bearer {token}"))
+                .body(axum::body::Body::empty())
+                .unwrap();
             let resp = app.oneshot(req).await.unwrap();
             let status = resp.status().as_u16();
-            let body = http_body_util::BodyExt::collect(resp.into_body()).await.unwrap().to_bytes();
-            (status, serde_json::from_slice::<serde_json::Value>(&body).unwrap_or_default())
+            let body = http_body_util::BodyExt::collect(resp.into_body())
+                .await
+                .unwrap()
+                .to_bytes();
+            (
+                status,
+                serde_json::from_slice::<serde_json::Value>(&body).unwrap_or_default(),
+            )
         }
     };
     // Friday: the pollution case (5 working days, warning at half) is past its warning point.
     let (status, w) = get("/v1/districts/yucai/warnings".into(), token.clone()).await;
     assert_eq!(status, 200);
-    let lights: Vec<(String, String)> = w["cases"].as_array().unwrap().iter().map(|c| (c["id"].as_str().unwrap().into(), c["light"].as_str().unwrap().into())).collect();
+    let lights: Vec<(String, String)> = w["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["id"].as_str().unwrap().into(),
+                c["light"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
     assert_eq!(lights, [(late.clone(), "yellow".to_string())]);
-    assert!(get("/v1/districts/yucai/overdue".into(), token.clone()).await.1["cases"].as_array().unwrap().is_empty());
+    assert!(
+        get("/v1/districts/yucai/overdue".into(), token.clone())
+            .await
+            .1["cases"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
     clock.advance(11 * 24 * HOUR);
     let (_, o) = get("/v1/districts/yucai/overdue".into(), token.clone()).await;
-    let red: Vec<&str> = o["cases"].as_array().unwrap().iter().map(|c| c["id"].as_str().unwrap()).collect();
+    let red: Vec<&str> = o["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_str().unwrap())
+        .collect();
     assert_eq!(red, [late.as_str()]);
     assert!(o["cases"][0]["working_days_overdue"].as_u64().unwrap() >= 1);
     let (_, w) = get("/v1/districts/yucai/warnings".into(), token.clone()).await;
-    assert!(w["cases"].as_array().unwrap().iter().any(|c| c["id"] == fresh.as_str() && c["light"] == "yellow"), "{w}");
+    assert!(
+        w["cases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["id"] == fresh.as_str() && c["light"] == "yellow"),
+        "{w}"
+    );
     // Access control like every other route.
     let (t, _) = {
-        let new = civic_host::auth::NewToken { name: "d".into(), role: civic_host::auth::Role::Dispatcher, district: Some("jiyang".into()), unit: None };
+        let new = civic_host::auth::NewToken {
+            name: "d".into(),
+            role: civic_host::auth::Role::Dispatcher,
+            district: Some("jiyang".into()),
+            unit: None,
+        };
         let (_, secret) = civic_host::auth::issue(&svc.store, None, &new, 0).unwrap();
         (secret, ())
     };
-    assert_eq!(get("/v1/districts/yucai/overdue".into(), t.clone()).await.0, 404);
+    assert_eq!(
+        get("/v1/districts/yucai/overdue".into(), t.clone()).await.0,
+        404
+    );
     assert_eq!(get("/v1/districts/jiyang/overdue".into(), t).await.0, 200);
 }

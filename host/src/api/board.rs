@@ -10,10 +10,26 @@ use crate::auth::{Principal, Role};
 use crate::timers;
 
 pub(crate) fn routes() -> Vec<Route> {
-    let r = |path, summary, handler| Route { path, method: "GET", summary, auth: true, body: None, ok: 200, handler };
+    let r = |path, summary, handler| Route {
+        path,
+        method: "GET",
+        summary,
+        auth: true,
+        body: None,
+        ok: 200,
+        handler,
+    };
     vec![
-        r("/v1/districts/{district}/overdue", "Open cases past their resolution deadline (red)", get(overdue)),
-        r("/v1/districts/{district}/warnings", "Open cases past their warning point (yellow) or overdue (red)", get(warnings)),
+        r(
+            "/v1/districts/{district}/overdue",
+            "Open cases past their resolution deadline (red)",
+            get(overdue),
+        ),
+        r(
+            "/v1/districts/{district}/warnings",
+            "Open cases past their warning point (yellow) or overdue (red)",
+            get(warnings),
+        ),
     ]
 }
 
@@ -25,10 +41,17 @@ fn allowed(p: &Principal, district: &str) -> bool {
     }
 }
 
-async fn view(state: AppState, p: Principal, district: String, only_red: bool) -> Result<axum::Json<serde_json::Value>, ApiError> {
+async fn view(
+    state: AppState,
+    p: Principal,
+    district: String,
+    only_red: bool,
+) -> Result<axum::Json<serde_json::Value>, ApiError> {
     let out = blocking(&state, move |svc| {
         if !allowed(&p, &district) || !svc.directory()?.is_district(&district) {
-            return Err(ApiError::NotFound(format!("district {district} has no board visible to this token")));
+            return Err(ApiError::NotFound(format!(
+                "district {district} has no board visible to this token"
+            )));
         }
         let now = svc.clock.now();
         let cases = timers::board(svc, &district, now, only_red)?;
@@ -38,10 +61,18 @@ async fn view(state: AppState, p: Principal, district: String, only_red: bool) -
     Ok(axum::Json(out))
 }
 
-async fn overdue(State(s): State<AppState>, Auth(p): Auth, Path(d): Path<String>) -> Result<impl IntoResponse, ApiError> {
+async fn overdue(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    Path(d): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
     view(s, p, d, true).await
 }
 
-async fn warnings(State(s): State<AppState>, Auth(p): Auth, Path(d): Path<String>) -> Result<impl IntoResponse, ApiError> {
+async fn warnings(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    Path(d): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
     view(s, p, d, false).await
 }

@@ -138,7 +138,22 @@ pub(crate) fn routes() -> Vec<Route> {
             200,
             post(merge),
         ),
-        r("/v1/cases/{id}/pause", "POST", "Wait for the citizen: deadlines stop", Some("{reason, version?}"), 200, post(pause)),
+        r(
+            "/v1/cases/{id}/replay",
+            "GET",
+            "Re-run the case's recorded decisions and compare",
+            None,
+            200,
+            get(replay),
+        ),
+        r(
+            "/v1/cases/{id}/pause",
+            "POST",
+            "Wait for the citizen: deadlines stop",
+            Some("{reason, version?}"),
+            200,
+            post(pause),
+        ),
         r(
             "/v1/cases/{id}/resume",
             "POST",
@@ -486,9 +501,32 @@ async fn merge(
 ) -> Result<impl IntoResponse, ApiError> {
     run(s, p, id, CaseAction::Merge(b.into), b.version).await
 }
-async fn pause(State(s): State<AppState>, Auth(p): Auth, Path(id): Id, Json(b): Json<WithReason>) -> Result<impl IntoResponse, ApiError> {
+async fn pause(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    Path(id): Id,
+    Json(b): Json<WithReason>,
+) -> Result<impl IntoResponse, ApiError> {
     run(s, p, id, CaseAction::Pause(b.reason), b.version).await
 }
-async fn resume(State(s): State<AppState>, Auth(p): Auth, Path(id): Id, Json(b): Json<Versioned, true>) -> Result<impl IntoResponse, ApiError> {
+async fn resume(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    Path(id): Id,
+    Json(b): Json<Versioned, true>,
+) -> Result<impl IntoResponse, ApiError> {
     run(s, p, id, CaseAction::Resume, b.version).await
+}
+
+async fn replay(
+    State(state): State<AppState>,
+    Auth(p): Auth,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    let out = blocking(&state, move |svc| {
+        visible(svc, &p, &id)?;
+        Ok(crate::replay::replay_case(svc, &id)?)
+    })
+    .await?;
+    Ok(axum::Json(out))
 }

@@ -257,7 +257,10 @@ async fn dry_run(
     let out = blocking(&state, move |svc| {
         scope(svc, &p, &district, false)?;
         if district != CITY && body.request.case.district != district {
-            return Err(ApiError::Unprocessable(format!("the case is in {}, not {district}", body.request.case.district)));
+            return Err(ApiError::Unprocessable(format!(
+                "the case is in {}, not {district}",
+                body.request.case.district
+            )));
         }
         let plugin = match &body.version {
             Some(v) => svc.registry.plugin(&district, h, v)?,
@@ -265,11 +268,25 @@ async fn dry_run(
                 .registry
                 .resolve(&district, h)
                 .map(|r| r.active.plugin.clone())
-                .ok_or_else(|| ApiError::NotFound(format!("no {} plug-in is active", h.as_str())))?,
+                .ok_or_else(|| {
+                    ApiError::NotFound(format!("no {} plug-in is active", h.as_str()))
+                })?,
         };
-        let elig = svc.registry.resolve(&body.request.case.district, Hook::Eligibility).map(|r| r.active.plugin.clone());
+        let elig = svc
+            .registry
+            .resolve(&body.request.case.district, Hook::Eligibility)
+            .map(|r| r.active.plugin.clone());
         let dir = svc.directory()?;
-        Ok(dryrun::evaluate(&svc.runtime, &dir, &plugin, elig.as_deref(), h, &body.request, svc.clock.now(), &p.id)?)
+        Ok(dryrun::evaluate(
+            &svc.runtime,
+            &dir,
+            &plugin,
+            elig.as_deref(),
+            h,
+            &body.request,
+            svc.clock.now(),
+            &p.id,
+        )?)
     })
     .await?;
     Ok(axum::Json(out))

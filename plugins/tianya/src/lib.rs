@@ -80,7 +80,10 @@ mod tests {
     #[test]
     fn a_case_at_the_city_centre_is_not_moved_back_down() {
         let c = case("tianya", "ev-charging").handled_by("sanya").build();
-        let e = sandbox().escalation::<Plugin<Tianya>>(&c, &timer(TimerKind::SignOff, c.created_at, 0)).unwrap().unwrap();
+        let e = sandbox()
+            .escalation::<Plugin<Tianya>>(&c, &timer(TimerKind::SignOff, c.created_at, 0))
+            .unwrap()
+            .unwrap();
         assert_eq!(e.actions, [Action::Remind("sanya".into())]);
     }
 

@@ -100,6 +100,7 @@ fn done<T: Serialize>(
 
 /// Evaluates `hook` of `plugin` on the request. For routing without an eligibility outcome,
 /// `eligibility_plugin` decides it first (not reported).
+#[allow(clippy::too_many_arguments)]
 pub fn evaluate(
     runtime: &Runtime,
     directory: &Arc<Directory>,

@@ -255,7 +255,7 @@ impl Registry {
                 version: version.to_owned(),
             })?;
         let record: VersionRecord = parse(&key, &bytes)?;
-        Ok(self.plugin(&record.district, record.hook, version)?)
+        self.plugin(&record.district, record.hook, version)
     }
 
     /// A deployed version's record.

@@ -19,7 +19,7 @@ impl Drop for Server {
 }
 
 fn start(data: &std::path::Path) -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_civic"))
+    let child = Command::new(env!("CARGO_BIN_EXE_civic"))
         .args([
             "serve",
             "--data",
@@ -32,21 +32,23 @@ fn start(data: &std::path::Path) -> Server {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut token_line = None;
+    // Owned by `Server` at once, so it is killed and waited for even if reading fails.
+    let mut server = Server {
+        child,
+        addr: String::new(),
+        token_line: None,
+    };
+    let mut lines = BufReader::new(server.child.stdout.take().unwrap()).lines();
     loop {
         let line = lines
             .next()
             .expect("the server printed its address")
             .unwrap();
         if line.starts_with("admin token") {
-            token_line = Some(line);
+            server.token_line = Some(line);
         } else if let Some(addr) = line.strip_prefix("civic-rules listening on http://") {
-            return Server {
-                child,
-                addr: addr.to_owned(),
-                token_line,
-            };
+            server.addr = addr.to_owned();
+            return server;
         }
     }
 }

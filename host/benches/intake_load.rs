@@ -16,6 +16,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 mod common;
 
+// The same allocator as the `civic` binary.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// The bundled district policies, natively.
 struct Native;
 
@@ -213,7 +217,11 @@ fn main() {
     );
     for native in [false, true] {
         let dir = tempfile::tempdir().unwrap();
-        let config = ServiceConfig::new(dir.path());
+        let mut config = ServiceConfig::new(dir.path());
+        // Diagnosis only: LOAD_DURABILITY=unsafe shows what the flushes cost.
+        if std::env::var("LOAD_DURABILITY").as_deref() == Ok("unsafe") {
+            config.durability = civic_host::store::Durability::Unsafe;
+        }
         let mut svc = Service::open_default(&config).unwrap();
         let token = svc.bootstrap(dir.path()).unwrap().admin_token.unwrap();
         if native {

@@ -7,6 +7,7 @@
 pub mod api;
 pub mod auth;
 pub mod author;
+pub mod backtest;
 pub mod calendar;
 pub mod cli;
 pub mod clock;

@@ -776,3 +776,36 @@ async fn replay_reports_a_difference() {
         404
     );
 }
+
+#[tokio::test]
+async fn backtest_compares_a_candidate_with_the_active_version() {
+    let s = TestServer::start();
+    for body in sample_cases() {
+        s.json("POST", "/v1/cases", &s.admin, body).await;
+    }
+    // The candidate routes every case to the desk, and traps on noise complaints.
+    let put = s.send("PUT", "/v1/districts/jiyang/plugins/routing?config=panic-on-noise", Some(&s.admin), Some("application/wasm"), fixture(fixtures::FX_HOSTILE)).await;
+    let version = put.json["version"].as_str().unwrap().to_owned();
+    let before = s.svc.store.case_count();
+    let r = s.json("POST", "/v1/districts/jiyang/plugins/routing/backtest", &s.admin, json!({"version": version})).await;
+    assert_eq!(r.status, 200, "{:?}", r.json);
+    let rep = &r.json;
+    assert_eq!(rep["cases"], 5, "the five jiyang sample cases");
+    assert_eq!(rep["evaluated"], 5);
+    let failures = rep["failures"].as_array().unwrap();
+    assert_eq!(failures.len(), 1, "the noise case traps the candidate: {failures:?}");
+    assert_eq!(failures[0]["version"], "candidate");
+    assert!(failures[0]["failure"].as_str().unwrap().contains("noise breaks this rule"));
+    assert_eq!(rep["changes"]["jiyang/yuehe/grid-01 → failure"], 1);
+    assert_eq!(rep["changes"]["sanya/mediation/industry/labour → jiyang"], 1);
+    assert_eq!(rep["changed"], 5);
+    assert!(rep["sample"][0]["active_reasons"].as_array().is_some());
+    assert!(rep["fuel_active"]["max"].as_u64().unwrap() > 0);
+    assert_eq!(s.svc.store.case_count(), before, "a backtest stores nothing");
+    // The active version is untouched, and a time range outside the cases finds nothing.
+    assert_eq!(s.get("/v1/districts/jiyang/plugins/routing", &s.admin).await.json["slot"]["active"].as_str().unwrap().len(), 64);
+    let r = s.json("POST", "/v1/districts/jiyang/plugins/routing/backtest", &s.admin, json!({"version": version, "to": 1000})).await;
+    assert_eq!(r.json["cases"], 0);
+    let t = s.token("dispatcher", Some("tianya"), None).await;
+    assert_eq!(s.json("POST", "/v1/districts/jiyang/plugins/routing/backtest", &t, json!({"version": version})).await.status, 404);
+}

@@ -68,6 +68,14 @@ pub(crate) fn routes() -> Vec<Route> {
             post(rollback),
         ),
         r(
+            "/v1/districts/{district}/plugins/{hook}/backtest",
+            "POST",
+            "Re-evaluate past cases under a candidate and the active version; report the differences",
+            Some("{version, from?, to?, sample?}"),
+            200,
+            post(backtest),
+        ),
+        r(
             "/v1/districts/{district}/plugins/{hook}/dry-run",
             "POST",
             "Evaluate a case against a version; stores nothing",
@@ -299,4 +307,22 @@ struct DryRunBody {
     version: Option<String>,
     #[serde(flatten)]
     request: dryrun::Request,
+}
+
+async fn backtest(
+    State(state): State<AppState>,
+    Auth(p): Auth,
+    Path((district, hook_name)): Path<(String, String)>,
+    Json(body): Json<crate::backtest::Request>,
+) -> Result<impl IntoResponse, ApiError> {
+    let h = hook(&hook_name)?;
+    let out = blocking(&state, move |svc| {
+        scope(svc, &p, &district, false)?;
+        if district == CITY {
+            return Err(ApiError::Unprocessable("backtest a district: the city default has no cases of its own".into()));
+        }
+        Ok(crate::backtest::run(svc, &district, h, &body)?)
+    })
+    .await?;
+    Ok(axum::Json(out))
 }

@@ -228,6 +228,7 @@ fn main() {
             svc.native = Some(Arc::new(Native));
         }
         let svc = Arc::new(svc);
+        let svc_metrics = svc.clone();
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -236,6 +237,9 @@ fn main() {
         let addr = rt.block_on(async {
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             let addr = listener.local_addr().unwrap();
+            let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+                let _ = tcp.set_nodelay(true);
+            });
             tokio::spawn(async move {
                 axum::serve(listener, app(svc, ApiConfig::default()))
                     .await
@@ -255,8 +259,12 @@ fn main() {
                         let mut lat = Vec::new();
                         let mut i = c;
                         while Instant::now() < deadline {
+                            // Every call from a different caller, as on a real hotline.
+                            let mut body: serde_json::Value = serde_json::from_slice(&bodies[i % bodies.len()]).unwrap();
+                            body["caller"] = serde_json::json!({"phone": format!("139{c:03}{i:07}")});
+                            let body = serde_json::to_vec(&body).unwrap();
                             let t = Instant::now();
-                            let status = client.post(&token, &bodies[i % bodies.len()]).await;
+                            let status = client.post(&token, &body).await;
                             assert_eq!(status, 201);
                             lat.push(t.elapsed());
                             i += 1;
@@ -279,6 +287,11 @@ fn main() {
                 "{:<8} {clients:>8} {rate:>10.0} {p50:>9.2} {p99:>9.2}",
                 if native { "native" } else { "wasm" }
             );
+        }
+        if std::env::var("LOAD_METRICS").is_ok() {
+            for l in svc_metrics.metrics.render().lines().filter(|l| l.starts_with("civic_decision_duration_seconds_sum") || l.starts_with("civic_decision_duration_seconds_count")) {
+                println!("  {l}");
+            }
         }
         rt.shutdown_timeout(Duration::from_secs(1));
     }

@@ -99,6 +99,10 @@ fn serve(data: PathBuf, listen: SocketAddr) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("listening on {listen}"))?;
         println!("civic-rules listening on http://{}", listener.local_addr()?);
+        // Responses go out as soon as they are written (no Nagle delay between header and body).
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         axum::serve(listener, app(svc, ApiConfig::default()))
             .with_graceful_shutdown(async {
                 let _ = tokio::signal::ctrl_c().await;

@@ -22,6 +22,8 @@ use crate::store::Change;
 pub const MAX_DESCRIPTION: usize = 4000;
 /// How far back the caller's history reaches.
 pub const RECENT_WINDOW_MS: i64 = 30 * 86_400_000;
+/// The caller's most recent cases given to rules (enough for the repeat rules).
+pub const MAX_RECENT: usize = 20;
 /// The case that makes a repeat: the third from one caller and category in the window.
 pub const REPEAT_THRESHOLD: usize = 3;
 
@@ -222,7 +224,7 @@ pub fn recent_cases(
 ) -> Result<Vec<wit::RecentCase>, ServiceError> {
     Ok(svc
         .store
-        .caller_cases(caller_key, now - RECENT_WINDOW_MS, 50)?
+        .caller_cases(caller_key, now - RECENT_WINDOW_MS, MAX_RECENT)?
         .into_iter()
         .filter(|c| c.id != exclude)
         .map(|c| wit::RecentCase {

@@ -63,9 +63,28 @@ pub enum RegistryError {
         /// The existing version.
         version: String,
     },
+    /// No shadow candidate is attached.
+    #[error("{district}/{hook} has no shadow candidate")]
+    NoShadow {
+        /// The district.
+        district: String,
+        /// The hook.
+        hook: &'static str,
+    },
     /// Storage failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+fn new_shadow(active: Arc<Active>) -> Shadow {
+    Shadow {
+        active,
+        evaluated: Default::default(),
+        agreed: Default::default(),
+        disagreed: Default::default(),
+        failed: Default::default(),
+        notes: Default::default(),
+    }
 }
 
 /// A deployed version.
@@ -110,6 +129,9 @@ pub struct SlotEvent {
 /// A slot's state: the active version and the ones before it.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct SlotRecord {
+    /// A candidate evaluated alongside the active version, without effect.
+    #[serde(default)]
+    pub shadow: Option<String>,
     /// The active version.
     pub active: Option<String>,
     /// Previously active versions, newest last.
@@ -130,6 +152,75 @@ pub struct Active {
     failures: AtomicU32,
 }
 
+/// A disagreement (or failure) of a shadow candidate.
+#[derive(Debug, Clone, Serialize)]
+pub struct ShadowNote {
+    /// The case.
+    pub case: String,
+    /// The active version's output.
+    pub active: serde_json::Value,
+    /// The candidate's output, or its failure.
+    pub candidate: serde_json::Value,
+}
+
+/// A shadow candidate and what it has done so far (kept in memory: restarts reset it).
+#[derive(Debug)]
+pub struct Shadow {
+    /// The candidate.
+    pub active: Arc<Active>,
+    /// Cases evaluated.
+    pub evaluated: std::sync::atomic::AtomicU64,
+    /// Cases where it agreed.
+    pub agreed: std::sync::atomic::AtomicU64,
+    /// Cases where it disagreed.
+    pub disagreed: std::sync::atomic::AtomicU64,
+    /// Cases where it failed.
+    pub failed: std::sync::atomic::AtomicU64,
+    /// The latest disagreements and failures (at most 100).
+    pub notes: parking_lot::Mutex<std::collections::VecDeque<ShadowNote>>,
+}
+
+impl Shadow {
+    /// Records one comparison.
+    pub fn observe(&self, case: &str, active: &serde_json::Value, candidate: Result<serde_json::Value, String>) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.evaluated.fetch_add(1, Relaxed);
+        let note = match candidate {
+            Ok(c) if c == *active => {
+                self.agreed.fetch_add(1, Relaxed);
+                return;
+            }
+            Ok(c) => {
+                self.disagreed.fetch_add(1, Relaxed);
+                c
+            }
+            Err(f) => {
+                self.failed.fetch_add(1, Relaxed);
+                serde_json::json!({ "failure": f })
+            }
+        };
+        let mut notes = self.notes.lock();
+        if notes.len() == 100 {
+            notes.pop_front();
+        }
+        notes.push_back(ShadowNote { case: case.to_owned(), active: active.clone(), candidate: note });
+    }
+
+    /// A summary for the API.
+    pub fn summary(&self) -> serde_json::Value {
+        use std::sync::atomic::Ordering::Relaxed;
+        serde_json::json!({
+            "version": self.active.record.version,
+            "name": self.active.record.name,
+            "evaluated": self.evaluated.load(Relaxed),
+            "agreed": self.agreed.load(Relaxed),
+            "disagreed": self.disagreed.load(Relaxed),
+            "failed": self.failed.load(Relaxed),
+            "notes": self.notes.lock().iter().cloned().collect::<Vec<_>>(),
+        })
+    }
+}
+
 /// What to evaluate for a district and hook.
 #[derive(Debug, Clone)]
 pub struct Resolved {
@@ -146,6 +237,7 @@ pub struct Registry {
     store: Arc<Store>,
     runtime: Arc<Runtime>,
     active: RwLock<HashMap<SlotKey, Arc<Active>>>,
+    shadows: RwLock<HashMap<SlotKey, Arc<Shadow>>>,
     suspend_after: u32,
 }
 
@@ -179,14 +271,21 @@ impl Registry {
             store,
             runtime,
             active: RwLock::new(HashMap::new()),
+            shadows: RwLock::new(HashMap::new()),
             suspend_after: suspend_after.max(1),
         };
         for (key, bytes) in reg.store.record_scan(SLOTS, "")? {
             let slot: SlotRecord = parse(&key, &bytes)?;
-            let Some(version) = slot.active else { continue };
             let Some((district, hook)) = key.split_once('/') else {
                 continue;
             };
+            let shadow_hook: Option<Hook> = hook.parse().ok();
+            if let (Some(v), Some(h)) = (&slot.shadow, shadow_hook) {
+                if let Ok(a) = reg.load(district, h, v) {
+                    reg.shadows.write().insert((district.to_owned(), h), Arc::new(new_shadow(a)));
+                }
+            }
+            let Some(version) = slot.active else { continue };
             let hook: Hook = hook.parse().map_err(StoreError::Invalid)?;
             match reg.load(district, hook, &version) {
                 Ok(active) => {
@@ -453,6 +552,56 @@ impl Registry {
             active: a.clone(),
             is_city_default: true,
         })
+    }
+
+    /// Attaches a deployed version as the slot's shadow candidate (replacing any other).
+    pub fn attach_shadow(&self, district: &str, hook: Hook, version: &str, actor: &str, now: Millis) -> Result<SlotRecord, RegistryError> {
+        let a = self.load(district, hook, version)?;
+        let slot = self.update_slot(district, hook, |s| {
+            s.shadow = Some(version.to_owned());
+            s.history.push(SlotEvent { at: now, actor: actor.to_owned(), what: "shadow-attached".into(), version: version.to_owned(), detail: String::new() });
+        })?;
+        self.shadows.write().insert((district.to_owned(), hook), Arc::new(new_shadow(a)));
+        Ok(slot)
+    }
+
+    /// Detaches the shadow candidate.
+    pub fn detach_shadow(&self, district: &str, hook: Hook, actor: &str, now: Millis) -> Result<SlotRecord, RegistryError> {
+        let slot = self.update_slot(district, hook, |s| {
+            if let Some(v) = s.shadow.take() {
+                s.history.push(SlotEvent { at: now, actor: actor.to_owned(), what: "shadow-detached".into(), version: v, detail: String::new() });
+            }
+        })?;
+        self.shadows.write().remove(&(district.to_owned(), hook));
+        Ok(slot)
+    }
+
+    /// Makes the shadow candidate the active version, in one call; recorded in the history.
+    pub fn promote_shadow(&self, district: &str, hook: Hook, actor: &str, now: Millis) -> Result<SlotRecord, RegistryError> {
+        let Some(shadow) = self.shadow(district, hook) else {
+            return Err(RegistryError::NoShadow { district: district.to_owned(), hook: hook.as_str() });
+        };
+        let version = shadow.active.record.version.clone();
+        self.activate(district, hook, &version, actor, now)?;
+        let slot = self.update_slot(district, hook, |s| {
+            s.shadow = None;
+            s.history.push(SlotEvent { at: now, actor: actor.to_owned(), what: "promoted".into(), version: version.clone(), detail: shadow.summary().to_string() });
+        })?;
+        self.shadows.write().remove(&(district.to_owned(), hook));
+        Ok(slot)
+    }
+
+    /// The slot's shadow candidate, if any.
+    pub fn shadow(&self, district: &str, hook: Hook) -> Option<Arc<Shadow>> {
+        self.shadows.read().get(&(district.to_owned(), hook)).cloned()
+    }
+
+    fn update_slot(&self, district: &str, hook: Hook, f: impl Fn(&mut SlotRecord)) -> Result<SlotRecord, RegistryError> {
+        Ok(self.store.record_update(SLOTS, &slot_key(district, hook), |cur| {
+            let mut s: SlotRecord = cur.map(|b| parse("slot", b)).transpose()?.unwrap_or_default();
+            f(&mut s);
+            Ok((Some(json(&s)), s))
+        })?)
     }
 
     /// The city default for a hook.

@@ -68,6 +68,24 @@ pub(crate) fn routes() -> Vec<Route> {
             post(rollback),
         ),
         r(
+            "/v1/districts/{district}/plugins/{hook}/shadow",
+            "POST",
+            "Attach a deployed version as a shadow candidate: it runs alongside the active one without effect",
+            Some("{version}"),
+            200,
+            post(attach_shadow),
+        ),
+        r("/v1/districts/{district}/plugins/{hook}/shadow", "GET", "The shadow candidate's agreements, disagreements and failures", None, 200, get(shadow)),
+        r("/v1/districts/{district}/plugins/{hook}/shadow", "DELETE", "Detach the shadow candidate", None, 200, axum::routing::delete(detach_shadow)),
+        r(
+            "/v1/districts/{district}/plugins/{hook}/shadow/promote",
+            "POST",
+            "Make the shadow candidate the active version (one call, recorded in the history)",
+            None,
+            200,
+            post(promote_shadow),
+        ),
+        r(
             "/v1/districts/{district}/plugins/{hook}/backtest",
             "POST",
             "Re-evaluate past cases under a candidate and the active version; report the differences",
@@ -325,4 +343,56 @@ async fn backtest(
     })
     .await?;
     Ok(axum::Json(out))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ShadowBody {
+    version: String,
+}
+
+async fn attach_shadow(
+    State(state): State<AppState>,
+    Auth(p): Auth,
+    Path((district, hook_name)): Path<(String, String)>,
+    Json(body): Json<ShadowBody>,
+) -> Result<impl IntoResponse, ApiError> {
+    let h = hook(&hook_name)?;
+    let slot = blocking(&state, move |svc| {
+        scope(svc, &p, &district, true)?;
+        Ok(svc.registry.attach_shadow(&district, h, &body.version, &p.id, svc.clock.now())?)
+    })
+    .await?;
+    Ok(axum::Json(slot))
+}
+
+async fn shadow(State(state): State<AppState>, Auth(p): Auth, Path((district, hook_name)): Path<(String, String)>) -> Result<impl IntoResponse, ApiError> {
+    let h = hook(&hook_name)?;
+    let out = blocking(&state, move |svc| {
+        scope(svc, &p, &district, false)?;
+        let s = svc.registry.shadow(&district, h).ok_or_else(|| ApiError::NotFound(format!("{district}/{} has no shadow candidate", h.as_str())))?;
+        Ok(s.summary())
+    })
+    .await?;
+    Ok(axum::Json(out))
+}
+
+async fn detach_shadow(State(state): State<AppState>, Auth(p): Auth, Path((district, hook_name)): Path<(String, String)>) -> Result<impl IntoResponse, ApiError> {
+    let h = hook(&hook_name)?;
+    let slot = blocking(&state, move |svc| {
+        scope(svc, &p, &district, true)?;
+        Ok(svc.registry.detach_shadow(&district, h, &p.id, svc.clock.now())?)
+    })
+    .await?;
+    Ok(axum::Json(slot))
+}
+
+async fn promote_shadow(State(state): State<AppState>, Auth(p): Auth, Path((district, hook_name)): Path<(String, String)>) -> Result<impl IntoResponse, ApiError> {
+    let h = hook(&hook_name)?;
+    let slot = blocking(&state, move |svc| {
+        scope(svc, &p, &district, true)?;
+        Ok(svc.registry.promote_shadow(&district, h, &p.id, svc.clock.now())?)
+    })
+    .await?;
+    Ok(axum::Json(slot))
 }

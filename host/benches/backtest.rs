@@ -19,7 +19,10 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
-    let n: usize = std::env::var("BACKTEST_CASES").ok().and_then(|s| s.parse().ok()).unwrap_or(20_000);
+    let n: usize = std::env::var("BACKTEST_CASES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(20_000);
     let dir = tempfile::tempdir().unwrap();
     let mut config = ServiceConfig::new(dir.path());
     config.durability = Durability::Unsafe;
@@ -37,11 +40,37 @@ fn main() {
         let new: NewCase = serde_json::from_value(b).unwrap();
         intake::intake(&svc, &new, "bench").unwrap();
     }
-    println!("took in {n} jiyang cases in {:.1} s", t.elapsed().as_secs_f64());
+    println!(
+        "took in {n} jiyang cases in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
     let city = civic_plugin_bundle::get("civic-plugin-city-default").unwrap();
-    let (rec, _) = svc.registry.deploy("jiyang", Hook::Routing, "candidate", city.component, Limits::default(), "{}", "bench", 0).unwrap();
+    let (rec, _) = svc
+        .registry
+        .deploy(
+            "jiyang",
+            Hook::Routing,
+            "candidate",
+            city.component,
+            Limits::default(),
+            "{}",
+            "bench",
+            0,
+        )
+        .unwrap();
     for round in 0..2 {
-        let r = backtest::run(&svc, "jiyang", Hook::Routing, &Request { version: rec.version.clone(), from: None, to: None, sample: Some(5) }).unwrap();
+        let r = backtest::run(
+            &svc,
+            "jiyang",
+            Hook::Routing,
+            &Request {
+                version: rec.version.clone(),
+                from: None,
+                to: None,
+                sample: Some(5),
+            },
+        )
+        .unwrap();
         println!(
             "round {round}: {} cases backtested in {} ms: {:.0} cases/s; {} changed ({:?})",
             r.evaluated, r.elapsed_ms, r.cases_per_second, r.changed, r.changes

@@ -260,8 +260,10 @@ fn main() {
                         let mut i = c;
                         while Instant::now() < deadline {
                             // Every call from a different caller, as on a real hotline.
-                            let mut body: serde_json::Value = serde_json::from_slice(&bodies[i % bodies.len()]).unwrap();
-                            body["caller"] = serde_json::json!({"phone": format!("139{c:03}{i:07}")});
+                            let mut body: serde_json::Value =
+                                serde_json::from_slice(&bodies[i % bodies.len()]).unwrap();
+                            body["caller"] =
+                                serde_json::json!({"phone": format!("139{c:03}{i:07}")});
                             let body = serde_json::to_vec(&body).unwrap();
                             let t = Instant::now();
                             let status = client.post(&token, &body).await;
@@ -289,7 +291,10 @@ fn main() {
             );
         }
         if std::env::var("LOAD_METRICS").is_ok() {
-            for l in svc_metrics.metrics.render().lines().filter(|l| l.starts_with("civic_decision_duration_seconds_sum") || l.starts_with("civic_decision_duration_seconds_count")) {
+            for l in svc_metrics.metrics.render().lines().filter(|l| {
+                l.starts_with("civic_decision_duration_seconds_sum")
+                    || l.starts_with("civic_decision_duration_seconds_count")
+            }) {
                 println!("  {l}");
             }
         }

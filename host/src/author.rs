@@ -421,6 +421,111 @@ pub fn replay(case: &str, server: &str, token: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// What `civic backtest` needs.
+#[derive(Debug, Clone)]
+pub struct BacktestArgs {
+    /// The district.
+    pub district: String,
+    /// The hook.
+    pub hook: Hook,
+    /// The candidate version.
+    pub version: String,
+    /// Range start.
+    pub from: Option<i64>,
+    /// Range end.
+    pub to: Option<i64>,
+    /// Number of slices.
+    pub slices: u32,
+    /// The server.
+    pub server: String,
+    /// The token.
+    pub token: String,
+}
+
+/// `civic backtest`: runs the server's backtest slice by slice with a progress bar, and
+/// prints the combined report.
+pub fn backtest(a: &BacktestArgs) -> anyhow::Result<()> {
+    let to = a.to.unwrap_or_else(now_ms);
+    let from = a.from.unwrap_or(to - 30 * 86_400_000);
+    if from >= to {
+        bail!("--from must be before --to");
+    }
+    let slices = a.slices.clamp(1, 1000) as i64;
+    let step = ((to - from) / slices).max(1);
+    let bar = indicatif::ProgressBar::new(slices as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} slices {msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let (mut cases, mut evaluated, mut changed) = (0u64, 0u64, 0u64);
+    let mut changes: std::collections::BTreeMap<String, u64> = Default::default();
+    let (mut samples, mut failures) = (Vec::new(), Vec::new());
+    let (mut fuel_a, mut fuel_c) = (0u64, 0u64);
+    let started = std::time::Instant::now();
+    let mut start = from;
+    while start < to {
+        let end = (start + step).min(to);
+        let body = serde_json::json!({"version": a.version, "from": start, "to": end, "sample": 5})
+            .to_string();
+        let path = format!(
+            "/v1/districts/{}/plugins/{}/backtest",
+            a.district,
+            a.hook.as_str()
+        );
+        let (status, r) = http(
+            &a.server,
+            "POST",
+            &path,
+            &a.token,
+            "application/json",
+            body.as_bytes(),
+        )?;
+        if status != 200 {
+            bar.abandon();
+            bail!("backtest refused ({status}): {}", message(&r));
+        }
+        cases += r["cases"].as_u64().unwrap_or(0);
+        evaluated += r["evaluated"].as_u64().unwrap_or(0);
+        changed += r["changed"].as_u64().unwrap_or(0);
+        for (k, v) in r["changes"].as_object().into_iter().flatten() {
+            *changes.entry(k.clone()).or_default() += v.as_u64().unwrap_or(0);
+        }
+        samples.extend(r["sample"].as_array().cloned().unwrap_or_default());
+        failures.extend(r["failures"].as_array().cloned().unwrap_or_default());
+        fuel_a = fuel_a.max(r["fuel_active"]["max"].as_u64().unwrap_or(0));
+        fuel_c = fuel_c.max(r["fuel_candidate"]["max"].as_u64().unwrap_or(0));
+        bar.set_message(format!("{evaluated} cases"));
+        bar.inc(1);
+        start = end;
+    }
+    bar.finish();
+    let secs = started.elapsed().as_secs_f64();
+    println!("{cases} cases in range, {evaluated} evaluated in {secs:.1} s, {changed} changed");
+    for (k, v) in &changes {
+        println!("  {v:>6}  {k}");
+    }
+    for s in samples.iter().take(20) {
+        println!(
+            "  e.g. {}: {} {} → {} {}",
+            s["case"].as_str().unwrap_or(""),
+            s["active"],
+            s["active_reasons"],
+            s["candidate"],
+            s["candidate_reasons"]
+        );
+    }
+    for f in &failures {
+        println!(
+            "  failed: {} ({}): {}",
+            f["case"].as_str().unwrap_or(""),
+            f["version"].as_str().unwrap_or(""),
+            f["failure"].as_str().unwrap_or("")
+        );
+    }
+    println!("max fuel: active {fuel_a}, candidate {fuel_c}");
+    Ok(())
+}
+
 fn message(body: &serde_json::Value) -> String {
     body["error"]["message"]
         .as_str()

@@ -97,8 +97,19 @@ pub struct Report {
 
 type Outcome = Result<(String, Vec<String>, u64), String>;
 
-fn evaluate(svc: &Service, plugin: &Plugin, hook: Hook, input: &RecordedInput, dir: &Arc<crate::directory::Directory>) -> Outcome {
-    let call = Input { case: &input.case, now: input.now, recent_cases: &input.recent_cases, directory: dir };
+fn evaluate(
+    svc: &Service,
+    plugin: &Plugin,
+    hook: Hook,
+    input: &RecordedInput,
+    dir: &Arc<crate::directory::Directory>,
+) -> Outcome {
+    let call = Input {
+        case: &input.case,
+        now: input.now,
+        recent_cases: &input.recent_cases,
+        directory: dir,
+    };
     let summary = |fuel: u64, s: String, r: Vec<String>| Ok((s, r, fuel));
     match hook {
         Hook::Eligibility => match svc.runtime.eligibility(plugin, &call) {
@@ -106,11 +117,23 @@ fn evaluate(svc: &Service, plugin: &Plugin, hook: Hook, input: &RecordedInput, d
                 Some(d) => {
                     let adm = match &d.admissibility {
                         wit::Admissibility::Admissible => "admissible".to_string(),
-                        wit::Admissibility::Rejected(r) => format!("rejected:{:?}", r.reason).to_lowercase(),
-                        wit::Admissibility::Transferred(l) => format!("transferred:{l:?}").to_lowercase(),
+                        wit::Admissibility::Rejected(r) => {
+                            format!("rejected:{:?}", r.reason).to_lowercase()
+                        }
+                        wit::Admissibility::Transferred(l) => {
+                            format!("transferred:{l:?}").to_lowercase()
+                        }
                     };
-                    let med = d.mediation.as_ref().map(|m| format!(" mediation:{}", m.unit)).unwrap_or_default();
-                    summary(e.fuel_used, format!("{adm} grid:{}{med}", d.grid_admissible), d.reasons)
+                    let med = d
+                        .mediation
+                        .as_ref()
+                        .map(|m| format!(" mediation:{}", m.unit))
+                        .unwrap_or_default();
+                    summary(
+                        e.fuel_used,
+                        format!("{adm} grid:{}{med}", d.grid_admissible),
+                        d.reasons,
+                    )
                 }
                 None => summary(e.fuel_used, "no opinion".into(), vec![]),
             },
@@ -124,7 +147,9 @@ fn evaluate(svc: &Service, plugin: &Plugin, hook: Hook, input: &RecordedInput, d
             Err(e) => Err(e.to_string()),
         },
         Hook::Escalation => {
-            let Some(timer) = input.timer else { return Err("no timer recorded".into()) };
+            let Some(timer) = input.timer else {
+                return Err("no timer recorded".into());
+            };
             match svc.runtime.escalation(plugin, &call, &timer) {
                 Ok(e) => match e.output {
                     Some(d) => summary(e.fuel_used, format!("{:?}", d.actions), d.reasons),
@@ -142,23 +167,45 @@ fn fuel(mut v: Vec<u64>) -> Fuel {
     }
     v.sort_unstable();
     let at = |q: f64| v[((v.len() as f64 * q) as usize).min(v.len() - 1)];
-    Fuel { p50: at(0.5), p90: at(0.9), p99: at(0.99), max: *v.last().expect("not empty") }
+    Fuel {
+        p50: at(0.5),
+        p90: at(0.9),
+        p99: at(0.99),
+        max: *v.last().expect("not empty"),
+    }
 }
 
 /// Runs a backtest of `req.version` for `district`'s `hook`, on both cores.
-pub fn run(svc: &Service, district: &str, hook: Hook, req: &Request) -> Result<Report, ServiceError> {
+pub fn run(
+    svc: &Service,
+    district: &str,
+    hook: Hook,
+    req: &Request,
+) -> Result<Report, ServiceError> {
     let started = Instant::now();
     let candidate = svc.registry.plugin(district, hook, &req.version)?;
     let active = svc
         .registry
         .resolve(district, hook)
         .map(|r| r.active.plugin.clone())
-        .ok_or_else(|| ServiceError::Invalid(format!("no {} plug-in is active for {district}", hook.as_str())))?;
+        .ok_or_else(|| {
+            ServiceError::Invalid(format!(
+                "no {} plug-in is active for {district}",
+                hook.as_str()
+            ))
+        })?;
     let mut ids = Vec::new();
     let mut cursor = None;
-    let filter = Filter { district: Some(district.to_owned()), created_from: req.from, created_to: req.to, ..Filter::default() };
+    let filter = Filter {
+        district: Some(district.to_owned()),
+        created_from: req.from,
+        created_to: req.to,
+        ..Filter::default()
+    };
     loop {
-        let page = svc.store.list(&filter, cursor.as_deref(), crate::store::MAX_PAGE)?;
+        let page = svc
+            .store
+            .list(&filter, cursor.as_deref(), crate::store::MAX_PAGE)?;
         ids.extend(page.cases.into_iter().map(|c| c.id));
         match page.next {
             Some(n) => cursor = Some(n),
@@ -183,7 +230,10 @@ pub fn run(svc: &Service, district: &str, hook: Hook, req: &Request) -> Result<R
                         }) else {
                             continue;
                         };
-                        let Ok(input) = serde_json::from_value::<RecordedInput>(rec.input.clone()) else { continue };
+                        let Ok(input) = serde_json::from_value::<RecordedInput>(rec.input.clone())
+                        else {
+                            continue;
+                        };
                         let dir = svc.store.directory(rec.directory_version)?;
                         let a = evaluate(svc, &active, hook, &input, &dir);
                         let c = evaluate(svc, &candidate, hook, &input, &dir);
@@ -193,17 +243,33 @@ pub fn run(svc: &Service, district: &str, hook: Hook, req: &Request) -> Result<R
                 })
             })
             .collect();
-        handles.into_iter().map(|h| h.join().expect("backtest worker panicked")).collect::<Result<Vec<_>, _>>().map(|v| v.into_iter().flatten().collect())
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("backtest worker panicked"))
+            .collect::<Result<Vec<_>, _>>()
+            .map(|v| v.into_iter().flatten().collect())
     })?;
-    let mut report = Report { cases: ids.len(), evaluated: rows.len(), ..Report::default() };
+    let mut report = Report {
+        cases: ids.len(),
+        evaluated: rows.len(),
+        ..Report::default()
+    };
     let (mut fa, mut fc) = (Vec::new(), Vec::new());
     for (id, a, c) in rows {
         for (which, r) in [("active", &a), ("candidate", &c)] {
             if let Err(f) = r {
-                report.failures.push(Failed { case: id.clone(), version: which.into(), failure: f.clone() });
+                report.failures.push(Failed {
+                    case: id.clone(),
+                    version: which.into(),
+                    failure: f.clone(),
+                });
             }
         }
-        let show = |r: &Outcome| r.as_ref().map(|(s, _, _)| s.clone()).unwrap_or_else(|_| "failure".into());
+        let show = |r: &Outcome| {
+            r.as_ref()
+                .map(|(s, _, _)| s.clone())
+                .unwrap_or_else(|_| "failure".into())
+        };
         if let Ok((_, _, f)) = &a {
             fa.push(*f);
         }
@@ -215,8 +281,15 @@ pub fn run(svc: &Service, district: &str, hook: Hook, req: &Request) -> Result<R
             report.changed += 1;
             *report.changes.entry(format!("{sa} → {sc}")).or_default() += 1;
             if report.sample.len() < sample_size {
-                let reasons = |r: &Outcome| r.as_ref().map(|(_, r, _)| r.clone()).unwrap_or_default();
-                report.sample.push(Changed { case: id, active: sa, active_reasons: reasons(&a), candidate: sc, candidate_reasons: reasons(&c) });
+                let reasons =
+                    |r: &Outcome| r.as_ref().map(|(_, r, _)| r.clone()).unwrap_or_default();
+                report.sample.push(Changed {
+                    case: id,
+                    active: sa,
+                    active_reasons: reasons(&a),
+                    candidate: sc,
+                    candidate_reasons: reasons(&c),
+                });
             }
         }
     }

@@ -35,6 +35,33 @@ enum Command {
         #[arg(long, env = "CIVIC_TOKEN", hide_env_values = true)]
         token: String,
     },
+    /// Backtest a candidate version against the active one on a district's past cases.
+    Backtest {
+        /// The district.
+        #[arg(long)]
+        district: String,
+        /// The hook.
+        #[arg(long)]
+        hook: crate::runtime::Hook,
+        /// The candidate version (sha256).
+        #[arg(long)]
+        version: String,
+        /// Cases created from (ms since the epoch; default: 30 days ago).
+        #[arg(long)]
+        from: Option<i64>,
+        /// Cases created before (ms; default: now).
+        #[arg(long)]
+        to: Option<i64>,
+        /// Slices the range is split into (one request each; the progress bar counts them).
+        #[arg(long, default_value_t = 20)]
+        slices: u32,
+        /// The server.
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        server: String,
+        /// A token that may read the district's plug-ins.
+        #[arg(long, env = "CIVIC_TOKEN", hide_env_values = true)]
+        token: String,
+    },
     /// Tools for plug-in authors: scaffold, build, run, test, deploy.
     #[command(subcommand)]
     Plugin(PluginCommand),
@@ -66,6 +93,25 @@ pub fn main() -> ExitCode {
             server,
             token,
         } => crate::author::replay(&case, &server, &token),
+        Command::Backtest {
+            district,
+            hook,
+            version,
+            from,
+            to,
+            slices,
+            server,
+            token,
+        } => crate::author::backtest(&crate::author::BacktestArgs {
+            district,
+            hook,
+            version,
+            from,
+            to,
+            slices,
+            server,
+            token,
+        }),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -146,14 +146,14 @@ pub fn decide<T: Serialize + Reasons>(
                     e.duration,
                 );
                 let rec = record(hook, active, directory_version, input, &e, fallback);
-                if !is_city || district == crate::registry::CITY {
-                    if let Some(shadow) = registry.shadow(district, hook) {
-                        // Without effect: compared, counted, never recorded on the case.
-                        let candidate = eval(&shadow.active.plugin)
-                            .map(|s| serde_json::to_value(&s.output).unwrap_or_default())
-                            .map_err(|f| f.to_string());
-                        shadow.observe(&input.case.id, &rec.output, candidate);
-                    }
+                if (!is_city || district == crate::registry::CITY)
+                    && let Some(shadow) = registry.shadow(district, hook)
+                {
+                    // Without effect: compared, counted, never recorded on the case.
+                    let candidate = eval(&shadow.active.plugin)
+                        .map(|s| serde_json::to_value(&s.output).unwrap_or_default())
+                        .map_err(|f| f.to_string());
+                    shadow.observe(&input.case.id, &rec.output, candidate);
                 }
                 if let Some(output) = e.output {
                     out.events.push(EventBody::Decision(Box::new(rec.clone())));

@@ -182,7 +182,12 @@ pub struct Shadow {
 
 impl Shadow {
     /// Records one comparison.
-    pub fn observe(&self, case: &str, active: &serde_json::Value, candidate: Result<serde_json::Value, String>) {
+    pub fn observe(
+        &self,
+        case: &str,
+        active: &serde_json::Value,
+        candidate: Result<serde_json::Value, String>,
+    ) {
         use std::sync::atomic::Ordering::Relaxed;
         self.evaluated.fetch_add(1, Relaxed);
         let note = match candidate {
@@ -203,7 +208,11 @@ impl Shadow {
         if notes.len() == 100 {
             notes.pop_front();
         }
-        notes.push_back(ShadowNote { case: case.to_owned(), active: active.clone(), candidate: note });
+        notes.push_back(ShadowNote {
+            case: case.to_owned(),
+            active: active.clone(),
+            candidate: note,
+        });
     }
 
     /// A summary for the API.
@@ -280,10 +289,12 @@ impl Registry {
                 continue;
             };
             let shadow_hook: Option<Hook> = hook.parse().ok();
-            if let (Some(v), Some(h)) = (&slot.shadow, shadow_hook) {
-                if let Ok(a) = reg.load(district, h, v) {
-                    reg.shadows.write().insert((district.to_owned(), h), Arc::new(new_shadow(a)));
-                }
+            if let (Some(v), Some(h)) = (&slot.shadow, shadow_hook)
+                && let Ok(a) = reg.load(district, h, v)
+            {
+                reg.shadows
+                    .write()
+                    .insert((district.to_owned(), h), Arc::new(new_shadow(a)));
             }
             let Some(version) = slot.active else { continue };
             let hook: Hook = hook.parse().map_err(StoreError::Invalid)?;
@@ -555,21 +566,48 @@ impl Registry {
     }
 
     /// Attaches a deployed version as the slot's shadow candidate (replacing any other).
-    pub fn attach_shadow(&self, district: &str, hook: Hook, version: &str, actor: &str, now: Millis) -> Result<SlotRecord, RegistryError> {
+    pub fn attach_shadow(
+        &self,
+        district: &str,
+        hook: Hook,
+        version: &str,
+        actor: &str,
+        now: Millis,
+    ) -> Result<SlotRecord, RegistryError> {
         let a = self.load(district, hook, version)?;
         let slot = self.update_slot(district, hook, |s| {
             s.shadow = Some(version.to_owned());
-            s.history.push(SlotEvent { at: now, actor: actor.to_owned(), what: "shadow-attached".into(), version: version.to_owned(), detail: String::new() });
+            s.history.push(SlotEvent {
+                at: now,
+                actor: actor.to_owned(),
+                what: "shadow-attached".into(),
+                version: version.to_owned(),
+                detail: String::new(),
+            });
         })?;
-        self.shadows.write().insert((district.to_owned(), hook), Arc::new(new_shadow(a)));
+        self.shadows
+            .write()
+            .insert((district.to_owned(), hook), Arc::new(new_shadow(a)));
         Ok(slot)
     }
 
     /// Detaches the shadow candidate.
-    pub fn detach_shadow(&self, district: &str, hook: Hook, actor: &str, now: Millis) -> Result<SlotRecord, RegistryError> {
+    pub fn detach_shadow(
+        &self,
+        district: &str,
+        hook: Hook,
+        actor: &str,
+        now: Millis,
+    ) -> Result<SlotRecord, RegistryError> {
         let slot = self.update_slot(district, hook, |s| {
             if let Some(v) = s.shadow.take() {
-                s.history.push(SlotEvent { at: now, actor: actor.to_owned(), what: "shadow-detached".into(), version: v, detail: String::new() });
+                s.history.push(SlotEvent {
+                    at: now,
+                    actor: actor.to_owned(),
+                    what: "shadow-detached".into(),
+                    version: v,
+                    detail: String::new(),
+                });
             }
         })?;
         self.shadows.write().remove(&(district.to_owned(), hook));
@@ -577,15 +615,30 @@ impl Registry {
     }
 
     /// Makes the shadow candidate the active version, in one call; recorded in the history.
-    pub fn promote_shadow(&self, district: &str, hook: Hook, actor: &str, now: Millis) -> Result<SlotRecord, RegistryError> {
+    pub fn promote_shadow(
+        &self,
+        district: &str,
+        hook: Hook,
+        actor: &str,
+        now: Millis,
+    ) -> Result<SlotRecord, RegistryError> {
         let Some(shadow) = self.shadow(district, hook) else {
-            return Err(RegistryError::NoShadow { district: district.to_owned(), hook: hook.as_str() });
+            return Err(RegistryError::NoShadow {
+                district: district.to_owned(),
+                hook: hook.as_str(),
+            });
         };
         let version = shadow.active.record.version.clone();
         self.activate(district, hook, &version, actor, now)?;
         let slot = self.update_slot(district, hook, |s| {
             s.shadow = None;
-            s.history.push(SlotEvent { at: now, actor: actor.to_owned(), what: "promoted".into(), version: version.clone(), detail: shadow.summary().to_string() });
+            s.history.push(SlotEvent {
+                at: now,
+                actor: actor.to_owned(),
+                what: "promoted".into(),
+                version: version.clone(),
+                detail: shadow.summary().to_string(),
+            });
         })?;
         self.shadows.write().remove(&(district.to_owned(), hook));
         Ok(slot)
@@ -593,15 +646,28 @@ impl Registry {
 
     /// The slot's shadow candidate, if any.
     pub fn shadow(&self, district: &str, hook: Hook) -> Option<Arc<Shadow>> {
-        self.shadows.read().get(&(district.to_owned(), hook)).cloned()
+        self.shadows
+            .read()
+            .get(&(district.to_owned(), hook))
+            .cloned()
     }
 
-    fn update_slot(&self, district: &str, hook: Hook, f: impl Fn(&mut SlotRecord)) -> Result<SlotRecord, RegistryError> {
-        Ok(self.store.record_update(SLOTS, &slot_key(district, hook), |cur| {
-            let mut s: SlotRecord = cur.map(|b| parse("slot", b)).transpose()?.unwrap_or_default();
-            f(&mut s);
-            Ok((Some(json(&s)), s))
-        })?)
+    fn update_slot(
+        &self,
+        district: &str,
+        hook: Hook,
+        f: impl Fn(&mut SlotRecord),
+    ) -> Result<SlotRecord, RegistryError> {
+        Ok(self
+            .store
+            .record_update(SLOTS, &slot_key(district, hook), |cur| {
+                let mut s: SlotRecord = cur
+                    .map(|b| parse("slot", b))
+                    .transpose()?
+                    .unwrap_or_default();
+                f(&mut s);
+                Ok((Some(json(&s)), s))
+            })?)
     }
 
     /// The city default for a hook.

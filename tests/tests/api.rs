@@ -784,64 +784,207 @@ async fn backtest_compares_a_candidate_with_the_active_version() {
         s.json("POST", "/v1/cases", &s.admin, body).await;
     }
     // The candidate routes every case to the desk, and traps on noise complaints.
-    let put = s.send("PUT", "/v1/districts/jiyang/plugins/routing?config=panic-on-noise", Some(&s.admin), Some("application/wasm"), fixture(fixtures::FX_HOSTILE)).await;
+    let put = s
+        .send(
+            "PUT",
+            "/v1/districts/jiyang/plugins/routing?config=panic-on-noise",
+            Some(&s.admin),
+            Some("application/wasm"),
+            fixture(fixtures::FX_HOSTILE),
+        )
+        .await;
     let version = put.json["version"].as_str().unwrap().to_owned();
     let before = s.svc.store.case_count();
-    let r = s.json("POST", "/v1/districts/jiyang/plugins/routing/backtest", &s.admin, json!({"version": version})).await;
+    let r = s
+        .json(
+            "POST",
+            "/v1/districts/jiyang/plugins/routing/backtest",
+            &s.admin,
+            json!({"version": version}),
+        )
+        .await;
     assert_eq!(r.status, 200, "{:?}", r.json);
     let rep = &r.json;
     assert_eq!(rep["cases"], 5, "the five jiyang sample cases");
     assert_eq!(rep["evaluated"], 5);
     let failures = rep["failures"].as_array().unwrap();
-    assert_eq!(failures.len(), 1, "the noise case traps the candidate: {failures:?}");
+    assert_eq!(
+        failures.len(),
+        1,
+        "the noise case traps the candidate: {failures:?}"
+    );
     assert_eq!(failures[0]["version"], "candidate");
-    assert!(failures[0]["failure"].as_str().unwrap().contains("noise breaks this rule"));
+    assert!(
+        failures[0]["failure"]
+            .as_str()
+            .unwrap()
+            .contains("noise breaks this rule")
+    );
     assert_eq!(rep["changes"]["jiyang/yuehe/grid-01 → failure"], 1);
-    assert_eq!(rep["changes"]["sanya/mediation/industry/labour → jiyang"], 1);
+    assert_eq!(
+        rep["changes"]["sanya/mediation/industry/labour → jiyang"],
+        1
+    );
     assert_eq!(rep["changed"], 5);
     assert!(rep["sample"][0]["active_reasons"].as_array().is_some());
     assert!(rep["fuel_active"]["max"].as_u64().unwrap() > 0);
-    assert_eq!(s.svc.store.case_count(), before, "a backtest stores nothing");
+    assert_eq!(
+        s.svc.store.case_count(),
+        before,
+        "a backtest stores nothing"
+    );
     // The active version is untouched, and a time range outside the cases finds nothing.
-    assert_eq!(s.get("/v1/districts/jiyang/plugins/routing", &s.admin).await.json["slot"]["active"].as_str().unwrap().len(), 64);
-    let r = s.json("POST", "/v1/districts/jiyang/plugins/routing/backtest", &s.admin, json!({"version": version, "to": 1000})).await;
+    assert_eq!(
+        s.get("/v1/districts/jiyang/plugins/routing", &s.admin)
+            .await
+            .json["slot"]["active"]
+            .as_str()
+            .unwrap()
+            .len(),
+        64
+    );
+    let r = s
+        .json(
+            "POST",
+            "/v1/districts/jiyang/plugins/routing/backtest",
+            &s.admin,
+            json!({"version": version, "to": 1000}),
+        )
+        .await;
     assert_eq!(r.json["cases"], 0);
     let t = s.token("dispatcher", Some("tianya"), None).await;
-    assert_eq!(s.json("POST", "/v1/districts/jiyang/plugins/routing/backtest", &t, json!({"version": version})).await.status, 404);
+    assert_eq!(
+        s.json(
+            "POST",
+            "/v1/districts/jiyang/plugins/routing/backtest",
+            &t,
+            json!({"version": version})
+        )
+        .await
+        .status,
+        404
+    );
 }
 
 #[tokio::test]
 async fn shadow_candidates_run_without_effect_and_are_promoted_in_one_call() {
     let s = TestServer::start();
-    let put = s.send("PUT", "/v1/districts/jiyang/plugins/routing?config=panic-on-noise", Some(&s.admin), Some("application/wasm"), fixture(fixtures::FX_HOSTILE)).await;
+    let put = s
+        .send(
+            "PUT",
+            "/v1/districts/jiyang/plugins/routing?config=panic-on-noise",
+            Some(&s.admin),
+            Some("application/wasm"),
+            fixture(fixtures::FX_HOSTILE),
+        )
+        .await;
     let version = put.json["version"].as_str().unwrap().to_owned();
-    let r = s.json("POST", "/v1/districts/jiyang/plugins/routing/shadow", &s.admin, json!({"version": version})).await;
+    let r = s
+        .json(
+            "POST",
+            "/v1/districts/jiyang/plugins/routing/shadow",
+            &s.admin,
+            json!({"version": version}),
+        )
+        .await;
     assert_eq!(r.status, 200, "{:?}", r.json);
     assert_eq!(r.json["shadow"], version);
     let mut ids = Vec::new();
-    for (category, grid) in [("noise", "jiyang/yuehe/grid-01"), ("street-facilities", "jiyang/yuechuan/grid-01"), ("water-power", "jiyang/yuehe/grid-02")] {
-        let r = s.json("POST", "/v1/cases", &s.admin, json!({"district": "jiyang", "category": category, "location": {"grid": grid}})).await;
+    for (category, grid) in [
+        ("noise", "jiyang/yuehe/grid-01"),
+        ("street-facilities", "jiyang/yuechuan/grid-01"),
+        ("water-power", "jiyang/yuehe/grid-02"),
+    ] {
+        let r = s
+            .json(
+                "POST",
+                "/v1/cases",
+                &s.admin,
+                json!({"district": "jiyang", "category": category, "location": {"grid": grid}}),
+            )
+            .await;
         assert_eq!(r.status, 201, "a trapping shadow breaks nothing");
-        assert_ne!(r.json["handler"], "jiyang", "the active version decided, not the shadow");
+        assert_ne!(
+            r.json["handler"], "jiyang",
+            "the active version decided, not the shadow"
+        );
         ids.push(r.json["id"].as_str().unwrap().to_owned());
     }
-    let st = s.get("/v1/districts/jiyang/plugins/routing/shadow", &s.admin).await.json;
-    assert_eq!((st["evaluated"].as_u64(), st["disagreed"].as_u64(), st["failed"].as_u64()), (Some(3), Some(2), Some(1)), "{st}");
+    let st = s
+        .get("/v1/districts/jiyang/plugins/routing/shadow", &s.admin)
+        .await
+        .json;
+    assert_eq!(
+        (
+            st["evaluated"].as_u64(),
+            st["disagreed"].as_u64(),
+            st["failed"].as_u64()
+        ),
+        (Some(3), Some(2), Some(1)),
+        "{st}"
+    );
     let notes = st["notes"].as_array().unwrap();
-    assert!(notes.iter().any(|n| n["case"] == ids[0].as_str() && n["candidate"]["failure"].as_str().unwrap().contains("noise breaks this rule")), "{st}");
-    assert!(notes.iter().any(|n| n["case"] == ids[1].as_str() && n["candidate"]["lead"] == "jiyang"), "{st}");
+    assert!(
+        notes.iter().any(|n| n["case"] == ids[0].as_str()
+            && n["candidate"]["failure"]
+                .as_str()
+                .unwrap()
+                .contains("noise breaks this rule")),
+        "{st}"
+    );
+    assert!(
+        notes
+            .iter()
+            .any(|n| n["case"] == ids[1].as_str() && n["candidate"]["lead"] == "jiyang"),
+        "{st}"
+    );
     for id in &ids {
-        let h = s.get(&format!("/v1/cases/{id}/history"), &s.admin).await.json.to_string();
-        assert!(!h.contains(&version), "nothing of the shadow run is stored on the case");
+        let h = s
+            .get(&format!("/v1/cases/{id}/history"), &s.admin)
+            .await
+            .json
+            .to_string();
+        assert!(
+            !h.contains(&version),
+            "nothing of the shadow run is stored on the case"
+        );
     }
-    let r = s.json("POST", "/v1/districts/jiyang/plugins/routing/shadow/promote", &s.admin, json!({})).await;
+    let r = s
+        .json(
+            "POST",
+            "/v1/districts/jiyang/plugins/routing/shadow/promote",
+            &s.admin,
+            json!({}),
+        )
+        .await;
     assert_eq!(r.status, 200, "{:?}", r.json);
     assert_eq!(r.json["active"], version);
     assert_eq!(r.json["shadow"], json!(null));
-    assert_eq!(r.json["history"].as_array().unwrap().last().unwrap()["what"], "promoted");
+    assert_eq!(
+        r.json["history"].as_array().unwrap().last().unwrap()["what"],
+        "promoted"
+    );
     let r = s.json("POST", "/v1/cases", &s.admin, json!({"district": "jiyang", "category": "water-power", "location": {"grid": "jiyang/yuehe/grid-02"}})).await;
-    assert_eq!(r.json["handler"], "jiyang", "the promoted version now decides");
-    assert_eq!(s.get("/v1/districts/jiyang/plugins/routing/shadow", &s.admin).await.status, 404);
+    assert_eq!(
+        r.json["handler"], "jiyang",
+        "the promoted version now decides"
+    );
+    assert_eq!(
+        s.get("/v1/districts/jiyang/plugins/routing/shadow", &s.admin)
+            .await
+            .status,
+        404
+    );
     let disp = s.token("dispatcher", Some("jiyang"), None).await;
-    assert_eq!(s.json("POST", "/v1/districts/jiyang/plugins/routing/shadow", &disp, json!({"version": version})).await.status, 403);
+    assert_eq!(
+        s.json(
+            "POST",
+            "/v1/districts/jiyang/plugins/routing/shadow",
+            &disp,
+            json!({"version": version})
+        )
+        .await
+        .status,
+        403
+    );
 }

@@ -114,7 +114,9 @@ impl From<RegistryError> for ApiError {
     fn from(e: RegistryError) -> Self {
         match e {
             RegistryError::Plugin(p) => ApiError::Unprocessable(p.to_string()),
-            RegistryError::UnknownVersion { .. } | RegistryError::NoShadow { .. } => ApiError::NotFound(e.to_string()),
+            RegistryError::UnknownVersion { .. } | RegistryError::NoShadow { .. } => {
+                ApiError::NotFound(e.to_string())
+            }
             RegistryError::NoPrevious { .. } | RegistryError::DeployedDifferently { .. } => {
                 ApiError::Conflict(e.to_string())
             }

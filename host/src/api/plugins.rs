@@ -75,8 +75,22 @@ pub(crate) fn routes() -> Vec<Route> {
             200,
             post(attach_shadow),
         ),
-        r("/v1/districts/{district}/plugins/{hook}/shadow", "GET", "The shadow candidate's agreements, disagreements and failures", None, 200, get(shadow)),
-        r("/v1/districts/{district}/plugins/{hook}/shadow", "DELETE", "Detach the shadow candidate", None, 200, axum::routing::delete(detach_shadow)),
+        r(
+            "/v1/districts/{district}/plugins/{hook}/shadow",
+            "GET",
+            "The shadow candidate's agreements, disagreements and failures",
+            None,
+            200,
+            get(shadow),
+        ),
+        r(
+            "/v1/districts/{district}/plugins/{hook}/shadow",
+            "DELETE",
+            "Detach the shadow candidate",
+            None,
+            200,
+            axum::routing::delete(detach_shadow),
+        ),
         r(
             "/v1/districts/{district}/plugins/{hook}/shadow/promote",
             "POST",
@@ -337,7 +351,9 @@ async fn backtest(
     let out = blocking(&state, move |svc| {
         scope(svc, &p, &district, false)?;
         if district == CITY {
-            return Err(ApiError::Unprocessable("backtest a district: the city default has no cases of its own".into()));
+            return Err(ApiError::Unprocessable(
+                "backtest a district: the city default has no cases of its own".into(),
+            ));
         }
         Ok(crate::backtest::run(svc, &district, h, &body)?)
     })
@@ -360,38 +376,58 @@ async fn attach_shadow(
     let h = hook(&hook_name)?;
     let slot = blocking(&state, move |svc| {
         scope(svc, &p, &district, true)?;
-        Ok(svc.registry.attach_shadow(&district, h, &body.version, &p.id, svc.clock.now())?)
+        Ok(svc
+            .registry
+            .attach_shadow(&district, h, &body.version, &p.id, svc.clock.now())?)
     })
     .await?;
     Ok(axum::Json(slot))
 }
 
-async fn shadow(State(state): State<AppState>, Auth(p): Auth, Path((district, hook_name)): Path<(String, String)>) -> Result<impl IntoResponse, ApiError> {
+async fn shadow(
+    State(state): State<AppState>,
+    Auth(p): Auth,
+    Path((district, hook_name)): Path<(String, String)>,
+) -> Result<impl IntoResponse, ApiError> {
     let h = hook(&hook_name)?;
     let out = blocking(&state, move |svc| {
         scope(svc, &p, &district, false)?;
-        let s = svc.registry.shadow(&district, h).ok_or_else(|| ApiError::NotFound(format!("{district}/{} has no shadow candidate", h.as_str())))?;
+        let s = svc.registry.shadow(&district, h).ok_or_else(|| {
+            ApiError::NotFound(format!("{district}/{} has no shadow candidate", h.as_str()))
+        })?;
         Ok(s.summary())
     })
     .await?;
     Ok(axum::Json(out))
 }
 
-async fn detach_shadow(State(state): State<AppState>, Auth(p): Auth, Path((district, hook_name)): Path<(String, String)>) -> Result<impl IntoResponse, ApiError> {
+async fn detach_shadow(
+    State(state): State<AppState>,
+    Auth(p): Auth,
+    Path((district, hook_name)): Path<(String, String)>,
+) -> Result<impl IntoResponse, ApiError> {
     let h = hook(&hook_name)?;
     let slot = blocking(&state, move |svc| {
         scope(svc, &p, &district, true)?;
-        Ok(svc.registry.detach_shadow(&district, h, &p.id, svc.clock.now())?)
+        Ok(svc
+            .registry
+            .detach_shadow(&district, h, &p.id, svc.clock.now())?)
     })
     .await?;
     Ok(axum::Json(slot))
 }
 
-async fn promote_shadow(State(state): State<AppState>, Auth(p): Auth, Path((district, hook_name)): Path<(String, String)>) -> Result<impl IntoResponse, ApiError> {
+async fn promote_shadow(
+    State(state): State<AppState>,
+    Auth(p): Auth,
+    Path((district, hook_name)): Path<(String, String)>,
+) -> Result<impl IntoResponse, ApiError> {
     let h = hook(&hook_name)?;
     let slot = blocking(&state, move |svc| {
         scope(svc, &p, &district, true)?;
-        Ok(svc.registry.promote_shadow(&district, h, &p.id, svc.clock.now())?)
+        Ok(svc
+            .registry
+            .promote_shadow(&district, h, &p.id, svc.clock.now())?)
     })
     .await?;
     Ok(axum::Json(slot))

@@ -205,6 +205,40 @@ pub fn format_date(day: Day) -> String {
     format!("{y:04}-{m:02}-{d:02}")
 }
 
+/// An instant as ISO 8601 with the UTC offset, e.g. `2026-11-30T09:00:00+08:00`.
+pub fn format_datetime(t: Millis, utc_offset_minutes: i32) -> String {
+    let local = t + utc_offset_minutes as i64 * 60_000;
+    let day = local.div_euclid(DAY_MS);
+    let ms = local.rem_euclid(DAY_MS) / 1000;
+    let (h, m, sec) = (ms / 3600, ms / 60 % 60, ms % 60);
+    let sign = if utc_offset_minutes < 0 { '-' } else { '+' };
+    let off = utc_offset_minutes.abs();
+    format!("{}T{h:02}:{m:02}:{sec:02}{sign}{:02}:{:02}", format_date(day), off / 60, off % 60)
+}
+
+/// Parses ISO 8601 / W3C datetimes with `Z` or a `±HH:MM` offset (seconds optional).
+pub fn parse_datetime(s: &str) -> Option<Millis> {
+    let (date, rest) = s.split_once('T')?;
+    let day = parse_date(date)?;
+    let (time, offset_min) = if let Some(t) = rest.strip_suffix('Z') {
+        (t, 0i64)
+    } else {
+        let i = rest.rfind(['+', '-'])?;
+        let (t, off) = rest.split_at(i);
+        let sign = if off.starts_with('-') { -1 } else { 1 };
+        let (oh, om) = off[1..].split_once(':').unwrap_or((&off[1..], "0"));
+        (t, sign * (oh.parse::<i64>().ok()? * 60 + om.parse::<i64>().ok()?))
+    };
+    let mut parts = time.split(':');
+    let h: i64 = parts.next()?.parse().ok()?;
+    let m: i64 = parts.next()?.parse().ok()?;
+    let sec: f64 = parts.next().map(|x| x.parse().ok()).unwrap_or(Some(0.0))?;
+    if !(0..24).contains(&h) || !(0..60).contains(&m) || !(0.0..61.0).contains(&sec) {
+        return None;
+    }
+    Some(day * DAY_MS + (h * 3600 + m * 60) * 1000 + (sec * 1000.0) as i64 - offset_min * 60_000)
+}
+
 // Howard Hinnant's civil-date algorithms.
 fn days_from_civil(y: i32, m: u32, d: u32) -> Day {
     let y = if m <= 2 { y - 1 } else { y } as i64;
@@ -328,6 +362,18 @@ mod tests {
         assert_eq!(date(&cal, moved - 1), "2026-12-08");
         // A pause within the day moves it by the paused time.
         assert_eq!(cal.extend_by_pause(deadline, 1000, 4000), deadline + 3000);
+    }
+
+    #[test]
+    fn datetimes_round_trip_with_offsets() {
+        let t = at("2026-11-30", 9, 5);
+        assert_eq!(format_datetime(t, 480), "2026-11-30T09:05:00+08:00");
+        assert_eq!(format_datetime(t, 0), "2026-11-30T01:05:00+00:00");
+        assert_eq!(parse_datetime("2026-11-30T09:05:00+08:00"), Some(t));
+        assert_eq!(parse_datetime("2026-11-30T01:05:00Z"), Some(t));
+        assert_eq!(parse_datetime("2026-11-29T20:05:00-05:00"), Some(t));
+        assert_eq!(parse_datetime("2026-11-30"), None);
+        assert_eq!(parse_datetime("2026-11-30T25:00:00Z"), None);
     }
 
     #[test]

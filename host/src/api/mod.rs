@@ -5,6 +5,7 @@ mod board;
 mod cases;
 mod error;
 mod extract;
+mod open311;
 mod plugins;
 mod system;
 mod tokens;
@@ -84,6 +85,7 @@ fn routes() -> Vec<Route> {
     all.extend(plugins::routes());
     all.extend(tokens::routes());
     all.extend(board::routes());
+    all.extend(open311::routes());
     all
 }
 

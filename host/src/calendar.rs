@@ -213,7 +213,12 @@ pub fn format_datetime(t: Millis, utc_offset_minutes: i32) -> String {
     let (h, m, sec) = (ms / 3600, ms / 60 % 60, ms % 60);
     let sign = if utc_offset_minutes < 0 { '-' } else { '+' };
     let off = utc_offset_minutes.abs();
-    format!("{}T{h:02}:{m:02}:{sec:02}{sign}{:02}:{:02}", format_date(day), off / 60, off % 60)
+    format!(
+        "{}T{h:02}:{m:02}:{sec:02}{sign}{:02}:{:02}",
+        format_date(day),
+        off / 60,
+        off % 60
+    )
 }
 
 /// Parses ISO 8601 / W3C datetimes with `Z` or a `±HH:MM` offset (seconds optional).
@@ -227,7 +232,10 @@ pub fn parse_datetime(s: &str) -> Option<Millis> {
         let (t, off) = rest.split_at(i);
         let sign = if off.starts_with('-') { -1 } else { 1 };
         let (oh, om) = off[1..].split_once(':').unwrap_or((&off[1..], "0"));
-        (t, sign * (oh.parse::<i64>().ok()? * 60 + om.parse::<i64>().ok()?))
+        (
+            t,
+            sign * (oh.parse::<i64>().ok()? * 60 + om.parse::<i64>().ok()?),
+        )
     };
     let mut parts = time.split(':');
     let h: i64 = parts.next()?.parse().ok()?;

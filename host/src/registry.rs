@@ -479,30 +479,23 @@ impl Registry {
         now: Millis,
     ) -> Result<SlotRecord, RegistryError> {
         let active = self.load(district, hook, version)?;
-        let slot = self
-            .store
-            .record_update(SLOTS, &slot_key(district, hook), |cur| {
-                let mut s: SlotRecord = cur
-                    .map(|b| parse("slot", b))
-                    .transpose()?
-                    .unwrap_or_default();
-                if s.active.as_deref() != Some(version) {
-                    if let Some(old) = s.active.take() {
-                        s.previous.push(old);
-                    }
-                    s.previous.retain(|v| v != version);
-                    s.active = Some(version.to_owned());
+        let slot = self.update_slot(district, hook, |s| {
+            if s.active.as_deref() != Some(version) {
+                if let Some(old) = s.active.take() {
+                    s.previous.push(old);
                 }
-                s.suspended.retain(|v| v != version);
-                s.history.push(SlotEvent {
-                    at: now,
-                    actor: actor.to_owned(),
-                    what: "activated".into(),
-                    version: version.to_owned(),
-                    detail: String::new(),
-                });
-                Ok((Some(json(&s)), s))
-            })?;
+                s.previous.retain(|v| v != version);
+                s.active = Some(version.to_owned());
+            }
+            s.suspended.retain(|v| v != version);
+            s.history.push(SlotEvent {
+                at: now,
+                actor: actor.to_owned(),
+                what: "activated".into(),
+                version: version.to_owned(),
+                detail: String::new(),
+            });
+        })?;
         self.active
             .write()
             .insert((district.to_owned(), hook), active);
@@ -525,25 +518,18 @@ impl Registry {
             });
         };
         let active = self.load(district, hook, &previous)?;
-        let slot = self
-            .store
-            .record_update(SLOTS, &slot_key(district, hook), |cur| {
-                let mut s: SlotRecord = cur
-                    .map(|b| parse("slot", b))
-                    .transpose()?
-                    .unwrap_or_default();
-                let from = s.active.take().unwrap_or_default();
-                s.previous.retain(|v| *v != previous);
-                s.active = Some(previous.clone());
-                s.history.push(SlotEvent {
-                    at: now,
-                    actor: actor.to_owned(),
-                    what: "rolled-back".into(),
-                    version: previous.clone(),
-                    detail: format!("from {from}"),
-                });
-                Ok((Some(json(&s)), s))
-            })?;
+        let slot = self.update_slot(district, hook, |s| {
+            let from = s.active.take().unwrap_or_default();
+            s.previous.retain(|v| *v != previous);
+            s.active = Some(previous.clone());
+            s.history.push(SlotEvent {
+                at: now,
+                actor: actor.to_owned(),
+                what: "rolled-back".into(),
+                version: previous.clone(),
+                detail: format!("from {from}"),
+            });
+        })?;
         self.active
             .write()
             .insert((district.to_owned(), hook), active);

@@ -4,6 +4,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
+mod common;
+
 fn civic(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_civic"))
         .args(args)
@@ -147,28 +149,8 @@ fn scaffold_build_run_test_deploy() {
 
     // Deploy to a running server and activate.
     let data = tmp.path().join("data");
-    let mut server = Command::new(env!("CARGO_BIN_EXE_civic"))
-        .args([
-            "serve",
-            "--data",
-            data.to_str().unwrap(),
-            "--listen",
-            "127.0.0.1:0",
-        ])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    use std::io::BufRead;
-    let addr = std::io::BufReader::new(server.stdout.take().unwrap())
-        .lines()
-        .find_map(|l| {
-            l.ok()?
-                .strip_prefix("civic-rules listening on ")
-                .map(str::to_owned)
-        })
-        .unwrap();
+    let server = common::start(&data);
+    let addr = format!("http://{}", server.addr);
     let token = std::fs::read_to_string(data.join("admin-token"))
         .unwrap()
         .trim()
@@ -191,8 +173,7 @@ fn scaffold_build_run_test_deploy() {
         .output()
         .unwrap();
     let out = text(&o);
-    let _ = server.kill();
-    let _ = server.wait();
+    drop(server);
     assert!(o.status.success(), "{out}");
     assert!(
         out.contains("deployed version") && out.contains("activated"),

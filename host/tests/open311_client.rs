@@ -1,35 +1,18 @@
 //! A client nobody here wrote: the `georeport` Python package (installed by `.ci/run`)
 //! reads services, a definition and requests from a running `civic serve`, in JSON and XML.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::process::{Command, Stdio};
+use std::io::{Read, Write};
+use std::process::Command;
+
+mod common;
 
 #[test]
 fn the_georeport_python_client_works_against_the_endpoint() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_civic"))
-        .args([
-            "serve",
-            "--data",
-            data.to_str().unwrap(),
-            "--listen",
-            "127.0.0.1:0",
-        ])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let addr = BufReader::new(child.stdout.take().unwrap())
-        .lines()
-        .find_map(|l| {
-            l.ok()?
-                .strip_prefix("civic-rules listening on http://")
-                .map(str::to_owned)
-        });
-    let result = std::panic::catch_unwind(|| {
-        let addr = addr.expect("the server started");
+    let server = common::start(&data);
+    let addr = server.addr.clone();
+    {
         let token = std::fs::read_to_string(data.join("admin-token"))
             .unwrap()
             .trim()
@@ -66,10 +49,5 @@ fn the_georeport_python_client_works_against_the_endpoint() {
             text.contains("georeport client: all checks passed"),
             "{text}"
         );
-    });
-    let _ = child.kill();
-    let _ = child.wait();
-    if let Err(e) = result {
-        std::panic::resume_unwind(e);
     }
 }

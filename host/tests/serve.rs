@@ -1,57 +1,12 @@
 //! `civic serve` as a newcomer runs it: first start on an empty data directory, real socket,
 //! the printed admin token, a case created and read over HTTP, and a restart that keeps it.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 
-struct Server {
-    child: Child,
-    addr: String,
-    token_line: Option<String>,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start(data: &std::path::Path) -> Server {
-    let child = Command::new(env!("CARGO_BIN_EXE_civic"))
-        .args([
-            "serve",
-            "--data",
-            data.to_str().unwrap(),
-            "--listen",
-            "127.0.0.1:0",
-        ])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    // Owned by `Server` at once, so it is killed and waited for even if reading fails.
-    let mut server = Server {
-        child,
-        addr: String::new(),
-        token_line: None,
-    };
-    let mut lines = BufReader::new(server.child.stdout.take().unwrap()).lines();
-    loop {
-        let line = lines
-            .next()
-            .expect("the server printed its address")
-            .unwrap();
-        if line.starts_with("admin token") {
-            server.token_line = Some(line);
-        } else if let Some(addr) = line.strip_prefix("civic-rules listening on http://") {
-            server.addr = addr.to_owned();
-            return server;
-        }
-    }
-}
+mod common;
+use common::start;
 
 fn http(addr: &str, method: &str, path: &str, token: &str, body: &str) -> (u16, serde_json::Value) {
     let mut s = TcpStream::connect(addr).unwrap();

@@ -371,5 +371,15 @@ pub fn one_level_up(unit: &str, district: &str) -> String {
     }
 }
 
+/// The sample city (Sanya) as a native test sandbox, for the bundled plug-ins' tests.
+#[cfg(any(test, feature = "testing"))]
+pub fn sample_city() -> civic_rules_sdk::testing::Sandbox {
+    civic_rules_sdk::testing::Sandbox::from_json(
+        include_str!("../../../data/sanya-directory.json"),
+        include_str!("../../../data/categories.json"),
+    )
+    .expect("the bundled sample data is valid")
+}
+
 #[cfg(test)]
 mod tests;

@@ -8,11 +8,7 @@ use crate::{CityDefault, DAY_MS, Plugin};
 type City = Plugin<CityDefault>;
 
 fn sandbox() -> Sandbox {
-    Sandbox::from_json(
-        include_str!("../../../data/sanya-directory.json"),
-        include_str!("../../../data/categories.json"),
-    )
-    .unwrap()
+    crate::sample_city()
 }
 
 #[test]

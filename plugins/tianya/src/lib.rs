@@ -40,11 +40,7 @@ mod tests {
     use civic_rules_sdk::testing::{Sandbox, case, timer};
 
     fn sandbox() -> Sandbox {
-        Sandbox::from_json(
-            include_str!("../../../data/sanya-directory.json"),
-            include_str!("../../../data/categories.json"),
-        )
-        .unwrap()
+        civic_rules_common::sample_city()
     }
 
     #[test]

@@ -1,0 +1,57 @@
+//! Starting the real `civic serve` on a free loopback port for a test.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+/// A running server; killed and waited for when dropped.
+pub struct Server {
+    /// The process.
+    pub child: Child,
+    /// `127.0.0.1:PORT`.
+    pub addr: String,
+    /// The "admin token ..." line, printed on first start only.
+    pub token_line: Option<String>,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `civic serve --data DATA --listen 127.0.0.1:0` and waits until it listens.
+pub fn start(data: &std::path::Path) -> Server {
+    let child = Command::new(env!("CARGO_BIN_EXE_civic"))
+        .args([
+            "serve",
+            "--data",
+            data.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Owned by `Server` at once, so it is killed and waited for even if reading fails.
+    let mut server = Server {
+        child,
+        addr: String::new(),
+        token_line: None,
+    };
+    let mut lines = BufReader::new(server.child.stdout.take().unwrap()).lines();
+    loop {
+        let line = lines
+            .next()
+            .expect("the server printed its address")
+            .unwrap();
+        if line.starts_with("admin token") {
+            server.token_line = Some(line);
+        } else if let Some(addr) = line.strip_prefix("civic-rules listening on http://") {
+            server.addr = addr.to_owned();
+            return server;
+        }
+    }
+}

@@ -3,6 +3,7 @@
 
 mod board;
 mod cases;
+mod directory;
 mod error;
 mod extract;
 mod open311;
@@ -86,6 +87,7 @@ fn routes() -> Vec<Route> {
     all.extend(tokens::routes());
     all.extend(board::routes());
     all.extend(open311::routes());
+    all.extend(directory::routes());
     all
 }
 

@@ -364,3 +364,48 @@ fn every_fixture_has_a_test() {
         );
     }
 }
+
+#[test]
+fn a_burst_beyond_the_instance_pool_waits_instead_of_failing() {
+    let runtime = Runtime::new(RuntimeConfig {
+        max_concurrent: 2,
+        ..RuntimeConfig::default()
+    })
+    .unwrap();
+    let city = runtime
+        .load(
+            "city-default",
+            civic_plugin_bundle::get("civic-plugin-city-default")
+                .unwrap()
+                .component,
+            Limits::default(),
+            "{}",
+        )
+        .unwrap();
+    let directory = Arc::new(sample_city());
+    std::thread::scope(|s| {
+        for _ in 0..16 {
+            s.spawn(|| {
+                let mut c = case("jiyang", "noise", Some("jiyang/yuehe/grid-01"));
+                c.eligibility = Some(wit::EligibilityOutcome {
+                    grid_admissible: true,
+                    mediation: None,
+                });
+                for _ in 0..20 {
+                    let e = runtime
+                        .routing(
+                            &city,
+                            &Input {
+                                case: &c,
+                                now: c.created_at,
+                                recent_cases: &[],
+                                directory: &directory,
+                            },
+                        )
+                        .expect("more callers than pool slots wait their turn");
+                    assert_eq!(e.output.unwrap().lead, "jiyang/yuehe/grid-01");
+                }
+            });
+        }
+    });
+}

@@ -219,7 +219,35 @@ pub struct Runtime {
     linker: Linker<HostState>,
     config: RuntimeConfig,
     cache: Option<cache::Cache>,
+    slots: Slots,
     _ticker: Ticker,
+}
+
+/// Bounds decisions in flight to the pooling allocator's slots: a burst waits for a slot
+/// instead of failing to instantiate (which would look like a plug-in failure).
+struct Slots {
+    free: parking_lot::Mutex<u32>,
+    freed: parking_lot::Condvar,
+}
+
+struct Slot<'a>(&'a Slots);
+
+impl Slots {
+    fn take(&self) -> Slot<'_> {
+        let mut free = self.free.lock();
+        while *free == 0 {
+            self.freed.wait(&mut free);
+        }
+        *free -= 1;
+        Slot(self)
+    }
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        *self.0.free.lock() += 1;
+        self.0.freed.notify_one();
+    }
 }
 
 impl Runtime {
@@ -278,6 +306,10 @@ impl Runtime {
                 })?
         };
         Ok(Self {
+            slots: Slots {
+                free: parking_lot::Mutex::new(config.max_concurrent.max(1)),
+                freed: parking_lot::Condvar::new(),
+            },
             engine,
             linker,
             config,
@@ -480,6 +512,7 @@ impl Runtime {
         check: impl FnOnce(&T, &Directory, &str) -> Result<(), String>,
     ) -> Result<Evaluation<T>, PluginError> {
         let started = Instant::now();
+        let _slot = self.slots.take();
         let limits = plugin.limits;
         let ctx = Self::context(plugin, input);
         let mut store = Store::new(

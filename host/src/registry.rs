@@ -126,6 +126,24 @@ pub struct SlotEvent {
     pub detail: String,
 }
 
+impl SlotEvent {
+    fn new(
+        at: Millis,
+        actor: impl Into<String>,
+        what: &str,
+        version: impl Into<String>,
+        detail: impl Into<String>,
+    ) -> Self {
+        Self {
+            at,
+            actor: actor.into(),
+            what: what.into(),
+            version: version.into(),
+            detail: detail.into(),
+        }
+    }
+}
+
 /// A slot's state: the active version and the ones before it.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct SlotRecord {
@@ -488,13 +506,13 @@ impl Registry {
                 s.active = Some(version.to_owned());
             }
             s.suspended.retain(|v| v != version);
-            s.history.push(SlotEvent {
-                at: now,
-                actor: actor.to_owned(),
-                what: "activated".into(),
-                version: version.to_owned(),
-                detail: String::new(),
-            });
+            s.history.push(SlotEvent::new(
+                now,
+                actor,
+                "activated",
+                version.to_owned(),
+                String::new(),
+            ));
         })?;
         self.active
             .write()
@@ -522,13 +540,13 @@ impl Registry {
             let from = s.active.take().unwrap_or_default();
             s.previous.retain(|v| *v != previous);
             s.active = Some(previous.clone());
-            s.history.push(SlotEvent {
-                at: now,
-                actor: actor.to_owned(),
-                what: "rolled-back".into(),
-                version: previous.clone(),
-                detail: format!("from {from}"),
-            });
+            s.history.push(SlotEvent::new(
+                now,
+                actor,
+                "rolled-back",
+                previous.clone(),
+                format!("from {from}"),
+            ));
         })?;
         self.active
             .write()
@@ -563,13 +581,13 @@ impl Registry {
         let a = self.load(district, hook, version)?;
         let slot = self.update_slot(district, hook, |s| {
             s.shadow = Some(version.to_owned());
-            s.history.push(SlotEvent {
-                at: now,
-                actor: actor.to_owned(),
-                what: "shadow-attached".into(),
-                version: version.to_owned(),
-                detail: String::new(),
-            });
+            s.history.push(SlotEvent::new(
+                now,
+                actor,
+                "shadow-attached",
+                version.to_owned(),
+                String::new(),
+            ));
         })?;
         self.shadows
             .write()
@@ -587,13 +605,13 @@ impl Registry {
     ) -> Result<SlotRecord, RegistryError> {
         let slot = self.update_slot(district, hook, |s| {
             if let Some(v) = s.shadow.take() {
-                s.history.push(SlotEvent {
-                    at: now,
-                    actor: actor.to_owned(),
-                    what: "shadow-detached".into(),
-                    version: v,
-                    detail: String::new(),
-                });
+                s.history.push(SlotEvent::new(
+                    now,
+                    actor,
+                    "shadow-detached",
+                    v,
+                    String::new(),
+                ));
             }
         })?;
         self.shadows.write().remove(&(district.to_owned(), hook));
@@ -618,13 +636,13 @@ impl Registry {
         self.activate(district, hook, &version, actor, now)?;
         let slot = self.update_slot(district, hook, |s| {
             s.shadow = None;
-            s.history.push(SlotEvent {
-                at: now,
-                actor: actor.to_owned(),
-                what: "promoted".into(),
-                version: version.clone(),
-                detail: shadow.summary().to_string(),
-            });
+            s.history.push(SlotEvent::new(
+                now,
+                actor,
+                "promoted",
+                version.clone(),
+                shadow.summary().to_string(),
+            ));
         })?;
         self.shadows.write().remove(&(district.to_owned(), hook));
         Ok(slot)
@@ -690,16 +708,17 @@ impl Registry {
                 }
                 s.active = s.previous.pop();
                 s.suspended.push(version.clone());
-                s.history.push(SlotEvent {
-                    at: now,
-                    actor: "system".into(),
-                    what: "suspended".into(),
-                    version: version.clone(),
-                    detail: format!(
-                        "{n} consecutive failures; now active: {}",
-                        s.active.as_deref().unwrap_or("the city default")
-                    ),
-                });
+                let detail = format!(
+                    "{n} consecutive failures; now active: {}",
+                    s.active.as_deref().unwrap_or("the city default")
+                );
+                s.history.push(SlotEvent::new(
+                    now,
+                    "system",
+                    "suspended",
+                    version.clone(),
+                    detail,
+                ));
                 Ok((Some(json(&s)), Some(s.active.clone())))
             });
         let Ok(Some(next)) = next else { return false };

@@ -101,6 +101,22 @@ impl TestServer {
         content_type: Option<&str>,
         body: Vec<u8>,
     ) -> Reply {
+        let (status, text) = self.send_raw(method, path, token, content_type, body).await;
+        Reply {
+            status,
+            json: serde_json::from_str(&text).unwrap_or(serde_json::Value::Null),
+        }
+    }
+
+    /// Sends a request and returns the status and the body as text (for XML and errors).
+    pub async fn send_raw(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        content_type: Option<&str>,
+        body: Vec<u8>,
+    ) -> (u16, String) {
         use tower::ServiceExt;
         let mut req = axum::http::Request::builder().method(method).uri(path);
         if let Some(t) = token {
@@ -120,10 +136,7 @@ impl TestServer {
             .await
             .unwrap()
             .to_bytes();
-        Reply {
-            status,
-            json: serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
-        }
+        (status, String::from_utf8_lossy(&bytes).into_owned())
     }
 
     /// Sends JSON.

@@ -28,23 +28,8 @@ fn serde_urlencoded_like(pairs: &[(&str, &str)]) -> String {
 }
 
 async fn raw(s: &TestServer, method: &str, path: &str, body: Vec<u8>) -> (u16, String) {
-    use tower::ServiceExt;
-    let mut req = axum::http::Request::builder().method(method).uri(path);
-    if method == "POST" {
-        req = req.header("content-type", "application/x-www-form-urlencoded");
-    }
-    let resp = s
-        .app
-        .clone()
-        .oneshot(req.body(axum::body::Body::from(body)).unwrap())
-        .await
-        .unwrap();
-    let status = resp.status().as_u16();
-    let bytes = http_body_util::BodyExt::collect(resp.into_body())
-        .await
-        .unwrap()
-        .to_bytes();
-    (status, String::from_utf8(bytes.to_vec()).unwrap())
+    let ct = (method == "POST").then_some("application/x-www-form-urlencoded");
+    s.send_raw(method, path, None, ct, body).await
 }
 
 #[tokio::test]

@@ -15,15 +15,7 @@ use crate::service::{CaseAction, Service};
 use crate::store::{Filter, MAX_PAGE};
 
 pub(crate) fn routes() -> Vec<Route> {
-    let r = |path, method, summary, body, ok, handler| Route {
-        path,
-        method,
-        summary,
-        auth: true,
-        body,
-        ok,
-        handler,
-    };
+    let r = Route::authed;
     vec![
         r(
             "/v1/cases",

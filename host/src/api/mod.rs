@@ -79,6 +79,28 @@ pub(crate) struct Route {
     pub handler: MethodRouter<AppState>,
 }
 
+impl Route {
+    /// A route that needs a bearer token.
+    pub(crate) fn authed(
+        path: &'static str,
+        method: &'static str,
+        summary: &'static str,
+        body: Option<&'static str>,
+        ok: u16,
+        handler: MethodRouter<AppState>,
+    ) -> Self {
+        Route {
+            path,
+            method,
+            summary,
+            auth: true,
+            body,
+            ok,
+            handler,
+        }
+    }
+}
+
 fn routes() -> Vec<Route> {
     let mut all = Vec::new();
     all.extend(system::routes());

@@ -17,15 +17,7 @@ use crate::runtime::{Hook, Limits};
 use crate::service::Service;
 
 pub(crate) fn routes() -> Vec<Route> {
-    let r = |path, method, summary, body, ok, handler| Route {
-        path,
-        method,
-        summary,
-        auth: true,
-        body,
-        ok,
-        handler,
-    };
+    let r = Route::authed;
     vec![
         r(
             "/v1/districts/{district}/plugins",
@@ -141,6 +133,32 @@ fn scope(svc: &Service, p: &Principal, district: &str, manage: bool) -> Result<(
         )));
     }
     Ok(())
+}
+
+/// The shape every slot-changing route shares: parse the hook, check the token may manage
+/// the district's plug-ins, change the slot, answer with the slot.
+async fn change_slot(
+    state: AppState,
+    p: Principal,
+    district: String,
+    hook_name: &str,
+    change: impl FnOnce(
+        &crate::registry::Registry,
+        &str,
+        Hook,
+        &str,
+        crate::model::Millis,
+    ) -> Result<crate::registry::SlotRecord, crate::registry::RegistryError>
+    + Send
+    + 'static,
+) -> Result<axum::Json<crate::registry::SlotRecord>, ApiError> {
+    let h = hook(hook_name)?;
+    let slot = blocking(&state, move |svc| {
+        scope(svc, &p, &district, true)?;
+        Ok(change(&svc.registry, &district, h, &p.id, svc.clock.now())?)
+    })
+    .await?;
+    Ok(axum::Json(slot))
 }
 
 fn hook(s: &str) -> Result<Hook, ApiError> {
@@ -260,15 +278,14 @@ async fn activate(
     Auth(p): Auth,
     Path((district, hook_name, version)): Path<(String, String, String)>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let h = hook(&hook_name)?;
-    let slot = blocking(&state, move |svc| {
-        scope(svc, &p, &district, true)?;
-        Ok(svc
-            .registry
-            .activate(&district, h, &version, &p.id, svc.clock.now())?)
-    })
-    .await?;
-    Ok(axum::Json(slot))
+    change_slot(
+        state,
+        p,
+        district,
+        &hook_name,
+        move |reg, d, h, actor, now| reg.activate(d, h, &version, actor, now),
+    )
+    .await
 }
 
 async fn rollback(
@@ -276,15 +293,14 @@ async fn rollback(
     Auth(p): Auth,
     Path((district, hook_name)): Path<(String, String)>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let h = hook(&hook_name)?;
-    let slot = blocking(&state, move |svc| {
-        scope(svc, &p, &district, true)?;
-        Ok(svc
-            .registry
-            .rollback(&district, h, &p.id, svc.clock.now())?)
-    })
-    .await?;
-    Ok(axum::Json(slot))
+    change_slot(
+        state,
+        p,
+        district,
+        &hook_name,
+        move |reg, d, h, actor, now| reg.rollback(d, h, actor, now),
+    )
+    .await
 }
 
 async fn dry_run(
@@ -373,15 +389,14 @@ async fn attach_shadow(
     Path((district, hook_name)): Path<(String, String)>,
     Json(body): Json<ShadowBody>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let h = hook(&hook_name)?;
-    let slot = blocking(&state, move |svc| {
-        scope(svc, &p, &district, true)?;
-        Ok(svc
-            .registry
-            .attach_shadow(&district, h, &body.version, &p.id, svc.clock.now())?)
-    })
-    .await?;
-    Ok(axum::Json(slot))
+    change_slot(
+        state,
+        p,
+        district,
+        &hook_name,
+        move |reg, d, h, actor, now| reg.attach_shadow(d, h, &body.version, actor, now),
+    )
+    .await
 }
 
 async fn shadow(
@@ -406,15 +421,14 @@ async fn detach_shadow(
     Auth(p): Auth,
     Path((district, hook_name)): Path<(String, String)>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let h = hook(&hook_name)?;
-    let slot = blocking(&state, move |svc| {
-        scope(svc, &p, &district, true)?;
-        Ok(svc
-            .registry
-            .detach_shadow(&district, h, &p.id, svc.clock.now())?)
-    })
-    .await?;
-    Ok(axum::Json(slot))
+    change_slot(
+        state,
+        p,
+        district,
+        &hook_name,
+        move |reg, d, h, actor, now| reg.detach_shadow(d, h, actor, now),
+    )
+    .await
 }
 
 async fn promote_shadow(
@@ -422,13 +436,12 @@ async fn promote_shadow(
     Auth(p): Auth,
     Path((district, hook_name)): Path<(String, String)>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let h = hook(&hook_name)?;
-    let slot = blocking(&state, move |svc| {
-        scope(svc, &p, &district, true)?;
-        Ok(svc
-            .registry
-            .promote_shadow(&district, h, &p.id, svc.clock.now())?)
-    })
-    .await?;
-    Ok(axum::Json(slot))
+    change_slot(
+        state,
+        p,
+        district,
+        &hook_name,
+        move |reg, d, h, actor, now| reg.promote_shadow(d, h, actor, now),
+    )
+    .await
 }

@@ -10,15 +10,7 @@ use super::{ApiError, AppState, Route, blocking};
 use crate::auth::{self, NewToken, Role};
 
 pub(crate) fn routes() -> Vec<Route> {
-    let r = |path, method, summary, body, ok, handler| Route {
-        path,
-        method,
-        summary,
-        auth: true,
-        body,
-        ok,
-        handler,
-    };
+    let r = Route::authed;
     vec![
         r(
             "/v1/tokens",

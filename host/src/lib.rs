@@ -26,3 +26,4 @@ pub mod runtime;
 pub mod service;
 pub mod store;
 pub mod timers;
+pub mod views;

@@ -1,6 +1,8 @@
 //! Shared helpers for the integration tests: fixture paths and sample inputs.
 #![deny(missing_docs)]
 
+pub mod browser;
+
 /// Paths of the fixture components, built from source by the build script.
 pub mod fixtures {
     include!(concat!(env!("OUT_DIR"), "/guests.rs"));
@@ -160,6 +162,15 @@ impl TestServer {
     /// GET with a token.
     pub async fn get(&self, path: &str, token: &str) -> Reply {
         self.send("GET", path, Some(token), None, vec![]).await
+    }
+
+    /// Serves the router on a loopback socket (for a browser); returns its base URL.
+    pub async fn listen(&self) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let app = self.app.clone();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        format!("http://{addr}")
     }
 
     /// Issues a token with the admin token and returns its secret.

@@ -10,9 +10,11 @@ use super::extract::{Auth, Json};
 use super::{ApiError, AppState, Route, blocking};
 use crate::auth::{Principal, Role};
 use crate::intake::{self, NewCase};
+use crate::lifecycle;
 use crate::model::{Case, CaseStatus, DecisionRecord, Event, EventBody};
 use crate::service::{CaseAction, Service};
 use crate::store::{Filter, MAX_PAGE};
+use crate::views;
 
 pub(crate) fn routes() -> Vec<Route> {
     let r = Route::authed;
@@ -28,7 +30,7 @@ pub(crate) fn routes() -> Vec<Route> {
         r(
             "/v1/cases",
             "GET",
-            "List visible cases (filters, cursor pagination)",
+            "List visible cases with their lights (filters incl. light, newest or urgent order, cursor pagination)",
             None,
             200,
             get(list),
@@ -163,6 +165,16 @@ struct CaseView {
     #[serde(flatten)]
     case: Case,
     decisions: Vec<DecisionSummary>,
+    /// The lifecycle actions this token may take on the case as it is now.
+    actions: Vec<&'static str>,
+}
+
+/// The actions the state machine would accept and the principal may take.
+fn actions(p: &Principal, c: &Case) -> Vec<&'static str> {
+    lifecycle::offered(c)
+        .into_iter()
+        .filter(|a| p.can_act(c, a))
+        .collect()
 }
 
 #[derive(Serialize)]
@@ -184,7 +196,7 @@ fn summary(r: DecisionRecord) -> DecisionSummary {
     }
 }
 
-fn view(svc: &Service, case: Case) -> Result<CaseView, ApiError> {
+fn view(svc: &Service, p: &Principal, case: Case) -> Result<CaseView, ApiError> {
     let decisions = svc
         .store
         .history(&case.id)?
@@ -194,7 +206,11 @@ fn view(svc: &Service, case: Case) -> Result<CaseView, ApiError> {
             _ => None,
         })
         .collect();
-    Ok(CaseView { case, decisions })
+    Ok(CaseView {
+        actions: actions(p, &case),
+        case,
+        decisions,
+    })
 }
 
 /// Reads a case the principal may see; any other case is "not found".
@@ -219,6 +235,7 @@ async fn create(
     let out = blocking(&state, move |svc| {
         let taken = intake::intake(svc, &new, &p.id)?;
         Ok(CaseView {
+            actions: actions(&p, &taken.case),
             case: taken.case,
             decisions: taken.decisions.into_iter().map(summary).collect(),
         })
@@ -232,7 +249,7 @@ async fn read(
     Auth(p): Auth,
     Path(id): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let out = blocking(&state, move |svc| view(svc, visible(svc, &p, &id)?)).await?;
+    let out = blocking(&state, move |svc| view(svc, &p, visible(svc, &p, &id)?)).await?;
     Ok(axum::Json(out))
 }
 
@@ -260,6 +277,10 @@ struct ListQuery {
     created_to: Option<i64>,
     cursor: Option<String>,
     limit: Option<usize>,
+    /// `green`, `yellow` or `red`.
+    light: Option<String>,
+    /// `newest` (default) or `urgent`.
+    order: Option<String>,
 }
 
 async fn list(
@@ -274,6 +295,19 @@ async fn list(
         .map(str::parse::<CaseStatus>)
         .transpose()
         .map_err(ApiError::BadRequest)?;
+    let light = q
+        .light
+        .as_deref()
+        .map(str::parse::<views::Lamp>)
+        .transpose()
+        .map_err(ApiError::BadRequest)?;
+    let order = q
+        .order
+        .as_deref()
+        .map(str::parse::<views::Order>)
+        .transpose()
+        .map_err(ApiError::BadRequest)?
+        .unwrap_or_default();
     if q.limit.is_some_and(|l| l == 0 || l > MAX_PAGE) {
         return Err(ApiError::BadRequest(format!("limit must be 1-{MAX_PAGE}")));
     }
@@ -309,12 +343,19 @@ async fn list(
     let limit = q.limit.unwrap_or(50);
     let cursor = q.cursor;
     let page = blocking(&state, move |svc| {
-        Ok(svc.store.list(&filter, cursor.as_deref(), limit)?)
+        Ok(views::page(
+            svc,
+            &filter,
+            light,
+            order,
+            cursor.as_deref(),
+            limit,
+        )?)
     })
     .await?;
-    Ok(axum::Json(
-        serde_json::json!({ "cases": page.cases, "next": page.next }),
-    ))
+    Ok(axum::Json(serde_json::to_value(page).map_err(|e| {
+        ApiError::Internal(format!("cannot encode a page: {e}"))
+    })?))
 }
 
 async fn run(
@@ -333,7 +374,7 @@ async fn run(
             )));
         }
         let c = svc.act(&id, &action, &p.id, version)?;
-        view(svc, c)
+        view(svc, &p, c)
     })
     .await?;
     Ok(axum::Json(out))

@@ -12,7 +12,7 @@ pub(crate) fn routes() -> Vec<Route> {
     vec![Route {
         path: "/v1/directory",
         method: "GET",
-        summary: "The directory version, the units visible to this token (its district's and the city's) and the categories",
+        summary: "The directory version, the units visible to this token (its district's and the city's), the categories and the intake flags",
         auth: true,
         body: None,
         ok: 200,
@@ -40,6 +40,8 @@ async fn directory(
             "districts": dir.districts().into_iter().filter(|d| p.district.as_ref().is_none_or(|own| own == d)).collect::<Vec<_>>(),
             "units": units,
             "categories": dir.categories(),
+            // `repeat` is set by the platform, never at intake.
+            "flags": crate::runtime::wit::CaseFlags::all_names().filter(|f| *f != "repeat").collect::<Vec<_>>(),
         }))
     })
     .await?;

@@ -97,6 +97,15 @@ impl From<StoreError> for ApiError {
     }
 }
 
+impl From<crate::views::BoardError> for ApiError {
+    fn from(e: crate::views::BoardError) -> Self {
+        match e {
+            crate::views::BoardError::Cursor(_) => ApiError::BadRequest(e.to_string()),
+            crate::views::BoardError::Service(s) => s.into(),
+        }
+    }
+}
+
 impl From<ServiceError> for ApiError {
     fn from(e: ServiceError) -> Self {
         match e {

@@ -3,6 +3,7 @@
 
 mod board;
 mod cases;
+mod console;
 mod directory;
 mod error;
 mod extract;
@@ -132,6 +133,7 @@ pub fn app(svc: Arc<Service>, config: ApiConfig) -> Router {
         router = router.route(path, mr);
     }
     router
+        .merge(console::router())
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(axum::extract::DefaultBodyLimit::max(JSON_LIMIT))

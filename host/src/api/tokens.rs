@@ -29,6 +29,14 @@ pub(crate) fn routes() -> Vec<Route> {
             get(list),
         ),
         r(
+            "/v1/me",
+            "GET",
+            "Who this token is: id, role, district and unit (for clients to shape their views)",
+            None,
+            200,
+            get(me),
+        ),
+        r(
             "/v1/tokens/{id}",
             "DELETE",
             "Revoke a token",
@@ -66,6 +74,15 @@ async fn create(
     })
     .await?;
     Ok((StatusCode::CREATED, axum::Json(out)))
+}
+
+async fn me(Auth(p): Auth) -> impl IntoResponse {
+    axum::Json(serde_json::json!({
+        "id": p.id,
+        "role": p.role,
+        "district": p.district,
+        "unit": p.unit,
+    }))
 }
 
 async fn list(State(state): State<AppState>, Auth(p): Auth) -> Result<impl IntoResponse, ApiError> {

@@ -527,3 +527,77 @@ proptest! {
         prop_assert!(report.problems.is_empty(), "{:?}", report.problems);
     }
 }
+
+/// A legal-looking instance of the API action `name` for `c` (handler as the unit, text
+/// filled in), so only the case's state decides whether `apply` accepts it.
+fn sample(name: &str, c: &Case) -> Action {
+    let unit = c.handler.clone().unwrap_or_default();
+    let reason = "checked".to_string();
+    match name {
+        "sign" => Action::Sign { unit },
+        "start" => Action::Start,
+        "reply" => Action::Reply { text: reason },
+        "return" => Action::Return { unit, reason },
+        "request-extension" => Action::RequestExtension { days: 2, reason },
+        "approve-extension" => Action::ApproveExtension {
+            // The service always moves the deadline later (by the days asked for).
+            resolution: c.deadlines.resolution.unwrap_or(T0) + 86_400_000,
+            timers: vec![],
+        },
+        "refuse-extension" => Action::RefuseExtension { reason },
+        "pause" => Action::Pause { reason },
+        "resume" => Action::Resume {
+            timers: vec![],
+            deadlines: c.deadlines.clone(),
+        },
+        "callback" => Action::Callback {
+            satisfied: true,
+            resolved: true,
+            note: String::new(),
+        },
+        "close" => Action::Close,
+        "reopen" => Action::Reopen { reason },
+        "merge" => Action::Merge {
+            into: "case-other".into(),
+        },
+        other => panic!("no sample for {other}"),
+    }
+}
+
+const API_ACTIONS: [&str; 13] = [
+    "sign",
+    "start",
+    "reply",
+    "return",
+    "request-extension",
+    "approve-extension",
+    "refuse-extension",
+    "pause",
+    "resume",
+    "callback",
+    "close",
+    "reopen",
+    "merge",
+];
+
+proptest! {
+    /// What `offered` lists is exactly what `apply` accepts, in every state a random walk
+    /// reaches: a console button never leads to a state-machine refusal, and no legal
+    /// action is hidden.
+    #[test]
+    fn offered_actions_are_exactly_the_legal_ones(walk in proptest::collection::vec(0usize..API_ACTIONS.len(), 0..30)) {
+        let mut c = run(&fresh("case-1"), &[Action::QueueForDispatch, dispatch("jiyang/yuehe/grid-01")]).unwrap();
+        for pick in walk {
+            let offered = offered(&c);
+            for name in API_ACTIONS {
+                let accepted = apply(&c, &sample(name, &c), T0 + 5).is_ok();
+                prop_assert_eq!(offered.contains(&name), accepted, "{} in {:?} (paused {:?})", name, c.status, c.paused_at);
+            }
+            if c.status == S::PendingDispatch {
+                c = apply(&c, &dispatch("jiyang/yuehe/grid-02"), T0 + 5).unwrap();
+            } else if let Ok(next) = apply(&c, &sample(API_ACTIONS[pick], &c), T0 + 5) {
+                c = next;
+            }
+        }
+    }
+}

@@ -1,0 +1,307 @@
+//! Read models for people at a desk: the case board with its traffic lights and urgency
+//! order, and a district's overview. They only read the store; the console and any other
+//! client get the same answers through the API.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::calendar;
+use crate::model::{Case, EventBody, Millis};
+use crate::service::{Service, ServiceError};
+use crate::store::{Filter, MAX_PAGE};
+use crate::timers::{self, Light};
+
+/// A case's light on the board.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Lamp {
+    /// Overdue.
+    Red,
+    /// Past the warning point.
+    Yellow,
+    /// Open and on time.
+    Green,
+}
+
+impl Lamp {
+    /// The light's name, as in URLs and JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Lamp::Red => "red",
+            Lamp::Yellow => "yellow",
+            Lamp::Green => "green",
+        }
+    }
+}
+
+impl std::str::FromStr for Lamp {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "red" => Ok(Lamp::Red),
+            "yellow" => Ok(Lamp::Yellow),
+            "green" => Ok(Lamp::Green),
+            _ => Err(format!("`{s}` is not a light (green, yellow, red)")),
+        }
+    }
+}
+
+/// The light of `c` at `now`: none for closed cases and for cases whose clock is stopped
+/// (waiting for the citizen, replied, at callback), since nothing can be late there.
+pub fn lamp(c: &Case, now: Millis) -> Option<Lamp> {
+    match timers::light(c, now) {
+        Some(Light::Red) => Some(Lamp::Red),
+        Some(Light::Yellow) => Some(Lamp::Yellow),
+        None if c.is_open() && c.paused_at.is_none() && c.deadlines.resolution.is_some() => {
+            Some(Lamp::Green)
+        }
+        None => None,
+    }
+}
+
+/// Order of a board listing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Order {
+    /// Newest first (the store's index order).
+    #[default]
+    Newest,
+    /// Most urgent first: red, then yellow, then green, each by resolution deadline.
+    Urgent,
+}
+
+impl std::str::FromStr for Order {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "newest" => Ok(Order::Newest),
+            "urgent" => Ok(Order::Urgent),
+            _ => Err(format!("`{s}` is not an order (newest, urgent)")),
+        }
+    }
+}
+
+/// A case with its light, as the board shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct BoardCase {
+    /// The case.
+    #[serde(flatten)]
+    pub case: Case,
+    /// Its light now.
+    pub light: Option<Lamp>,
+}
+
+/// One page of the board.
+#[derive(Debug, Clone, Serialize)]
+pub struct BoardPage {
+    /// The cases.
+    pub cases: Vec<BoardCase>,
+    /// Cursor of the next page.
+    pub next: Option<String>,
+    /// The time the lights were computed at.
+    pub now: Millis,
+}
+
+/// Why a board query is refused.
+#[derive(Debug, thiserror::Error)]
+pub enum BoardError {
+    /// The cursor did not come from this listing.
+    #[error("the cursor `{0}` does not belong to an urgency listing")]
+    Cursor(String),
+    /// The service failed.
+    #[error(transparent)]
+    Service(#[from] ServiceError),
+}
+
+impl From<crate::store::StoreError> for BoardError {
+    fn from(e: crate::store::StoreError) -> Self {
+        BoardError::Service(e.into())
+    }
+}
+
+/// One page of the cases matching `filter` (already narrowed to the caller's scope),
+/// optionally only those with `light`, in `order`.
+///
+/// Newest-first pages walk the store's index and stop as soon as the page is full, so a
+/// light filter costs only the cases it skips. Urgency order has no index: it reads the
+/// whole scope (a district's cases), which is what a dispatcher's board is.
+pub fn page(
+    svc: &Service,
+    filter: &Filter,
+    light: Option<Lamp>,
+    order: Order,
+    cursor: Option<&str>,
+    limit: usize,
+) -> Result<BoardPage, BoardError> {
+    let now = svc.clock.now();
+    let limit = limit.clamp(1, MAX_PAGE);
+    let keep = |c: &Case| light.is_none_or(|l| lamp(c, now) == Some(l));
+    let board = |case: Case| BoardCase {
+        light: lamp(&case, now),
+        case,
+    };
+    match order {
+        Order::Newest => {
+            let mut cases = Vec::new();
+            let mut cursor = cursor.map(str::to_owned);
+            loop {
+                // Asking only for what is missing means a page never overshoots, so the
+                // store's cursor stays exact.
+                let p = svc
+                    .store
+                    .list(filter, cursor.as_deref(), limit - cases.len())?;
+                cases.extend(p.cases.into_iter().filter(|c| keep(c)).map(board));
+                cursor = p.next;
+                if cases.len() == limit || cursor.is_none() {
+                    break;
+                }
+            }
+            Ok(BoardPage {
+                cases,
+                next: cursor,
+                now,
+            })
+        }
+        Order::Urgent => {
+            let offset = match cursor {
+                None => 0,
+                Some(c) => c
+                    .strip_prefix("u")
+                    .and_then(|n| n.parse::<usize>().ok())
+                    .ok_or_else(|| BoardError::Cursor(c.to_owned()))?,
+            };
+            let mut lit: Vec<(Lamp, Millis, Case)> = Vec::new();
+            scan(svc, filter, |c| {
+                if let Some(l) = lamp(&c, now)
+                    && keep(&c)
+                {
+                    lit.push((l, c.deadlines.resolution.unwrap_or(Millis::MAX), c));
+                }
+            })?;
+            lit.sort_by(|a, b| (a.0, a.1, &a.2.id).cmp(&(b.0, b.1, &b.2.id)));
+            let total = lit.len();
+            let cases: Vec<BoardCase> = lit
+                .into_iter()
+                .skip(offset)
+                .take(limit)
+                .map(|(_, _, c)| board(c))
+                .collect();
+            let end = offset + cases.len();
+            Ok(BoardPage {
+                cases,
+                next: (end < total).then(|| format!("u{end}")),
+                now,
+            })
+        }
+    }
+}
+
+fn scan(svc: &Service, filter: &Filter, mut each: impl FnMut(Case)) -> Result<(), BoardError> {
+    let mut cursor: Option<String> = None;
+    loop {
+        let p = svc.store.list(filter, cursor.as_deref(), MAX_PAGE)?;
+        p.cases.into_iter().for_each(&mut each);
+        match p.next {
+            Some(n) => cursor = Some(n),
+            None => return Ok(()),
+        }
+    }
+}
+
+/// One day of a district's rule activity.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Day {
+    /// The date (local time).
+    pub date: String,
+    /// Decisions per plug-in (`name@version`).
+    pub decisions: BTreeMap<String, u64>,
+    /// Rule failures (the host fell back).
+    pub failures: u64,
+}
+
+/// What a district looks like now and over its last days.
+#[derive(Debug, Clone, Serialize)]
+pub struct Overview {
+    /// The district.
+    pub district: String,
+    /// When it was computed.
+    pub now: Millis,
+    /// Open cases per status.
+    pub open_by_status: BTreeMap<String, u64>,
+    /// Open cases per handling unit (`unassigned` for none).
+    pub open_by_unit: BTreeMap<String, u64>,
+    /// Open cases per light.
+    pub lights: BTreeMap<String, u64>,
+    /// Rule activity per day, oldest first, today last.
+    pub days: Vec<Day>,
+}
+
+/// The overview of `district` with rule activity over the last `days` days (today included).
+///
+/// Reads every case of the district and the history of those touched in the window; it is
+/// a page a supervisor opens, not a hot path.
+pub fn overview(svc: &Service, district: &str, days: u32) -> Result<Overview, BoardError> {
+    let now = svc.clock.now();
+    let today = svc.calendar.day_of(now);
+    let first = today - (days.max(1) as i64 - 1);
+    let since = svc.calendar.start_of(first);
+    let mut out = Overview {
+        district: district.to_owned(),
+        now,
+        open_by_status: BTreeMap::new(),
+        open_by_unit: BTreeMap::new(),
+        lights: BTreeMap::new(),
+        days: (first..=today)
+            .map(|d| Day {
+                date: calendar::format_date(d),
+                ..Day::default()
+            })
+            .collect(),
+    };
+    let filter = Filter {
+        district: Some(district.to_owned()),
+        ..Filter::default()
+    };
+    let mut touched = Vec::new();
+    scan(svc, &filter, |c| {
+        if c.is_open() {
+            *out.open_by_status
+                .entry(c.status.as_str().to_owned())
+                .or_default() += 1;
+            *out.open_by_unit
+                .entry(c.handler.clone().unwrap_or_else(|| "unassigned".into()))
+                .or_default() += 1;
+            if let Some(l) = lamp(&c, now) {
+                *out.lights.entry(l.as_str().to_owned()).or_default() += 1;
+            }
+        }
+        if c.updated_at >= since {
+            touched.push(c.id);
+        }
+    })?;
+    for id in touched {
+        for e in svc.store.history(&id)? {
+            if e.at < since {
+                continue;
+            }
+            let slot = (svc.calendar.day_of(e.at) - first) as usize;
+            let Some(day) = out.days.get_mut(slot) else {
+                continue;
+            };
+            match e.what {
+                EventBody::Decision(r) => {
+                    *day.decisions
+                        .entry(format!(
+                            "{}@{}",
+                            r.plugin.name,
+                            &r.plugin.version[..r.plugin.version.len().min(12)]
+                        ))
+                        .or_default() += 1;
+                }
+                EventBody::RuleFailure { .. } => day.failures += 1,
+                _ => {}
+            }
+        }
+    }
+    Ok(out)
+}

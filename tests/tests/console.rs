@@ -1,0 +1,285 @@
+//! The web console in a real browser: headless Chromium over WebDriver against a server
+//! started by the test. Screenshots of the main pages land in
+//! `target/tmp/console-screenshots/` for review.
+
+use civic_tests::TestServer;
+use civic_tests::browser::Browser;
+
+const SHOTS: &str = concat!(env!("CARGO_TARGET_TMPDIR"), "/console-screenshots");
+
+/// An intake agent takes a case in through the form; a dispatcher finds it on the board,
+/// opens it, signs it and returns it with a reason, and the timeline shows the re-routing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_case_goes_from_the_intake_form_through_sign_and_return() {
+    let server = TestServer::start();
+    let base = server.listen().await;
+    let agent = server.token("intake-agent", Some("jiyang"), None).await;
+    let dispatcher = server.token("dispatcher", Some("jiyang"), None).await;
+    let b = Browser::start(SHOTS).await;
+
+    // A wrong token is refused with the API's words, and nothing else is shown.
+    b.open(&format!("{base}/console/#/login")).await;
+    b.fill("#token", "civic_nobody_0000").await;
+    b.click("#sign-in").await;
+    b.wait_text("#flash", "401").await;
+    b.shot("00-sign-in-refused").await;
+
+    b.sign_in(&base, &agent).await;
+    b.click("#nav-intake").await;
+    // Category and place are chosen from the directory, not typed.
+    b.choose("#in-district", "jiyang").await;
+    b.choose("#in-category", "noise").await;
+    b.choose("#in-community", "jiyang/yuehe").await;
+    b.choose("#in-grid", "jiyang/yuehe/grid-01").await;
+    b.fill("#in-phone", "13800009999").await;
+    b.fill("#in-description", "楼下烧烤店凌晨两点仍在经营，噪音扰民。")
+        .await;
+    b.click("#intake-submit").await;
+    let result = b.wait_text("#result-handler", "月河社区第1网格").await;
+    let reasons = b.find("#result-reasons").await.text().await.unwrap();
+    assert!(
+        reasons.contains("grid.admissible"),
+        "intake result should say why: {reasons}"
+    );
+    b.shot("01-intake-result").await;
+    let id = result.split(' ').next().unwrap().to_owned();
+    assert!(id.starts_with("c-"), "case id in the result: {result}");
+
+    // The dispatcher's board lists it; the agent's sign-out clears the session.
+    b.click("#sign-out").await;
+    b.find("#token").await;
+    b.sign_in(&base, &dispatcher).await;
+    b.find(&format!("#board tr[data-case='{id}']")).await;
+    // Filtering by another category hides it.
+    b.choose("#f-category", "sanitation").await;
+    b.click("#apply-filters").await;
+    b.find("#board-empty").await;
+    b.choose("#f-category", "noise").await;
+    b.choose("#f-light", "green").await;
+    b.click("#apply-filters").await;
+    let row = b.find(&format!("#board tr[data-case='{id}']")).await;
+    assert!(
+        row.find(fantoccini::Locator::Css(".lamp.green"))
+            .await
+            .is_ok()
+    );
+    b.shot("02-board").await;
+
+    row.find(fantoccini::Locator::Css("a.case-link"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    b.wait_text("#case-id", &id).await;
+    b.wait_text("#fact-handler", "月河社区第1网格").await;
+    b.wait_text("#timeline", "grid.admissible").await;
+    b.click("#act-sign").await;
+    b.wait_text("#fact-status", "已签收").await;
+
+    // A return without a reason is refused by the API and the refusal is shown.
+    b.click("#act-return").await;
+    b.click("#submit-return").await;
+    b.wait_text("#flash", "reason").await;
+    b.fill("#in-reason", "该烧烤店位于相邻网格，非本网格事项。")
+        .await;
+    b.click("#submit-return").await;
+    b.wait_text("#flash", "退单").await;
+    // Returned cases are routed again, skipping the unit that returned it.
+    let timeline = b.wait_text("#timeline", "route.returned-skip").await;
+    let routings = timeline.matches("[routing]").count();
+    assert_eq!(routings, 2, "two routing decisions in: {timeline}");
+    let handler = b.find("#fact-handler").await.text().await.unwrap();
+    assert_ne!(
+        handler, "月河社区第1网格",
+        "re-routed away from the returning grid"
+    );
+    b.wait_text("#fact-returned", "月河社区第1网格").await;
+    b.shot("03-case-page").await;
+
+    // The server agrees with what the page shows.
+    let c = server.get(&format!("/v1/cases/{id}"), &server.admin).await;
+    assert_eq!(c.json["returned_by"][0], "jiyang/yuehe/grid-01");
+    assert_eq!(c.json["status"], "dispatched");
+
+    // English labels on request.
+    b.click("#lang").await;
+    b.wait_text("#actions h2", "Actions").await;
+    b.shot("04-case-page-en").await;
+}
+
+/// A district admin deploys a new routing version, activates it and rolls back, and
+/// dry-runs a case; the overview draws its charts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_district_admin_deploys_activates_and_rolls_back_a_plugin() {
+    let server = TestServer::start();
+    let base = server.listen().await;
+    let admin = server.token("district-admin", Some("jiyang"), None).await;
+    for c in civic_tests::sample_cases()
+        .into_iter()
+        .filter(|c| c["district"] == "jiyang")
+    {
+        assert_eq!(
+            server.json("POST", "/v1/cases", &admin, c).await.status,
+            201
+        );
+    }
+    let slot = |r: &civic_tests::Reply| r.json["slot"]["active"].as_str().map(str::to_owned);
+    let before = slot(
+        &server
+            .get("/v1/districts/jiyang/plugins/routing", &admin)
+            .await,
+    )
+    .expect("jiyang routing is active");
+
+    let component = tempfile::Builder::new().suffix(".wasm").tempfile().unwrap();
+    std::fs::write(
+        component.path(),
+        civic_plugin_bundle::get("civic-plugin-city-default")
+            .unwrap()
+            .component,
+    )
+    .unwrap();
+
+    let b = Browser::start(SHOTS).await;
+    b.sign_in(&base, &admin).await;
+    b.click("#nav-plugins").await;
+    b.find("#hook-routing").await;
+    b.find("#upload-routing")
+        .await
+        .send_keys(&component.path().display().to_string())
+        .await
+        .unwrap();
+    b.fill("#upload-name-routing", "city-rules-for-jiyang")
+        .await;
+    b.find("#deploy-routing button[type=submit]")
+        .await
+        .click()
+        .await
+        .unwrap();
+    let flash = b.wait_text("#flash", "已部署版本").await;
+    let new_version = flash.rsplit(' ').next().unwrap().to_owned();
+    assert_eq!(new_version.len(), 64, "sha256 in: {flash}");
+    assert_ne!(new_version, before);
+
+    b.click(&format!(
+        "#hook-routing button.activate[data-version='{new_version}']"
+    ))
+    .await;
+    b.wait_text("#hook-routing .active-version", &new_version[..12])
+        .await;
+    let now = slot(
+        &server
+            .get("/v1/districts/jiyang/plugins/routing", &admin)
+            .await,
+    );
+    assert_eq!(now.as_deref(), Some(new_version.as_str()));
+    b.shot("05-plugins-after-activate").await;
+
+    b.click("#rollback-routing").await;
+    b.wait_text("#hook-routing .active-version", &before[..12])
+        .await;
+    let now = slot(
+        &server
+            .get("/v1/districts/jiyang/plugins/routing", &admin)
+            .await,
+    );
+    assert_eq!(now.as_deref(), Some(before.as_str()));
+
+    // Dry run of the prefilled case against the candidate version: a decision, stored nowhere.
+    let cases_before = server.get("/v1/cases?limit=100", &admin).await.json["cases"]
+        .as_array()
+        .unwrap()
+        .len();
+    b.choose("#dry-hook", "routing").await;
+    b.choose("#dry-version", &new_version).await;
+    b.click("#dry-submit").await;
+    let out = b.wait_text("#dry-out", "fuel").await;
+    assert!(out.contains("lead"), "a routing decision: {out}");
+    assert!(out.contains(&new_version), "ran the chosen version: {out}");
+    let cases_after = server.get("/v1/cases?limit=100", &admin).await.json["cases"]
+        .as_array()
+        .unwrap()
+        .len();
+    assert_eq!(cases_before, cases_after, "a dry run stores nothing");
+    b.shot("06-plugins-dry-run").await;
+
+    b.click("#nav-overview").await;
+    b.find("#ov-status svg rect").await;
+    let status = b.find("#ov-status").await.text().await.unwrap();
+    assert!(status.contains("已派单"), "open cases by status: {status}");
+    let plugins = b.find("#ov-plugins").await.text().await.unwrap();
+    assert!(
+        plugins.contains("civic-plugin-jiyang"),
+        "decisions per plug-in: {plugins}"
+    );
+    b.shot("07-overview").await;
+}
+
+/// A dispatcher of one district sees nothing of another's; a citizen's words are shown as
+/// text, never run as markup.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dispatcher_cannot_see_another_districts_cases_and_markup_stays_text() {
+    let server = TestServer::start();
+    let base = server.listen().await;
+    let yazhou_case = civic_tests::sample_cases()
+        .into_iter()
+        .find(|c| c["district"] == "yazhou")
+        .unwrap();
+    let other = server
+        .json("POST", "/v1/cases", &server.admin.clone(), yazhou_case)
+        .await;
+    assert_eq!(other.status, 201);
+    let other_id = other.json["id"].as_str().unwrap().to_owned();
+    let hostile =
+        "<img src=x onerror=\"document.title='pwned'\"><script>document.title='pwned'</script>";
+    let own = server
+        .json(
+            "POST",
+            "/v1/cases",
+            &server.admin.clone(),
+            serde_json::json!({"district": "jiyang", "category": "noise", "description": hostile,
+                "location": {"community": "jiyang/yuehe", "grid": "jiyang/yuehe/grid-02"}}),
+        )
+        .await;
+    assert_eq!(own.status, 201);
+    let own_id = own.json["id"].as_str().unwrap().to_owned();
+
+    let dispatcher = server.token("dispatcher", Some("jiyang"), None).await;
+    let b = Browser::start(SHOTS).await;
+    b.sign_in(&base, &dispatcher).await;
+    b.find(&format!("#board tr[data-case='{own_id}']")).await;
+    let board = b.find("#view").await.text().await.unwrap();
+    assert!(!board.contains(&other_id), "another district's case listed");
+    // No district picker for a district-scoped token.
+    assert!(
+        b.client
+            .find(fantoccini::Locator::Css("#f-district"))
+            .await
+            .is_err()
+    );
+
+    b.open(&format!("{base}/console/#/case/{other_id}")).await;
+    b.wait_text("#flash", "404").await;
+    let page = b.find("#view").await.text().await.unwrap();
+    assert!(
+        !page.contains("yazhou"),
+        "nothing of the other case is shown: {page}"
+    );
+    b.shot("08-other-district-hidden").await;
+
+    b.open(&format!("{base}/console/#/case/{own_id}")).await;
+    let shown = b.wait_text("#fact-description", "<img").await;
+    assert_eq!(shown, hostile);
+    assert!(
+        b.client
+            .find(fantoccini::Locator::Css("#fact-description img"))
+            .await
+            .is_err()
+    );
+    assert_ne!(b.client.title().await.unwrap(), "pwned");
+
+    // The plug-ins page of another district is refused by the API, and shown as such.
+    b.open(&format!("{base}/console/#/plugins/yazhou")).await;
+    b.wait_text("#flash", "404").await;
+}

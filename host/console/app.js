@@ -114,6 +114,11 @@ const ST = {
     "merged": "Merged" },
 };
 
+const KIND_NAMES = { zh: { consultation: "咨询", help: "求助", complaint: "投诉", report: "举报", suggestion: "建议", praise: "表扬" }, en: {} };
+const CHANNEL_NAMES = { zh: { phone: "电话", app: "App", wechat: "微信", web: "网站", grid: "网格员上报", open311: "Open311", other: "其他" }, en: {} };
+const kindName = (k) => KIND_NAMES[state.lang][k] || k;
+const channelName = (c) => CHANNEL_NAMES[state.lang][c] || c;
+
 // Reason codes the bundled rules use, in words; unknown codes are shown as they are.
 const REASONS = {
   zh: { "grid.admissible": "属网格准入事项", "grid.not-admissible": "不属网格准入事项", "route.grid": "派至所在网格",
@@ -391,7 +396,7 @@ function timelineItem(e) {
   let detail = null;
   switch (w.type) {
     case "received":
-      title = `${t("ev.received")} · ${w.channel}`;
+      title = `${t("ev.received")} · ${channelName(w.channel)}`;
       break;
     case "transition": {
       const name = w.action.action;
@@ -502,8 +507,8 @@ async function viewCase(id, keepFlash = false) {
     fact("case.status", h("span", { class: "status" }, statusName(c.status))),
     fact("case.district", c.district),
     fact("case.category", catName(c.category)),
-    fact("case.kind", c.kind),
-    fact("case.channel", c.channel),
+    fact("case.kind", kindName(c.kind)),
+    fact("case.channel", channelName(c.channel)),
     fact("case.handler", unitName(c.handler)),
     fact("case.co", c.co_handlers.length ? c.co_handlers.map(unitName).join("、") : "—"),
     fact("case.location", [unitName(loc.community), loc.grid ? ` / ${unitName(loc.grid)}` : "", loc.address ? ` · ${loc.address}` : ""].join("")),
@@ -537,8 +542,8 @@ function viewIntake() {
   const el = {};
   el.district = h("select", { name: "district", id: "in-district" }, ds.map((d) => h("option", { value: d }, d)));
   el.category = h("select", { name: "category", id: "in-category" }, dir.categories.map((c) => h("option", { value: c.code }, c.name)));
-  el.kind = h("select", { name: "kind", id: "in-kind" }, h("option", { value: "" }, "—"), KINDS.map((k) => h("option", { value: k }, k)));
-  el.channel = h("select", { name: "channel", id: "in-channel" }, CHANNELS.map((k) => h("option", { value: k }, k)));
+  el.kind = h("select", { name: "kind", id: "in-kind" }, h("option", { value: "" }, "—"), KINDS.map((k) => h("option", { value: k }, kindName(k))));
+  el.channel = h("select", { name: "channel", id: "in-channel" }, CHANNELS.map((k) => h("option", { value: k }, channelName(k))));
   el.community = h("select", { name: "community", id: "in-community" });
   el.grid = h("select", { name: "grid", id: "in-grid" });
   el.address = h("input", { name: "address", id: "in-address" });

@@ -500,3 +500,93 @@ async fn plugin_and_token_routes() {
     );
     assert_eq!(w.s.get("/v1/cases", &secret).await.status, 401);
 }
+
+#[tokio::test]
+async fn board_views_and_who_am_i() {
+    let w = World::new().await;
+    // [admin, dadmin jiyang, dispatcher jiyang, unit, intake] on jiyang, then on tianya.
+    for view in ["overdue", "warnings", "overview"] {
+        let path = |d: &str| format!("/v1/districts/{d}/{view}");
+        let own = [Ok, Ok, Ok, Hidden, Hidden];
+        let other = [Ok, Hidden, Hidden, Hidden, Hidden];
+        for role in 0..5 {
+            w.check(view, role, "GET", &path("jiyang"), None, own[role])
+                .await;
+            w.check(view, role, "GET", &path("tianya"), None, other[role])
+                .await;
+        }
+        w.check(view, 0, "GET", &path("atlantis"), None, Hidden)
+            .await;
+    }
+    // Every token may ask who it is, and learns only that.
+    for (role, name) in ROLES.iter().enumerate() {
+        let me = w.s.get("/v1/me", &w.tokens[role]).await;
+        assert_eq!(me.status, 200);
+        assert_eq!(me.json["role"], *name);
+        let district = if role == 0 || role == 4 {
+            Value::Null
+        } else {
+            json!("jiyang")
+        };
+        assert_eq!(me.json["district"], district, "{name}");
+    }
+    assert_eq!(
+        w.s.send("GET", "/v1/me", None, None, vec![]).await.status,
+        401
+    );
+}
+
+/// The actions a case offers are those the role may take in the case's state: a console
+/// shows no button that the API would refuse.
+#[tokio::test]
+async fn a_case_offers_only_the_actions_the_role_may_take() {
+    let w = World::new().await;
+    let id = w.case("jiyang", None).await;
+    let actions = |role: usize| {
+        let w = &w;
+        let id = id.clone();
+        async move {
+            let r = w.s.get(&format!("/v1/cases/{id}"), &w.tokens[role]).await;
+            assert_eq!(r.status, 200, "{:?}", r.json);
+            r.json["actions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|a| a.as_str().unwrap().to_owned())
+                .collect::<Vec<_>>()
+        }
+    };
+    // Dispatched: the dispatcher may sign, return or merge; the handling grid signs or returns.
+    assert_eq!(actions(2).await, ["sign", "return", "merge"]);
+    assert_eq!(actions(3).await, ["sign", "return"]);
+    // Every offered action is accepted: sign as the unit, then the offer moves on.
+    let r =
+        w.s.json(
+            "POST",
+            &format!("/v1/cases/{id}/sign"),
+            &w.tokens[3],
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.json);
+    // Pausing (waiting for the citizen) is the dispatcher's call, not the unit's.
+    assert_eq!(
+        r.json["actions"],
+        json!(["start", "reply", "return", "request-extension"])
+    );
+    assert_eq!(
+        actions(0).await,
+        [
+            "start",
+            "reply",
+            "return",
+            "request-extension",
+            "pause",
+            "merge"
+        ]
+    );
+    // An intake agent that created the case may read it but act on nothing.
+    let mine = w.case("jiyang", Some(&w.tokens[4].clone())).await;
+    let r = w.s.get(&format!("/v1/cases/{mine}"), &w.tokens[4]).await;
+    assert_eq!(r.json["actions"], json!([]));
+}

@@ -445,6 +445,65 @@ async fn dispatcher_views_show_yellow_and_red_lights() {
             .unwrap()
             .is_empty()
     );
+    // The case board carries the same lights, filters on them and orders by urgency.
+    let ids = |v: &serde_json::Value| -> Vec<String> {
+        v["cases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let (status, page) = get(
+        "/v1/cases?district=yucai&light=yellow".into(),
+        token.clone(),
+    )
+    .await;
+    assert_eq!((status, ids(&page)), (200, vec![late.clone()]));
+    assert_eq!(page["cases"][0]["light"], "yellow");
+    let (_, page) = get("/v1/cases?district=yucai&light=green".into(), token.clone()).await;
+    assert_eq!(ids(&page), vec![fresh.clone()]);
+    // Newest first puts the fresh case first; urgency puts the late one first, a page at a time.
+    let (_, page) = get("/v1/cases?district=yucai".into(), token.clone()).await;
+    assert_eq!(ids(&page), [fresh.clone(), late.clone()]);
+    let (_, page) = get(
+        "/v1/cases?district=yucai&order=urgent&limit=1".into(),
+        token.clone(),
+    )
+    .await;
+    assert_eq!(ids(&page), vec![late.clone()]);
+    let next = page["next"].as_str().unwrap().to_owned();
+    let (_, page) = get(
+        format!("/v1/cases?district=yucai&order=urgent&limit=1&cursor={next}"),
+        token.clone(),
+    )
+    .await;
+    assert_eq!(
+        (ids(&page), page["next"].clone()),
+        (vec![fresh.clone()], serde_json::Value::Null)
+    );
+    for bad in ["light=blue", "order=oldest", "order=urgent&cursor=zz"] {
+        let (status, body) = get(format!("/v1/cases?{bad}"), token.clone()).await;
+        assert_eq!(status, 400, "{bad}: {body}");
+    }
+    // The overview counts the same lights and the decisions of the last days.
+    let (status, ov) = get("/v1/districts/yucai/overview?days=7".into(), token.clone()).await;
+    assert_eq!(status, 200, "{ov}");
+    assert_eq!(ov["lights"], serde_json::json!({"green": 1, "yellow": 1}));
+    assert_eq!(ov["open_by_status"]["dispatched"], 2);
+    assert_eq!(ov["days"].as_array().unwrap().len(), 7);
+    let decisions: u64 = ov["days"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|d| d["decisions"].as_object().unwrap().values())
+        .map(|n| n.as_u64().unwrap())
+        .sum();
+    assert_eq!(decisions, 4, "eligibility and routing for two cases: {ov}");
+    for bad in ["days=0", "days=32", "weeks=1"] {
+        let (status, _) = get(format!("/v1/districts/yucai/overview?{bad}"), token.clone()).await;
+        assert_eq!(status, 400, "{bad}");
+    }
     clock.advance(11 * 24 * HOUR);
     let (_, o) = get("/v1/districts/yucai/overdue".into(), token.clone()).await;
     let red: Vec<&str> = o["cases"]
@@ -464,6 +523,13 @@ async fn dispatcher_views_show_yellow_and_red_lights() {
             .any(|c| c["id"] == fresh.as_str() && c["light"] == "yellow"),
         "{w}"
     );
+    let (_, page) = get(
+        "/v1/cases?district=yucai&order=urgent".into(),
+        token.clone(),
+    )
+    .await;
+    assert_eq!(page["cases"][0]["id"], late.as_str());
+    assert_eq!(page["cases"][0]["light"], "red");
     // Access control like every other route.
     let (t, _) = {
         let new = civic_host::auth::NewToken {

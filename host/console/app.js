@@ -706,6 +706,31 @@ function dryRunCard(district, lists) {
   const sample = { case: { district: d, category: "noise", location: grid ? { community: grid.parent, grid: grid.id } : {}, description: "" } };
   const text = h("textarea", { id: "dry-case", rows: "8" }, JSON.stringify(sample, null, 2));
   const out = h("pre", { id: "dry-out", hidden: true });
+  // Or start from a recent case of the district, as it was taken in.
+  const pick = h("select", { id: "dry-pick" }, h("option", { value: "" }, "—"));
+  const recent = new Map();
+  api("GET", `/v1/cases?${query({ district: d, limit: 20 })}`).then((page) => {
+    for (const c of page.cases) {
+      recent.set(c.id, c);
+      pick.append(h("option", { value: c.id }, `${c.id} · ${catName(c.category)}`));
+    }
+  }).catch(() => {});
+  pick.addEventListener("change", () => {
+    const c = recent.get(pick.value);
+    if (!c) return;
+    const loc = {};
+    for (const k of ["community", "grid", "address"]) if (c.location[k]) loc[k] = c.location[k];
+    const asTaken = {
+      district: c.district, category: c.category, kind: c.kind, channel: c.channel,
+      urgent: c.urgency === "urgent", location: loc,
+      // `repeat` is the platform's mark, not an intake flag.
+      flags: c.flags.filter((f) => f !== "repeat"), description: c.description,
+    };
+    if (c.dispute) asTaken.dispute = c.dispute;
+    const body = { case: asTaken };
+    if (c.handler) body.handler = c.handler;
+    text.value = JSON.stringify(body, null, 2);
+  });
   return h("div", { class: "card", id: "dry-run" }, h("h2", {}, t("plugins.dryrun")),
     h("form", { class: "stack", onsubmit: async (e) => {
       e.preventDefault();
@@ -727,6 +752,7 @@ function dryRunCard(district, lists) {
       }
     } },
     h("div", { class: "row" }, h("label", {}, "hook", hook), h("label", {}, t("plugins.version"), version)),
+    h("label", {}, t("plugins.pick"), pick),
     h("label", {}, t("plugins.case"), text),
     h("button", { type: "submit", id: "dry-submit" }, t("plugins.run"))),
     out);

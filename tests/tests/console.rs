@@ -193,6 +193,27 @@ async fn a_district_admin_deploys_activates_and_rolls_back_a_plugin() {
         .len();
     b.choose("#dry-hook", "routing").await;
     b.choose("#dry-version", &new_version).await;
+    // Start from a stored case: the form is filled with it as it was taken in.
+    let first = server.get("/v1/cases?limit=1", &admin).await.json["cases"][0].clone();
+    b.find(&format!(
+        "#dry-pick option[value='{}']",
+        first["id"].as_str().unwrap()
+    ))
+    .await;
+    b.choose("#dry-pick", first["id"].as_str().unwrap()).await;
+    let filled = b
+        .find("#dry-case")
+        .await
+        .prop("value")
+        .await
+        .unwrap()
+        .unwrap();
+    let filled: serde_json::Value = serde_json::from_str(&filled).unwrap();
+    assert_eq!(filled["case"]["category"], first["category"]);
+    assert_eq!(
+        filled["case"]["location"]["grid"],
+        first["location"]["grid"]
+    );
     b.click("#dry-submit").await;
     let out = b.wait_text("#dry-out", "fuel").await;
     assert!(out.contains("lead"), "a routing decision: {out}");
@@ -214,6 +235,25 @@ async fn a_district_admin_deploys_activates_and_rolls_back_a_plugin() {
         "decisions per plug-in: {plugins}"
     );
     b.shot("07-overview").await;
+
+    // A tablet held upright: the board's table scrolls inside its frame, the page does not.
+    b.client.set_window_size(768, 1024).await.unwrap();
+    b.click("#nav-board").await;
+    b.find("#board").await;
+    let overflow = b
+        .client
+        .execute(
+            "return document.documentElement.scrollWidth - document.documentElement.clientWidth",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        overflow,
+        serde_json::json!(0),
+        "no sideways scrolling at 768 px"
+    );
+    b.shot("09-board-tablet").await;
 }
 
 /// A dispatcher of one district sees nothing of another's; a citizen's words are shown as

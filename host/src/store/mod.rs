@@ -307,6 +307,7 @@ impl Store {
         }
         let db = sled::Config::new()
             .path(path)
+            .mode(sled::Mode::HighThroughput)
             .open()
             .map_err(|e| open_err(format!("{e}; the files were left as they are")))?;
         let meta = db.open_tree("meta")?;

@@ -116,4 +116,109 @@ fn main() {
         warm[8],
         warm[4] * 1000.0 / total.div_ceil(1000) as f64
     );
+
+    // What one firing wrote, to give the raw-sled floor the same shape.
+    let first = "c-0000000001";
+    let fired_case = svc.store.get_case(first).unwrap().unwrap();
+    let fire_at = T0 + 2 * HOUR;
+    let written: Vec<_> = svc
+        .store
+        .history(first)
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.at == fire_at)
+        .collect();
+    let case_bytes = serde_json::to_vec(&fired_case).unwrap().len();
+    let event_bytes = serde_json::to_vec(&written).unwrap().len();
+    drop(svc);
+    raw_floor(total, case_bytes, event_bytes, written.len());
+}
+
+/// The floor under the sweep: the same reads and writes on raw sled (same mode, same store
+/// size, same value sizes, two threads, one flush per sweep) with nothing else — no plug-in,
+/// no JSON, no record building — written one sled batch per case and one per thread.
+fn raw_floor(total: usize, case_bytes: usize, event_bytes: usize, events: usize) {
+    let dir = tempfile::tempdir().unwrap();
+    let open = || {
+        sled::Config::new()
+            .path(dir.path())
+            .mode(sled::Mode::HighThroughput)
+            .open()
+            .unwrap()
+    };
+    let case_key = |i: usize| format!("c{:010}", i + 1).into_bytes();
+    let idx = |i: usize, what: &str, round: usize| {
+        format!("i{what}\0{round:04}\0{:010}", i + 1).into_bytes()
+    };
+    {
+        let db = open();
+        let tree = db.open_tree("data").unwrap();
+        for chunk in (0..total).collect::<Vec<_>>().chunks(1000) {
+            let mut b = sled::Batch::default();
+            for &i in chunk {
+                b.insert(case_key(i), vec![b'x'; case_bytes]);
+                b.insert(
+                    format!("e{:010}\0{:016}", i + 1, 0).into_bytes(),
+                    vec![b'x'; 2048],
+                );
+                b.insert(idx(i, "timer", 0), &[]);
+                b.insert(idx(i, "unit", 0), &[]);
+                b.insert(idx(i, "district", 0), &[]);
+            }
+            tree.apply_batch(b).unwrap();
+        }
+        db.flush().unwrap();
+    }
+    let db = open();
+    let tree = db.open_tree("data").unwrap();
+    let mut per_case = Vec::new();
+    let mut per_sweep = Vec::new();
+    // Round 0 warms up; then the two ways alternate.
+    for round in 0..10usize {
+        let one_batch = round % 2 == 0;
+        let due: Vec<usize> = (0..total).filter(|i| i % 1000 == round * 100).collect();
+        let t = Instant::now();
+        std::thread::scope(|s| {
+            for part in due.chunks(due.len().div_ceil(2)) {
+                let tree = &tree;
+                s.spawn(move || {
+                    let mut b = sled::Batch::default();
+                    for &i in part {
+                        let case = tree.get(case_key(i)).unwrap().unwrap();
+                        b.insert(case_key(i), vec![case[0]; case_bytes]);
+                        b.insert(
+                            format!("e{:010}\0{:016}", i + 1, round + 1).into_bytes(),
+                            vec![b'x'; event_bytes],
+                        );
+                        b.remove(idx(i, "timer", round));
+                        b.insert(idx(i, "timer", round + 1), &[]);
+                        b.remove(idx(i, "unit", round));
+                        b.insert(idx(i, "unit", round + 1), &[]);
+                        if !one_batch {
+                            tree.apply_batch(std::mem::take(&mut b)).unwrap();
+                        }
+                    }
+                    if one_batch {
+                        tree.apply_batch(b).unwrap();
+                    }
+                });
+            }
+        });
+        db.flush().unwrap();
+        let ms = t.elapsed().as_secs_f64() * 1000.0;
+        match (round, one_batch) {
+            (0, _) => {}
+            (_, true) => per_sweep.push(ms),
+            (_, false) => per_case.push(ms),
+        }
+    }
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    println!(
+        "raw sled floor, same shape ({case_bytes} B case, {events} events in {event_bytes} B, 4 index changes, one flush), median: one batch per case {:.1} ms, one batch per thread {:.1} ms",
+        median(per_case),
+        median(per_sweep)
+    );
 }

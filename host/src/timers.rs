@@ -35,6 +35,11 @@ pub struct SweepReport {
 
 /// Fires every timer due at `now` (at most `limit`), using up to `threads` threads, and
 /// makes all of it durable with one flush.
+///
+/// The threads decide; the writes of the whole sweep then go to the store as one atomic
+/// write (one sled batch costs a fraction of one per case). Each case is written only if
+/// it is still as it was when its timer was decided; a case changed meanwhile (a handler
+/// signed it, say) is decided again from its new state, alone.
 pub fn sweep(
     svc: &Service,
     now: Millis,
@@ -47,20 +52,20 @@ pub fn sweep(
         due: due.len(),
         ..SweepReport::default()
     };
-    let threads = threads.clamp(1, 8).min(due.len().max(1));
-    let chunk = due.len().div_ceil(threads).max(1);
-    let results: Vec<Result<SweepReport, ServiceError>> = std::thread::scope(|s| {
-        let handles: Vec<_> = due
+    // A case with two timers due (sign-off and first contact often fall together) gets the
+    // second decided after the first is written, from the case as the first left it.
+    let mut cases = std::collections::HashSet::new();
+    let (first, later): (Vec<DueTimer>, Vec<DueTimer>) = due
+        .into_iter()
+        .partition(|t| cases.insert(t.case_id.clone()));
+    let threads = threads.clamp(1, 8).min(first.len().max(1));
+    let chunk = first.len().div_ceil(threads).max(1);
+    let decided: Vec<Result<Vec<Option<Firing>>, ServiceError>> = std::thread::scope(|s| {
+        let handles: Vec<_> = first
             .chunks(chunk)
             .map(|part| {
                 let dir = dir.clone();
-                s.spawn(move || {
-                    let mut r = SweepReport::default();
-                    for t in part {
-                        fire(svc, &dir, t, now, &mut r)?;
-                    }
-                    Ok(r)
-                })
+                s.spawn(move || part.iter().map(|t| prepare(svc, &dir, t, now)).collect())
             })
             .collect();
         handles
@@ -68,35 +73,105 @@ pub fn sweep(
             .map(|h| h.join().expect("sweep worker panicked"))
             .collect()
     });
-    for r in results {
-        let r = r?;
-        report.fired += r.fired;
-        report.skipped += r.skipped;
-        report.actions += r.actions;
-        report.plugin_failures += r.plugin_failures;
+    let mut firings = Vec::new();
+    for part in decided {
+        for f in part? {
+            match f {
+                Some(f) => firings.push(f),
+                None => report.skipped += 1,
+            }
+        }
+    }
+    if firings.is_empty() && later.is_empty() {
+        return Ok(report);
+    }
+    let mut retry = Vec::new();
+    let written = svc.store.update_many_unsynced(
+        firings
+            .iter_mut()
+            .filter_map(|f| f.change.take().map(|c| (f.version, c)))
+            .collect(),
+    )?;
+    for (f, result) in firings.into_iter().zip(written) {
+        match result {
+            Ok(_) => report.count(&f),
+            Err(StoreError::Conflict { .. }) => retry.push(f.timer),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    for t in retry.iter().chain(&later) {
+        fire_alone(svc, &dir, t, now, &mut report)?;
     }
     svc.store.sync()?;
     Ok(report)
 }
 
-/// Fires one timer.
-fn fire(
+/// A decided timer: the write that consumes it, and what it did.
+struct Firing {
+    timer: DueTimer,
+    /// The case version it was decided from.
+    version: u64,
+    /// The write; taken when it goes to the store.
+    change: Option<Change>,
+    actions: usize,
+    failed: bool,
+}
+
+impl SweepReport {
+    fn count(&mut self, f: &Firing) {
+        self.fired += 1;
+        self.actions += f.actions;
+        self.plugin_failures += usize::from(f.failed);
+    }
+}
+
+/// Fires one timer on its own, deciding again while its case keeps changing under it.
+fn fire_alone(
     svc: &Service,
     dir: &Arc<Directory>,
     t: &DueTimer,
     now: Millis,
     report: &mut SweepReport,
 ) -> Result<(), ServiceError> {
+    for _ in 0..5 {
+        let Some(mut f) = prepare(svc, dir, t, now)? else {
+            report.skipped += 1;
+            return Ok(());
+        };
+        let Some(change) = f.change.take() else {
+            return Ok(());
+        };
+        let mut written = svc.store.update_many_unsynced(vec![(f.version, change)])?;
+        match written.pop().expect("one result per change") {
+            Ok(_) => {
+                report.count(&f);
+                return Ok(());
+            }
+            Err(StoreError::Conflict { .. }) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    // The case changes faster than it can be decided: leave the timer for the next sweep.
+    Ok(())
+}
+
+/// Decides one due timer against its case as stored now: `None` if the timer is no longer
+/// on the case (already fired, or the case moved on).
+fn prepare(
+    svc: &Service,
+    dir: &Arc<Directory>,
+    t: &DueTimer,
+    now: Millis,
+) -> Result<Option<Firing>, ServiceError> {
     let Some(case) = svc.store.get_case(&t.case_id)? else {
-        return Ok(());
+        return Ok(None);
     };
     let pending = PendingTimer {
         kind: t.kind,
         due_at: t.due_at,
     };
     if !case.timers.contains(&pending) {
-        report.skipped += 1;
-        return Ok(());
+        return Ok(None);
     }
     let timer = wit::Timer {
         kind: t.kind.into(),
@@ -131,17 +206,17 @@ fn fire(
             )
         },
     );
-    if decided.failed {
-        report.plugin_failures += 1;
-    }
-    let mut events: Vec<(Millis, String, EventBody)> = Vec::new();
-    for e in &decided.events {
-        let who = match e {
-            EventBody::Decision(r) => format!("plugin:{}", r.plugin.name),
-            _ => "system".into(),
-        };
-        events.push((now, who, e.clone()));
-    }
+    let mut events: Vec<(Millis, String, EventBody)> = decided
+        .events
+        .into_iter()
+        .map(|e| {
+            let who = match &e {
+                EventBody::Decision(r) => format!("plugin:{}", r.plugin.name),
+                _ => "system".into(),
+            };
+            (now, who, e)
+        })
+        .collect();
     let handler = case
         .handler
         .clone()
@@ -154,58 +229,43 @@ fn fire(
         ],
         None => vec![],
     };
-    let cal = &svc.calendar;
-    let result = svc.store.update_case_unsynced(&t.case_id, None, |current| {
-        // Exactly once: only the write that still finds the timer consumes it.
-        if !current.timers.contains(&pending) {
-            return Err(StoreError::Invalid("already fired".into()));
-        }
-        let mut c = current.clone();
-        c.timers.retain(|x| *x != pending);
-        c.updated_at = now;
-        let mut evs = events.clone();
-        for a in &actions {
-            let (name, detail) = apply(cal, &mut c, a, now);
-            evs.push((
-                now,
-                "system".into(),
-                EventBody::Escalation {
-                    timer: t.kind,
-                    action: name.into(),
-                    detail,
-                },
-            ));
-        }
-        if decided.failed
-            && actions.len() == 2
-            && !evs
-                .iter()
-                .any(|(_, _, e)| matches!(e, EventBody::Decision(_)))
-        {
-            evs.push((
-                now,
-                "system".into(),
-                EventBody::Escalation {
-                    timer: t.kind,
-                    action: "host-fallback".into(),
-                    detail: "no escalation plug-in decided; reminded and supervised".into(),
-                },
-            ));
-        }
-        Ok(Change {
-            case: c,
-            events: evs,
-        })
-    });
-    match result {
-        Ok(_) => {
-            report.fired += 1;
-            report.actions += actions.len();
-        }
-        Err(StoreError::Invalid(m)) if m == "already fired" => report.skipped += 1,
-        Err(e) => return Err(e.into()),
+    let decided_something = events
+        .iter()
+        .any(|(_, _, e)| matches!(e, EventBody::Decision(_)));
+    // Consuming the timer in the same write as its events is what makes firing exactly-once.
+    let mut c = case.clone();
+    c.timers.retain(|x| *x != pending);
+    c.updated_at = now;
+    for a in &actions {
+        let (name, detail) = apply(&svc.calendar, &mut c, a, now);
+        events.push((
+            now,
+            "system".into(),
+            EventBody::Escalation {
+                timer: t.kind,
+                action: name.into(),
+                detail,
+            },
+        ));
     }
-    Ok(())
+    if decided.failed && actions.len() == 2 && !decided_something {
+        events.push((
+            now,
+            "system".into(),
+            EventBody::Escalation {
+                timer: t.kind,
+                action: "host-fallback".into(),
+                detail: "no escalation plug-in decided; reminded and supervised".into(),
+            },
+        ));
+    }
+    Ok(Some(Firing {
+        timer: t.clone(),
+        version: case.version,
+        change: Some(Change { case: c, events }),
+        actions: actions.len(),
+        failed: decided.failed,
+    }))
 }
 
 /// Applies one escalation action to a case; returns the action's name and detail.

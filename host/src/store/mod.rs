@@ -152,6 +152,30 @@ fn encode<T: Serialize>(v: &T) -> Vec<u8> {
     serde_json::to_vec(v).expect("model types always serialize")
 }
 
+/// Numbers a write's events from `first` on.
+fn stamp(first: u64, events: Vec<(Millis, String, EventBody)>) -> Vec<Event> {
+    events
+        .into_iter()
+        .enumerate()
+        .map(|(i, (at, actor, what))| Event {
+            seq: first + i as u64,
+            at,
+            actor,
+            what,
+        })
+        .collect()
+}
+
+/// Decodes one value of the event space. A write stores all its events as one JSON array
+/// under the key of the first (every sled insert copies its node, so one larger value is
+/// cheaper than several); stores written before held one event per value, and still read.
+fn decode_events(key: &[u8], bytes: &[u8]) -> Result<Vec<Event>, StoreError> {
+    match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'[') => decode(key, bytes),
+        _ => Ok(vec![decode(key, bytes)?]),
+    }
+}
+
 /// What a listing filters on. Every field is optional.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Filter {
@@ -452,11 +476,15 @@ impl Store {
         Ok(format!("c-{n:010}"))
     }
 
-    fn lock(&self, id: &str) -> parking_lot::MutexGuard<'_, ()> {
+    fn stripe(&self, id: &str) -> usize {
         use std::hash::{Hash, Hasher};
         let mut h = std::collections::hash_map::DefaultHasher::new();
         id.hash(&mut h);
-        self.locks[h.finish() as usize % self.locks.len()].lock()
+        h.finish() as usize % self.locks.len()
+    }
+
+    fn lock(&self, id: &str) -> parking_lot::MutexGuard<'_, ()> {
+        self.locks[self.stripe(id)].lock()
     }
 
     /// Stores a new case with its first events; durable when this returns.
@@ -470,16 +498,10 @@ impl Store {
                 return Err(StoreError::Exists(case.id.clone()));
             }
             let mut batch = sled::Batch::default();
-            for (seq, (at, actor, what)) in events.iter().enumerate() {
-                let e = Event {
-                    seq: seq as u64,
-                    at: *at,
-                    actor: actor.clone(),
-                    what: what.clone(),
-                };
+            if !events.is_empty() {
                 batch.insert(
-                    self.events.key(&keys::event_key(&case.id, seq as u64)),
-                    encode(&e),
+                    self.events.key(&keys::event_key(&case.id, 0)),
+                    encode(&stamp(0, events)),
                 );
             }
             for k in keys::index_keys(&case) {
@@ -523,66 +545,115 @@ impl Store {
         expected_version: Option<u64>,
         f: impl Fn(&Case) -> Result<Change, StoreError>,
     ) -> Result<Case, StoreError> {
-        let new = {
-            let _guard = self.lock(id);
-            let old = self
-                .get_case(id)?
-                .ok_or_else(|| StoreError::NotFound(id.to_owned()))?;
-            if let Some(v) = expected_version
-                && v != old.version
-            {
-                return Err(StoreError::Conflict {
-                    case: id.to_owned(),
-                    expected: v,
+        let _guard = self.lock(id);
+        let old = self
+            .get_case(id)?
+            .ok_or_else(|| StoreError::NotFound(id.to_owned()))?;
+        if let Some(v) = expected_version
+            && v != old.version
+        {
+            return Err(StoreError::Conflict {
+                case: id.to_owned(),
+                expected: v,
+                actual: old.version,
+            });
+        }
+        let mut batch = sled::Batch::default();
+        let new = self.stage(&old, f(&old)?, &mut batch)?;
+        self.data.apply_batch(batch)?;
+        Ok(new)
+    }
+
+    /// Writes changes to many cases in one atomic write, each only if its case is still at
+    /// the version the change was computed from; not durable until [`Store::sync`].
+    ///
+    /// Batch jobs (the timer sweep) use it: every sled batch pays a fixed price for its
+    /// atomicity, so one batch for a whole sweep costs a fraction of one per case. Each
+    /// entry's result says whether it was written: a case that changed meanwhile is a
+    /// [`StoreError::Conflict`] and nothing of it is written, and the caller decides again
+    /// from the case as it is now.
+    pub fn update_many_unsynced(
+        &self,
+        changes: Vec<(u64, Change)>,
+    ) -> Result<Vec<Result<Case, StoreError>>, StoreError> {
+        // Stripes locked in one order, so two multi-case writers cannot deadlock; single
+        // writers hold one stripe at a time.
+        let mut stripes: Vec<usize> = changes
+            .iter()
+            .map(|(_, c)| self.stripe(&c.case.id))
+            .collect();
+        stripes.sort_unstable();
+        stripes.dedup();
+        let _guards: Vec<_> = stripes.iter().map(|&i| self.locks[i].lock()).collect();
+        let mut batch = sled::Batch::default();
+        let mut seen = std::collections::HashSet::new();
+        let mut out = Vec::with_capacity(changes.len());
+        for (expected, change) in changes {
+            let id = change.case.id.clone();
+            if !seen.insert(id.clone()) {
+                return Err(StoreError::Invalid(format!(
+                    "case {id} appears twice in one write"
+                )));
+            }
+            let result = match self.get_case(&id)? {
+                None => Err(StoreError::NotFound(id)),
+                Some(old) if old.version != expected => Err(StoreError::Conflict {
+                    case: id,
+                    expected,
                     actual: old.version,
-                });
-            }
-            let Change {
-                case: mut new,
-                events,
-            } = f(&old)?;
-            if new.id != old.id || new.district != old.district || new.created_at != old.created_at
-            {
-                return Err(StoreError::Invalid(
-                    "a case's id, district and creation time never change".into(),
-                ));
-            }
-            new.version = old.version + 1;
-            new.event_count = old.event_count + events.len() as u64;
-            let mut batch = sled::Batch::default();
-            for (i, (at, actor, what)) in events.iter().enumerate() {
-                let seq = old.event_count + i as u64;
-                let e = Event {
-                    seq,
-                    at: *at,
-                    actor: actor.clone(),
-                    what: what.clone(),
-                };
-                batch.insert(self.events.key(&keys::event_key(id, seq)), encode(&e));
-            }
-            let (old_keys, new_keys) = (keys::index_keys(&old), keys::index_keys(&new));
-            for k in old_keys.iter().filter(|k| !new_keys.contains(k)) {
-                batch.remove(self.idx.key(k));
-            }
-            for k in new_keys.iter().filter(|k| !old_keys.contains(k)) {
-                batch.insert(self.idx.key(k), &[]);
-            }
-            batch.insert(self.cases.key(id.as_bytes()), encode(&new));
-            self.data.apply_batch(batch)?;
-            new
-        };
+                }),
+                Some(old) => self.stage(&old, change, &mut batch),
+            };
+            out.push(result);
+        }
+        self.data.apply_batch(batch)?;
+        Ok(out)
+    }
+
+    /// Adds the writes that turn `old` into `change` to `batch`: the events, the index
+    /// entries that changed, the case with its next version. Returns the case as written.
+    fn stage(
+        &self,
+        old: &Case,
+        change: Change,
+        batch: &mut sled::Batch,
+    ) -> Result<Case, StoreError> {
+        let Change {
+            case: mut new,
+            events,
+        } = change;
+        if new.id != old.id || new.district != old.district || new.created_at != old.created_at {
+            return Err(StoreError::Invalid(
+                "a case's id, district and creation time never change".into(),
+            ));
+        }
+        new.version = old.version + 1;
+        new.event_count = old.event_count + events.len() as u64;
+        if !events.is_empty() {
+            batch.insert(
+                self.events.key(&keys::event_key(&old.id, old.event_count)),
+                encode(&stamp(old.event_count, events)),
+            );
+        }
+        let (old_keys, new_keys) = (keys::index_keys(old), keys::index_keys(&new));
+        for k in old_keys.iter().filter(|k| !new_keys.contains(k)) {
+            batch.remove(self.idx.key(k));
+        }
+        for k in new_keys.iter().filter(|k| !old_keys.contains(k)) {
+            batch.insert(self.idx.key(k), &[]);
+        }
+        batch.insert(self.cases.key(old.id.as_bytes()), encode(&new));
         Ok(new)
     }
 
     /// A case's history, oldest first.
     pub fn history(&self, id: &str) -> Result<Vec<Event>, StoreError> {
-        self.events
-            .scan_prefix(keys::events_prefix(id))
-            .map(|kv| {
-                let (k, v) = kv?;
-                decode(&k, &v)
-            })
-            .collect()
+        let mut out = Vec::new();
+        for kv in self.events.scan_prefix(keys::events_prefix(id)) {
+            let (k, v) = kv?;
+            out.extend(decode_events(&k, &v)?);
+        }
+        Ok(out)
     }
 
     /// Cases matching `filter`, newest first, at most `limit` (capped at [`MAX_PAGE`]),
@@ -818,10 +889,12 @@ impl Store {
             for kv in self.events.iter() {
                 let (k, v) = kv?;
                 let id = String::from_utf8_lossy(&k[..k.len() - 9]).into_owned();
-                line(&Line::Event {
-                    case: id,
-                    event: Box::new(decode(&k, &v)?),
-                })?;
+                for event in decode_events(&k, &v)? {
+                    line(&Line::Event {
+                        case: id.clone(),
+                        event: Box::new(event),
+                    })?;
+                }
             }
             for name in self.db.tree_names() {
                 let Some(tree) = name.strip_prefix(b"x:") else {
@@ -955,7 +1028,11 @@ impl Store {
                 }
                 expected.insert(key);
             }
-            let events = self.events.scan_prefix(keys::events_prefix(&c.id)).count() as u64;
+            let mut events = 0u64;
+            for kv in self.events.scan_prefix(keys::events_prefix(&c.id)) {
+                let (k, v) = kv?;
+                events += decode_events(&k, &v)?.len() as u64;
+            }
             if events != c.event_count {
                 report.problems.push(format!(
                     "case {} has {events} events, expected {}",

@@ -561,3 +561,128 @@ fn records_are_updated_atomically() {
         .unwrap();
     assert_eq!(s.record_get("counters", "a/1").unwrap(), None);
 }
+
+/// A write stores its events as one value; stores from before kept one value per event.
+/// Both layouts, even mixed in one case's history, read back as the same ordered history,
+/// count right in the consistency check and export event by event.
+#[test]
+fn events_read_back_whether_stored_one_per_value_or_per_write() {
+    let (_dir, s) = store();
+    let c = new_case(&s, "jiyang", "noise", "k1", T0);
+    act(&s, &c.id, Action::QueueForDispatch).unwrap();
+    // One value for the two events of this write.
+    let before = s.events.scan_prefix(keys::events_prefix(&c.id)).count();
+    let two = vec![
+        (
+            T0 + 5,
+            "system".to_string(),
+            EventBody::Received {
+                channel: Channel::App,
+            },
+        ),
+        (
+            T0 + 6,
+            "system".to_string(),
+            EventBody::Received {
+                channel: Channel::Web,
+            },
+        ),
+    ];
+    s.update_case(&c.id, None, |old| {
+        Ok(Change {
+            case: old.clone(),
+            events: two.clone(),
+        })
+    })
+    .unwrap();
+    assert_eq!(
+        s.events.scan_prefix(keys::events_prefix(&c.id)).count(),
+        before + 1
+    );
+    // An event written the old way, one value of its own, after them.
+    let legacy = Event {
+        seq: 4,
+        at: T0 + 7,
+        actor: "old-host".into(),
+        what: EventBody::Received {
+            channel: Channel::Phone,
+        },
+    };
+    s.events
+        .tree
+        .insert(s.events.key(&keys::event_key(&c.id, 4)), encode(&legacy))
+        .unwrap();
+    let mut stored = s.get_case(&c.id).unwrap().unwrap();
+    stored.event_count = 5;
+    s.cases
+        .tree
+        .insert(s.cases.key(c.id.as_bytes()), encode(&stored))
+        .unwrap();
+
+    let h = s.history(&c.id).unwrap();
+    assert_eq!(h.iter().map(|e| e.seq).collect::<Vec<_>>(), [0, 1, 2, 3, 4]);
+    assert_eq!(h[2].at, T0 + 5);
+    assert_eq!(h[3].at, T0 + 6);
+    assert_eq!(h[4], legacy);
+    let report = s.check_consistency().unwrap();
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+
+    let mut out = Vec::new();
+    s.export(&mut out).unwrap();
+    let text = String::from_utf8(out).unwrap();
+    assert_eq!(text.matches("\"line\":\"event\"").count(), 5, "{text}");
+}
+
+/// A multi-case write writes each case only if it is still at the version its change was
+/// computed from; a stale one is a conflict and nothing of it lands, the others do.
+#[test]
+fn a_multi_case_write_skips_cases_that_changed() {
+    let (_dir, s) = store();
+    let a = new_case(&s, "jiyang", "noise", "k1", T0);
+    let b = new_case(&s, "jiyang", "noise", "k2", T0);
+    let note = |c: &Case, at: i64| Change {
+        case: c.clone(),
+        events: vec![(
+            at,
+            "system".into(),
+            EventBody::Received {
+                channel: Channel::Web,
+            },
+        )],
+    };
+    // b moves on after its change was computed.
+    let stale_b = note(&b, T0 + 1);
+    act(&s, &b.id, Action::QueueForDispatch).unwrap();
+    let out = s
+        .update_many_unsynced(vec![(a.version, note(&a, T0 + 1)), (b.version, stale_b)])
+        .unwrap();
+    assert_eq!(out[0].as_ref().unwrap().version, a.version + 1);
+    assert!(
+        matches!(out[1], Err(StoreError::Conflict { .. })),
+        "{:?}",
+        out[1]
+    );
+    assert_eq!(s.history(&a.id).unwrap().len(), 2);
+    let b_now = s.get_case(&b.id).unwrap().unwrap();
+    assert_eq!(
+        (b_now.status, b_now.version),
+        (CaseStatus::PendingDispatch, 2)
+    );
+    assert_eq!(
+        s.history(&b.id).unwrap().len(),
+        2,
+        "nothing of the stale change"
+    );
+    // The same case twice in one write is refused before anything is written.
+    let a_now = s.get_case(&a.id).unwrap().unwrap();
+    let twice = vec![
+        (a_now.version, note(&a_now, T0 + 2)),
+        (a_now.version, note(&a_now, T0 + 3)),
+    ];
+    assert!(matches!(
+        s.update_many_unsynced(twice),
+        Err(StoreError::Invalid(_))
+    ));
+    assert_eq!(s.get_case(&a.id).unwrap().unwrap().version, a_now.version);
+    assert!(s.check_consistency().unwrap().problems.is_empty());
+}

@@ -9,6 +9,7 @@
 //! indexes. A write is acknowledged only after it is durable: writers wait for a flush that
 //! started after their write, and concurrent writers share one flush (group commit).
 
+mod combine;
 mod durability;
 mod keys;
 
@@ -265,6 +266,8 @@ pub struct Store {
     locks: Vec<parking_lot::Mutex<()>>,
     next_id: std::sync::atomic::AtomicU64,
     commit: GroupCommit,
+    /// Concurrent single-case writes share one sled batch.
+    combiner: combine::Combiner,
     directories: RwLock<HashMap<u64, Arc<Directory>>>,
     current_directory: RwLock<Option<Arc<Directory>>>,
 }
@@ -369,6 +372,7 @@ impl Store {
                 prefix: b'i',
             },
             cases,
+            combiner: combine::Combiner::new(data.clone()),
             data,
             locks: (0..256).map(|_| parking_lot::Mutex::new(())).collect(),
             next_id: std::sync::atomic::AtomicU64::new(last_id),
@@ -497,18 +501,18 @@ impl Store {
             if self.cases.get(case.id.as_bytes())?.is_some() {
                 return Err(StoreError::Exists(case.id.clone()));
             }
-            let mut batch = sled::Batch::default();
+            let mut ops = combine::Ops::default();
             if !events.is_empty() {
-                batch.insert(
+                ops.insert(
                     self.events.key(&keys::event_key(&case.id, 0)),
                     encode(&stamp(0, events)),
                 );
             }
             for k in keys::index_keys(&case) {
-                batch.insert(self.idx.key(&k), &[]);
+                ops.insert(self.idx.key(&k), []);
             }
-            batch.insert(self.cases.key(case.id.as_bytes()), encode(&case));
-            self.data.apply_batch(batch)?;
+            ops.insert(self.cases.key(case.id.as_bytes()), encode(&case));
+            self.combiner.apply(ops)?;
         }
         self.commit.sync()?;
         Ok(case)
@@ -558,9 +562,9 @@ impl Store {
                 actual: old.version,
             });
         }
-        let mut batch = sled::Batch::default();
-        let new = self.stage(&old, f(&old)?, &mut batch)?;
-        self.data.apply_batch(batch)?;
+        let mut ops = combine::Ops::default();
+        let new = self.stage(&old, f(&old)?, &mut ops)?;
+        self.combiner.apply(ops)?;
         Ok(new)
     }
 
@@ -585,7 +589,7 @@ impl Store {
         stripes.sort_unstable();
         stripes.dedup();
         let _guards: Vec<_> = stripes.iter().map(|&i| self.locks[i].lock()).collect();
-        let mut batch = sled::Batch::default();
+        let mut ops = combine::Ops::default();
         let mut seen = std::collections::HashSet::new();
         let mut out = Vec::with_capacity(changes.len());
         for (expected, change) in changes {
@@ -602,21 +606,21 @@ impl Store {
                     expected,
                     actual: old.version,
                 }),
-                Some(old) => self.stage(&old, change, &mut batch),
+                Some(old) => self.stage(&old, change, &mut ops),
             };
             out.push(result);
         }
-        self.data.apply_batch(batch)?;
+        self.combiner.apply(ops)?;
         Ok(out)
     }
 
-    /// Adds the writes that turn `old` into `change` to `batch`: the events, the index
+    /// Adds the writes that turn `old` into `change` to `ops`: the events, the index
     /// entries that changed, the case with its next version. Returns the case as written.
     fn stage(
         &self,
         old: &Case,
         change: Change,
-        batch: &mut sled::Batch,
+        batch: &mut combine::Ops,
     ) -> Result<Case, StoreError> {
         let Change {
             case: mut new,
@@ -640,7 +644,7 @@ impl Store {
             batch.remove(self.idx.key(k));
         }
         for k in new_keys.iter().filter(|k| !old_keys.contains(k)) {
-            batch.insert(self.idx.key(k), &[]);
+            batch.insert(self.idx.key(k), []);
         }
         batch.insert(self.cases.key(old.id.as_bytes()), encode(&new));
         Ok(new)

@@ -198,6 +198,7 @@ impl Client {
 }
 
 fn main() {
+    civic_host::alloc::tune();
     if std::env::args().any(|a| a == "--list") {
         return;
     }

@@ -39,6 +39,7 @@ fn case(id: String, due: i64) -> Change {
 }
 
 fn main() {
+    civic_host::alloc::tune();
     if std::env::args().any(|a| a == "--list") {
         return;
     }

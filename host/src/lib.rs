@@ -4,6 +4,7 @@
 // the rare path, and keeping them unboxed keeps every match on them simple.
 #![allow(clippy::result_large_err)]
 
+pub mod alloc;
 pub mod api;
 pub mod auth;
 pub mod author;

@@ -266,8 +266,21 @@ fn push_transition(
 pub struct Taken {
     /// The stored case.
     pub case: Case,
-    /// Its decision records, in order.
-    pub decisions: Vec<crate::model::DecisionRecord>,
+    /// What its rules decided, in order (the full records are in its history).
+    pub decisions: Vec<Decided>,
+}
+
+/// One decision taken at intake, as a caller shows it: which rule, why.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Decided {
+    /// `eligibility` or `routing`.
+    pub hook: String,
+    /// The plug-in and version that decided.
+    pub plugin: crate::runtime::PluginRef,
+    /// Reason codes.
+    pub reasons: Vec<String>,
+    /// The city default decided because the district's plug-in failed or had no opinion.
+    pub fallback: bool,
 }
 
 /// Takes a case in: validate, eligibility, routing, one durable write.
@@ -276,7 +289,13 @@ pub fn intake(svc: &Service, new: &NewCase, actor: &str) -> Result<Taken, Servic
     let decisions = events
         .iter()
         .filter_map(|(_, _, e)| match e {
-            EventBody::Decision(r) => Some((**r).clone()),
+            // Not the whole record: its input is large and already on its way to the store.
+            EventBody::Decision(r) => Some(Decided {
+                hook: r.hook.clone(),
+                plugin: r.plugin.clone(),
+                reasons: r.reasons.clone(),
+                fallback: r.fallback,
+            }),
             _ => None,
         })
         .collect();

@@ -237,7 +237,17 @@ async fn create(
         Ok(CaseView {
             actions: actions(&p, &taken.case),
             case: taken.case,
-            decisions: taken.decisions.into_iter().map(summary).collect(),
+            decisions: taken
+                .decisions
+                .into_iter()
+                .map(|d| DecisionSummary {
+                    hook: d.hook,
+                    plugin: d.plugin.name,
+                    version: d.plugin.version,
+                    reasons: d.reasons,
+                    fallback: d.fallback,
+                })
+                .collect(),
         })
     })
     .await?;

@@ -1,7 +1,8 @@
 //! One timer sweep over a store of many open cases: the time must grow with the number of
 //! due timers, not with the number of open cases.
 //!
-//! `cargo bench -p civic-host --bench sweep` (env `SWEEP_CASES`, default 1,000,000)
+//! `cargo bench -p civic-host --bench sweep` (env `SWEEP_CASES`, default 1,000,000;
+//! `SWEEP_CACHE_MB`, sled's page cache, default 1,024)
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -79,7 +80,16 @@ fn main() {
             t.elapsed().as_secs_f64()
         );
     }
-    let svc = Service::open(&ServiceConfig::new(dir.path()), clock.clone()).unwrap();
+    let mut config = ServiceConfig::new(dir.path());
+    if let Some(mb) = std::env::var("SWEEP_CACHE_MB")
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+    {
+        config.cache_bytes = mb << 20;
+    }
+    println!("sled page cache {} MiB", config.cache_bytes >> 20);
+    let cache_bytes = config.cache_bytes;
+    let svc = Service::open(&config, clock.clone()).unwrap();
     let t = Instant::now();
     let empty = timers::sweep(&svc, T0, 10_000, 2).unwrap();
     println!(
@@ -132,18 +142,19 @@ fn main() {
     let case_bytes = serde_json::to_vec(&fired_case).unwrap().len();
     let event_bytes = serde_json::to_vec(&written).unwrap().len();
     drop(svc);
-    raw_floor(total, case_bytes, event_bytes, written.len());
+    raw_floor(total, case_bytes, event_bytes, written.len(), cache_bytes);
 }
 
 /// The floor under the sweep: the same reads and writes on raw sled (same mode, same store
 /// size, same value sizes, two threads, one flush per sweep) with nothing else — no plug-in,
 /// no JSON, no record building — written one sled batch per case and one per thread.
-fn raw_floor(total: usize, case_bytes: usize, event_bytes: usize, events: usize) {
+fn raw_floor(total: usize, case_bytes: usize, event_bytes: usize, events: usize, cache: u64) {
     let dir = tempfile::tempdir().unwrap();
     let open = || {
         sled::Config::new()
             .path(dir.path())
             .mode(sled::Mode::HighThroughput)
+            .cache_capacity(cache)
             .open()
             .unwrap()
     };

@@ -73,6 +73,9 @@ enum Command {
         /// Address to listen on.
         #[arg(long, default_value = "127.0.0.1:8080", env = "CIVIC_LISTEN")]
         listen: SocketAddr,
+        /// Store page cache in MiB; size it to hold the open cases (see BENCHMARKS.md).
+        #[arg(long, default_value_t = 1024, env = "CIVIC_CACHE_MB", value_parser = clap::value_parser!(u64).range(16..=1 << 20))]
+        cache_mb: u64,
     },
 }
 
@@ -86,7 +89,11 @@ pub fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Serve { data, listen } => serve(data, listen),
+        Command::Serve {
+            data,
+            listen,
+            cache_mb,
+        } => serve(data, listen, cache_mb),
         Command::Plugin(cmd) => crate::author::run(cmd),
         Command::Replay {
             case,
@@ -122,8 +129,9 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn serve(data: PathBuf, listen: SocketAddr) -> anyhow::Result<()> {
-    let config = ServiceConfig::new(&data);
+fn serve(data: PathBuf, listen: SocketAddr, cache_mb: u64) -> anyhow::Result<()> {
+    let mut config = ServiceConfig::new(&data);
+    config.cache_bytes = cache_mb << 20;
     let svc = Service::open_default(&config)
         .with_context(|| format!("opening the data directory {}", data.display()))?;
     let boot = svc.bootstrap(&data).context("setting up the sample city")?;

@@ -52,6 +52,8 @@ pub struct ServiceConfig {
     pub suspend_after: u32,
     /// Write acknowledgement.
     pub durability: Durability,
+    /// sled's page cache in bytes.
+    pub cache_bytes: u64,
 }
 
 impl ServiceConfig {
@@ -66,6 +68,7 @@ impl ServiceConfig {
             data_dir,
             suspend_after: crate::registry::DEFAULT_SUSPEND_AFTER,
             durability: Durability::GroupCommit,
+            cache_bytes: crate::store::DEFAULT_CACHE_BYTES,
         }
     }
 }
@@ -179,9 +182,10 @@ impl Service {
                 config.data_dir.display()
             ))
         })?;
-        let store = Arc::new(Store::open(
+        let store = Arc::new(Store::open_with_cache(
             &config.data_dir.join("store"),
             config.durability,
+            config.cache_bytes,
         )?);
         let runtime = Arc::new(
             Runtime::new(config.runtime.clone())

@@ -134,3 +134,27 @@ fn a_data_directory_holding_something_else_is_refused() {
         "not a store"
     );
 }
+
+#[test]
+fn a_cache_size_out_of_range_is_refused_before_anything_is_created() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    for bad in ["0", "8", "lots"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_civic"))
+            .args([
+                "serve",
+                "--data",
+                data.to_str().unwrap(),
+                "--listen",
+                "127.0.0.1:0",
+                "--cache-mb",
+                bad,
+            ])
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "--cache-mb {bad}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("--cache-mb"), "{err}");
+    }
+    assert!(!data.exists(), "nothing created for a refused command line");
+}

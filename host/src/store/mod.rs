@@ -272,6 +272,9 @@ pub struct Store {
     current_directory: RwLock<Option<Arc<Directory>>>,
 }
 
+/// sled's page cache unless configured: 1 GiB (sled's own default).
+pub const DEFAULT_CACHE_BYTES: u64 = 1 << 30;
+
 const META_SCHEMA: &[u8] = b"schema";
 /// The file that names the schema, read before sled opens anything.
 pub const MARKER: &str = "CIVIC_STORE";
@@ -283,6 +286,16 @@ impl Store {
     /// Refuses, without changing anything, a directory that holds something else, a store
     /// of another schema version, or one sled cannot open.
     pub fn open(path: &Path, durability: Durability) -> Result<Self, StoreError> {
+        Self::open_with_cache(path, durability, DEFAULT_CACHE_BYTES)
+    }
+
+    /// [`Store::open`] with sled's page cache sized `cache_bytes`. A store whose open
+    /// cases' nodes fit the cache sweeps due timers without reading them from disk.
+    pub fn open_with_cache(
+        path: &Path,
+        durability: Durability,
+        cache_bytes: u64,
+    ) -> Result<Self, StoreError> {
         let open_err = |message: String| StoreError::Open {
             path: path.to_owned(),
             message,
@@ -335,6 +348,7 @@ impl Store {
         let db = sled::Config::new()
             .path(path)
             .mode(sled::Mode::HighThroughput)
+            .cache_capacity(cache_bytes)
             .open()
             .map_err(|e| open_err(format!("{e}; the files were left as they are")))?;
         let meta = db.open_tree("meta")?;

@@ -73,16 +73,21 @@ impl Combiner {
             st.applying = true;
             let group = std::mem::take(&mut st.queue);
             drop(st);
-            let mut batch = sled::Batch::default();
-            for (_, ops) in &group {
-                for (k, v) in &ops.0 {
-                    match v {
-                        Some(v) => batch.insert(k.as_slice(), v.as_slice()),
-                        None => batch.remove(k.as_slice()),
+            // Whatever happens here, every writer in the group gets an answer and the next
+            // group a leader: a panic must not leave them all waiting.
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                let mut batch = sled::Batch::default();
+                for (_, ops) in &group {
+                    for (k, v) in &ops.0 {
+                        match v {
+                            Some(v) => batch.insert(k.as_slice(), v.as_slice()),
+                            None => batch.remove(k.as_slice()),
+                        }
                     }
                 }
-            }
-            let result = self.tree.apply_batch(batch).map_err(|e| e.to_string());
+                self.tree.apply_batch(batch).map_err(|e| e.to_string())
+            }))
+            .unwrap_or_else(|_| Err("the write panicked".into()));
             st = self.state.lock();
             for (t, _) in group {
                 st.done.insert(t, result.clone());

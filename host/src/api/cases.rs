@@ -350,6 +350,17 @@ async fn list(
         }
         Role::IntakeAgent => filter.created_by = Some(p.id.clone()),
     }
+    // Urgency has no index: it reads the whole scope, which must be a district's, a unit's
+    // or an agent's cases, never the whole city's.
+    if order == views::Order::Urgent
+        && filter.district.is_none()
+        && filter.unit.is_none()
+        && filter.created_by.is_none()
+    {
+        return Err(ApiError::BadRequest(
+            "order=urgent needs a district or a unit to rank; add district=… or unit=…".into(),
+        ));
+    }
     let limit = q.limit.unwrap_or(50);
     let cursor = q.cursor;
     let page = blocking(&state, move |svc| {

@@ -116,6 +116,10 @@ const ST = {
 
 const KIND_NAMES = { zh: { consultation: "咨询", help: "求助", complaint: "投诉", report: "举报", suggestion: "建议", praise: "表扬" }, en: {} };
 const CHANNEL_NAMES = { zh: { phone: "电话", app: "App", wechat: "微信", web: "网站", grid: "网格员上报", open311: "Open311", other: "其他" }, en: {} };
+const FLAG_NAMES = { zh: { litigation: "已起诉", arbitration: "已申请仲裁", reconsideration: "已申请行政复议",
+  petition: "信访事项", fire: "火情", "crime-in-progress": "正在发生的违法犯罪", "medical-emergency": "医疗急救",
+  "traffic-injury": "交通事故有人受伤", criminal: "涉嫌刑事犯罪", "repeat-no-new-facts": "重复诉求无新情况", repeat: "重复来电" }, en: {} };
+const flagName = (f) => FLAG_NAMES[state.lang][f] || f;
 const kindName = (k) => KIND_NAMES[state.lang][k] || k;
 const channelName = (c) => CHANNEL_NAMES[state.lang][c] || c;
 
@@ -512,7 +516,7 @@ async function viewCase(id, keepFlash = false) {
     fact("case.handler", unitName(c.handler)),
     fact("case.co", c.co_handlers.length ? c.co_handlers.map(unitName).join("、") : "—"),
     fact("case.location", [unitName(loc.community), loc.grid ? ` / ${unitName(loc.grid)}` : "", loc.address ? ` · ${loc.address}` : ""].join("")),
-    fact("case.flags", c.flags.length || c.marks.length ? [...c.flags, ...c.marks].map((f) => h("span", { class: "tag warn" }, f)) : "—"),
+    fact("case.flags", c.flags.length || c.marks.length ? [...c.flags, ...c.marks].map((f) => h("span", { class: "tag warn" }, flagName(f))) : "—"),
     c.eligibility && c.eligibility.mediation ? fact("case.mediation", `${c.eligibility.mediation.track} · ${unitName(c.eligibility.mediation.unit)}`) : null,
     c.supervised_by ? fact("case.supervised", unitName(c.supervised_by)) : null,
     c.returned_by.length ? fact("case.returned", c.returned_by.map(unitName).join("、")) : null,
@@ -617,7 +621,7 @@ function viewIntake() {
   h("div", { class: "row" }, h("label", {}, t("intake.address"), el.address), h("label", {}, t("intake.phone"), el.phone)),
   h("label", {}, t("case.description"), el.description),
   h("label", { class: "inline" }, el.urgent, t("intake.urgent")),
-  h("fieldset", {}, h("legend", {}, t("intake.flags")), h("div", { class: "actions" }, el.flags.map((f) => h("label", { class: "inline" }, f, f.value)))),
+  h("fieldset", {}, h("legend", {}, t("intake.flags")), h("div", { class: "actions" }, el.flags.map((f) => h("label", { class: "inline" }, f, flagName(f.value))))),
   disputeBox,
   h("button", { type: "submit", id: "intake-submit" }, t("intake.submit")));
   fillPlaces();

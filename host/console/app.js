@@ -15,7 +15,7 @@ const L = {
   zh: {
     "nav.board": "工单看板", "nav.intake": "受理登记", "nav.plugins": "规则插件", "nav.overview": "区域概览",
     "signin.title": "登录", "signin.token": "访问令牌", "signin.go": "登录", "signin.hint": "使用管理员或区域分配的 API 令牌（civic_…）。",
-    "signout": "退出", "lang": "EN",
+    "signout": "退出", "lang": "EN", "who.city": "全市",
     "role.city-admin": "市级管理员", "role.district-admin": "区管理员", "role.dispatcher": "派单员",
     "role.unit-handler": "承办单位", "role.intake-agent": "话务员",
     "f.district": "区域", "f.status": "状态", "f.unit": "承办单位", "f.category": "类别", "f.light": "督办灯",
@@ -60,7 +60,7 @@ const L = {
   en: {
     "nav.board": "Case board", "nav.intake": "Intake", "nav.plugins": "Plug-ins", "nav.overview": "Overview",
     "signin.title": "Sign in", "signin.token": "Access token", "signin.go": "Sign in", "signin.hint": "Use an API token (civic_…) issued by an administrator.",
-    "signout": "Sign out", "lang": "中文",
+    "signout": "Sign out", "lang": "中文", "who.city": "city-wide",
     "role.city-admin": "City admin", "role.district-admin": "District admin", "role.dispatcher": "Dispatcher",
     "role.unit-handler": "Unit handler", "role.intake-agent": "Intake agent",
     "f.district": "District", "f.status": "Status", "f.unit": "Unit", "f.category": "Category", "f.light": "Light",
@@ -267,7 +267,7 @@ function renderChrome(active) {
   }
   for (const [k, href] of links) nav.append(h("a", { href, id: `nav-${k}`, class: k === active ? "on" : "" }, t(`nav.${k}`)));
   who.append(
-    `${t(`role.${role}`)} · ${state.me.district || "sanya"}${state.me.unit ? ` · ${unitName(state.me.unit)}` : ""}`,
+    `${t(`role.${role}`)} · ${state.me.district || t("who.city")}${state.me.unit ? ` · ${unitName(state.me.unit)}` : ""}`,
     h("button", { type: "button", id: "sign-out", onclick: signOut }, t("signout")),
   );
 }
@@ -686,7 +686,7 @@ async function viewPlugins(district) {
       l.versions.length ? h("div", { class: "table-wrap" }, h("table", {},
         h("thead", {}, h("tr", {}, [t("plugins.versions"), t("plugins.name"), t("plugins.by"), t("plugins.deployed"), t("plugins.size"), ""].map((x) => h("th", {}, x)))),
         h("tbody", {}, rows))) : null,
-      h("div", { class: "actions", style: null },
+      h("div", { class: "actions" },
         canManage && (slot.previous || []).length ? h("button", { type: "button", class: "secondary", id: `rollback-${hook}`,
           onclick: () => act("POST", `/v1/districts/${district}/plugins/${hook}/rollback`) }, t("plugins.rollback")) : null),
       upload,

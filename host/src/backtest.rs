@@ -195,23 +195,13 @@ pub fn run(
             ))
         })?;
     let mut ids = Vec::new();
-    let mut cursor = None;
     let filter = Filter {
         district: Some(district.to_owned()),
         created_from: req.from,
         created_to: req.to,
         ..Filter::default()
     };
-    loop {
-        let page = svc
-            .store
-            .list(&filter, cursor.as_deref(), crate::store::MAX_PAGE)?;
-        ids.extend(page.cases.into_iter().map(|c| c.id));
-        match page.next {
-            Some(n) => cursor = Some(n),
-            None => break,
-        }
-    }
+    svc.store.for_each_case(&filter, |c| ids.push(c.id))?;
     let sample_size = req.sample.unwrap_or(20).min(200);
     type Row = (String, Outcome, Outcome);
     let rows: Vec<Row> = std::thread::scope(|s| {

@@ -283,6 +283,18 @@ pub struct Decided {
     pub fallback: bool,
 }
 
+impl Decided {
+    /// What a decision record says, without its input and output.
+    pub fn of(r: &crate::model::DecisionRecord) -> Decided {
+        Decided {
+            hook: r.hook.clone(),
+            plugin: r.plugin.clone(),
+            reasons: r.reasons.clone(),
+            fallback: r.fallback,
+        }
+    }
+}
+
 /// Takes a case in: validate, eligibility, routing, one durable write.
 pub fn intake(svc: &Service, new: &NewCase, actor: &str) -> Result<Taken, ServiceError> {
     let (case, events) = take_in(svc, new, actor)?;
@@ -290,12 +302,7 @@ pub fn intake(svc: &Service, new: &NewCase, actor: &str) -> Result<Taken, Servic
         .iter()
         .filter_map(|(_, _, e)| match e {
             // Not the whole record: its input is large and already on its way to the store.
-            EventBody::Decision(r) => Some(Decided {
-                hook: r.hook.clone(),
-                plugin: r.plugin.clone(),
-                reasons: r.reasons.clone(),
-                fallback: r.fallback,
-            }),
+            EventBody::Decision(r) => Some(Decided::of(r)),
             _ => None,
         })
         .collect();

@@ -233,7 +233,8 @@ fn prepare(
         .iter()
         .any(|(_, _, e)| matches!(e, EventBody::Decision(_)));
     // Consuming the timer in the same write as its events is what makes firing exactly-once.
-    let mut c = case.clone();
+    let version = case.version;
+    let mut c = case;
     c.timers.retain(|x| *x != pending);
     c.updated_at = now;
     for a in &actions {
@@ -261,7 +262,7 @@ fn prepare(
     }
     Ok(Some(Firing {
         timer: t.clone(),
-        version: case.version,
+        version,
         change: Some(Change { case: c, events }),
         actions: actions.len(),
         failed: decided.failed,
@@ -402,39 +403,29 @@ pub fn board(
     only_red: bool,
 ) -> Result<Vec<Flagged>, ServiceError> {
     let mut out = Vec::new();
-    let mut cursor: Option<String> = None;
-    loop {
-        let filter = crate::store::Filter {
-            district: Some(district.to_owned()),
-            ..Default::default()
-        };
-        let page = svc
-            .store
-            .list(&filter, cursor.as_deref(), crate::store::MAX_PAGE)?;
-        for c in &page.cases {
-            if let Some(l) = light(c, now) {
-                if only_red && l != Light::Red {
-                    continue;
-                }
-                out.push(Flagged {
-                    id: c.id.clone(),
-                    light: l,
-                    status: c.status,
-                    handler: c.handler.clone(),
-                    resolution: c.deadlines.resolution,
-                    working_days_overdue: c
-                        .deadlines
-                        .resolution
-                        .map(|r| svc.calendar.working_days_between(r, now))
-                        .unwrap_or(0),
-                });
+    let filter = crate::store::Filter {
+        district: Some(district.to_owned()),
+        ..Default::default()
+    };
+    svc.store.for_each_case(&filter, |c| {
+        if let Some(l) = light(&c, now) {
+            if only_red && l != Light::Red {
+                return;
             }
+            out.push(Flagged {
+                working_days_overdue: c
+                    .deadlines
+                    .resolution
+                    .map(|r| svc.calendar.working_days_between(r, now))
+                    .unwrap_or(0),
+                light: l,
+                status: c.status,
+                resolution: c.deadlines.resolution,
+                handler: c.handler,
+                id: c.id,
+            });
         }
-        match page.next {
-            Some(n) => cursor = Some(n),
-            None => break,
-        }
-    }
+    })?;
     out.sort_by(|a, b| {
         (b.light == Light::Red)
             .cmp(&(a.light == Light::Red))

@@ -171,7 +171,7 @@ pub fn page(
                     .ok_or_else(|| BoardError::Cursor(c.to_owned()))?,
             };
             let mut lit: Vec<(Lamp, Millis, Case)> = Vec::new();
-            scan(svc, filter, |c| {
+            svc.store.for_each_case(filter, |c| {
                 if let Some(l) = lamp(&c, now)
                     && keep(&c)
                 {
@@ -192,18 +192,6 @@ pub fn page(
                 next: (end < total).then(|| format!("u{end}")),
                 now,
             })
-        }
-    }
-}
-
-fn scan(svc: &Service, filter: &Filter, mut each: impl FnMut(Case)) -> Result<(), BoardError> {
-    let mut cursor: Option<String> = None;
-    loop {
-        let p = svc.store.list(filter, cursor.as_deref(), MAX_PAGE)?;
-        p.cases.into_iter().for_each(&mut each);
-        match p.next {
-            Some(n) => cursor = Some(n),
-            None => return Ok(()),
         }
     }
 }
@@ -263,7 +251,7 @@ pub fn overview(svc: &Service, district: &str, days: u32) -> Result<Overview, Bo
         ..Filter::default()
     };
     let mut touched = Vec::new();
-    scan(svc, &filter, |c| {
+    svc.store.for_each_case(&filter, |c| {
         if c.is_open() {
             *out.open_by_status
                 .entry(c.status.as_str().to_owned())

@@ -11,7 +11,7 @@ use super::{ApiError, AppState, Route, blocking};
 use crate::auth::{Principal, Role};
 use crate::intake::{self, NewCase};
 use crate::lifecycle;
-use crate::model::{Case, CaseStatus, DecisionRecord, Event, EventBody};
+use crate::model::{Case, CaseStatus, Event, EventBody};
 use crate::service::{CaseAction, Service};
 use crate::store::{Filter, MAX_PAGE};
 use crate::views;
@@ -186,13 +186,13 @@ struct DecisionSummary {
     fallback: bool,
 }
 
-fn summary(r: DecisionRecord) -> DecisionSummary {
+fn summary(d: intake::Decided) -> DecisionSummary {
     DecisionSummary {
-        hook: r.hook,
-        plugin: r.plugin.name,
-        version: r.plugin.version,
-        reasons: r.reasons,
-        fallback: r.fallback,
+        hook: d.hook,
+        plugin: d.plugin.name,
+        version: d.plugin.version,
+        reasons: d.reasons,
+        fallback: d.fallback,
     }
 }
 
@@ -202,7 +202,7 @@ fn view(svc: &Service, p: &Principal, case: Case) -> Result<CaseView, ApiError> 
         .history(&case.id)?
         .into_iter()
         .filter_map(|e| match e.what {
-            EventBody::Decision(r) => Some(summary(*r)),
+            EventBody::Decision(r) => Some(summary(intake::Decided::of(&r))),
             _ => None,
         })
         .collect();
@@ -237,17 +237,7 @@ async fn create(
         Ok(CaseView {
             actions: actions(&p, &taken.case),
             case: taken.case,
-            decisions: taken
-                .decisions
-                .into_iter()
-                .map(|d| DecisionSummary {
-                    hook: d.hook,
-                    plugin: d.plugin.name,
-                    version: d.plugin.version,
-                    reasons: d.reasons,
-                    fallback: d.fallback,
-                })
-                .collect(),
+            decisions: taken.decisions.into_iter().map(summary).collect(),
         })
     })
     .await?;

@@ -674,6 +674,24 @@ impl Store {
         Ok(out)
     }
 
+    /// Calls `each` with every case matching `filter`, newest first, a page at a time (for
+    /// jobs that read a whole scope: boards, overviews, backtests).
+    pub fn for_each_case(
+        &self,
+        filter: &Filter,
+        mut each: impl FnMut(Case),
+    ) -> Result<(), StoreError> {
+        let mut cursor: Option<String> = None;
+        loop {
+            let page = self.list(filter, cursor.as_deref(), MAX_PAGE)?;
+            page.cases.into_iter().for_each(&mut each);
+            match page.next {
+                Some(n) => cursor = Some(n),
+                None => return Ok(()),
+            }
+        }
+    }
+
     /// Cases matching `filter`, newest first, at most `limit` (capped at [`MAX_PAGE`]),
     /// continuing after `cursor`.
     pub fn list(

@@ -16,7 +16,7 @@ use crate::directory::Directory;
 use crate::model::{Case, CaseStatus, EventBody, Millis, PendingTimer, TimerKind, Urgency};
 use crate::runtime::{Hook, Input, wit};
 use crate::service::{Service, ServiceError};
-use crate::store::{Change, DueTimer, StoreError};
+use crate::store::{Change, DueTimer, Staged, StoreError};
 
 /// What one sweep did.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -36,10 +36,11 @@ pub struct SweepReport {
 /// Fires every timer due at `now` (at most `limit`), using up to `threads` threads, and
 /// makes all of it durable with one flush.
 ///
-/// The threads decide; the writes of the whole sweep then go to the store as one atomic
-/// write (one sled batch costs a fraction of one per case). Each case is written only if
-/// it is still as it was when its timer was decided; a case changed meanwhile (a handler
-/// signed it, say) is decided again from its new state, alone.
+/// The threads read, decide and encode each firing's write; this thread writes what they
+/// hand it in batches of [`WRITE_BATCH`] while they go on deciding (sled applies one batch
+/// at a time, and one batch per case would pay its fixed price a thousand times). Each case
+/// is written only if it is still as it was when its timer was decided; a case changed
+/// meanwhile (a handler signed it, say) is decided again from its new state, alone.
 pub fn sweep(
     svc: &Service,
     now: Millis,
@@ -60,59 +61,100 @@ pub fn sweep(
         .partition(|t| cases.insert(t.case_id.clone()));
     let threads = threads.clamp(1, 8).min(first.len().max(1));
     let chunk = first.len().div_ceil(threads).max(1);
-    let decided: Vec<Result<Vec<Option<Firing>>, ServiceError>> = std::thread::scope(|s| {
+    let mut retry = Vec::new();
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Firing>>(2 * threads);
+    let (written, decided) = std::thread::scope(|s| {
         let handles: Vec<_> = first
             .chunks(chunk)
             .map(|part| {
-                let dir = dir.clone();
-                s.spawn(move || part.iter().map(|t| prepare(svc, &dir, t, now)).collect())
+                let (dir, tx) = (dir.clone(), tx.clone());
+                s.spawn(move || decide_part(svc, &dir, part, now, &tx))
             })
             .collect();
-        handles
+        drop(tx);
+        let written = write_firings(svc, rx, &mut report, &mut retry);
+        let decided: Vec<_> = handles
             .into_iter()
             .map(|h| h.join().expect("sweep worker panicked"))
-            .collect()
+            .collect();
+        (written, decided)
     });
-    let mut firings = Vec::new();
-    for part in decided {
-        for f in part? {
-            match f {
-                Some(f) => firings.push(f),
-                None => report.skipped += 1,
+    written?;
+    let mut failed = None;
+    for d in decided {
+        match d {
+            Ok(skipped) => report.skipped += skipped,
+            Err(e) => failed = failed.or(Some(e)),
+        }
+    }
+    if failed.is_none() {
+        for t in retry.iter().chain(&later) {
+            fire_alone(svc, &dir, t, now, &mut report)?;
+        }
+    }
+    // What was written is made durable even if a thread failed; its timers fire next time.
+    if report.fired > 0 {
+        svc.store.sync()?;
+    }
+    failed.map_or(Ok(report), Err)
+}
+
+/// Firings handed from the deciding threads to the writer at a time.
+pub const WRITE_BATCH: usize = 50;
+
+/// Decides a share of a sweep's timers, handing the firings on in batches; returns how
+/// many timers were no longer on their case. Stops early if the writer has stopped.
+fn decide_part(
+    svc: &Service,
+    dir: &Arc<Directory>,
+    part: &[DueTimer],
+    now: Millis,
+    tx: &std::sync::mpsc::SyncSender<Vec<Firing>>,
+) -> Result<usize, ServiceError> {
+    let mut skipped = 0;
+    let mut batch = Vec::with_capacity(WRITE_BATCH);
+    for t in part {
+        match prepare(svc, dir, t, now)? {
+            Some(f) => batch.push(f),
+            None => skipped += 1,
+        }
+        if batch.len() == WRITE_BATCH && tx.send(std::mem::take(&mut batch)).is_err() {
+            return Ok(skipped);
+        }
+    }
+    if !batch.is_empty() {
+        // An error means the writer stopped; it reports why.
+        let _ = tx.send(batch);
+    }
+    Ok(skipped)
+}
+
+/// Writes the firings the deciding threads hand over, batch by batch, counting what was
+/// written and collecting the timers whose case changed since they were decided.
+fn write_firings(
+    svc: &Service,
+    rx: std::sync::mpsc::Receiver<Vec<Firing>>,
+    report: &mut SweepReport,
+    retry: &mut Vec<DueTimer>,
+) -> Result<(), ServiceError> {
+    for mut batch in rx {
+        let staged = batch.iter_mut().filter_map(|f| f.staged.take()).collect();
+        for (f, result) in batch.into_iter().zip(svc.store.write_staged(staged)?) {
+            match result {
+                Ok(_) => report.count(&f),
+                Err(StoreError::Conflict { .. }) => retry.push(f.timer),
+                Err(e) => return Err(e.into()),
             }
         }
     }
-    if firings.is_empty() && later.is_empty() {
-        return Ok(report);
-    }
-    let mut retry = Vec::new();
-    let written = svc.store.update_many_unsynced(
-        firings
-            .iter_mut()
-            .filter_map(|f| f.change.take().map(|c| (f.version, c)))
-            .collect(),
-    )?;
-    for (f, result) in firings.into_iter().zip(written) {
-        match result {
-            Ok(_) => report.count(&f),
-            Err(StoreError::Conflict { .. }) => retry.push(f.timer),
-            Err(e) => return Err(e.into()),
-        }
-    }
-    for t in retry.iter().chain(&later) {
-        fire_alone(svc, &dir, t, now, &mut report)?;
-    }
-    svc.store.sync()?;
-    Ok(report)
+    Ok(())
 }
 
 /// A decided timer: the write that consumes it, and what it did.
 struct Firing {
     timer: DueTimer,
-    /// The case version it was decided from.
-    version: u64,
-    /// The write; taken when it goes to the store.
-    change: Option<Change>,
+    /// The write, staged from the case as it was decided; taken when it goes to the store.
+    staged: Option<Staged>,
     actions: usize,
     failed: bool,
 }
@@ -138,10 +180,10 @@ fn fire_alone(
             report.skipped += 1;
             return Ok(());
         };
-        let Some(change) = f.change.take() else {
+        let Some(staged) = f.staged.take() else {
             return Ok(());
         };
-        let mut written = svc.store.update_many_unsynced(vec![(f.version, change)])?;
+        let mut written = svc.store.write_staged(vec![staged])?;
         match written.pop().expect("one result per change") {
             Ok(_) => {
                 report.count(&f);
@@ -233,8 +275,7 @@ fn prepare(
         .iter()
         .any(|(_, _, e)| matches!(e, EventBody::Decision(_)));
     // Consuming the timer in the same write as its events is what makes firing exactly-once.
-    let version = case.version;
-    let mut c = case;
+    let mut c = case.clone();
     c.timers.retain(|x| *x != pending);
     c.updated_at = now;
     for a in &actions {
@@ -262,8 +303,7 @@ fn prepare(
     }
     Ok(Some(Firing {
         timer: t.clone(),
-        version,
-        change: Some(Change { case: c, events }),
+        staged: Some(svc.store.stage(&case, Change { case: c, events })?),
         actions: actions.len(),
         failed: decided.failed,
     }))

@@ -251,6 +251,14 @@ pub struct Change {
     pub events: Vec<(Millis, String, EventBody)>,
 }
 
+/// A write to one case prepared by [`Store::stage`], to be applied by
+/// [`Store::write_staged`] if the case is still at the version it was staged from.
+pub struct Staged {
+    expected: u64,
+    ops: combine::Ops,
+    case: Case,
+}
+
 /// The case store.
 pub struct Store {
     path: PathBuf,
@@ -577,7 +585,7 @@ impl Store {
             });
         }
         let mut ops = combine::Ops::default();
-        let new = self.stage(&old, f(&old)?, &mut ops)?;
+        let new = self.stage_into(&old, f(&old)?, &mut ops)?;
         self.combiner.apply(ops)?;
         Ok(new)
     }
@@ -585,52 +593,112 @@ impl Store {
     /// Writes changes to many cases in one atomic write, each only if its case is still at
     /// the version the change was computed from; not durable until [`Store::sync`].
     ///
-    /// Batch jobs (the timer sweep) use it: every sled batch pays a fixed price for its
-    /// atomicity, so one batch for a whole sweep costs a fraction of one per case. Each
-    /// entry's result says whether it was written: a case that changed meanwhile is a
-    /// [`StoreError::Conflict`] and nothing of it is written, and the caller decides again
-    /// from the case as it is now.
+    /// Reads each case to stage its write; batch jobs that already hold the cases stage
+    /// with [`Store::stage`] themselves (in parallel, off every lock) and call
+    /// [`Store::write_staged`].
     pub fn update_many_unsynced(
         &self,
         changes: Vec<(u64, Change)>,
     ) -> Result<Vec<Result<Case, StoreError>>, StoreError> {
+        let mut out: Vec<Option<Result<Case, StoreError>>> = Vec::with_capacity(changes.len());
+        let mut staged = Vec::with_capacity(changes.len());
+        for (expected, change) in changes {
+            let id = change.case.id.clone();
+            match self.get_case(&id)? {
+                None => out.push(Some(Err(StoreError::NotFound(id)))),
+                Some(old) if old.version != expected => out.push(Some(Err(StoreError::Conflict {
+                    case: id,
+                    expected,
+                    actual: old.version,
+                }))),
+                Some(old) => match self.stage(&old, change) {
+                    Ok(s) => {
+                        staged.push(s);
+                        out.push(None);
+                    }
+                    Err(e) => out.push(Some(Err(e))),
+                },
+            }
+        }
+        let mut written = self.write_staged(staged)?.into_iter();
+        Ok(out
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|| written.next().expect("one result per staged write")))
+            .collect())
+    }
+
+    /// Prepares the write that turns `old` into `change` without touching the store or
+    /// taking a lock: the values are encoded here, so many threads can stage at once and
+    /// [`Store::write_staged`] only checks versions and applies.
+    pub fn stage(&self, old: &Case, change: Change) -> Result<Staged, StoreError> {
+        let mut ops = combine::Ops::default();
+        let case = self.stage_into(old, change, &mut ops)?;
+        self.combiner.warm(&ops);
+        Ok(Staged {
+            expected: old.version,
+            ops,
+            case,
+        })
+    }
+
+    /// Applies staged writes as one atomic write, each only if its case is still at the
+    /// version it was staged from (else [`StoreError::Conflict`] for it and nothing of it is
+    /// written); not durable until [`Store::sync`]. A case may appear once per call.
+    ///
+    /// Batch jobs (the timer sweep) use it: every sled batch pays a fixed price for its
+    /// atomicity, so one batch for many cases costs a fraction of one per case.
+    pub fn write_staged(
+        &self,
+        staged: Vec<Staged>,
+    ) -> Result<Vec<Result<Case, StoreError>>, StoreError> {
         // Stripes locked in one order, so two multi-case writers cannot deadlock; single
         // writers hold one stripe at a time.
-        let mut stripes: Vec<usize> = changes
-            .iter()
-            .map(|(_, c)| self.stripe(&c.case.id))
-            .collect();
+        let mut stripes: Vec<usize> = staged.iter().map(|s| self.stripe(&s.case.id)).collect();
         stripes.sort_unstable();
         stripes.dedup();
         let _guards: Vec<_> = stripes.iter().map(|&i| self.locks[i].lock()).collect();
         let mut ops = combine::Ops::default();
-        let mut seen = std::collections::HashSet::new();
-        let mut out = Vec::with_capacity(changes.len());
-        for (expected, change) in changes {
-            let id = change.case.id.clone();
+        let mut seen = std::collections::HashSet::with_capacity(staged.len());
+        let mut out = Vec::with_capacity(staged.len());
+        for s in staged {
+            let id = &s.case.id;
             if !seen.insert(id.clone()) {
                 return Err(StoreError::Invalid(format!(
                     "case {id} appears twice in one write"
                 )));
             }
-            let result = match self.get_case(&id)? {
-                None => Err(StoreError::NotFound(id)),
-                Some(old) if old.version != expected => Err(StoreError::Conflict {
-                    case: id,
-                    expected,
-                    actual: old.version,
+            out.push(match self.case_version(id)? {
+                None => Err(StoreError::NotFound(id.clone())),
+                Some(v) if v != s.expected => Err(StoreError::Conflict {
+                    case: id.clone(),
+                    expected: s.expected,
+                    actual: v,
                 }),
-                Some(old) => self.stage(&old, change, &mut ops),
-            };
-            out.push(result);
+                Some(_) => {
+                    ops.extend(s.ops);
+                    Ok(s.case)
+                }
+            });
         }
         self.combiner.apply(ops)?;
         Ok(out)
     }
 
+    /// A stored case's version, without decoding the rest of it.
+    fn case_version(&self, id: &str) -> Result<Option<u64>, StoreError> {
+        #[derive(Deserialize)]
+        struct Versioned {
+            version: u64,
+        }
+        self.cases
+            .get(id.as_bytes())?
+            .map(|b| decode::<Versioned>(id.as_bytes(), &b).map(|v| v.version))
+            .transpose()
+    }
+
     /// Adds the writes that turn `old` into `change` to `ops`: the events, the index
     /// entries that changed, the case with its next version. Returns the case as written.
-    fn stage(
+    fn stage_into(
         &self,
         old: &Case,
         change: Change,

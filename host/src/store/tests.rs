@@ -725,3 +725,62 @@ fn a_multi_case_write_skips_cases_that_changed() {
     assert_eq!(s.get_case(&a.id).unwrap().unwrap().version, a_now.version);
     assert!(s.check_consistency().unwrap().problems.is_empty());
 }
+
+/// A write staged off the lock is applied only if its case has not changed since it was
+/// staged: the check happens at write time, not at staging time.
+#[test]
+fn a_staged_write_is_refused_if_its_case_changed_after_staging() {
+    let (_dir, s) = store();
+    let a = new_case(&s, "jiyang", "noise", "k1", T0);
+    let b = new_case(&s, "jiyang", "noise", "k2", T0);
+    let moved = |c: &Case| {
+        let mut next = c.clone();
+        next.status = CaseStatus::PendingDispatch;
+        Change {
+            case: next,
+            events: vec![(
+                T0 + 1,
+                "system".into(),
+                EventBody::Received {
+                    channel: Channel::Web,
+                },
+            )],
+        }
+    };
+    let staged_a = s.stage(&a, moved(&a)).unwrap();
+    let staged_b = s.stage(&b, moved(&b)).unwrap();
+    // a changes between staging and writing.
+    act(&s, &a.id, Action::QueueForDispatch).unwrap();
+    let a_then = s.get_case(&a.id).unwrap().unwrap();
+    let out = s.write_staged(vec![staged_a, staged_b]).unwrap();
+    assert!(
+        matches!(out[0], Err(StoreError::Conflict { .. })),
+        "{:?}",
+        out[0]
+    );
+    assert_eq!(out[1].as_ref().unwrap().version, b.version + 1);
+    assert_eq!(
+        s.get_case(&a.id).unwrap().unwrap(),
+        a_then,
+        "nothing of a's staged write"
+    );
+    assert_eq!(s.history(&a.id).unwrap().len(), a_then.event_count as usize);
+    let b_now = s.get_case(&b.id).unwrap().unwrap();
+    assert_eq!(
+        (b_now.status, b_now.version),
+        (CaseStatus::PendingDispatch, b.version + 1)
+    );
+    assert_eq!(s.history(&b.id).unwrap().len(), 2);
+    // A case missing from the store is reported, not written.
+    let mut ghost = b_now.clone();
+    ghost.id = "c-missing".into();
+    let staged = s.stage(&ghost, moved(&ghost)).unwrap();
+    let out = s.write_staged(vec![staged]).unwrap();
+    assert!(
+        matches!(out[0], Err(StoreError::NotFound(_))),
+        "{:?}",
+        out[0]
+    );
+    assert!(s.get_case("c-missing").unwrap().is_none());
+    assert!(s.check_consistency().unwrap().problems.is_empty());
+}

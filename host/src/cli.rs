@@ -5,12 +5,14 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 use crate::api::{ApiConfig, app};
 use crate::service::{Service, ServiceConfig};
+use crate::sweeper::Sweeper;
 
 /// civic-rules: a WebAssembly plug-in rules platform for city service hotlines.
 #[derive(Parser, Debug)]
@@ -76,6 +78,9 @@ enum Command {
         /// Store page cache in MiB; size it to hold the open cases (see BENCHMARKS.md).
         #[arg(long, default_value_t = 1024, env = "CIVIC_CACHE_MB", value_parser = clap::value_parser!(u64).range(16..=1 << 20))]
         cache_mb: u64,
+        /// How often the background sweeper fires due timers, in milliseconds.
+        #[arg(long, default_value_t = 1000, env = "CIVIC_SWEEP_MS", value_parser = clap::value_parser!(u64).range(10..=3_600_000))]
+        sweep_ms: u64,
     },
 }
 
@@ -93,7 +98,8 @@ pub fn main() -> ExitCode {
             data,
             listen,
             cache_mb,
-        } => serve(data, listen, cache_mb),
+            sweep_ms,
+        } => serve(data, listen, cache_mb, Duration::from_millis(sweep_ms)),
         Command::Plugin(cmd) => crate::author::run(cmd),
         Command::Replay {
             case,
@@ -129,7 +135,12 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn serve(data: PathBuf, listen: SocketAddr, cache_mb: u64) -> anyhow::Result<()> {
+fn serve(
+    data: PathBuf,
+    listen: SocketAddr,
+    cache_mb: u64,
+    sweep_every: Duration,
+) -> anyhow::Result<()> {
     let mut config = ServiceConfig::new(&data);
     config.cache_bytes = cache_mb << 20;
     let svc = Service::open_default(&config)
@@ -145,6 +156,7 @@ fn serve(data: PathBuf, listen: SocketAddr, cache_mb: u64) -> anyhow::Result<()>
         );
     }
     let svc = Arc::new(svc);
+    let sweeper = Sweeper::start(svc.clone(), sweep_every).context("starting the timer sweeper")?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -162,6 +174,9 @@ fn serve(data: PathBuf, listen: SocketAddr, cache_mb: u64) -> anyhow::Result<()>
                 let _ = tokio::signal::ctrl_c().await;
             })
             .await?;
-        Ok(())
-    })
+        anyhow::Ok(())
+    })?;
+    // Let a sweep in progress finish its write before the store closes.
+    sweeper.stop();
+    Ok(())
 }

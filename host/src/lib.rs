@@ -26,5 +26,6 @@ pub mod replay;
 pub mod runtime;
 pub mod service;
 pub mod store;
+pub mod sweeper;
 pub mod timers;
 pub mod views;

@@ -45,6 +45,11 @@ struct FailureLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StatusLabels {
     district: String,
     status: String,
@@ -60,6 +65,9 @@ pub struct Metrics {
     decision_latency: Family<HookLabels, Histogram>,
     failures: Family<FailureLabels, Counter>,
     cases: Family<StatusLabels, Gauge>,
+    sweeps: Family<OutcomeLabels, Counter>,
+    timers_fired: Counter,
+    sweep_latency: Histogram,
 }
 
 impl Default for Metrics {
@@ -112,7 +120,28 @@ impl Metrics {
             failures.clone(),
         );
         registry.register("cases", "Cases by district and status", cases.clone());
+        let sweeps = Family::<OutcomeLabels, Counter>::default();
+        let timers_fired = Counter::default();
+        let sweep_latency = Histogram::new(exponential_buckets(0.0002, 2.0, 16));
+        registry.register(
+            "timer_sweeps",
+            "Background timer sweeps by outcome (ok or error)",
+            sweeps.clone(),
+        );
+        registry.register(
+            "timers_fired",
+            "Timers fired and consumed by the background sweeper",
+            timers_fired.clone(),
+        );
+        registry.register(
+            "timer_sweep_duration_seconds",
+            "Wall time per background timer sweep",
+            sweep_latency.clone(),
+        );
         Self {
+            sweeps,
+            timers_fired,
+            sweep_latency,
             registry,
             requests,
             latency,
@@ -178,6 +207,17 @@ impl Metrics {
                 kind: kind.into(),
             })
             .inc();
+    }
+
+    /// Counts a background timer sweep and the timers it fired.
+    pub fn sweep(&self, ok: bool, fired: u64, took: Duration) {
+        self.sweeps
+            .get_or_create(&OutcomeLabels {
+                outcome: if ok { "ok" } else { "error" }.into(),
+            })
+            .inc();
+        self.timers_fired.inc_by(fired);
+        self.sweep_latency.observe(took.as_secs_f64());
     }
 
     /// Sets the cases-by-status gauge.

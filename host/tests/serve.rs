@@ -112,6 +112,55 @@ fn first_start_then_restart_over_a_real_socket() {
     );
 }
 
+/// The server fires due timers by itself: the third case from one caller in a category is
+/// due for escalation at once, and the background sweeper supervises it within seconds.
+#[test]
+fn the_server_fires_due_timers_in_the_background() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("civic-data");
+    let server = start(&data);
+    let token = std::fs::read_to_string(data.join("admin-token"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    let body = r#"{"district":"yucai","category":"noise","location":{"grid":"yucai/qingfa/grid-01"},"caller":{"phone":"13700000077"}}"#;
+    let ids: Vec<String> = (0..3)
+        .map(|_| {
+            let (status, created) = http(&server.addr, "POST", "/v1/cases", &token, body);
+            assert_eq!(status, 201, "{created}");
+            created["id"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let third = loop {
+        let (status, case) = http(
+            &server.addr,
+            "GET",
+            &format!("/v1/cases/{}", ids[2]),
+            &token,
+            "",
+        );
+        assert_eq!(status, 200);
+        if case["supervised_by"] == "yucai" {
+            break case;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the repeat was never escalated: {case}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert_eq!(third["marks"], serde_json::json!(["repeat"]));
+    let (_, first) = http(
+        &server.addr,
+        "GET",
+        &format!("/v1/cases/{}", ids[0]),
+        &token,
+        "",
+    );
+    assert_eq!(first["supervised_by"], serde_json::Value::Null, "{first}");
+}
+
 #[test]
 fn a_data_directory_holding_something_else_is_refused() {
     let dir = tempfile::tempdir().unwrap();
@@ -136,10 +185,18 @@ fn a_data_directory_holding_something_else_is_refused() {
 }
 
 #[test]
-fn a_cache_size_out_of_range_is_refused_before_anything_is_created() {
+fn a_cache_size_or_sweep_interval_out_of_range_is_refused_before_anything_is_created() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    for bad in ["0", "8", "lots"] {
+    let bad_args = [
+        ("--cache-mb", "0"),
+        ("--cache-mb", "8"),
+        ("--cache-mb", "lots"),
+        ("--sweep-ms", "0"),
+        ("--sweep-ms", "3600001"),
+        ("--sweep-ms", "soon"),
+    ];
+    for (flag, bad) in bad_args {
         let out = Command::new(env!("CARGO_BIN_EXE_civic"))
             .args([
                 "serve",
@@ -147,14 +204,14 @@ fn a_cache_size_out_of_range_is_refused_before_anything_is_created() {
                 data.to_str().unwrap(),
                 "--listen",
                 "127.0.0.1:0",
-                "--cache-mb",
+                flag,
                 bad,
             ])
             .output()
             .unwrap();
-        assert!(!out.status.success(), "--cache-mb {bad}");
+        assert!(!out.status.success(), "{flag} {bad}");
         let err = String::from_utf8_lossy(&out.stderr);
-        assert!(err.contains("--cache-mb"), "{err}");
+        assert!(err.contains(flag), "{err}");
     }
     assert!(!data.exists(), "nothing created for a refused command line");
 }

@@ -553,3 +553,69 @@ async fn dispatcher_views_show_yellow_and_red_lights() {
     );
     assert_eq!(get("/v1/districts/jiyang/overdue".into(), t).await.0, 200);
 }
+
+/// What `civic serve` runs in the background: due timers fire without anyone calling the
+/// sweep, once each, and nothing fires after the sweeper is stopped.
+#[test]
+fn the_background_sweeper_fires_due_timers_once_and_stops_when_told() {
+    use civic_host::sweeper::Sweeper;
+    use std::time::{Duration, Instant};
+
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(monday_9()));
+    let svc = Arc::new(open(dir.path(), clock.clone()));
+    let id = new_case(
+        &svc,
+        "jiyang",
+        "noise",
+        "jiyang/yuehe/grid-01",
+        "13900000001",
+    );
+    let sweeper = Sweeper::start(svc.clone(), Duration::from_millis(10)).unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    assert!(escalations(&svc, &id).is_empty(), "nothing is due yet");
+
+    let sign_off = svc.case(&id).unwrap().deadlines.sign_off.unwrap();
+    clock.set(sign_off + 1);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while escalations(&svc, &id).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the sweeper never fired the due sign-off timer"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // Many more sweeps at the same time fire nothing more.
+    std::thread::sleep(Duration::from_millis(200));
+    let fired = escalations(&svc, &id);
+    assert!(
+        fired.contains_key(&key("SignOff", "remind", "jiyang/yuehe/grid-01")),
+        "{fired:?}"
+    );
+    assert!(
+        fired.values().all(|&n| n == 1),
+        "each action once: {fired:?}"
+    );
+    // Sign-off and first contact fall due together here.
+    let timers: std::collections::BTreeSet<_> = fired.keys().map(|(t, _, _)| t).collect();
+    let metrics = svc.metrics.render();
+    assert!(
+        metrics.contains(&format!("civic_timers_fired_total {}\n", timers.len())),
+        "{timers:?} {metrics}"
+    );
+    assert!(
+        metrics.contains("civic_timer_sweeps_total{outcome=\"ok\"}"),
+        "{metrics}"
+    );
+
+    sweeper.stop();
+    let case = svc.case(&id).unwrap();
+    clock.advance(30 * 24 * HOUR);
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(
+        svc.case(&id).unwrap(),
+        case,
+        "a stopped sweeper fires nothing"
+    );
+    assert_eq!(escalations(&svc, &id), fired);
+}

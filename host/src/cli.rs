@@ -81,6 +81,10 @@ enum Command {
         /// How often the background sweeper fires due timers, in milliseconds.
         #[arg(long, default_value_t = 1000, env = "CIVIC_SWEEP_MS", value_parser = clap::value_parser!(u64).range(10..=3_600_000))]
         sweep_ms: u64,
+        /// Working-time calendar file (weekends, holidays, make-up days per year) in place
+        /// of the bundled one; same format as `data/calendar.json`.
+        #[arg(long, env = "CIVIC_CALENDAR")]
+        calendar: Option<PathBuf>,
     },
 }
 
@@ -99,7 +103,14 @@ pub fn main() -> ExitCode {
             listen,
             cache_mb,
             sweep_ms,
-        } => serve(data, listen, cache_mb, Duration::from_millis(sweep_ms)),
+            calendar,
+        } => serve(&Serve {
+            data,
+            listen,
+            cache_mb,
+            sweep_every: Duration::from_millis(sweep_ms),
+            calendar,
+        }),
         Command::Plugin(cmd) => crate::author::run(cmd),
         Command::Replay {
             case,
@@ -135,14 +146,27 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn serve(
+/// `civic serve`'s options.
+struct Serve {
     data: PathBuf,
     listen: SocketAddr,
     cache_mb: u64,
     sweep_every: Duration,
-) -> anyhow::Result<()> {
-    let mut config = ServiceConfig::new(&data);
+    calendar: Option<PathBuf>,
+}
+
+fn serve(opts: &Serve) -> anyhow::Result<()> {
+    let Serve {
+        data,
+        listen,
+        cache_mb,
+        sweep_every,
+        calendar,
+    } = opts;
+    let (listen, sweep_every) = (*listen, *sweep_every);
+    let mut config = ServiceConfig::new(data);
     config.cache_bytes = cache_mb << 20;
+    config.calendar_file = calendar.clone();
     let svc = Service::open_default(&config)
         .with_context(|| format!("opening the data directory {}", data.display()))?;
     let boot = svc.bootstrap(&data).context("setting up the sample city")?;

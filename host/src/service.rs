@@ -41,6 +41,19 @@ pub enum ServiceError {
     Unavailable(String),
 }
 
+/// Reads an operator's calendar file.
+fn load_calendar(path: &Path) -> Result<Calendar, ServiceError> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ServiceError::Unavailable(format!("cannot read the calendar {}: {e}", path.display()))
+    })?;
+    Calendar::from_json(&text).map_err(|e| {
+        ServiceError::Unavailable(format!(
+            "the calendar {} is not valid: {e} (data/calendar.json in the source shows the format)",
+            path.display()
+        ))
+    })
+}
+
 /// How to start the service.
 #[derive(Debug, Clone)]
 pub struct ServiceConfig {
@@ -54,6 +67,9 @@ pub struct ServiceConfig {
     pub durability: Durability,
     /// sled's page cache in bytes.
     pub cache_bytes: u64,
+    /// A working-time calendar file (the format of `data/calendar.json`) in place of the
+    /// bundled one, for an operator to add a year or correct a holiday without a rebuild.
+    pub calendar_file: Option<PathBuf>,
 }
 
 impl ServiceConfig {
@@ -69,6 +85,7 @@ impl ServiceConfig {
             suspend_after: crate::registry::DEFAULT_SUSPEND_AFTER,
             durability: Durability::GroupCommit,
             cache_bytes: crate::store::DEFAULT_CACHE_BYTES,
+            calendar_file: None,
         }
     }
 }
@@ -176,6 +193,11 @@ const SECRETS: &str = "secrets";
 impl Service {
     /// Opens the store under `config.data_dir` and loads every active plug-in.
     pub fn open(config: &ServiceConfig, clock: Arc<dyn Clock>) -> Result<Self, ServiceError> {
+        // Read first: a bad calendar file refuses to start before anything is created.
+        let calendar = match &config.calendar_file {
+            None => Calendar::bundled(),
+            Some(path) => load_calendar(path)?,
+        };
         std::fs::create_dir_all(&config.data_dir).map_err(|e| {
             ServiceError::Unavailable(format!(
                 "cannot create the data directory {}: {e}",
@@ -201,11 +223,10 @@ impl Service {
                 s
             }
         };
-        let calendar = Calendar::bundled();
         for year in calendar.unchecked_years() {
             tracing::warn!(
                 year,
-                "the bundled holiday calendar for this year is not marked as checked against the official notice"
+                "the holiday calendar for this year is not marked as checked against the official notice"
             );
         }
         Ok(Self {

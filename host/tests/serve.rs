@@ -6,7 +6,7 @@ use std::net::TcpStream;
 use std::process::Command;
 
 mod common;
-use common::start;
+use common::{start, start_with};
 
 fn http(addr: &str, method: &str, path: &str, token: &str, body: &str) -> (u16, serde_json::Value) {
     let mut s = TcpStream::connect(addr).unwrap();
@@ -214,4 +214,86 @@ fn a_cache_size_or_sweep_interval_out_of_range_is_refused_before_anything_is_cre
         assert!(err.contains(flag), "{err}");
     }
     assert!(!data.exists(), "nothing created for a refused command line");
+}
+
+/// An operator's calendar file replaces the bundled one: with the next 40 days declared
+/// holidays, a case taken in today is due for resolution only after them.
+#[test]
+fn an_operators_calendar_file_sets_the_working_days() {
+    use civic_host::calendar::{Calendar, format_date};
+    let dir = tempfile::tempdir().unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let today = Calendar::bundled().day_of(now);
+    let mut years: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for d in today..today + 40 {
+        let date = format_date(d);
+        years.entry(date[..4].to_owned()).or_default().push(date);
+    }
+    let years: serde_json::Map<String, serde_json::Value> = years
+        .into_iter()
+        .map(|(y, days)| {
+            let year = serde_json::json!({"checked_against_official_notice": true, "holidays": days, "makeup_workdays": []});
+            (y, year)
+        })
+        .collect();
+    let file = dir.path().join("calendar.json");
+    std::fs::write(
+        &file,
+        serde_json::json!({"utc_offset_minutes": 480, "years": years}).to_string(),
+    )
+    .unwrap();
+    let data = dir.path().join("civic-data");
+    let server = start_with(&data, &["--calendar", file.to_str().unwrap()]);
+    let token = std::fs::read_to_string(data.join("admin-token"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    let (status, created) = http(
+        &server.addr,
+        "POST",
+        "/v1/cases",
+        &token,
+        r#"{"district":"jiyang","category":"noise","location":{"grid":"jiyang/yuehe/grid-01"},"caller":{"phone":"13800000013"}}"#,
+    );
+    assert_eq!(status, 201, "{created}");
+    let resolution = created["deadlines"]["resolution"].as_i64().unwrap();
+    let first_working_day = Calendar::bundled().start_of(today + 40);
+    assert!(
+        resolution > first_working_day,
+        "resolution {resolution} falls inside the declared holidays (first working day {first_working_day}): {created}"
+    );
+}
+
+/// A calendar file that cannot be read or parsed refuses to start, naming the file, and
+/// creates nothing.
+#[test]
+fn a_bad_calendar_file_is_refused_before_anything_is_created() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let bad = dir.path().join("calendar.json");
+    std::fs::write(&bad, r#"{"utc_offset_minutes": 480, "years": {"2026": {"holidays": ["not a date"], "makeup_workdays": []}}}"#).unwrap();
+    for file in [bad.clone(), dir.path().join("missing.json")] {
+        let out = Command::new(env!("CARGO_BIN_EXE_civic"))
+            .args([
+                "serve",
+                "--data",
+                data.to_str().unwrap(),
+                "--listen",
+                "127.0.0.1:0",
+                "--calendar",
+            ])
+            .arg(&file)
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(file.to_str().unwrap()) && err.contains("calendar"),
+            "{err}"
+        );
+    }
+    assert!(!data.exists(), "nothing created for a refused calendar");
 }

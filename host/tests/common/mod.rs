@@ -21,7 +21,13 @@ impl Drop for Server {
 }
 
 /// Starts `civic serve --data DATA --listen 127.0.0.1:0` and waits until it listens.
+#[allow(dead_code)] // not every test binary sharing this module calls it
 pub fn start(data: &std::path::Path) -> Server {
+    start_with(data, &[])
+}
+
+/// [`start`] with more options.
+pub fn start_with(data: &std::path::Path, extra: &[&str]) -> Server {
     let child = Command::new(env!("CARGO_BIN_EXE_civic"))
         .args([
             "serve",
@@ -30,6 +36,7 @@ pub fn start(data: &std::path::Path) -> Server {
             "--listen",
             "127.0.0.1:0",
         ])
+        .args(extra)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())

@@ -169,7 +169,7 @@ fn serve(opts: &Serve) -> anyhow::Result<()> {
     config.calendar_file = calendar.clone();
     let svc = Service::open_default(&config)
         .with_context(|| format!("opening the data directory {}", data.display()))?;
-    let boot = svc.bootstrap(&data).context("setting up the sample city")?;
+    let boot = svc.bootstrap(data).context("setting up the sample city")?;
     for d in &boot.deployed {
         tracing::info!(slot = %d, "deployed bundled plug-in");
     }

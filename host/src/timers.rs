@@ -36,11 +36,12 @@ pub struct SweepReport {
 /// Fires every timer due at `now` (at most `limit`), using up to `threads` threads, and
 /// makes all of it durable with one flush.
 ///
-/// The threads read, decide and encode each firing's write; this thread writes what they
-/// hand it in batches of [`WRITE_BATCH`] while they go on deciding (sled applies one batch
-/// at a time, and one batch per case would pay its fixed price a thousand times). Each case
-/// is written only if it is still as it was when its timer was decided; a case changed
-/// meanwhile (a handler signed it, say) is decided again from its new state, alone.
+/// Each thread reads, decides and encodes its share of the firings and writes them in
+/// atomic batches of [`WRITE_BATCH`]: sled applies one batch at a time, so while one
+/// thread writes, the other decides, and one batch per case would pay sled's fixed price
+/// per batch a thousand times. Each case is written only if it is still as it was when its
+/// timer was decided; a case changed meanwhile (a handler signed it, say) is decided again
+/// from its new state, alone.
 pub fn sweep(
     svc: &Service,
     now: Millis,
@@ -61,29 +62,27 @@ pub fn sweep(
         .partition(|t| cases.insert(t.case_id.clone()));
     let threads = threads.clamp(1, 8).min(first.len().max(1));
     let chunk = first.len().div_ceil(threads).max(1);
-    let mut retry = Vec::new();
-    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Firing>>(2 * threads);
-    let (written, decided) = std::thread::scope(|s| {
+    let parts: Vec<Result<Part, ServiceError>> = std::thread::scope(|s| {
         let handles: Vec<_> = first
             .chunks(chunk)
-            .map(|part| {
-                let (dir, tx) = (dir.clone(), tx.clone());
-                s.spawn(move || decide_part(svc, &dir, part, now, &tx))
+            .map(|timers| {
+                let dir = dir.clone();
+                s.spawn(move || fire_part(svc, &dir, timers, now))
             })
             .collect();
-        drop(tx);
-        let written = write_firings(svc, rx, &mut report, &mut retry);
-        let decided: Vec<_> = handles
+        handles
             .into_iter()
             .map(|h| h.join().expect("sweep worker panicked"))
-            .collect();
-        (written, decided)
+            .collect()
     });
-    written?;
+    let mut retry = Vec::new();
     let mut failed = None;
-    for d in decided {
-        match d {
-            Ok(skipped) => report.skipped += skipped,
+    for part in parts {
+        match part {
+            Ok(p) => {
+                report.add(&p.report);
+                retry.extend(p.retry);
+            }
             Err(e) => failed = failed.or(Some(e)),
         }
     }
@@ -99,52 +98,57 @@ pub fn sweep(
     failed.map_or(Ok(report), Err)
 }
 
-/// Firings handed from the deciding threads to the writer at a time.
+/// Firings written to the store at a time.
 pub const WRITE_BATCH: usize = 50;
 
-/// Decides a share of a sweep's timers, handing the firings on in batches; returns how
-/// many timers were no longer on their case. Stops early if the writer has stopped.
-fn decide_part(
-    svc: &Service,
-    dir: &Arc<Directory>,
-    part: &[DueTimer],
-    now: Millis,
-    tx: &std::sync::mpsc::SyncSender<Vec<Firing>>,
-) -> Result<usize, ServiceError> {
-    let mut skipped = 0;
-    let mut batch = Vec::with_capacity(WRITE_BATCH);
-    for t in part {
-        match prepare(svc, dir, t, now)? {
-            Some(f) => batch.push(f),
-            None => skipped += 1,
-        }
-        if batch.len() == WRITE_BATCH && tx.send(std::mem::take(&mut batch)).is_err() {
-            return Ok(skipped);
-        }
-    }
-    if !batch.is_empty() {
-        // An error means the writer stopped; it reports why.
-        let _ = tx.send(batch);
-    }
-    Ok(skipped)
+/// What one thread of a sweep did: its counts, and the timers whose case changed between
+/// deciding and writing.
+struct Part {
+    report: SweepReport,
+    retry: Vec<DueTimer>,
 }
 
-/// Writes the firings the deciding threads hand over, batch by batch, counting what was
-/// written and collecting the timers whose case changed since they were decided.
+/// Decides a share of a sweep's timers and writes them batch by batch. On an error, what
+/// was already written stays written (each firing is atomic on its own).
+fn fire_part(
+    svc: &Service,
+    dir: &Arc<Directory>,
+    timers: &[DueTimer],
+    now: Millis,
+) -> Result<Part, ServiceError> {
+    let mut part = Part {
+        report: SweepReport::default(),
+        retry: Vec::new(),
+    };
+    let mut batch = Vec::with_capacity(WRITE_BATCH);
+    for (i, t) in timers.iter().enumerate() {
+        match prepare(svc, dir, t, now)? {
+            Some(f) => batch.push(f),
+            None => part.report.skipped += 1,
+        }
+        if batch.len() == WRITE_BATCH || i + 1 == timers.len() {
+            write_firings(svc, std::mem::take(&mut batch), &mut part)?;
+        }
+    }
+    Ok(part)
+}
+
+/// Writes decided firings as one atomic batch, counting what was written and keeping the
+/// timers whose case changed since they were decided.
 fn write_firings(
     svc: &Service,
-    rx: std::sync::mpsc::Receiver<Vec<Firing>>,
-    report: &mut SweepReport,
-    retry: &mut Vec<DueTimer>,
+    mut batch: Vec<Firing>,
+    part: &mut Part,
 ) -> Result<(), ServiceError> {
-    for mut batch in rx {
-        let staged = batch.iter_mut().filter_map(|f| f.staged.take()).collect();
-        for (f, result) in batch.into_iter().zip(svc.store.write_staged(staged)?) {
-            match result {
-                Ok(_) => report.count(&f),
-                Err(StoreError::Conflict { .. }) => retry.push(f.timer),
-                Err(e) => return Err(e.into()),
-            }
+    if batch.is_empty() {
+        return Ok(());
+    }
+    let staged = batch.iter_mut().filter_map(|f| f.staged.take()).collect();
+    for (f, result) in batch.into_iter().zip(svc.store.write_staged(staged)?) {
+        match result {
+            Ok(_) => part.report.count(&f),
+            Err(StoreError::Conflict { .. }) => part.retry.push(f.timer),
+            Err(e) => return Err(e.into()),
         }
     }
     Ok(())
@@ -160,6 +164,13 @@ struct Firing {
 }
 
 impl SweepReport {
+    fn add(&mut self, other: &SweepReport) {
+        self.fired += other.fired;
+        self.skipped += other.skipped;
+        self.actions += other.actions;
+        self.plugin_failures += other.plugin_failures;
+    }
+
     fn count(&mut self, f: &Firing) {
         self.fired += 1;
         self.actions += f.actions;

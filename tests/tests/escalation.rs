@@ -619,3 +619,37 @@ fn the_background_sweeper_fires_due_timers_once_and_stops_when_told() {
     );
     assert_eq!(escalations(&svc, &id), fired);
 }
+
+/// A sweep that fails (here: no directory loaded yet) is counted as an error and tried
+/// again at the next interval; the sweeper does not give up.
+#[test]
+fn a_failing_sweep_is_counted_and_tried_again() {
+    use civic_host::sweeper::Sweeper;
+    use std::time::{Duration, Instant};
+
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(monday_9()));
+    // Not bootstrapped: no directory, so every sweep fails.
+    let svc = Arc::new(Service::open(&ServiceConfig::new(dir.path()), clock).unwrap());
+    let errors = |svc: &Service| -> u64 {
+        let text = svc.metrics.render();
+        text.lines()
+            .find_map(|l| l.strip_prefix("civic_timer_sweeps_total{outcome=\"error\"} "))
+            .map_or(0, |n| n.parse().unwrap())
+    };
+    let sweeper = Sweeper::start(svc.clone(), Duration::from_millis(10)).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while errors(&svc) < 3 {
+        assert!(
+            Instant::now() < deadline,
+            "failed sweeps were not retried and counted: {}",
+            svc.metrics.render()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    sweeper.stop();
+    assert!(
+        !svc.metrics.render().contains("outcome=\"ok\""),
+        "no sweep can succeed without a directory"
+    );
+}

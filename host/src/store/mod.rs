@@ -590,43 +590,6 @@ impl Store {
         Ok(new)
     }
 
-    /// Writes changes to many cases in one atomic write, each only if its case is still at
-    /// the version the change was computed from; not durable until [`Store::sync`].
-    ///
-    /// Reads each case to stage its write; batch jobs that already hold the cases stage
-    /// with [`Store::stage`] themselves (in parallel, off every lock) and call
-    /// [`Store::write_staged`].
-    pub fn update_many_unsynced(
-        &self,
-        changes: Vec<(u64, Change)>,
-    ) -> Result<Vec<Result<Case, StoreError>>, StoreError> {
-        let mut out: Vec<Option<Result<Case, StoreError>>> = Vec::with_capacity(changes.len());
-        let mut staged = Vec::with_capacity(changes.len());
-        for (expected, change) in changes {
-            let id = change.case.id.clone();
-            match self.get_case(&id)? {
-                None => out.push(Some(Err(StoreError::NotFound(id)))),
-                Some(old) if old.version != expected => out.push(Some(Err(StoreError::Conflict {
-                    case: id,
-                    expected,
-                    actual: old.version,
-                }))),
-                Some(old) => match self.stage(&old, change) {
-                    Ok(s) => {
-                        staged.push(s);
-                        out.push(None);
-                    }
-                    Err(e) => out.push(Some(Err(e))),
-                },
-            }
-        }
-        let mut written = self.write_staged(staged)?.into_iter();
-        Ok(out
-            .into_iter()
-            .map(|r| r.unwrap_or_else(|| written.next().expect("one result per staged write")))
-            .collect())
-    }
-
     /// Prepares the write that turns `old` into `change` without touching the store or
     /// taking a lock: the values are encoded here, so many threads can stage at once and
     /// [`Store::write_staged`] only checks versions and applies.

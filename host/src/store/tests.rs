@@ -673,7 +673,8 @@ fn events_read_back_whether_stored_one_per_value_or_per_write() {
 }
 
 /// A multi-case write writes each case only if it is still at the version its change was
-/// computed from; a stale one is a conflict and nothing of it lands, the others do.
+/// staged from; a stale one is a conflict and nothing of it lands, the others do. The same
+/// case twice in one write is refused before anything is written.
 #[test]
 fn a_multi_case_write_skips_cases_that_changed() {
     let (_dir, s) = store();
@@ -689,11 +690,11 @@ fn a_multi_case_write_skips_cases_that_changed() {
             },
         )],
     };
-    // b moves on after its change was computed.
-    let stale_b = note(&b, T0 + 1);
+    // b moves on after its change was staged.
+    let stale_b = s.stage(&b, note(&b, T0 + 1)).unwrap();
     act(&s, &b.id, Action::QueueForDispatch).unwrap();
     let out = s
-        .update_many_unsynced(vec![(a.version, note(&a, T0 + 1)), (b.version, stale_b)])
+        .write_staged(vec![s.stage(&a, note(&a, T0 + 1)).unwrap(), stale_b])
         .unwrap();
     assert_eq!(out[0].as_ref().unwrap().version, a.version + 1);
     assert!(
@@ -712,16 +713,12 @@ fn a_multi_case_write_skips_cases_that_changed() {
         2,
         "nothing of the stale change"
     );
-    // The same case twice in one write is refused before anything is written.
     let a_now = s.get_case(&a.id).unwrap().unwrap();
     let twice = vec![
-        (a_now.version, note(&a_now, T0 + 2)),
-        (a_now.version, note(&a_now, T0 + 3)),
+        s.stage(&a_now, note(&a_now, T0 + 2)).unwrap(),
+        s.stage(&a_now, note(&a_now, T0 + 3)).unwrap(),
     ];
-    assert!(matches!(
-        s.update_many_unsynced(twice),
-        Err(StoreError::Invalid(_))
-    ));
+    assert!(matches!(s.write_staged(twice), Err(StoreError::Invalid(_))));
     assert_eq!(s.get_case(&a.id).unwrap().unwrap().version, a_now.version);
     assert!(s.check_consistency().unwrap().problems.is_empty());
 }

@@ -79,6 +79,7 @@ fn run(svc: &Service, every: Duration, stop: &(Mutex<bool>, Condvar)) {
                         skipped = r.skipped,
                         actions = r.actions,
                         plugin_failures = r.plugin_failures,
+                        retried = r.retried,
                         took_ms = started.elapsed().as_millis() as u64,
                         "timers fired"
                     );

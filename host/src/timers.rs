@@ -31,6 +31,8 @@ pub struct SweepReport {
     pub actions: usize,
     /// Fired timers where the district's plug-in failed.
     pub plugin_failures: usize,
+    /// Timers decided again because their case changed while they were being decided.
+    pub retried: usize,
 }
 
 /// Fires every timer due at `now` (at most `limit`), using up to `threads` threads, and
@@ -86,6 +88,7 @@ pub fn sweep(
             Err(e) => failed = failed.or(Some(e)),
         }
     }
+    report.retried += retry.len();
     if failed.is_none() {
         for t in retry.iter().chain(&later) {
             fire_alone(svc, &dir, t, now, &mut report)?;
@@ -200,7 +203,10 @@ fn fire_alone(
                 report.count(&f);
                 return Ok(());
             }
-            Err(StoreError::Conflict { .. }) => continue,
+            Err(StoreError::Conflict { .. }) => {
+                report.retried += 1;
+                continue;
+            }
             Err(e) => return Err(e.into()),
         }
     }

@@ -653,3 +653,86 @@ fn a_failing_sweep_is_counted_and_tried_again() {
         "no sweep can succeed without a directory"
     );
 }
+
+/// A case that changes while its timer is being decided (the handler signs it during a slow
+/// escalation plug-in) is not overwritten: the sweep's write is refused, the timer decided
+/// again from the signed case, and every action applied once on top of the signature.
+#[test]
+fn a_case_changed_while_its_timer_is_decided_is_decided_again() {
+    use std::time::Duration;
+
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(monday_9()));
+    let svc = open(dir.path(), clock.clone());
+    let limits = civic_host::runtime::Limits {
+        fuel: 2_000_000_000,
+        timeout: Duration::from_secs(1),
+        ..Default::default()
+    };
+    let (rec, _) = svc
+        .registry
+        .deploy(
+            "tianya",
+            civic_host::runtime::Hook::Escalation,
+            "slow",
+            &fixture(fixtures::FX_HOSTILE),
+            limits,
+            "spin",
+            "test",
+            monday_9(),
+        )
+        .unwrap();
+    svc.registry
+        .activate(
+            "tianya",
+            civic_host::runtime::Hook::Escalation,
+            &rec.version,
+            "test",
+            monday_9(),
+        )
+        .unwrap();
+    let id = new_case(
+        &svc,
+        "tianya",
+        "sanitation",
+        "tianya/xidao/grid-01",
+        "13900000011",
+    );
+    let handler = svc.case(&id).unwrap().handler.unwrap();
+    let sign_off = svc.case(&id).unwrap().deadlines.sign_off.unwrap();
+    clock.set(sign_off + 1);
+    let report = std::thread::scope(|s| {
+        let sweep = s.spawn(|| timers::sweep(&svc, clock.now_ms(), 100, 1).unwrap());
+        // The plug-in spins for a second; sign while the sweep is deciding.
+        std::thread::sleep(Duration::from_millis(300));
+        svc.act(&id, &CaseAction::Sign, &handler, None).unwrap();
+        sweep.join().unwrap()
+    });
+    assert!(
+        report.retried >= 1,
+        "the stale decision was written: {report:?}"
+    );
+    let case = svc.case(&id).unwrap();
+    assert!(
+        case.timers.iter().all(|t| t.due_at > sign_off + 1),
+        "{:?}",
+        case.timers
+    );
+    let history = svc.store.history(&id).unwrap();
+    assert!(
+        history.iter().any(|e| matches!(
+            &e.what,
+            EventBody::Transition {
+                to: CaseStatus::Signed,
+                ..
+            }
+        )),
+        "the signature survives the escalation: {history:#?}"
+    );
+    let fired = escalations(&svc, &id);
+    assert!(!fired.is_empty(), "the timer fired");
+    assert!(
+        fired.values().all(|&n| n == 1),
+        "each action once: {fired:?}"
+    );
+}

@@ -140,14 +140,14 @@ fn fire_part(
 /// timers whose case changed since they were decided.
 fn write_firings(
     svc: &Service,
-    mut batch: Vec<Firing>,
+    batch: Vec<(Firing, Staged)>,
     part: &mut Part,
 ) -> Result<(), ServiceError> {
     if batch.is_empty() {
         return Ok(());
     }
-    let staged = batch.iter_mut().filter_map(|f| f.staged.take()).collect();
-    for (f, result) in batch.into_iter().zip(svc.store.write_staged(staged)?) {
+    let (firings, staged): (Vec<Firing>, Vec<Staged>) = batch.into_iter().unzip();
+    for (f, result) in firings.into_iter().zip(svc.store.write_staged(staged)?) {
         match result {
             Ok(_) => part.report.count(&f),
             Err(StoreError::Conflict { .. }) => part.retry.push(f.timer),
@@ -157,11 +157,9 @@ fn write_firings(
     Ok(())
 }
 
-/// A decided timer: the write that consumes it, and what it did.
+/// A decided timer and what it did; its write travels beside it as a [`Staged`].
 struct Firing {
     timer: DueTimer,
-    /// The write, staged from the case as it was decided; taken when it goes to the store.
-    staged: Option<Staged>,
     actions: usize,
     failed: bool,
 }
@@ -190,11 +188,8 @@ fn fire_alone(
     report: &mut SweepReport,
 ) -> Result<(), ServiceError> {
     for _ in 0..5 {
-        let Some(mut f) = prepare(svc, dir, t, now)? else {
+        let Some((f, staged)) = prepare(svc, dir, t, now)? else {
             report.skipped += 1;
-            return Ok(());
-        };
-        let Some(staged) = f.staged.take() else {
             return Ok(());
         };
         let mut written = svc.store.write_staged(vec![staged])?;
@@ -215,13 +210,13 @@ fn fire_alone(
 }
 
 /// Decides one due timer against its case as stored now: `None` if the timer is no longer
-/// on the case (already fired, or the case moved on).
+/// on the case (already fired, or the case moved on); else what it did and its staged write.
 fn prepare(
     svc: &Service,
     dir: &Arc<Directory>,
     t: &DueTimer,
     now: Millis,
-) -> Result<Option<Firing>, ServiceError> {
+) -> Result<Option<(Firing, Staged)>, ServiceError> {
     let Some(case) = svc.store.get_case(&t.case_id)? else {
         return Ok(None);
     };
@@ -318,12 +313,15 @@ fn prepare(
             },
         ));
     }
-    Ok(Some(Firing {
-        timer: t.clone(),
-        staged: Some(svc.store.stage(&case, Change { case: c, events })?),
-        actions: actions.len(),
-        failed: decided.failed,
-    }))
+    let staged = svc.store.stage(&case, Change { case: c, events })?;
+    Ok(Some((
+        Firing {
+            timer: t.clone(),
+            actions: actions.len(),
+            failed: decided.failed,
+        },
+        staged,
+    )))
 }
 
 /// Applies one escalation action to a case; returns the action's name and detail.

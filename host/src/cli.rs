@@ -104,7 +104,7 @@ pub fn main() -> ExitCode {
             cache_mb,
             sweep_ms,
             calendar,
-        } => serve(&Serve {
+        } => serve(Serve {
             data,
             listen,
             cache_mb,
@@ -155,7 +155,7 @@ struct Serve {
     calendar: Option<PathBuf>,
 }
 
-fn serve(opts: &Serve) -> anyhow::Result<()> {
+fn serve(opts: Serve) -> anyhow::Result<()> {
     let Serve {
         data,
         listen,
@@ -163,13 +163,12 @@ fn serve(opts: &Serve) -> anyhow::Result<()> {
         sweep_every,
         calendar,
     } = opts;
-    let (listen, sweep_every) = (*listen, *sweep_every);
-    let mut config = ServiceConfig::new(data);
+    let mut config = ServiceConfig::new(&data);
     config.cache_bytes = cache_mb << 20;
-    config.calendar_file = calendar.clone();
+    config.calendar_file = calendar;
     let svc = Service::open_default(&config)
         .with_context(|| format!("opening the data directory {}", data.display()))?;
-    let boot = svc.bootstrap(data).context("setting up the sample city")?;
+    let boot = svc.bootstrap(&data).context("setting up the sample city")?;
     for d in &boot.deployed {
         tracing::info!(slot = %d, "deployed bundled plug-in");
     }

@@ -6,7 +6,7 @@ use std::net::TcpStream;
 use std::process::Command;
 
 mod common;
-use common::{start, start_with};
+use common::{serve_command, start, start_with};
 
 fn http(addr: &str, method: &str, path: &str, token: &str, body: &str) -> (u16, serde_json::Value) {
     let mut s = TcpStream::connect(addr).unwrap();
@@ -165,16 +165,7 @@ fn the_server_fires_due_timers_in_the_background() {
 fn a_data_directory_holding_something_else_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("store"), "not a store").unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_civic"))
-        .args([
-            "serve",
-            "--data",
-            dir.path().to_str().unwrap(),
-            "--listen",
-            "127.0.0.1:0",
-        ])
-        .output()
-        .unwrap();
+    let out = serve_command(dir.path()).output().unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("is not a civic-rules store"), "{err}");
@@ -197,18 +188,7 @@ fn a_cache_size_or_sweep_interval_out_of_range_is_refused_before_anything_is_cre
         ("--sweep-ms", "soon"),
     ];
     for (flag, bad) in bad_args {
-        let out = Command::new(env!("CARGO_BIN_EXE_civic"))
-            .args([
-                "serve",
-                "--data",
-                data.to_str().unwrap(),
-                "--listen",
-                "127.0.0.1:0",
-                flag,
-                bad,
-            ])
-            .output()
-            .unwrap();
+        let out = serve_command(&data).args([flag, bad]).output().unwrap();
         assert!(!out.status.success(), "{flag} {bad}");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains(flag), "{err}");
@@ -276,15 +256,8 @@ fn a_bad_calendar_file_is_refused_before_anything_is_created() {
     let bad = dir.path().join("calendar.json");
     std::fs::write(&bad, r#"{"utc_offset_minutes": 480, "years": {"2026": {"holidays": ["not a date"], "makeup_workdays": []}}}"#).unwrap();
     for file in [bad.clone(), dir.path().join("missing.json")] {
-        let out = Command::new(env!("CARGO_BIN_EXE_civic"))
-            .args([
-                "serve",
-                "--data",
-                data.to_str().unwrap(),
-                "--listen",
-                "127.0.0.1:0",
-                "--calendar",
-            ])
+        let out = serve_command(&data)
+            .arg("--calendar")
             .arg(&file)
             .output()
             .unwrap();

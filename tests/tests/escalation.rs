@@ -55,6 +55,29 @@ fn escalations(svc: &Service, id: &str) -> BTreeMap<(String, String, String), us
     out
 }
 
+/// Deploys and activates the hostile fixture as tianya's escalation plug-in, doing what
+/// `config` names.
+fn hostile_escalation(svc: &Service, config: &str, limits: civic_host::runtime::Limits) {
+    let hook = civic_host::runtime::Hook::Escalation;
+    let bytes = fixture(fixtures::FX_HOSTILE);
+    let (rec, _) = svc
+        .registry
+        .deploy(
+            "tianya",
+            hook,
+            "hostile",
+            &bytes,
+            limits,
+            config,
+            "test",
+            monday_9(),
+        )
+        .unwrap();
+    svc.registry
+        .activate("tianya", hook, &rec.version, "test", monday_9())
+        .unwrap();
+}
+
 fn key(t: &str, a: &str, d: &str) -> (String, String, String) {
     (t.into(), a.into(), d.into())
 }
@@ -238,28 +261,7 @@ fn a_failing_escalation_plugin_falls_back_to_the_city_default() {
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(ManualClock::new(monday_9()));
     let svc = open(dir.path(), clock.clone());
-    let (rec, _) = svc
-        .registry
-        .deploy(
-            "tianya",
-            civic_host::runtime::Hook::Escalation,
-            "bad",
-            &fixture(fixtures::FX_HOSTILE),
-            Default::default(),
-            "panic",
-            "test",
-            monday_9(),
-        )
-        .unwrap();
-    svc.registry
-        .activate(
-            "tianya",
-            civic_host::runtime::Hook::Escalation,
-            &rec.version,
-            "test",
-            monday_9(),
-        )
-        .unwrap();
+    hostile_escalation(&svc, "panic", Default::default());
     let id = new_case(
         &svc,
         "tianya",
@@ -669,28 +671,7 @@ fn a_case_changed_while_its_timer_is_decided_is_decided_again() {
         timeout: Duration::from_secs(1),
         ..Default::default()
     };
-    let (rec, _) = svc
-        .registry
-        .deploy(
-            "tianya",
-            civic_host::runtime::Hook::Escalation,
-            "slow",
-            &fixture(fixtures::FX_HOSTILE),
-            limits,
-            "spin",
-            "test",
-            monday_9(),
-        )
-        .unwrap();
-    svc.registry
-        .activate(
-            "tianya",
-            civic_host::runtime::Hook::Escalation,
-            &rec.version,
-            "test",
-            monday_9(),
-        )
-        .unwrap();
+    hostile_escalation(&svc, "spin", limits);
     let id = new_case(
         &svc,
         "tianya",

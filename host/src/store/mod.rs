@@ -590,9 +590,10 @@ impl Store {
         Ok(new)
     }
 
-    /// Prepares the write that turns `old` into `change` without touching the store or
-    /// taking a lock: the values are encoded here, so many threads can stage at once and
-    /// [`Store::write_staged`] only checks versions and applies.
+    /// Prepares the write that turns `old` into `change` without writing or taking a lock:
+    /// the values are encoded here and the tree nodes the write will change are read into
+    /// the cache, so many threads can stage at once and [`Store::write_staged`] only checks
+    /// versions and applies.
     pub fn stage(&self, old: &Case, change: Change) -> Result<Staged, StoreError> {
         let mut ops = combine::Ops::default();
         let case = self.stage_into(old, change, &mut ops)?;

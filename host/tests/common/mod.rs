@@ -26,16 +26,18 @@ pub fn start(data: &std::path::Path) -> Server {
     start_with(data, &[])
 }
 
+/// `civic serve --data DATA --listen 127.0.0.1:0`, not yet run.
+pub fn serve_command(data: &std::path::Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_civic"));
+    cmd.args(["serve", "--data"])
+        .arg(data)
+        .args(["--listen", "127.0.0.1:0"]);
+    cmd
+}
+
 /// [`start`] with more options.
 pub fn start_with(data: &std::path::Path, extra: &[&str]) -> Server {
-    let child = Command::new(env!("CARGO_BIN_EXE_civic"))
-        .args([
-            "serve",
-            "--data",
-            data.to_str().unwrap(),
-            "--listen",
-            "127.0.0.1:0",
-        ])
+    let child = serve_command(data)
         .args(extra)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())

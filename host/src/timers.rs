@@ -50,22 +50,55 @@ pub fn sweep(
     limit: usize,
     threads: usize,
 ) -> Result<SweepReport, ServiceError> {
-    let due = svc.store.due_timers(now, limit)?;
     let dir = svc.directory()?;
-    let mut report = SweepReport {
-        due: due.len(),
-        ..SweepReport::default()
-    };
-    // A case with two timers due (sign-off and first contact often fall together) gets the
-    // second decided after the first is written, from the case as the first left it.
-    let mut cases = std::collections::HashSet::new();
-    let (first, later): (Vec<DueTimer>, Vec<DueTimer>) = due
-        .into_iter()
-        .partition(|t| cases.insert(t.case_id.clone()));
-    let threads = threads.clamp(1, 8).min(first.len().max(1));
-    let chunk = first.len().div_ceil(threads).max(1);
+    let mut report = SweepReport::default();
+    let mut failed = None;
+    // The index holds each case's earliest timer, and a firing re-indexes its case under
+    // the next one; so a case with several timers due (sign-off and first contact often
+    // fall together) has them fired round by round, each decided from the case as the
+    // previous one left it. New deadlines are always in the future, and a case holds one
+    // timer per kind, so the rounds end.
+    for _ in 0..=TIMER_KINDS {
+        let due = svc
+            .store
+            .due_timers(now, limit.saturating_sub(report.due))?;
+        if due.is_empty() {
+            break;
+        }
+        report.due += due.len();
+        let fired = report.fired;
+        if let Err(e) = fire_round(svc, &dir, &due, now, threads, &mut report) {
+            failed = Some(e);
+            break;
+        }
+        if report.fired == fired || report.due >= limit {
+            break;
+        }
+    }
+    // What was written is made durable even if a round failed; its timers fire next time.
+    if report.fired > 0 {
+        svc.store.sync()?;
+    }
+    failed.map_or(Ok(report), Err)
+}
+
+/// How many timers a case can hold at once: one per kind.
+const TIMER_KINDS: usize = 6;
+
+/// Fires one scan's due timers (at most one per case) on up to `threads` threads; the
+/// timers whose case changed while they were decided are decided again, one by one.
+fn fire_round(
+    svc: &Service,
+    dir: &Arc<Directory>,
+    due: &[DueTimer],
+    now: Millis,
+    threads: usize,
+    report: &mut SweepReport,
+) -> Result<(), ServiceError> {
+    let threads = threads.clamp(1, 8).min(due.len().max(1));
+    let chunk = due.len().div_ceil(threads).max(1);
     let parts: Vec<Result<Part, ServiceError>> = std::thread::scope(|s| {
-        let handles: Vec<_> = first
+        let handles: Vec<_> = due
             .chunks(chunk)
             .map(|timers| {
                 let dir = dir.clone();
@@ -89,16 +122,13 @@ pub fn sweep(
         }
     }
     report.retried += retry.len();
-    if failed.is_none() {
-        for t in retry.iter().chain(&later) {
-            fire_alone(svc, &dir, t, now, &mut report)?;
-        }
+    if let Some(e) = failed {
+        return Err(e);
     }
-    // What was written is made durable even if a thread failed; its timers fire next time.
-    if report.fired > 0 {
-        svc.store.sync()?;
+    for t in &retry {
+        fire_alone(svc, dir, t, now, report)?;
     }
-    failed.map_or(Ok(report), Err)
+    Ok(())
 }
 
 /// Firings written to the store at a time.

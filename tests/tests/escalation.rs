@@ -717,3 +717,39 @@ fn a_case_changed_while_its_timer_is_decided_is_decided_again() {
         "each action once: {fired:?}"
     );
 }
+
+/// The timer index holds each case's earliest timer only; one sweep still fires every
+/// timer of a case that is due, round by round, and a second sweep at the same time fires
+/// nothing.
+#[test]
+fn one_sweep_fires_every_due_timer_of_a_case() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(monday_9()));
+    let svc = open(dir.path(), clock.clone());
+    let id = new_case(
+        &svc,
+        "jiyang",
+        "noise",
+        "jiyang/yuehe/grid-01",
+        "13900000009",
+    );
+    let case = svc.store.get_case(&id).unwrap().unwrap();
+    let mut dues: Vec<i64> = case.timers.iter().map(|t| t.due_at).collect();
+    dues.sort();
+    assert!(dues.len() >= 3, "{:?}", case.timers);
+    // Past the two earliest timers, before the last.
+    let at = dues[1];
+    assert!(at < dues[dues.len() - 1]);
+    let expected = case.timers.iter().filter(|t| t.due_at <= at).count();
+    assert!(expected >= 2);
+    let r = timers::sweep(&svc, at, 10_000, 2).unwrap();
+    assert_eq!((r.fired, r.due), (expected, expected), "{r:?}");
+    let after = svc.store.get_case(&id).unwrap().unwrap();
+    assert!(
+        after.timers.iter().all(|t| t.due_at > at),
+        "{:?}",
+        after.timers
+    );
+    assert_eq!(timers::sweep(&svc, at, 10_000, 2).unwrap().fired, 0);
+    assert!(svc.store.check_consistency().unwrap().problems.is_empty());
+}

@@ -1,7 +1,7 @@
 //! Key layout. Every index key is derived from the case alone, so the keys to remove on an
 //! update are the old case's and the keys to add are the new case's.
 
-use crate::model::{Case, CaseStatus, Millis, TimerKind};
+use crate::model::{Case, CaseStatus, Millis, PendingTimer, TimerKind};
 
 /// Index prefixes in the `idx` tree.
 pub const BY_DISTRICT_STATUS: u8 = b'D';
@@ -133,6 +133,16 @@ pub fn district_status_prefix(district: &str, status: CaseStatus) -> Vec<u8> {
     )
 }
 
+/// The one timer of `c` in the timer index: its earliest, ties broken the way the index
+/// sorts them. Indexing only the earliest keeps a new case's write to one timer entry
+/// instead of one per deadline (sled's cost grows with the keys a write touches); firing
+/// it re-indexes the case under its next timer, which the same sweep fires too if due.
+pub fn next_timer(c: &Case) -> Option<&PendingTimer> {
+    c.timers
+        .iter()
+        .min_by_key(|t| (t.due_at, timer_kind_name(t.kind)))
+}
+
 /// Every index key of `case`.
 pub fn index_keys(c: &Case) -> Vec<Vec<u8>> {
     let id = c.id.as_bytes();
@@ -157,7 +167,7 @@ pub fn index_keys(c: &Case) -> Vec<Vec<u8>> {
     for unit in c.handler.iter().chain(c.co_handlers.iter()) {
         keys.push(key(BY_UNIT, &[unit.as_bytes(), id]));
     }
-    for t in &c.timers {
+    if let Some(t) = next_timer(c) {
         keys.push(timer_key(t.due_at, &c.id, t.kind));
     }
     keys.sort();

@@ -1,13 +1,13 @@
 //! The case store: the only code that touches sled.
 //!
-//! Trees: `cases` (id → case JSON), `events` (id ‖ seq → event JSON), `idx` (every index,
-//! prefixed), `meta` (schema version, id counter), `refdata` (directory versions), plus
-//! named trees for other services (`plugins`, `tokens`, ...) through [`Store::tree`].
-//!
-//! A case, its new events and its index entries are written in one sled transaction across
-//! trees, so an index entry never points at a missing case and every case is in its
-//! indexes. A write is acknowledged only after it is durable: writers wait for a flush that
-//! started after their write, and concurrent writers share one flush (group commit).
+//! Cases, their events and every index share one tree (`data`, key spaces `c` id → case
+//! JSON, `e` id ‖ seq → one write's events, `i` prefixed index entries), so one sled batch
+//! writes a case, its new events and its index changes atomically: an index entry never
+//! points at a missing case and every case is in its indexes. Concurrent writers' batches
+//! are combined into one (`combine`). A write is acknowledged only after it is durable:
+//! writers wait for a flush that started after their write, and concurrent writers share
+//! one flush (group commit). Other trees: `meta` (schema version), `refdata` (directory
+//! versions), and named record trees for other services (`plugins`, `tokens`, ...).
 
 mod combine;
 mod durability;
@@ -28,10 +28,15 @@ pub use keys::time_key;
 
 use crate::directory::{Directory, DirectoryError};
 use crate::lifecycle::LifecycleError;
-use crate::model::{Case, CaseStatus, Event, EventBody, Millis, TimerKind};
+use crate::model::{Case, CaseStatus, Event, EventBody, Millis, PendingTimer, TimerKind};
 
 /// The schema this code reads and writes.
-pub const SCHEMA_VERSION: u32 = 1;
+///
+/// 2: the timer index holds each case's earliest pending timer only. 1 held every pending
+/// timer; a schema-1 store is upgraded in place when opened (see [`Store::open`]).
+pub const SCHEMA_VERSION: u32 = 2;
+/// Older schemas this build upgrades in place.
+const UPGRADES_FROM: u32 = 1;
 /// Largest page a listing returns.
 pub const MAX_PAGE: usize = 200;
 
@@ -288,11 +293,22 @@ const META_SCHEMA: &[u8] = b"schema";
 pub const MARKER: &str = "CIVIC_STORE";
 const META_DIRECTORY: &[u8] = b"directory_version";
 
+/// Names the schema in the marker file, atomically (written aside, then renamed).
+fn write_marker(path: &Path) -> Result<(), StoreError> {
+    let tmp = path.join(format!("{MARKER}.tmp"));
+    std::fs::write(&tmp, format!("civic-rules store schema {SCHEMA_VERSION}\n"))?;
+    std::fs::rename(&tmp, path.join(MARKER))?;
+    Ok(())
+}
+
 impl Store {
     /// Opens (or creates, if `path` is missing or empty) a store.
     ///
     /// Refuses, without changing anything, a directory that holds something else, a store
-    /// of another schema version, or one sled cannot open.
+    /// of a schema this build neither reads nor upgrades, or one sled cannot open. A store
+    /// of schema 1 is upgraded to [`SCHEMA_VERSION`] first; the upgrade is safe to
+    /// interrupt (the marker names the old schema until it is done, and running it again
+    /// finishes it).
     pub fn open(path: &Path, durability: Durability) -> Result<Self, StoreError> {
         Self::open_with_cache(path, durability, DEFAULT_CACHE_BYTES)
     }
@@ -310,6 +326,7 @@ impl Store {
         };
         let marker = path.join(MARKER);
         let mut fresh = false;
+        let mut upgrade = false;
         if path.exists() {
             if !path.is_dir() {
                 return Err(StoreError::NotAStore {
@@ -325,7 +342,9 @@ impl Store {
                         .strip_prefix("civic-rules store schema ")
                         .unwrap_or(text.trim())
                         .to_owned();
-                    if found != SCHEMA_VERSION.to_string() {
+                    if found == UPGRADES_FROM.to_string() {
+                        upgrade = true;
+                    } else if found != SCHEMA_VERSION.to_string() {
                         return Err(StoreError::UnknownSchema {
                             path: path.to_owned(),
                             found,
@@ -360,13 +379,15 @@ impl Store {
             .open()
             .map_err(|e| open_err(format!("{e}; the files were left as they are")))?;
         let meta = db.open_tree("meta")?;
+        let inside = meta.get(META_SCHEMA)?;
+        let says = |v: u32| inside.as_deref() == Some(v.to_string().as_bytes());
         if fresh {
             meta.insert(META_SCHEMA, SCHEMA_VERSION.to_string().as_bytes())?;
             db.flush()?;
-            let tmp = path.join(format!("{MARKER}.tmp"));
-            std::fs::write(&tmp, format!("civic-rules store schema {SCHEMA_VERSION}\n"))?;
-            std::fs::rename(&tmp, &marker)?;
-        } else if meta.get(META_SCHEMA)?.as_deref() != Some(SCHEMA_VERSION.to_string().as_bytes()) {
+            write_marker(path)?;
+        } else if !(says(SCHEMA_VERSION) || upgrade && says(UPGRADES_FROM)) {
+            // An interrupted upgrade may have recorded the new schema inside and not yet
+            // in the marker; the upgrade runs again and finishes.
             return Err(StoreError::NotAStore {
                 path: path.to_owned(),
                 why: "its schema marker and its contents disagree".into(),
@@ -405,6 +426,54 @@ impl Store {
             directories: RwLock::new(HashMap::new()),
             current_directory: RwLock::new(None),
         })
+        .and_then(|store| {
+            if upgrade {
+                store.upgrade_from_v1()?;
+            }
+            Ok(store)
+        })
+    }
+
+    /// Schema 1 → 2: removes every timer entry that is not its case's earliest (schema 1
+    /// indexed them all), a batch at a time, then records schema 2 inside and in the marker.
+    /// Entries of timers a case no longer has are left for the consistency check to report.
+    fn upgrade_from_v1(&self) -> Result<(), StoreError> {
+        let mut removed = 0usize;
+        let mut batch = sled::Batch::default();
+        let mut pending = 0usize;
+        for kv in self.idx.scan_prefix([keys::BY_DUE]) {
+            let (k, _) = kv?;
+            let (due_at, id, kind) =
+                keys::parse_timer_key(&k).ok_or_else(|| StoreError::Corrupt {
+                    key: hex::encode(&k),
+                    message: "bad timer key".into(),
+                })?;
+            let timer = PendingTimer { kind, due_at };
+            let stale = self
+                .get_case(&id)?
+                .is_some_and(|c| c.timers.contains(&timer) && keys::next_timer(&c) != Some(&timer));
+            if stale {
+                batch.remove(self.idx.key(&k));
+                pending += 1;
+            }
+            if pending == 1000 {
+                self.data.apply_batch(std::mem::take(&mut batch))?;
+                removed += pending;
+                pending = 0;
+            }
+        }
+        self.data.apply_batch(batch)?;
+        removed += pending;
+        self.meta
+            .insert(META_SCHEMA, SCHEMA_VERSION.to_string().as_bytes())?;
+        self.db.flush()?;
+        write_marker(&self.path)?;
+        tracing::info!(
+            path = %self.path.display(),
+            removed,
+            "upgraded the store from schema 1 to {SCHEMA_VERSION}: the timer index now holds each case's earliest timer"
+        );
+        Ok(())
     }
 
     /// Where the store lives.
@@ -1001,10 +1070,15 @@ impl Store {
                 line: i + 1,
                 message: e.to_string(),
             })?;
-            if i == 0 && !matches!(parsed, Line::Header { schema } if schema == SCHEMA_VERSION) {
+            // Schema 1's lines are the same (only its index differed, and indexes are rebuilt).
+            if i == 0
+                && !matches!(parsed, Line::Header { schema } if (UPGRADES_FROM..=SCHEMA_VERSION).contains(&schema))
+            {
                 return Err(StoreError::Import {
                     line: 1,
-                    message: format!("not a schema-{SCHEMA_VERSION} export header"),
+                    message: format!(
+                        "not an export header of schema {UPGRADES_FROM} to {SCHEMA_VERSION}"
+                    ),
                 });
             }
             if let Line::RefData {

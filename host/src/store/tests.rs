@@ -412,7 +412,7 @@ fn unknown_schema_is_refused_and_left_untouched() {
         .err()
         .expect("refused");
     assert!(
-        matches!(&e, StoreError::UnknownSchema { found, supported: 1, .. } if found == "99"),
+        matches!(&e, StoreError::UnknownSchema { found, supported: SCHEMA_VERSION, .. } if found == "99"),
         "{e}"
     );
     assert!(e.to_string().contains("was not changed"));
@@ -780,4 +780,174 @@ fn a_staged_write_is_refused_if_its_case_changed_after_staging() {
     );
     assert!(s.get_case("c-missing").unwrap().is_none());
     assert!(s.check_consistency().unwrap().problems.is_empty());
+}
+
+/// A dispatched case with three timers, the earliest (first contact) due at `T0 + 5`.
+fn case_with_three_timers(s: &Store) -> Case {
+    let c = new_case(s, "jiyang", "noise", "k", T0);
+    act(s, &c.id, Action::QueueForDispatch).unwrap();
+    let timer = |kind, due_at| PendingTimer { kind, due_at };
+    act(
+        s,
+        &c.id,
+        Action::Dispatch {
+            lead: "jiyang/yuehe/grid-01".into(),
+            co_handlers: vec![],
+            deadlines: Deadlines {
+                sign_off: Some(T0 + 9),
+                first_contact: Some(T0 + 5),
+                resolution: Some(T0 + 90),
+                ..Deadlines::default()
+            },
+            timers: vec![
+                timer(TimerKind::SignOff, T0 + 9),
+                timer(TimerKind::FirstContact, T0 + 5),
+                timer(TimerKind::Resolution, T0 + 90),
+            ],
+        },
+    )
+    .unwrap()
+}
+
+fn due(s: &Store) -> Vec<(TimerKind, Millis)> {
+    s.due_timers(i64::MAX - 1, 100)
+        .unwrap()
+        .into_iter()
+        .map(|t| (t.kind, t.due_at))
+        .collect()
+}
+
+#[test]
+fn only_a_cases_earliest_timer_is_indexed_and_the_next_follows() {
+    let (_d, s) = store();
+    let c = case_with_three_timers(&s);
+    assert_eq!(due(&s), [(TimerKind::FirstContact, T0 + 5)]);
+    // Consuming the earliest (as a sweep does) indexes the next one in the same write.
+    let next = s
+        .update_case(&c.id, None, |c| {
+            let mut n = c.clone();
+            n.timers.retain(|t| t.kind != TimerKind::FirstContact);
+            Ok(Change {
+                case: n,
+                events: vec![],
+            })
+        })
+        .unwrap();
+    assert_eq!(next.timers.len(), 2);
+    assert_eq!(due(&s), [(TimerKind::SignOff, T0 + 9)]);
+    // Two timers due at once: the one the index sorts first (by kind name) is indexed.
+    let tie = s
+        .update_case(&c.id, None, |c| {
+            let mut n = c.clone();
+            n.timers = vec![
+                PendingTimer {
+                    kind: TimerKind::SignOff,
+                    due_at: T0 + 7,
+                },
+                PendingTimer {
+                    kind: TimerKind::FirstContact,
+                    due_at: T0 + 7,
+                },
+            ];
+            Ok(Change {
+                case: n,
+                events: vec![],
+            })
+        })
+        .unwrap();
+    assert_eq!(tie.timers.len(), 2);
+    assert_eq!(due(&s), [(TimerKind::FirstContact, T0 + 7)]);
+    assert!(s.check_consistency().unwrap().problems.is_empty());
+}
+
+/// Turns a schema-2 store into what schema 1 wrote: every pending timer indexed, the
+/// schema recorded as 1 inside and in the marker.
+fn make_schema_1(path: &std::path::Path) {
+    let s = Store::open(path, Durability::GroupCommit).unwrap();
+    let mut c = 0;
+    for kv in s.cases.iter() {
+        let (k, v) = kv.unwrap();
+        let case: Case = decode(&k, &v).unwrap();
+        for t in &case.timers {
+            s.idx
+                .tree
+                .insert(s.idx.key(&keys::timer_key(t.due_at, &case.id, t.kind)), &[])
+                .unwrap();
+            c += 1;
+        }
+    }
+    assert!(c > 0);
+    s.meta.insert(META_SCHEMA, b"1").unwrap();
+    s.db.flush().unwrap();
+    std::fs::write(path.join(MARKER), "civic-rules store schema 1\n").unwrap();
+}
+
+#[test]
+fn a_schema_1_store_is_upgraded_in_place_and_an_interrupted_upgrade_finishes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("data");
+    let id = {
+        let s = Store::open(&path, Durability::GroupCommit).unwrap();
+        case_with_three_timers(&s).id
+    };
+    make_schema_1(&path);
+    {
+        // As schema 1 left it: three timer entries for one case, which schema 2 reads as
+        // two entries that belong to no case.
+        let s = Store::open(&path, Durability::GroupCommit);
+        let s = s.unwrap();
+        assert_eq!(due(&s), [(TimerKind::FirstContact, T0 + 5)]);
+        assert!(s.check_consistency().unwrap().problems.is_empty());
+        assert_eq!(s.get_case(&id).unwrap().unwrap().timers.len(), 3);
+    }
+    assert_eq!(
+        std::fs::read_to_string(path.join(MARKER)).unwrap(),
+        format!("civic-rules store schema {SCHEMA_VERSION}\n")
+    );
+
+    // Interrupted after recording schema 2 inside, before the marker: opens and finishes.
+    make_schema_1(&path);
+    {
+        let s = Store::open(&path, Durability::GroupCommit).unwrap();
+        s.meta
+            .insert(META_SCHEMA, SCHEMA_VERSION.to_string().as_bytes())
+            .unwrap();
+        s.db.flush().unwrap();
+    }
+    std::fs::write(path.join(MARKER), "civic-rules store schema 1\n").unwrap();
+    let s = Store::open(&path, Durability::GroupCommit).unwrap();
+    assert_eq!(due(&s), [(TimerKind::FirstContact, T0 + 5)]);
+    assert!(s.check_consistency().unwrap().problems.is_empty());
+    drop(s);
+
+    // A marker that says 2 over contents that say 1 is not guessed at.
+    make_schema_1(&path);
+    std::fs::write(
+        path.join(MARKER),
+        format!("civic-rules store schema {SCHEMA_VERSION}\n"),
+    )
+    .unwrap();
+    let e = Store::open(&path, Durability::GroupCommit).err().unwrap();
+    assert!(e.to_string().contains("disagree"), "{e}");
+}
+
+#[test]
+fn a_schema_1_export_imports() {
+    let (_d, s) = store();
+    let c = case_with_three_timers(&s);
+    let mut buf = Vec::new();
+    s.export(&mut buf).unwrap();
+    let text = String::from_utf8(buf).unwrap();
+    let v1 = text.replacen(&format!("\"schema\":{SCHEMA_VERSION}"), "\"schema\":1", 1);
+    assert_ne!(v1, text);
+    let (_d2, t) = store();
+    t.import(std::io::Cursor::new(v1.as_bytes())).unwrap();
+    assert_eq!(t.get_case(&c.id).unwrap(), s.get_case(&c.id).unwrap());
+    assert_eq!(due(&t), [(TimerKind::FirstContact, T0 + 5)]);
+    let (_d3, u) = store();
+    let v9 = text.replacen(&format!("\"schema\":{SCHEMA_VERSION}"), "\"schema\":9", 1);
+    assert!(matches!(
+        u.import(std::io::Cursor::new(v9.as_bytes())),
+        Err(StoreError::Import { line: 1, .. })
+    ));
 }

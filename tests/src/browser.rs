@@ -1,10 +1,13 @@
 //! Headless Chromium driven over WebDriver, for the console tests.
 //!
-//! Each [`Browser`] runs its own `chromedriver` on a free loopback port and kills it on drop.
+//! Each [`Browser`] runs its own `chromedriver` on a free loopback port, in a process group
+//! of its own, and kills that group on drop: killing only chromedriver would leave its
+//! Chromium processes running after the tests.
 //! Chromium and ChromeDriver come from Debian's `chromium` and `chromium-driver` packages,
 //! which `.ci/run` installs; a machine without them fails the tests with that hint rather
 //! than skipping them.
 
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -35,6 +38,7 @@ impl Browser {
         let port = free_port();
         let driver = Command::new("chromedriver")
             .arg(format!("--port={port}"))
+            .process_group(0)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -159,7 +163,14 @@ impl Browser {
 
 impl Drop for Browser {
     fn drop(&mut self) {
-        let _ = self.driver.kill();
+        // The group's id is chromedriver's pid (`process_group(0)` at spawn); Chromium and
+        // its helpers inherit it.
+        let group = self.driver.id() as libc::pid_t;
+        // SAFETY: kill(2) with a negative pid signals that process group; it touches no
+        // memory of ours.
+        unsafe {
+            libc::kill(-group, libc::SIGKILL);
+        }
         let _ = self.driver.wait();
         let _ = &self.profile;
     }

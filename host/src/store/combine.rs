@@ -57,10 +57,11 @@ impl Combiner {
     }
 
     /// Reads the tree nodes `ops` will change into sled's cache, so applying them later
-    /// (under sled's exclusive batch lock) does not wait for the disk. Only a speed-up:
-    /// errors are left for the write to meet.
-    pub fn warm(&self, ops: &Ops) {
-        for (k, _) in &ops.0 {
+    /// (under sled's exclusive batch lock) does not wait for the disk; `known` is a key the
+    /// caller has just read, whose node is cached already. Only a speed-up: errors are left
+    /// for the write to meet.
+    pub fn warm(&self, ops: &Ops, known: &[u8]) {
+        for (k, _) in ops.0.iter().filter(|(k, _)| k.as_slice() != known) {
             let _ = self.tree.get(k);
         }
     }

@@ -666,7 +666,8 @@ impl Store {
     pub fn stage(&self, old: &Case, change: Change) -> Result<Staged, StoreError> {
         let mut ops = combine::Ops::default();
         let case = self.stage_into(old, change, &mut ops)?;
-        self.combiner.warm(&ops);
+        // The caller has just read `old`: its own node is in the cache.
+        self.combiner.warm(&ops, &self.cases.key(old.id.as_bytes()));
         Ok(Staged {
             expected: old.version,
             ops,

@@ -268,9 +268,12 @@ fn main() {
                         let mut i = c;
                         let mut request = Vec::with_capacity(2048);
                         while Instant::now() < deadline {
-                            // Every call from a different caller, as on a real hotline.
+                            // Every call from a different caller, as on a real hotline:
+                            // numbers unique per row too, or a later row's calls would be
+                            // the earlier rows' callers calling again (repeat checks, repeat
+                            // escalations) and the rows would not measure the same work.
                             let (before, after) = &bodies[i % bodies.len()];
-                            let phone = format!("139{c:03}{i:07}");
+                            let phone = format!("1{clients:02}{c:02}{i:06}");
                             let length = before.len() + phone.len() + after.len();
                             request.clear();
                             write!(

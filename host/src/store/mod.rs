@@ -890,10 +890,22 @@ impl Store {
         let start = keys::prefix(keys::BY_CALLER, &[caller_key.as_bytes(), &time_key(since)]);
         let mut end = keys::prefix(keys::BY_CALLER, &[caller_key.as_bytes()]);
         end.push(0xff);
-        let mut out = Vec::new();
-        for kv in self.idx.range(start..end).rev().take(limit) {
-            let (k, _) = kv?;
-            let id = String::from_utf8_lossy(keys::id_at_end(&k)).into_owned();
+        // Read forward, keeping the newest `limit` keys: sled steps forward cheaply and
+        // backward dearly (a step back searches the tree again), and most calls come from a
+        // new caller, whose range one forward seek finds empty.
+        let mut newest = std::collections::VecDeque::with_capacity(limit.min(64));
+        if limit > 0 {
+            for kv in self.idx.range(start..end) {
+                let (k, _) = kv?;
+                if newest.len() == limit {
+                    newest.pop_front();
+                }
+                newest.push_back(k);
+            }
+        }
+        let mut out = Vec::with_capacity(newest.len());
+        for k in newest.iter().rev() {
+            let id = String::from_utf8_lossy(keys::id_at_end(k)).into_owned();
             if let Some(c) = self.get_case(&id)? {
                 out.push(c);
             }

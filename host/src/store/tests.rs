@@ -375,6 +375,20 @@ fn caller_history_is_found_by_key() {
         found.iter().map(|c| &c.id).collect::<Vec<_>>(),
         [&recent.id]
     );
+    // The newest `limit`, newest first; a caller key that extends another is another caller.
+    let later: Vec<String> = (1..=4)
+        .map(|i| new_case(&s, "jiyang", "noise", "caller-a", T0 + i).id)
+        .collect();
+    new_case(&s, "jiyang", "noise", "caller-ab", T0 + 9);
+    let found = s
+        .caller_cases("caller-a", T0 - 30 * 86_400_000, 3)
+        .unwrap();
+    assert_eq!(
+        found.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(),
+        [&later[3], &later[2], &later[1]]
+    );
+    assert!(s.caller_cases("caller-a", T0, 0).unwrap().is_empty());
+    assert!(s.caller_cases("caller-c", T0, 5).unwrap().is_empty());
 }
 
 #[test]

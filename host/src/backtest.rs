@@ -220,8 +220,7 @@ pub fn run(
                         }) else {
                             continue;
                         };
-                        let Ok(input) = serde_json::from_value::<RecordedInput>(rec.input.clone())
-                        else {
+                        let Ok(input) = rec.input.parse::<RecordedInput>() else {
                             continue;
                         };
                         let dir = svc.store.directory(rec.directory_version)?;

@@ -11,7 +11,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::metrics::Metrics;
-use crate::model::{DecisionRecord, EventBody, Millis};
+use crate::model::{DecisionRecord, EventBody, Millis, RawJson};
 use crate::registry::{Active, Registry};
 use crate::runtime::{CONTRACT_VERSION, Evaluation, Hook, Plugin, PluginError, wit};
 
@@ -32,10 +32,12 @@ pub struct RecordedInput {
 impl RecordedInput {
     /// sha256 of the canonical JSON.
     pub fn digest(&self) -> String {
-        hex::encode(Sha256::digest(
-            serde_json::to_vec(self).expect("input serializes"),
-        ))
+        digest_of(&serde_json::to_vec(self).expect("input serializes"))
     }
+}
+
+fn digest_of(json: &[u8]) -> String {
+    hex::encode(Sha256::digest(json))
 }
 
 /// Reason codes of any decision.
@@ -63,8 +65,8 @@ impl Reasons for wit::EscalationDecision {
 /// What deciding produced: the decision (if any plug-in gave one) and the events to record.
 #[derive(Debug)]
 pub struct Decided<T> {
-    /// The decision and its record.
-    pub decision: Option<(T, DecisionRecord)>,
+    /// The decision (its record is the last of `events`).
+    pub decision: Option<T>,
     /// Decision and failure events, in order.
     pub events: Vec<EventBody>,
     /// A plug-in failed on the way.
@@ -80,14 +82,16 @@ pub fn record<T: Serialize + Reasons>(
     eval: &Evaluation<T>,
     fallback: bool,
 ) -> DecisionRecord {
+    // Serialised once: the digest is of the same text the record keeps.
+    let text = serde_json::to_string(input).expect("input serializes");
     DecisionRecord {
         hook: hook.as_str().into(),
         plugin: active.plugin.id().clone(),
         contract_version: CONTRACT_VERSION.into(),
         directory_version,
-        input_digest: input.digest(),
-        input: serde_json::to_value(input).expect("input serializes"),
-        output: serde_json::to_value(&eval.output).expect("output serializes"),
+        input_digest: digest_of(text.as_bytes()),
+        input: RawJson::from_text(text).expect("serde_json writes JSON"),
+        output: RawJson::of(&eval.output),
         reasons: eval
             .output
             .as_ref()
@@ -153,11 +157,11 @@ pub fn decide<T: Serialize + Reasons>(
                     let candidate = eval(&shadow.active.plugin)
                         .map(|s| serde_json::to_value(&s.output).unwrap_or_default())
                         .map_err(|f| f.to_string());
-                    shadow.observe(&input.case.id, &rec.output, candidate);
+                    shadow.observe(&input.case.id, &rec.output.value(), candidate);
                 }
                 if let Some(output) = e.output {
-                    out.events.push(EventBody::Decision(Box::new(rec.clone())));
-                    out.decision = Some((output, rec));
+                    out.events.push(EventBody::Decision(Box::new(rec)));
+                    out.decision = Some(output);
                     return out;
                 }
             }

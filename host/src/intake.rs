@@ -362,7 +362,7 @@ fn take_in(svc: &Service, new: &NewCase, actor: &str) -> Result<(Case, Events), 
         },
     );
     let failed = elig.failed;
-    let decision = elig.decision.clone();
+    let decision = elig.decision;
     for e in elig.events {
         let who = match &e {
             EventBody::Decision(r) => plugin_actor(r),
@@ -370,7 +370,7 @@ fn take_in(svc: &Service, new: &NewCase, actor: &str) -> Result<(Case, Events), 
         };
         events.push((now, who, e));
     }
-    match decision.map(|(d, _)| d) {
+    match decision {
         Some(d) => match d.admissibility {
             wit::Admissibility::Rejected(r) => {
                 let reason = match &r.related_case {
@@ -510,7 +510,7 @@ pub fn route(
         };
         events.push((now, who, e));
     }
-    let Some((r, _)) = routed.decision else {
+    let Some(r) = routed.decision else {
         return manual_triage(svc, case, now, events);
     };
     let (deadlines, timers) =

@@ -432,6 +432,62 @@ pub fn mediation_track_name(t: wit::MediationTrack) -> &'static str {
     }
 }
 
+/// A JSON value kept as its text. Decision records carry their whole input and output,
+/// written on every decision and read rarely (replay, backtest, the history), so they are
+/// never built as a tree on the way to the store. Equal when they hold the same JSON.
+#[derive(Clone, Serialize)]
+#[serde(transparent)]
+pub struct RawJson(Box<serde_json::value::RawValue>);
+
+impl<'de> Deserialize<'de> for RawJson {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        // Events are an internally tagged enum, which serde reads through a buffer that a
+        // raw value cannot be taken from: read a tree and keep its text (reads are rare).
+        let tree = serde_json::Value::deserialize(d)?;
+        Ok(RawJson::of(&tree))
+    }
+}
+
+impl RawJson {
+    /// `v` as JSON text.
+    pub fn of<T: Serialize + ?Sized>(v: &T) -> RawJson {
+        RawJson(serde_json::value::to_raw_value(v).expect("model types always serialize"))
+    }
+
+    /// Text that is already JSON (checked).
+    pub fn from_text(text: String) -> serde_json::Result<RawJson> {
+        serde_json::value::RawValue::from_string(text).map(RawJson)
+    }
+
+    /// The JSON text.
+    pub fn get(&self) -> &str {
+        self.0.get()
+    }
+
+    /// Reads it as a `T`.
+    pub fn parse<T: serde::de::DeserializeOwned>(&self) -> serde_json::Result<T> {
+        serde_json::from_str(self.0.get())
+    }
+
+    /// Reads it as a JSON tree (for comparing and showing).
+    pub fn value(&self) -> serde_json::Value {
+        self.parse().unwrap_or_default()
+    }
+}
+
+impl PartialEq for RawJson {
+    fn eq(&self, other: &Self) -> bool {
+        // Text read back has its keys in sorted order, text just written in field order.
+        self.get() == other.get() || self.value() == other.value()
+    }
+}
+
+impl std::fmt::Debug for RawJson {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.get())
+    }
+}
+
 /// Everything a rule decision was computed from and what it produced: enough to say why a
 /// case went where it went, and to replay the decision exactly.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -447,9 +503,9 @@ pub struct DecisionRecord {
     /// sha256 of the canonical JSON of `input`.
     pub input_digest: String,
     /// The input: case, evaluation time, recent cases, timer.
-    pub input: serde_json::Value,
+    pub input: RawJson,
     /// The decision (`null` for "no opinion").
-    pub output: serde_json::Value,
+    pub output: RawJson,
     /// Reason codes.
     pub reasons: Vec<String>,
     /// Fuel consumed.
@@ -565,5 +621,55 @@ impl Case {
             version: 0,
             event_count: 0,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A decision record keeps its input and output as text, survives the internally tagged
+    /// event it travels in, and compares by content whatever the order of keys.
+    #[test]
+    fn raw_json_round_trips_through_an_event_and_compares_by_content() {
+        let record = DecisionRecord {
+            hook: "routing".into(),
+            plugin: crate::runtime::PluginRef {
+                name: "city-default".into(),
+                version: "ab".repeat(32),
+            },
+            contract_version: "0.1.0".into(),
+            directory_version: 1,
+            input_digest: "00".into(),
+            input: RawJson::from_text(r#"{"z":1,"a":{"y":[1,2],"b":"字"}}"#.into()).unwrap(),
+            output: RawJson::of(&serde_json::json!({"lead": "jiyang/yuehe"})),
+            reasons: vec!["route.grid".into()],
+            fuel_used: 7,
+            duration_us: 3,
+            fallback: false,
+        };
+        assert_eq!(record.input.get(), r#"{"z":1,"a":{"y":[1,2],"b":"字"}}"#);
+        let event = Event {
+            seq: 0,
+            at: 5,
+            actor: "plugin:city-default".into(),
+            what: EventBody::Decision(Box::new(record.clone())),
+        };
+        let text = serde_json::to_string(&event).unwrap();
+        assert!(
+            text.contains(r#""input":{"z":1,"a":{"y":[1,2],"b":"字"}}"#),
+            "{text}"
+        );
+        let back: Event = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, event);
+        let EventBody::Decision(r) = &back.what else {
+            panic!("{back:?}")
+        };
+        assert_eq!(r.input.value()["a"]["b"], "字");
+        assert_ne!(
+            r.input,
+            RawJson::from_text(r#"{"z":2,"a":{"y":[1,2],"b":"字"}}"#.into()).unwrap()
+        );
+        assert!(RawJson::from_text("{not json".into()).is_err());
     }
 }

@@ -69,7 +69,7 @@ pub fn replay_decision(
     let hook: Hook = rec.hook.parse().map_err(ServiceError::Invalid)?;
     let plugin = svc.registry.plugin_by_version(&rec.plugin.version)?;
     let directory = svc.store.directory(rec.directory_version)?;
-    let input: RecordedInput = serde_json::from_value(rec.input.clone()).map_err(|e| {
+    let input: RecordedInput = rec.input.parse().map_err(|e| {
         ServiceError::Invalid(format!("decision {seq} has an unreadable input: {e}"))
     })?;
     let call = Input {
@@ -100,8 +100,9 @@ pub fn replay_decision(
         Ok(v) => v.unwrap_or_default(),
         Err(e) => serde_json::json!({"failure": e.to_string()}),
     };
+    let recorded = rec.output.value();
     let mut differences = Vec::new();
-    diff("", &rec.output, &replayed, &mut differences);
+    diff("", &recorded, &replayed, &mut differences);
     Ok(Replayed {
         seq,
         hook: rec.hook.clone(),
@@ -109,7 +110,7 @@ pub fn replay_decision(
         version: rec.plugin.version.clone(),
         directory_version: rec.directory_version,
         identical: differences.is_empty(),
-        recorded: rec.output.clone(),
+        recorded,
         replayed,
         differences,
     })

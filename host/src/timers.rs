@@ -306,7 +306,7 @@ fn prepare(
         .clone()
         .unwrap_or_else(|| case.district.clone());
     let actions = match decided.decision {
-        Some((d, _)) => d.actions,
+        Some(d) => d.actions,
         None if decided.failed => vec![
             wit::Action::Remind(handler),
             wit::Action::Supervise(case.district.clone()),

@@ -813,7 +813,9 @@ async fn replay_reports_a_difference() {
             .unwrap()
             .identical
     );
-    rec.output["lead"] = "jiyang/yuehe".into();
+    let mut output = rec.output.value();
+    output["lead"] = "jiyang/yuehe".into();
+    rec.output = civic_host::model::RawJson::of(&output);
     let replayed = civic_host::replay::replay_decision(&s.svc, seq, &rec).unwrap();
     assert!(!replayed.identical);
     assert_eq!(replayed.differences, [".lead"]);

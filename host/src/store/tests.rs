@@ -380,9 +380,7 @@ fn caller_history_is_found_by_key() {
         .map(|i| new_case(&s, "jiyang", "noise", "caller-a", T0 + i).id)
         .collect();
     new_case(&s, "jiyang", "noise", "caller-ab", T0 + 9);
-    let found = s
-        .caller_cases("caller-a", T0 - 30 * 86_400_000, 3)
-        .unwrap();
+    let found = s.caller_cases("caller-a", T0 - 30 * 86_400_000, 3).unwrap();
     assert_eq!(
         found.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(),
         [&later[3], &later[2], &later[1]]

@@ -220,8 +220,8 @@ fn main() {
         .collect();
     println!("POST /v1/cases over loopback, durable acknowledgement, {seconds} s per row");
     println!(
-        "{:<8} {:>8} {:>10} {:>9} {:>9}",
-        "rules", "clients", "cases/s", "p50 ms", "p99 ms"
+        "{:<8} {:>8} {:>10} {:>9} {:>9} {:>9} {:>9}",
+        "rules", "clients", "cases/s", "p50 ms", "p90 ms", "p99 ms", "max ms"
     );
     for native in [false, true] {
         let dir = tempfile::tempdir().unwrap();
@@ -256,7 +256,7 @@ fn main() {
             addr
         });
         for clients in [1usize, 16, 64] {
-            let (rate, p50, p99) = rt.block_on(async {
+            let (rate, p50, p90, p99, max) = rt.block_on(async {
                 let start = Instant::now();
                 let deadline = start + Duration::from_secs(seconds);
                 let mut tasks = Vec::new();
@@ -299,10 +299,10 @@ fn main() {
                 let q = |f: f64| {
                     all[((all.len() as f64 * f) as usize).min(all.len() - 1)].as_secs_f64() * 1000.0
                 };
-                (rate, q(0.5), q(0.99))
+                (rate, q(0.5), q(0.9), q(0.99), q(1.0))
             });
             println!(
-                "{:<8} {clients:>8} {rate:>10.0} {p50:>9.2} {p99:>9.2}",
+                "{:<8} {clients:>8} {rate:>10.0} {p50:>9.2} {p90:>9.2} {p99:>9.2} {max:>9.2}",
                 if native { "native" } else { "wasm" }
             );
         }

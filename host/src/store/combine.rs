@@ -45,6 +45,9 @@ pub(crate) struct Combiner {
     tree: sled::Tree,
     state: Mutex<State>,
     applied: Condvar,
+    /// Tests only: the next batch panics while it is applied.
+    #[cfg(test)]
+    pub panic_next: std::sync::atomic::AtomicBool,
 }
 
 impl Combiner {
@@ -53,6 +56,8 @@ impl Combiner {
             tree,
             state: Mutex::new(State::default()),
             applied: Condvar::new(),
+            #[cfg(test)]
+            panic_next: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -90,6 +95,13 @@ impl Combiner {
             // Whatever happens here, every writer in the group gets an answer and the next
             // group a leader: a panic must not leave them all waiting.
             let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                #[cfg(test)]
+                if self
+                    .panic_next
+                    .swap(false, std::sync::atomic::Ordering::SeqCst)
+                {
+                    panic!("test: this batch panics");
+                }
                 let mut batch = sled::Batch::default();
                 for (_, ops) in &group {
                     for (k, v) in &ops.0 {

@@ -963,3 +963,61 @@ fn a_schema_1_export_imports() {
         Err(StoreError::Import { line: 1, .. })
     ));
 }
+
+/// A batch that panics while it is applied fails the writes in it — each gets an error, none
+/// of them is stored — and leaves no writer waiting: the next group gets a leader.
+#[test]
+fn a_panicking_batch_fails_its_writers_and_the_next_ones_go_on() {
+    let (_d, s) = store();
+    let s = std::sync::Arc::new(s);
+    s.combiner
+        .panic_next
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let results: Vec<(String, Result<Case, StoreError>)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..8)
+            .map(|i| {
+                let s = s.clone();
+                scope.spawn(move || {
+                    (0..5)
+                        .map(|j| {
+                            let mut c = Case::received(
+                                s.next_case_id().unwrap(),
+                                "jiyang".into(),
+                                "noise".into(),
+                                "agent".into(),
+                                T0,
+                            );
+                            c.caller_key = format!("k{i}-{j}");
+                            let id = c.id.clone();
+                            (
+                                id,
+                                s.create_case(Change {
+                                    case: c,
+                                    events: vec![],
+                                }),
+                            )
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect()
+    });
+    let failed: Vec<_> = results.iter().filter(|(_, r)| r.is_err()).collect();
+    assert!(!failed.is_empty(), "the panicking batch failed its writers");
+    for (id, r) in &results {
+        match r {
+            Ok(_) => assert!(s.get_case(id).unwrap().is_some(), "{id} acknowledged"),
+            Err(e) => {
+                assert!(e.to_string().contains("panicked"), "{e}");
+                assert!(s.get_case(id).unwrap().is_none(), "{id} failed, not stored");
+            }
+        }
+    }
+    // One group failed, and a thread has at most one write waiting in a group.
+    assert!(failed.len() <= 8, "{} failed", failed.len());
+    assert!(s.check_consistency().unwrap().problems.is_empty());
+}

@@ -13,8 +13,11 @@ pub const BY_UNIT: u8 = b'U';
 pub const BY_DUE: u8 = b'T';
 /// Index by caller key, creation time, category (newest-first scans stay short).
 pub const BY_CALLER: u8 = b'K';
-/// Index by creation time.
-pub const BY_CREATED: u8 = b'C';
+/// Schema 1's index by creation time. Schema 2 has none (a city-wide listing walks the
+/// cases themselves, whose ids are given in creation order); the upgrade removes it.
+pub const SCHEMA_1_BY_CREATED: u8 = b'C';
+/// The tag of a city-wide listing's cursors (which name a case, not an index entry).
+pub const ALL_CASES: u8 = b'*';
 
 const SEP: u8 = 0;
 
@@ -162,7 +165,6 @@ pub fn index_keys(c: &Case) -> Vec<Vec<u8>> {
             BY_CALLER,
             &[c.caller_key.as_bytes(), &created, c.category.as_bytes(), id],
         ),
-        key(BY_CREATED, &[&created, id]),
     ];
     for unit in c.handler.iter().chain(c.co_handlers.iter()) {
         keys.push(key(BY_UNIT, &[unit.as_bytes(), id]));
@@ -195,6 +197,9 @@ mod tests {
             parse_timer_key(&k),
             Some((1234, "c-0000000007".into(), TimerKind::FirstContact))
         );
-        assert_eq!(id_at_end(&key(BY_CREATED, &[&time_key(5), b"c-1"])), b"c-1");
+        assert_eq!(
+            id_at_end(&key(BY_DISTRICT, &[b"jiyang", &time_key(5), b"c-1"])),
+            b"c-1"
+        );
     }
 }

@@ -32,8 +32,9 @@ use crate::model::{Case, CaseStatus, Event, EventBody, Millis, PendingTimer, Tim
 
 /// The schema this code reads and writes.
 ///
-/// 2: the timer index holds each case's earliest pending timer only. 1 held every pending
-/// timer; a schema-1 store is upgraded in place when opened (see [`Store::open`]).
+/// 2: the timer index holds each case's earliest pending timer only, and there is no index
+/// by creation time. 1 held every pending timer and that index; a schema-1 store is upgraded
+/// in place when opened (see [`Store::open`]).
 pub const SCHEMA_VERSION: u32 = 2;
 /// Older schemas this build upgrades in place.
 const UPGRADES_FROM: u32 = 1;
@@ -435,12 +436,23 @@ impl Store {
     }
 
     /// Schema 1 → 2: removes every timer entry that is not its case's earliest (schema 1
-    /// indexed them all), a batch at a time, then records schema 2 inside and in the marker.
+    /// indexed them all) and the index by creation time (schema 2 lists city-wide from the
+    /// cases themselves), a batch at a time, then records schema 2 inside and in the marker.
     /// Entries of timers a case no longer has are left for the consistency check to report.
     fn upgrade_from_v1(&self) -> Result<(), StoreError> {
         let mut removed = 0usize;
         let mut batch = sled::Batch::default();
         let mut pending = 0usize;
+        for kv in self.idx.scan_prefix([keys::SCHEMA_1_BY_CREATED]) {
+            let (k, _) = kv?;
+            batch.remove(self.idx.key(&k));
+            pending += 1;
+            if pending == 1000 {
+                self.data.apply_batch(std::mem::take(&mut batch))?;
+                removed += pending;
+                pending = 0;
+            }
+        }
         for kv in self.idx.scan_prefix([keys::BY_DUE]) {
             let (k, _) = kv?;
             let (due_at, id, kind) =
@@ -471,7 +483,7 @@ impl Store {
         tracing::info!(
             path = %self.path.display(),
             removed,
-            "upgraded the store from schema 1 to {SCHEMA_VERSION}: the timer index now holds each case's earliest timer"
+            "upgraded the store from schema 1 to {SCHEMA_VERSION}: the timer index holds each case's earliest timer, the index by creation time is gone"
         );
         Ok(())
     }
@@ -807,8 +819,9 @@ impl Store {
             (_, _, Some(unit)) => keys::prefix(keys::BY_UNIT, &[unit.as_bytes()]),
             (Some(d), Some(s), None) => keys::district_status_prefix(d, s),
             (Some(d), None, None) => keys::prefix(keys::BY_DISTRICT, &[d.as_bytes()]),
-            (None, _, None) => vec![keys::BY_CREATED],
+            (None, _, None) => vec![keys::ALL_CASES],
         };
+        let city_wide = prefix == [keys::ALL_CASES];
         let end = match cursor {
             Some(c) => {
                 let k = hex::decode(c).map_err(|_| {
@@ -829,20 +842,35 @@ impl Store {
         };
         let mut cases = Vec::with_capacity(limit);
         let mut last = None;
-        for kv in self.idx.range(prefix.clone()..end).rev() {
-            let (k, _) = kv?;
-            let id = keys::id_at_end(&k);
-            let id = std::str::from_utf8(id).map_err(|_| StoreError::Corrupt {
-                key: hex::encode(&k),
-                message: "id is not utf-8".into(),
-            })?;
-            let Some(c) = self.get_case(id)? else {
-                return Err(StoreError::Corrupt {
+        // A city-wide listing walks the cases themselves, newest id first; the others walk
+        // an index and read each case it names.
+        let rows = if city_wide {
+            self.cases.range(Vec::new()..end[1..].to_vec())
+        } else {
+            self.idx.range(prefix.clone()..end)
+        };
+        for kv in rows.rev() {
+            let (k, v) = kv?;
+            let (c, position) = if city_wide {
+                (
+                    decode::<Case>(&k, &v)?,
+                    [&[keys::ALL_CASES][..], &k].concat(),
+                )
+            } else {
+                let id = keys::id_at_end(&k);
+                let id = std::str::from_utf8(id).map_err(|_| StoreError::Corrupt {
                     key: hex::encode(&k),
-                    message: format!("index points at missing case {id}"),
-                });
+                    message: "id is not utf-8".into(),
+                })?;
+                let Some(c) = self.get_case(id)? else {
+                    return Err(StoreError::Corrupt {
+                        key: hex::encode(&k),
+                        message: format!("index points at missing case {id}"),
+                    });
+                };
+                (c, k)
             };
-            last = Some(k.to_vec());
+            last = Some(position);
             if filter.matches(&c) {
                 cases.push(c);
                 if cases.len() == limit {

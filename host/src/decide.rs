@@ -29,17 +29,6 @@ pub struct RecordedInput {
     pub timer: Option<wit::Timer>,
 }
 
-impl RecordedInput {
-    /// sha256 of the canonical JSON.
-    pub fn digest(&self) -> String {
-        digest_of(&serde_json::to_vec(self).expect("input serializes"))
-    }
-}
-
-fn digest_of(json: &[u8]) -> String {
-    hex::encode(Sha256::digest(json))
-}
-
 /// Reason codes of any decision.
 pub trait Reasons {
     /// The decision's reason codes.
@@ -83,14 +72,14 @@ pub fn record<T: Serialize + Reasons>(
     fallback: bool,
 ) -> DecisionRecord {
     // Serialised once: the digest is of the same text the record keeps.
-    let text = serde_json::to_string(input).expect("input serializes");
+    let input = RawJson::of(input);
     DecisionRecord {
         hook: hook.as_str().into(),
         plugin: active.plugin.id().clone(),
         contract_version: CONTRACT_VERSION.into(),
         directory_version,
-        input_digest: digest_of(text.as_bytes()),
-        input: RawJson::from_text(text).expect("serde_json writes JSON"),
+        input_digest: hex::encode(Sha256::digest(input.get())),
+        input,
         output: RawJson::of(&eval.output),
         reasons: eval
             .output

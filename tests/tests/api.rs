@@ -85,7 +85,15 @@ async fn intake_routes_the_sample_cases_as_the_bundled_rules_say() {
     assert_eq!(decision["what"]["plugin"]["name"], "civic-plugin-yazhou");
     assert_eq!(decision["what"]["directory_version"], 1);
     assert!(decision["what"]["fuel_used"].as_u64().unwrap() > 0);
-    assert_eq!(decision["what"]["input_digest"].as_str().unwrap().len(), 64);
+    // The digest is of the input's canonical JSON (its fields in declaration order).
+    let input: civic_host::decide::RecordedInput =
+        serde_json::from_value(decision["what"]["input"].clone()).unwrap();
+    assert_eq!(
+        decision["what"]["input_digest"].as_str().unwrap(),
+        hex::encode(<sha2::Sha256 as sha2::Digest>::digest(
+            serde_json::to_vec(&input).unwrap()
+        ))
+    );
 }
 
 #[tokio::test]

@@ -440,20 +440,11 @@ impl Store {
     /// cases themselves), a batch at a time, then records schema 2 inside and in the marker.
     /// Entries of timers a case no longer has are left for the consistency check to report.
     fn upgrade_from_v1(&self) -> Result<(), StoreError> {
-        let mut removed = 0usize;
-        let mut batch = sled::Batch::default();
-        let mut pending = 0usize;
-        for kv in self.idx.scan_prefix([keys::SCHEMA_1_BY_CREATED]) {
-            let (k, _) = kv?;
-            batch.remove(self.idx.key(&k));
-            pending += 1;
-            if pending == 1000 {
-                self.data.apply_batch(std::mem::take(&mut batch))?;
-                removed += pending;
-                pending = 0;
-            }
-        }
-        for kv in self.idx.scan_prefix([keys::BY_DUE]) {
+        let created = self
+            .idx
+            .scan_prefix([keys::SCHEMA_1_BY_CREATED])
+            .map(|kv| Ok::<_, StoreError>(Some(kv?.0)));
+        let stale_timers = self.idx.scan_prefix([keys::BY_DUE]).map(|kv| {
             let (k, _) = kv?;
             let (due_at, id, kind) =
                 keys::parse_timer_key(&k).ok_or_else(|| StoreError::Corrupt {
@@ -464,18 +455,19 @@ impl Store {
             let stale = self
                 .get_case(&id)?
                 .is_some_and(|c| c.timers.contains(&timer) && keys::next_timer(&c) != Some(&timer));
-            if stale {
-                batch.remove(self.idx.key(&k));
-                pending += 1;
-            }
-            if pending == 1000 {
+            Ok(stale.then_some(k))
+        });
+        let mut removed = 0usize;
+        let mut batch = sled::Batch::default();
+        for k in created.chain(stale_timers) {
+            let Some(k) = k? else { continue };
+            batch.remove(self.idx.key(&k));
+            removed += 1;
+            if removed.is_multiple_of(1000) {
                 self.data.apply_batch(std::mem::take(&mut batch))?;
-                removed += pending;
-                pending = 0;
             }
         }
         self.data.apply_batch(batch)?;
-        removed += pending;
         self.meta
             .insert(META_SCHEMA, SCHEMA_VERSION.to_string().as_bytes())?;
         self.db.flush()?;

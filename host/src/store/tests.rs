@@ -853,38 +853,29 @@ fn only_a_cases_earliest_timer_is_indexed_and_the_next_follows() {
     let c = case_with_three_timers(&s);
     assert_eq!(due(&s), [(TimerKind::FirstContact, T0 + 5)]);
     // Consuming the earliest (as a sweep does) indexes the next one in the same write.
-    let next = s
-        .update_case(&c.id, None, |c| {
+    let set_timers = |change: &dyn Fn(&mut Vec<PendingTimer>)| {
+        s.update_case(&c.id, None, |c| {
             let mut n = c.clone();
-            n.timers.retain(|t| t.kind != TimerKind::FirstContact);
+            change(&mut n.timers);
             Ok(Change {
                 case: n,
                 events: vec![],
             })
         })
-        .unwrap();
+        .unwrap()
+    };
+    let next = set_timers(&|t| t.retain(|t| t.kind != TimerKind::FirstContact));
     assert_eq!(next.timers.len(), 2);
     assert_eq!(due(&s), [(TimerKind::SignOff, T0 + 9)]);
     // Two timers due at once: the one the index sorts first (by kind name) is indexed.
-    let tie = s
-        .update_case(&c.id, None, |c| {
-            let mut n = c.clone();
-            n.timers = vec![
-                PendingTimer {
-                    kind: TimerKind::SignOff,
-                    due_at: T0 + 7,
-                },
-                PendingTimer {
-                    kind: TimerKind::FirstContact,
-                    due_at: T0 + 7,
-                },
-            ];
-            Ok(Change {
-                case: n,
-                events: vec![],
+    let tie = set_timers(&|t| {
+        *t = [TimerKind::SignOff, TimerKind::FirstContact]
+            .map(|kind| PendingTimer {
+                kind,
+                due_at: T0 + 7,
             })
-        })
-        .unwrap();
+            .to_vec()
+    });
     assert_eq!(tie.timers.len(), 2);
     assert_eq!(due(&s), [(TimerKind::FirstContact, T0 + 7)]);
     assert!(s.check_consistency().unwrap().problems.is_empty());

@@ -2,7 +2,9 @@
 //! due timers, not with the number of open cases.
 //!
 //! `cargo bench -p civic-host --bench sweep` (env `SWEEP_CASES`, default 1,000,000;
-//! `SWEEP_CACHE_MB`, sled's page cache, default 1,024)
+//! `SWEEP_CACHE_MB`, sled's page cache, default 1,024; `SWEEP_TEMPLATE`, a directory that
+//! keeps a copy of the loaded store between runs so only the first run loads it;
+//! `SWEEP_NO_FLOOR`, skip the raw-sled floor)
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -50,7 +52,13 @@ fn main() {
         .unwrap_or(1_000_000);
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(ManualClock::new(T0));
-    {
+    let template = std::env::var_os("SWEEP_TEMPLATE").map(std::path::PathBuf::from);
+    if let Some(t) = template.as_ref().filter(|t| {
+        std::fs::read_to_string(t.join(".loaded")).is_ok_and(|n| n == total.to_string())
+    }) {
+        copy_dir(t, dir.path());
+        println!("copied the loaded store from {}", t.display());
+    } else {
         let mut config = ServiceConfig::new(dir.path());
         config.durability = Durability::Unsafe;
         let svc = Service::open(&config, clock.clone()).unwrap();
@@ -79,6 +87,11 @@ fn main() {
             "loaded {total} open cases in {:.1} s",
             t.elapsed().as_secs_f64()
         );
+        drop(svc);
+        if let Some(t) = &template {
+            copy_dir(dir.path(), t);
+            std::fs::write(t.join(".loaded"), total.to_string()).unwrap();
+        }
     }
     let mut config = ServiceConfig::new(dir.path());
     if let Some(mb) = std::env::var("SWEEP_CACHE_MB")
@@ -111,14 +124,17 @@ fn main() {
     );
     // The next nine groups, one sweep each, with the store warm.
     let mut warm = Vec::new();
+    let mut cpu = Vec::new();
     for k in 1..10 {
         clock.set(T0 + 2 * HOUR + k * 2 * HOUR);
-        let t = Instant::now();
+        let (t, c) = (Instant::now(), cpu_ms());
         let r = timers::sweep(&svc, clock.now_ms(), 10_000, 2).unwrap();
         warm.push(t.elapsed().as_secs_f64() * 1000.0);
+        cpu.push(cpu_ms() - c);
         assert_eq!(r.fired, total.div_ceil(1000));
     }
     warm.sort_by(f64::total_cmp);
+    cpu.sort_by(f64::total_cmp);
     println!(
         "next 9 sweeps of {} due timers each, store warm: median {:.1} ms (min {:.1}, max {:.1}), {:.1} µs per timer",
         total.div_ceil(1000),
@@ -126,6 +142,10 @@ fn main() {
         warm[0],
         warm[8],
         warm[4] * 1000.0 / total.div_ceil(1000) as f64
+    );
+    println!(
+        "  CPU time of the process per warm sweep (both cores): median {:.1} ms (min {:.1}, max {:.1})",
+        cpu[4], cpu[0], cpu[8]
     );
 
     // What one firing wrote, to give the raw-sled floor the same shape.
@@ -142,7 +162,37 @@ fn main() {
     let case_bytes = serde_json::to_vec(&fired_case).unwrap().len();
     let event_bytes = serde_json::to_vec(&written).unwrap().len();
     drop(svc);
+    if std::env::var_os("SWEEP_NO_FLOOR").is_some() {
+        return;
+    }
     raw_floor(total, case_bytes, event_bytes, written.len(), cache_bytes);
+}
+
+/// Copies a store directory (files and subdirectories).
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let dest = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &dest);
+        } else {
+            std::fs::copy(e.path(), dest).unwrap();
+        }
+    }
+}
+
+/// CPU time used so far by the whole process (user and system, every thread), in ms: a
+/// sweep that keeps both cores busy uses about twice its wall time, one that waits less.
+fn cpu_ms() -> f64 {
+    let mut u = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: getrusage fills the struct it is given; RUSAGE_SELF is always valid.
+    let u = unsafe {
+        libc::getrusage(libc::RUSAGE_SELF, u.as_mut_ptr());
+        u.assume_init()
+    };
+    let ms = |t: libc::timeval| t.tv_sec as f64 * 1000.0 + t.tv_usec as f64 / 1000.0;
+    ms(u.ru_utime) + ms(u.ru_stime)
 }
 
 /// The floor under the sweep: the same reads and writes on raw sled (same mode, same store
@@ -183,11 +233,21 @@ fn raw_floor(total: usize, case_bytes: usize, event_bytes: usize, events: usize,
     }
     let db = open();
     let tree = db.open_tree("data").unwrap();
-    let mut per_case = Vec::new();
-    let mut per_sweep = Vec::new();
-    // Round 0 warms up; then the two ways alternate.
+    // How each firing's six changes reach sled: as one batch per firing, in batches of
+    // `BATCH` firings (what the sweep did before), or as single operations (what it does
+    // now, plus the two operations of its pending record).
+    const BATCH: usize = 50;
+    #[derive(Clone, Copy, PartialEq)]
+    enum Way {
+        PerCase,
+        Batches,
+        Single,
+    }
+    let ways = [Way::Batches, Way::PerCase, Way::Single];
+    let mut times: Vec<Vec<f64>> = vec![Vec::new(); ways.len()];
+    // Round 0 warms up; then the ways take turns.
     for round in 0..10usize {
-        let one_batch = round % 2 == 0;
+        let way = ways[round % ways.len()];
         let due: Vec<usize> = (0..total).filter(|i| i % 1000 == round * 100).collect();
         let t = Instant::now();
         std::thread::scope(|s| {
@@ -195,42 +255,50 @@ fn raw_floor(total: usize, case_bytes: usize, event_bytes: usize, events: usize,
                 let tree = &tree;
                 s.spawn(move || {
                     let mut b = sled::Batch::default();
-                    for &i in part {
+                    for (n, &i) in part.iter().enumerate() {
                         let case = tree.get(case_key(i)).unwrap().unwrap();
-                        b.insert(case_key(i), vec![case[0]; case_bytes]);
-                        b.insert(
-                            format!("e{:010}\0{:016}", i + 1, round + 1).into_bytes(),
-                            vec![b'x'; event_bytes],
-                        );
-                        b.remove(idx(i, "timer", round));
-                        b.insert(idx(i, "timer", round + 1), &[]);
-                        b.remove(idx(i, "unit", round));
-                        b.insert(idx(i, "unit", round + 1), &[]);
-                        if !one_batch {
+                        let ops: [(Vec<u8>, Option<Vec<u8>>); 6] = [
+                            (
+                                format!("e{:010}\0{:016}", i + 1, round + 1).into_bytes(),
+                                Some(vec![b'x'; event_bytes]),
+                            ),
+                            (idx(i, "timer", round), None),
+                            (idx(i, "timer", round + 1), Some(vec![])),
+                            (idx(i, "unit", round), None),
+                            (idx(i, "unit", round + 1), Some(vec![])),
+                            (case_key(i), Some(vec![case[0]; case_bytes])),
+                        ];
+                        for (k, v) in ops {
+                            match (way, v) {
+                                (Way::Single, Some(v)) => drop(tree.insert(k, v).unwrap()),
+                                (Way::Single, None) => drop(tree.remove(k).unwrap()),
+                                (_, Some(v)) => b.insert(k, v),
+                                (_, None) => b.remove(k),
+                            }
+                        }
+                        let full =
+                            way == Way::PerCase || (n + 1) % BATCH == 0 || n + 1 == part.len();
+                        if way != Way::Single && full {
                             tree.apply_batch(std::mem::take(&mut b)).unwrap();
                         }
-                    }
-                    if one_batch {
-                        tree.apply_batch(b).unwrap();
                     }
                 });
             }
         });
         db.flush().unwrap();
-        let ms = t.elapsed().as_secs_f64() * 1000.0;
-        match (round, one_batch) {
-            (0, _) => {}
-            (_, true) => per_sweep.push(ms),
-            (_, false) => per_case.push(ms),
+        if round > 0 {
+            times[round % ways.len()].push(t.elapsed().as_secs_f64() * 1000.0);
         }
     }
-    let median = |mut v: Vec<f64>| {
+    let median = |v: &mut Vec<f64>| {
         v.sort_by(f64::total_cmp);
         v[v.len() / 2]
     };
     println!(
-        "raw sled floor, same shape ({case_bytes} B case, {events} events in {event_bytes} B, 4 index changes, one flush), median: one batch per case {:.1} ms, one batch per thread {:.1} ms",
-        median(per_case),
-        median(per_sweep)
+        "raw sled floor, same shape ({case_bytes} B case, {events} events in {event_bytes} B, 4 index changes, one flush), median: batches of {} firings {:.1} ms, one batch per firing {:.1} ms, single operations {:.1} ms",
+        BATCH,
+        median(&mut times[0]),
+        median(&mut times[1]),
+        median(&mut times[2]),
     );
 }

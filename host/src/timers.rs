@@ -38,12 +38,12 @@ pub struct SweepReport {
 /// Fires every timer due at `now` (at most `limit`), using up to `threads` threads, and
 /// makes all of it durable with one flush.
 ///
-/// Each thread reads, decides and encodes its share of the firings and writes them in
-/// atomic batches of [`WRITE_BATCH`]: sled applies one batch at a time, so while one
-/// thread writes, the other decides, and one batch per case would pay sled's fixed price
-/// per batch a thousand times. Each case is written only if it is still as it was when its
-/// timer was decided; a case changed meanwhile (a handler signed it, say) is decided again
-/// from its new state, alone.
+/// Each thread reads, decides and writes its share of the firings one by one. A firing is
+/// written as single operations (see [`crate::store::Store::write_staged`]), not as a sled
+/// batch, because sled applies a batch under a lock that stops every reader: with batches,
+/// one thread's write stopped the other's reading. Each case is written only if it is still
+/// as it was when its timer was decided; a case changed meanwhile (a handler signed it,
+/// say) is decided again from its new state, alone.
 pub fn sweep(
     svc: &Service,
     now: Millis,
@@ -131,9 +131,6 @@ fn fire_round(
     Ok(())
 }
 
-/// Firings written to the store at a time.
-pub const WRITE_BATCH: usize = 50;
-
 /// What one thread of a sweep did: its counts, and the timers whose case changed between
 /// deciding and writing.
 struct Part {
@@ -141,8 +138,8 @@ struct Part {
     retry: Vec<DueTimer>,
 }
 
-/// Decides a share of a sweep's timers and writes them batch by batch. On an error, what
-/// was already written stays written (each firing is atomic on its own).
+/// Decides a share of a sweep's timers and writes each as soon as it is decided. On an
+/// error, what was already written stays written (each firing is atomic on its own).
 fn fire_part(
     svc: &Service,
     dir: &Arc<Directory>,
@@ -153,20 +150,16 @@ fn fire_part(
         report: SweepReport::default(),
         retry: Vec::new(),
     };
-    let mut batch = Vec::with_capacity(WRITE_BATCH);
-    for (i, t) in timers.iter().enumerate() {
+    for t in timers {
         match prepare(svc, dir, t, now)? {
-            Some(f) => batch.push(f),
+            Some(f) => write_firings(svc, vec![f], &mut part)?,
             None => part.report.skipped += 1,
-        }
-        if batch.len() == WRITE_BATCH || i + 1 == timers.len() {
-            write_firings(svc, std::mem::take(&mut batch), &mut part)?;
         }
     }
     Ok(part)
 }
 
-/// Writes decided firings as one atomic batch, counting what was written and keeping the
+/// Writes decided firings, each atomically, counting what was written and keeping the
 /// timers whose case changed since they were decided.
 fn write_firings(
     svc: &Service,

@@ -1,5 +1,6 @@
 //! Crash recovery in the spirit of sled's `test_crash_recovery`: a child process writes
-//! cases from several threads and prints each acknowledged write; it is killed with SIGKILL
+//! cases from several threads — as combined batches, and as the timer sweep's single
+//! operations with a pending record — and prints each acknowledged write; it is killed with SIGKILL
 //! at a random moment; the store is reopened and every acknowledged case, its last
 //! acknowledged version and its index entries must be there and consistent.
 //!
@@ -10,7 +11,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use civic_host::lifecycle::{self, Action};
-use civic_host::model::{Case, Deadlines, PendingTimer, TimerKind};
+use civic_host::model::{Case, Deadlines, EventBody, PendingTimer, TimerKind};
 use civic_host::store::{Change, Durability, Store};
 
 const CHILD_ENV: &str = "CIVIC_CRASH_CHILD";
@@ -69,6 +70,38 @@ fn crash_child() {
                         version = c.version;
                         writeln!(out.lock().unwrap(), "ACK {id} {version}").unwrap();
                     }
+                    // The timer sweep's way of writing (single operations with a pending
+                    // record, not a batch), among the other threads' batches: the
+                    // handler and the timer change, so index entries come and go.
+                    let old = store.get_case(&id).unwrap().unwrap();
+                    let mut next = old.clone();
+                    next.handler = Some("jiyang/yuehe".into());
+                    next.escalation_level += 1;
+                    next.timers = vec![PendingTimer {
+                        kind: TimerKind::SignOff,
+                        due_at: 1_796_000_600_000 + i,
+                    }];
+                    let staged = store
+                        .stage(
+                            &old,
+                            Change {
+                                case: next,
+                                events: vec![(
+                                    1_796_000_500_000 + i,
+                                    "system".into(),
+                                    EventBody::Escalation {
+                                        timer: TimerKind::SignOff,
+                                        action: "move-to".into(),
+                                        detail: "jiyang/yuehe".into(),
+                                    },
+                                )],
+                            },
+                        )
+                        .unwrap();
+                    let written = store.write_staged(vec![staged]).unwrap();
+                    let c = written.into_iter().next().unwrap().unwrap();
+                    store.sync().unwrap();
+                    writeln!(out.lock().unwrap(), "ACK {id} {}", c.version).unwrap();
                 }
             });
         }
@@ -88,6 +121,7 @@ fn acknowledged_writes_survive_sigkill() {
     let path = dir.path().join("store");
     let exe = std::env::current_exe().unwrap();
     let mut total_acked = std::collections::HashMap::<String, u64>::new();
+    let (mut finished, mut undone) = (0, 0);
     for round in 0..rounds() {
         let mut child = Command::new(&exe)
             .args(["crash_child", "--exact", "--nocapture", "--test-threads=1"])
@@ -123,6 +157,9 @@ fn acknowledged_writes_survive_sigkill() {
 
         let store =
             Store::open(&path, Durability::GroupCommit).expect("the store reopens after SIGKILL");
+        let settled = store.settled_on_open();
+        finished += settled.finished;
+        undone += settled.undone;
         for (id, version) in &total_acked {
             let c = store
                 .get_case(id)
@@ -146,8 +183,12 @@ fn acknowledged_writes_survive_sigkill() {
         !total_acked.is_empty(),
         "the child acknowledged nothing; the test proved nothing"
     );
+    assert!(
+        total_acked.values().any(|v| *v >= 4),
+        "no single-operation write was acknowledged; that path went untested"
+    );
     eprintln!(
-        "{} rounds, {} acknowledged cases all recovered",
+        "{} rounds, {} acknowledged cases all recovered; opening settled {finished} interrupted single-operation writes by finishing them and {undone} by undoing them",
         rounds(),
         total_acked.len()
     );

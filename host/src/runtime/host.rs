@@ -32,7 +32,7 @@ pub const MAX_LOG_LINE: usize = 512;
 pub struct LogLine {
     /// Severity.
     pub level: String,
-    /// The text, cut to [`MAX_LOG_LINE`] bytes.
+    /// The text, cut to `MAX_LOG_LINE` bytes.
     pub message: String,
 }
 

@@ -28,8 +28,9 @@ impl Ops {
         self.0.push((key, None));
     }
 
-    pub fn extend(&mut self, other: Ops) {
-        self.0.extend(other.0);
+    /// The operations, in order: a value to insert, or `None` to remove the key.
+    pub fn iter(&self) -> impl Iterator<Item = (&[u8], Option<&[u8]>)> {
+        self.0.iter().map(|(k, v)| (k.as_slice(), v.as_deref()))
     }
 }
 
@@ -58,16 +59,6 @@ impl Combiner {
             applied: Condvar::new(),
             #[cfg(test)]
             panic_next: std::sync::atomic::AtomicBool::new(false),
-        }
-    }
-
-    /// Reads the tree nodes `ops` will change into sled's cache, so applying them later
-    /// (under sled's exclusive batch lock) does not wait for the disk; `known` is a key the
-    /// caller has just read, whose node is cached already. Only a speed-up: errors are left
-    /// for the write to meet.
-    pub fn warm(&self, ops: &Ops, known: &[u8]) {
-        for (k, _) in ops.0.iter().filter(|(k, _)| k.as_slice() != known) {
-            let _ = self.tree.get(k);
         }
     }
 

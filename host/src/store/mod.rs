@@ -1,13 +1,22 @@
 //! The case store: the only code that touches sled.
 //!
 //! Cases, their events and every index share one tree (`data`, key spaces `c` id → case
-//! JSON, `e` id ‖ seq → one write's events, `i` prefixed index entries), so one sled batch
-//! writes a case, its new events and its index changes atomically: an index entry never
-//! points at a missing case and every case is in its indexes. Concurrent writers' batches
-//! are combined into one (`combine`). A write is acknowledged only after it is durable:
-//! writers wait for a flush that started after their write, and concurrent writers share
-//! one flush (group commit). Other trees: `meta` (schema version), `refdata` (directory
-//! versions), and named record trees for other services (`plugins`, `tokens`, ...).
+//! JSON, `e` id ‖ seq → one write's events, `i` prefixed index entries, `p` id → a write in
+//! progress), so a case, its new events and its index changes are written together. Two
+//! ways, both atomic across a crash:
+//!
+//! - single-case writes (intake, the API) as one sled batch; concurrent writers' batches
+//!   are combined into one (`combine`). A write is acknowledged only after it is durable:
+//!   writers wait for a flush that started after their write, and concurrent writers share
+//!   one flush (group commit);
+//! - the timer sweep's writes as single operations inside a pending record (`Pending`), because
+//!   sled applies a batch under a lock that stops every reader. Readers therefore check
+//!   what an index entry names against the case itself (listings filter, the sweep checks
+//!   the timer is on the case) and a history shows the events its case counts; opening the
+//!   store settles whatever a crash left half-made.
+//!
+//! Other trees: `meta` (schema version), `refdata` (directory versions), and named record
+//! trees for other services (`plugins`, `tokens`, ...).
 
 mod combine;
 mod durability;
@@ -275,6 +284,8 @@ pub struct Store {
     cases: Space,
     events: Space,
     idx: Space,
+    /// Writes in progress outside a batch (see [`Pending`]).
+    pending: Space,
     refdata: sled::Tree,
     /// Serialises writers of the same case (striped by id); sled batches give atomicity.
     locks: Vec<parking_lot::Mutex<()>>,
@@ -284,6 +295,52 @@ pub struct Store {
     combiner: combine::Combiner,
     directories: RwLock<HashMap<u64, Arc<Directory>>>,
     current_directory: RwLock<Option<Arc<Directory>>>,
+    /// Set when a staged write failed half-way and could not be settled: its case's
+    /// pending record must be settled before anything else writes to the case, which only
+    /// opening the store again does.
+    unsettled: std::sync::atomic::AtomicBool,
+    /// What opening the store found half-made and settled.
+    settled: parking_lot::Mutex<Settled>,
+    /// Tests only: the number of sled operations staged writes may still make before they
+    /// fail as if the process had died there (`usize::MAX`: never).
+    #[cfg(test)]
+    pub(crate) crash_after: std::sync::atomic::AtomicUsize,
+    /// Tests only: a write cut short by `crash_after` is settled at once, as one that
+    /// failed for another reason would be, instead of left as a crash leaves it.
+    #[cfg(test)]
+    pub(crate) settle_when_cut: std::sync::atomic::AtomicBool,
+}
+
+/// Writes a crash left half-made that opening the store settled: single-operation writes
+/// (see [`Store::write_staged`]) a crash cut short.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Settled {
+    /// Writes whose case was written: their old index entries were removed.
+    pub finished: usize,
+    /// Writes whose case was not written: what they had added was removed.
+    pub undone: usize,
+}
+
+/// A write to one case made as single sled operations instead of one batch, recorded
+/// before its first operation and removed after its last.
+///
+/// sled applies a batch under a lock that also stops every reader, so the timer sweep —
+/// many cases, two threads, one of them always reading — writes each firing as single
+/// operations in an order readers tolerate: the events and new index entries first, then
+/// the case (which counts the events and from which every index entry is checked), then
+/// the old index entries are removed. A crash in between leaves this record, and opening
+/// the store settles it: if the case was written, the old entries are removed; if not,
+/// what was added is. sled recovers a prefix of its operations, so the record is there
+/// whenever any of the write's operations is.
+#[derive(Debug, Serialize, Deserialize)]
+struct Pending {
+    /// The case's version before the write.
+    from: u64,
+    /// Keys of the data tree the write adds before the case (its events and new index
+    /// entries), hex.
+    added: Vec<String>,
+    /// Keys it removes after the case (old index entries), hex.
+    removed: Vec<String>,
 }
 
 /// sled's page cache unless configured: 1 GiB (sled's own default).
@@ -415,6 +472,10 @@ impl Store {
                 tree: data.clone(),
                 prefix: b'i',
             },
+            pending: Space {
+                tree: data.clone(),
+                prefix: b'p',
+            },
             cases,
             combiner: combine::Combiner::new(data.clone()),
             data,
@@ -426,11 +487,18 @@ impl Store {
             db,
             directories: RwLock::new(HashMap::new()),
             current_directory: RwLock::new(None),
+            unsettled: std::sync::atomic::AtomicBool::new(false),
+            settled: parking_lot::Mutex::new(Settled::default()),
+            #[cfg(test)]
+            crash_after: std::sync::atomic::AtomicUsize::new(usize::MAX),
+            #[cfg(test)]
+            settle_when_cut: std::sync::atomic::AtomicBool::new(false),
         })
         .and_then(|store| {
             if upgrade {
                 store.upgrade_from_v1()?;
             }
+            store.settle_all()?;
             Ok(store)
         })
     }
@@ -664,14 +732,11 @@ impl Store {
     }
 
     /// Prepares the write that turns `old` into `change` without writing or taking a lock:
-    /// the values are encoded here and the tree nodes the write will change are read into
-    /// the cache, so many threads can stage at once and [`Store::write_staged`] only checks
-    /// versions and applies.
+    /// the values are encoded here, so many threads can stage at once and
+    /// [`Store::write_staged`] only checks versions and applies.
     pub fn stage(&self, old: &Case, change: Change) -> Result<Staged, StoreError> {
         let mut ops = combine::Ops::default();
         let case = self.stage_into(old, change, &mut ops)?;
-        // The caller has just read `old`: its own node is in the cache.
-        self.combiner.warm(&ops, &self.cases.key(old.id.as_bytes()));
         Ok(Staged {
             expected: old.version,
             ops,
@@ -679,47 +744,184 @@ impl Store {
         })
     }
 
-    /// Applies staged writes as one atomic write, each only if its case is still at the
-    /// version it was staged from (else [`StoreError::Conflict`] for it and nothing of it is
-    /// written); not durable until [`Store::sync`]. A case may appear once per call.
+    /// Applies staged writes, each only if its case is still at the version it was staged
+    /// from (else [`StoreError::Conflict`] for it and nothing of it is written); not durable
+    /// until [`Store::sync`]. A case may appear once per call; that is checked before
+    /// anything is written.
     ///
-    /// Batch jobs (the timer sweep) use it: every sled batch pays a fixed price for its
-    /// atomicity, so one batch for many cases costs a fraction of one per case.
+    /// Each write is atomic across a crash but made of single sled operations, not a batch
+    /// (inside a pending record that opening the store settles after a crash): readers go on while it is written, and a reader may meet a case's
+    /// new index entries before the case or its old ones after it — every index reader
+    /// checks the case it finds — and its events before the case counts them
+    /// ([`Store::history`] shows only the counted ones). For batch jobs (the timer sweep),
+    /// whose threads would otherwise stop each other at every batch.
     pub fn write_staged(
         &self,
         staged: Vec<Staged>,
     ) -> Result<Vec<Result<Case, StoreError>>, StoreError> {
-        // Stripes locked in one order, so two multi-case writers cannot deadlock; single
-        // writers hold one stripe at a time.
-        let mut stripes: Vec<usize> = staged.iter().map(|s| self.stripe(&s.case.id)).collect();
-        stripes.sort_unstable();
-        stripes.dedup();
-        let _guards: Vec<_> = stripes.iter().map(|&i| self.locks[i].lock()).collect();
-        let mut ops = combine::Ops::default();
         let mut seen = std::collections::HashSet::with_capacity(staged.len());
-        let mut out = Vec::with_capacity(staged.len());
-        for s in staged {
-            let id = &s.case.id;
-            if !seen.insert(id.clone()) {
-                return Err(StoreError::Invalid(format!(
-                    "case {id} appears twice in one write"
-                )));
-            }
-            out.push(match self.case_version(id)? {
-                None => Err(StoreError::NotFound(id.clone())),
-                Some(v) if v != s.expected => Err(StoreError::Conflict {
-                    case: id.clone(),
+        if let Some(s) = staged.iter().find(|s| !seen.insert(s.case.id.as_str())) {
+            return Err(StoreError::Invalid(format!(
+                "case {} appears twice in one write",
+                s.case.id
+            )));
+        }
+        staged.into_iter().map(|s| self.write_one(s)).collect()
+    }
+
+    /// One staged write: checked against the stored version under the case's lock, then
+    /// written operation by operation inside a [`Pending`] record.
+    fn write_one(&self, s: Staged) -> Result<Result<Case, StoreError>, StoreError> {
+        use std::sync::atomic::Ordering;
+        if self.unsettled.load(Ordering::Acquire) {
+            return Err(StoreError::Io(
+                "an earlier write failed half-way and could not be finished; restart the server: \
+                 opening the store finishes or undoes it"
+                    .into(),
+            ));
+        }
+        let id = s.case.id.as_str();
+        let _guard = self.lock(id);
+        match self.case_version(id)? {
+            None => return Ok(Err(StoreError::NotFound(id.to_owned()))),
+            Some(v) if v != s.expected => {
+                return Ok(Err(StoreError::Conflict {
+                    case: id.to_owned(),
                     expected: s.expected,
                     actual: v,
-                }),
-                Some(_) => {
-                    ops.extend(s.ops);
-                    Ok(s.case)
-                }
-            });
+                }));
+            }
+            Some(_) => {}
         }
-        self.combiner.apply(ops)?;
-        Ok(out)
+        let case_key = self.cases.key(id.as_bytes());
+        let record = Pending {
+            from: s.expected,
+            added: s
+                .ops
+                .iter()
+                .filter(|(k, v)| v.is_some() && *k != case_key.as_slice())
+                .map(|(k, _)| hex::encode(k))
+                .collect(),
+            removed: s
+                .ops
+                .iter()
+                .filter(|(_, v)| v.is_none())
+                .map(|(k, _)| hex::encode(k))
+                .collect(),
+        };
+        let marker = self.pending.key(id.as_bytes());
+        let written = (|| -> Result<(), StoreError> {
+            self.data.insert(&marker, encode(&record))?;
+            // `stage_into` orders them: additions, the case, removals.
+            for (k, v) in s.ops.iter() {
+                #[cfg(test)]
+                self.crash_point()?;
+                match v {
+                    Some(v) => drop(self.data.insert(k, v)?),
+                    None => drop(self.data.remove(k)?),
+                }
+            }
+            #[cfg(test)]
+            self.crash_point()?;
+            self.data.remove(&marker)?;
+            Ok(())
+        })();
+        if let Err(e) = written {
+            #[cfg(test)]
+            if self.crash_after.load(Ordering::SeqCst) == 0
+                && !self.settle_when_cut.load(Ordering::SeqCst)
+            {
+                return Err(e);
+            }
+            tracing::error!(case = id, error = %e, "a staged write failed half-way; settling it");
+            if let Err(again) = self.settle(id.as_bytes()) {
+                tracing::error!(case = id, error = %again, "could not settle the failed write; the store refuses staged writes until it is opened again");
+                self.unsettled.store(true, Ordering::Release);
+            }
+            return Err(e);
+        }
+        Ok(Ok(s.case))
+    }
+
+    /// The writes a crash had left half-made that opening this store settled.
+    pub fn settled_on_open(&self) -> Settled {
+        *self.settled.lock()
+    }
+
+    /// Tests only: fails like a crash once `crash_after` operations have been made.
+    #[cfg(test)]
+    fn crash_point(&self) -> Result<(), StoreError> {
+        use std::sync::atomic::Ordering;
+        let left = self.crash_after.load(Ordering::SeqCst);
+        if left == 0 {
+            return Err(StoreError::Io("test: the process died here".into()));
+        }
+        if left != usize::MAX {
+            self.crash_after.store(left - 1, Ordering::SeqCst);
+        }
+        Ok(())
+    }
+
+    /// Finishes or undoes every write a crash left half-made (see [`Pending`]).
+    fn settle_all(&self) -> Result<(), StoreError> {
+        let ids: Vec<Vec<u8>> = self
+            .pending
+            .iter()
+            .map(|kv| kv.map(|(k, _)| k))
+            .collect::<Result<_, _>>()?;
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let mut settled = Settled::default();
+        for id in &ids {
+            match self.settle(id)? {
+                Some(true) => settled.undone += 1,
+                Some(false) => settled.finished += 1,
+                None => {}
+            }
+        }
+        self.db.flush()?;
+        tracing::warn!(
+            finished = settled.finished,
+            undone = settled.undone,
+            "settled writes that were interrupted by a crash"
+        );
+        *self.settled.lock() = settled;
+        Ok(())
+    }
+
+    /// Settles the pending write of case `id`, if any, in one batch: removes the old index
+    /// entries if the case was written, else what the write added. Returns whether it was
+    /// undone.
+    fn settle(&self, id: &[u8]) -> Result<Option<bool>, StoreError> {
+        let Some(bytes) = self.pending.get(id)? else {
+            return Ok(None);
+        };
+        let p: Pending = decode(id, &bytes)?;
+        let name = String::from_utf8_lossy(id);
+        let undo = match self.case_version(&name)? {
+            Some(v) if v == p.from + 1 => false,
+            Some(v) if v == p.from => true,
+            found => {
+                return Err(StoreError::Corrupt {
+                    key: hex::encode(self.pending.key(id)),
+                    message: format!(
+                        "a write to case {name} from version {} was interrupted, and the case is at {found:?}",
+                        p.from
+                    ),
+                });
+            }
+        };
+        let mut batch = sled::Batch::default();
+        for k in if undo { &p.added } else { &p.removed } {
+            batch.remove(hex::decode(k).map_err(|e| StoreError::Corrupt {
+                key: hex::encode(self.pending.key(id)),
+                message: format!("bad key {k}: {e}"),
+            })?);
+        }
+        batch.remove(self.pending.key(id));
+        self.data.apply_batch(batch)?;
+        Ok(Some(undo))
     }
 
     /// A stored case's version, without decoding the rest of it.
@@ -759,24 +961,40 @@ impl Store {
                 encode(&stamp(old.event_count, events)),
             );
         }
+        // In this order — additions, the case, removals — so a write made of single
+        // operations (see [`Pending`]) is one readers tolerate at every step.
         let (old_keys, new_keys) = (keys::index_keys(old), keys::index_keys(&new));
-        for k in old_keys.iter().filter(|k| !new_keys.contains(k)) {
-            batch.remove(self.idx.key(k));
-        }
         for k in new_keys.iter().filter(|k| !old_keys.contains(k)) {
             batch.insert(self.idx.key(k), []);
         }
         batch.insert(self.cases.key(old.id.as_bytes()), encode(&new));
+        for k in old_keys.iter().filter(|k| !new_keys.contains(k)) {
+            batch.remove(self.idx.key(k));
+        }
         Ok(new)
     }
 
-    /// A case's history, oldest first.
+    /// A case's history, oldest first: the events its stored version counts (a write in
+    /// progress stores its events before the case that counts them).
     pub fn history(&self, id: &str) -> Result<Vec<Event>, StoreError> {
+        #[derive(Deserialize)]
+        struct Counted {
+            event_count: u64,
+        }
+        let Some(count) = self
+            .cases
+            .get(id.as_bytes())?
+            .map(|b| decode::<Counted>(id.as_bytes(), &b).map(|c| c.event_count))
+            .transpose()?
+        else {
+            return Ok(Vec::new());
+        };
         let mut out = Vec::new();
         for kv in self.events.scan_prefix(keys::events_prefix(id)) {
             let (k, v) = kv?;
             out.extend(decode_events(&k, &v)?);
         }
+        out.retain(|e| e.seq < count);
         Ok(out)
     }
 
@@ -1052,14 +1270,21 @@ impl Store {
                     categories: r.categories,
                 })?;
             }
+            // Each case's events as far as the exported case counts them: a write that
+            // lands between the two passes (or is in progress) adds events the exported
+            // case does not know of.
+            let mut counted = HashMap::new();
             for kv in self.cases.iter() {
                 let (k, v) = kv?;
-                line(&Line::Case(Box::new(decode(&k, &v)?)))?;
+                let c: Case = decode(&k, &v)?;
+                counted.insert(c.id.clone(), c.event_count);
+                line(&Line::Case(Box::new(c)))?;
             }
             for kv in self.events.iter() {
                 let (k, v) = kv?;
                 let id = String::from_utf8_lossy(&k[..k.len() - 9]).into_owned();
-                for event in decode_events(&k, &v)? {
+                let count = counted.get(&id).copied().unwrap_or(0);
+                for event in decode_events(&k, &v)?.into_iter().filter(|e| e.seq < count) {
                     line(&Line::Event {
                         case: id.clone(),
                         event: Box::new(event),
@@ -1214,6 +1439,13 @@ impl Store {
                     c.id, c.event_count
                 ));
             }
+        }
+        for kv in self.pending.iter() {
+            let (k, _) = kv?;
+            report.problems.push(format!(
+                "a write to case {} is in progress or was interrupted",
+                String::from_utf8_lossy(&k)
+            ));
         }
         for kv in self.idx.iter() {
             let (k, _) = kv?;

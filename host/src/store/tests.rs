@@ -1035,3 +1035,152 @@ fn a_panicking_batch_fails_its_writers_and_the_next_ones_go_on() {
     assert!(failed.len() <= 8, "{} failed", failed.len());
     assert!(s.check_consistency().unwrap().problems.is_empty());
 }
+
+/// The timer sweep's kind of change to `c`: moved up to another unit, its earliest timer
+/// consumed, and an escalation event.
+fn fired(s: &Store, c: &Case) -> Staged {
+    let mut next = c.clone();
+    next.handler = Some("jiyang/yuehe".into());
+    next.escalation_level += 1;
+    next.timers.retain(|t| t.kind != TimerKind::FirstContact);
+    let event = EventBody::Escalation {
+        timer: TimerKind::FirstContact,
+        action: "move-to".into(),
+        detail: "jiyang/yuehe".into(),
+    };
+    s.stage(
+        c,
+        Change {
+            case: next,
+            events: vec![(T0 + 6, "system".into(), event)],
+        },
+    )
+    .unwrap()
+}
+
+/// A staged write is single sled operations inside a pending record. Cut short after any
+/// of them — as a crash would — readers see the case's history as its stored version
+/// counts it, and opening the store again settles the write: the case is wholly as before
+/// or wholly as written (index entries, events, timers), and nothing else is left.
+#[test]
+fn a_staged_write_cut_short_anywhere_is_settled_when_the_store_opens() {
+    let (mut undone, mut finished) = (0, 0);
+    for cut in 0.. {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("data");
+        let s = Store::open(&path, Durability::GroupCommit).unwrap();
+        let before = case_with_three_timers(&s);
+        let staged = fired(&s, &before);
+        let after = staged.case.clone();
+        s.crash_after
+            .store(cut, std::sync::atomic::Ordering::SeqCst);
+        let result = s.write_staged(vec![staged]);
+        let stored = s.get_case(&before.id).unwrap().unwrap();
+        assert_eq!(
+            s.history(&before.id).unwrap().len() as u64,
+            stored.event_count,
+            "cut after {cut}: the history shows the events the stored case counts"
+        );
+        if result.is_ok() {
+            // Past the last operation: the write is whole and nothing needs settling.
+            assert_eq!(stored, after);
+            assert!(s.check_consistency().unwrap().problems.is_empty());
+            assert!(cut > 2, "a write is more than two operations");
+            break;
+        }
+        s.sync().unwrap();
+        drop(s);
+
+        let s = Store::open(&path, Durability::GroupCommit).unwrap();
+        let now = s.get_case(&before.id).unwrap().unwrap();
+        let settled = s.settled_on_open();
+        if now == before {
+            assert_eq!(
+                settled,
+                Settled {
+                    finished: 0,
+                    undone: 1
+                },
+                "cut after {cut}"
+            );
+            assert_eq!(due(&s), [(TimerKind::FirstContact, T0 + 5)]);
+            undone += 1;
+        } else {
+            assert_eq!(now, after, "cut after {cut}");
+            assert_eq!(
+                settled,
+                Settled {
+                    finished: 1,
+                    undone: 0
+                },
+                "cut after {cut}"
+            );
+            assert_eq!(due(&s), [(TimerKind::SignOff, T0 + 9)]);
+            finished += 1;
+        }
+        assert_eq!(s.history(&before.id).unwrap().len() as u64, now.event_count);
+        let report = s.check_consistency().unwrap();
+        assert!(
+            report.problems.is_empty(),
+            "cut after {cut}: {:?}",
+            report.problems
+        );
+        // The store writes on as usual.
+        let again = fired(&s, &now);
+        assert!(s.write_staged(vec![again]).unwrap()[0].is_ok());
+        assert!(s.check_consistency().unwrap().problems.is_empty());
+    }
+    assert!(
+        undone > 0 && finished > 0,
+        "cut both before the case was written ({undone}) and after ({finished})"
+    );
+}
+
+/// A staged write that fails half-way for a reason other than a crash is settled at once,
+/// in the running process: the store stays consistent and the case can be written again.
+#[test]
+fn a_staged_write_that_fails_half_way_is_settled_at_once() {
+    let (_dir, s) = store();
+    let before = case_with_three_timers(&s);
+    s.settle_when_cut
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    s.crash_after.store(2, std::sync::atomic::Ordering::SeqCst);
+    assert!(matches!(
+        s.write_staged(vec![fired(&s, &before)]),
+        Err(StoreError::Io(_))
+    ));
+    s.crash_after
+        .store(usize::MAX, std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(s.get_case(&before.id).unwrap().unwrap(), before);
+    let report = s.check_consistency().unwrap();
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    assert_eq!(due(&s), [(TimerKind::FirstContact, T0 + 5)]);
+    let written = s.write_staged(vec![fired(&s, &before)]).unwrap();
+    assert_eq!(written[0].as_ref().unwrap().version, before.version + 1);
+    assert!(s.check_consistency().unwrap().problems.is_empty());
+}
+
+/// An export holds each case's events as far as the exported case counts them, so one
+/// taken while a write is under way (its events stored, its case not yet) imports into a
+/// consistent store.
+#[test]
+fn an_export_holds_only_the_events_its_cases_count() {
+    let (_dir, s) = store();
+    let before = case_with_three_timers(&s);
+    // The write's events are stored; then it stops, before its case.
+    s.crash_after.store(1, std::sync::atomic::Ordering::SeqCst);
+    assert!(s.write_staged(vec![fired(&s, &before)]).is_err());
+    let mut out = Vec::new();
+    s.export(&mut out).unwrap();
+    let text = String::from_utf8(out).unwrap();
+    assert_eq!(
+        text.matches("\"line\":\"event\"").count() as u64,
+        before.event_count,
+        "{text}"
+    );
+    let (_dir2, copy) = store();
+    copy.import(text.as_bytes()).unwrap();
+    let report = copy.check_consistency().unwrap();
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    assert_eq!(copy.get_case(&before.id).unwrap().unwrap(), before);
+}

@@ -18,7 +18,7 @@ use crate::timers;
 pub const SWEEP_LIMIT: usize = 10_000;
 
 /// Threads one sweep decides on.
-const SWEEP_THREADS: usize = 2;
+pub const SWEEP_THREADS: usize = 2;
 
 /// The running background sweeper; stops (and waits for a sweep in progress) when stopped
 /// or dropped.

@@ -201,7 +201,8 @@ pub fn run(
         created_to: req.to,
         ..Filter::default()
     };
-    svc.store.for_each_case(&filter, |c| ids.push(c.id))?;
+    svc.store
+        .for_each_case(&filter, |c| ids.push((c.id, c.event_count)))?;
     let sample_size = req.sample.unwrap_or(20).min(200);
     type Row = (String, Outcome, Outcome);
     let rows: Vec<Row> = std::thread::scope(|s| {
@@ -212,8 +213,8 @@ pub fn run(
                 let (active, candidate) = (active.clone(), candidate.clone());
                 s.spawn(move || -> Result<Vec<Row>, ServiceError> {
                     let mut out = Vec::new();
-                    for id in part {
-                        let history = svc.store.history(id)?;
+                    for (id, events) in part {
+                        let history = svc.store.history_of(id, *events)?;
                         let Some(rec) = history.iter().rev().find_map(|e| match &e.what {
                             EventBody::Decision(r) if r.hook == hook.as_str() => Some(r),
                             _ => None,

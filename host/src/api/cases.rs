@@ -199,7 +199,7 @@ fn summary(d: intake::Decided) -> DecisionSummary {
 fn view(svc: &Service, p: &Principal, case: Case) -> Result<CaseView, ApiError> {
     let decisions = svc
         .store
-        .history(&case.id)?
+        .history_of(&case.id, case.event_count)?
         .into_iter()
         .filter_map(|e| match e.what {
             EventBody::Decision(r) => Some(summary(intake::Decided::of(&r))),

@@ -981,20 +981,24 @@ impl Store {
         struct Counted {
             event_count: u64,
         }
-        let Some(count) = self
-            .cases
-            .get(id.as_bytes())?
-            .map(|b| decode::<Counted>(id.as_bytes(), &b).map(|c| c.event_count))
-            .transpose()?
-        else {
-            return Ok(Vec::new());
-        };
+        match self.cases.get(id.as_bytes())? {
+            Some(b) => {
+                let count = decode::<Counted>(id.as_bytes(), &b)?.event_count;
+                self.history_of(id, count)
+            }
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// The first `event_count` events of a case (what a case read earlier counts), oldest
+    /// first: [`Store::history`] for a caller that holds the case already.
+    pub fn history_of(&self, id: &str, event_count: u64) -> Result<Vec<Event>, StoreError> {
         let mut out = Vec::new();
         for kv in self.events.scan_prefix(keys::events_prefix(id)) {
             let (k, v) = kv?;
             out.extend(decode_events(&k, &v)?);
         }
-        out.retain(|e| e.seq < count);
+        out.retain(|e| e.seq < event_count);
         Ok(out)
     }
 

@@ -772,14 +772,6 @@ impl Store {
     /// One staged write: checked against the stored version under the case's lock, then
     /// written operation by operation inside a [`Pending`] record.
     fn write_one(&self, s: Staged) -> Result<Result<Case, StoreError>, StoreError> {
-        use std::sync::atomic::Ordering;
-        if self.unsettled.load(Ordering::Acquire) {
-            return Err(StoreError::Io(
-                "an earlier write failed half-way and could not be finished; restart the server: \
-                 opening the store finishes or undoes it"
-                    .into(),
-            ));
-        }
         let id = s.case.id.as_str();
         let _guard = self.lock(id);
         match self.case_version(id)? {
@@ -793,17 +785,31 @@ impl Store {
             }
             Some(_) => {}
         }
+        self.write_unbatched(id, s.expected, &s.ops)?;
+        Ok(Ok(s.case))
+    }
+
+    /// Writes `ops` (as [`Store::stage_into`] orders them: additions, the case, removals)
+    /// to case `id`, now at version `from` (0: new), as single operations inside a
+    /// [`Pending`] record. The caller holds the case's lock.
+    fn write_unbatched(&self, id: &str, from: u64, ops: &combine::Ops) -> Result<(), StoreError> {
+        use std::sync::atomic::Ordering;
+        if self.unsettled.load(Ordering::Acquire) {
+            return Err(StoreError::Io(
+                "an earlier write failed half-way and could not be finished; restart the server: \
+                 opening the store finishes or undoes it"
+                    .into(),
+            ));
+        }
         let case_key = self.cases.key(id.as_bytes());
         let record = Pending {
-            from: s.expected,
-            added: s
-                .ops
+            from,
+            added: ops
                 .iter()
                 .filter(|(k, v)| v.is_some() && *k != case_key.as_slice())
                 .map(|(k, _)| hex::encode(k))
                 .collect(),
-            removed: s
-                .ops
+            removed: ops
                 .iter()
                 .filter(|(_, v)| v.is_none())
                 .map(|(k, _)| hex::encode(k))
@@ -812,8 +818,7 @@ impl Store {
         let marker = self.pending.key(id.as_bytes());
         let written = (|| -> Result<(), StoreError> {
             self.data.insert(&marker, encode(&record))?;
-            // `stage_into` orders them: additions, the case, removals.
-            for (k, v) in s.ops.iter() {
+            for (k, v) in ops.iter() {
                 #[cfg(test)]
                 self.crash_point()?;
                 match v {
@@ -833,14 +838,14 @@ impl Store {
             {
                 return Err(e);
             }
-            tracing::error!(case = id, error = %e, "a staged write failed half-way; settling it");
+            tracing::error!(case = id, error = %e, "a write failed half-way; settling it");
             if let Err(again) = self.settle(id.as_bytes()) {
-                tracing::error!(case = id, error = %again, "could not settle the failed write; the store refuses staged writes until it is opened again");
+                tracing::error!(case = id, error = %again, "could not settle the failed write; the store refuses writes until it is opened again");
                 self.unsettled.store(true, Ordering::Release);
             }
             return Err(e);
         }
-        Ok(Ok(s.case))
+        Ok(())
     }
 
     /// The writes a crash had left half-made that opening this store settled.
@@ -902,6 +907,7 @@ impl Store {
         let undo = match self.case_version(&name)? {
             Some(v) if v == p.from + 1 => false,
             Some(v) if v == p.from => true,
+            None if p.from == 0 => true,
             found => {
                 return Err(StoreError::Corrupt {
                     key: hex::encode(self.pending.key(id)),

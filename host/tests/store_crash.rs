@@ -1,6 +1,7 @@
 //! Crash recovery in the spirit of sled's `test_crash_recovery`: a child process writes
-//! cases from several threads — as combined batches, and as the timer sweep's single
-//! operations with a pending record — and prints each acknowledged write; it is killed with SIGKILL
+//! cases from several threads — new cases, updates, and staged writes as the timer sweep
+//! makes them, each as single operations inside a pending record — and prints each
+//! acknowledged write; it is killed with SIGKILL
 //! at a random moment; the store is reopened and every acknowledged case, its last
 //! acknowledged version and its index entries must be there and consistent.
 //!
@@ -70,9 +71,9 @@ fn crash_child() {
                         version = c.version;
                         writeln!(out.lock().unwrap(), "ACK {id} {version}").unwrap();
                     }
-                    // The timer sweep's way of writing (single operations with a pending
-                    // record, not a batch), among the other threads' batches: the
-                    // handler and the timer change, so index entries come and go.
+                    // The timer sweep's way of writing (staged off the lock, checked
+                    // against the version at write time): the handler and the timer
+                    // change, so index entries come and go.
                     let old = store.get_case(&id).unwrap().unwrap();
                     let mut next = old.clone();
                     next.handler = Some("jiyang/yuehe".into());
@@ -185,10 +186,10 @@ fn acknowledged_writes_survive_sigkill() {
     );
     assert!(
         total_acked.values().any(|v| *v >= 4),
-        "no single-operation write was acknowledged; that path went untested"
+        "no staged write was acknowledged; that path went untested"
     );
     eprintln!(
-        "{} rounds, {} acknowledged cases all recovered; opening settled {finished} interrupted single-operation writes by finishing them and {undone} by undoing them",
+        "{} rounds, {} acknowledged cases all recovered; opening settled {finished} interrupted writes by finishing them and {undone} by undoing them",
         rounds(),
         total_acked.len()
     );

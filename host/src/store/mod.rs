@@ -2,25 +2,24 @@
 //!
 //! Cases, their events and every index share one tree (`data`, key spaces `c` id → case
 //! JSON, `e` id ‖ seq → one write's events, `i` prefixed index entries, `p` id → a write in
-//! progress), so a case, its new events and its index changes are written together. Two
-//! ways, both atomic across a crash:
+//! progress). A write to a case — its new events, its index changes and the case — is made
+//! as single sled operations inside a pending record (`Pending`), not as one sled batch:
+//! sled applies a batch under a lock that stops every reader. Readers therefore check what
+//! an index entry names against the case itself (listings filter and skip a case not yet
+//! written, the sweep checks the timer is on the case) and a history shows the events its
+//! case counts; opening the store settles whatever a crash left half-made, so every write
+//! is all-or-nothing across a crash.
 //!
-//! - single-case writes (intake, the API) as one sled batch; concurrent writers' batches
-//!   are combined into one (`combine`). A write is acknowledged only after it is durable:
-//!   writers wait for a flush that started after their write, and concurrent writers share
-//!   one flush (group commit);
-//! - the timer sweep's writes as single operations inside a pending record (`Pending`), because
-//!   sled applies a batch under a lock that stops every reader. Readers therefore check
-//!   what an index entry names against the case itself (listings filter, the sweep checks
-//!   the timer is on the case) and a history shows the events its case counts; opening the
-//!   store settles whatever a crash left half-made.
+//! A write is acknowledged only after it is durable: writers wait for a flush that started
+//! after their write, and concurrent writers share one flush (group commit); batch jobs
+//! (the timer sweep) write unsynced and flush once.
 //!
 //! Other trees: `meta` (schema version), `refdata` (directory versions), and named record
 //! trees for other services (`plugins`, `tokens`, ...).
 
-mod combine;
 mod durability;
 mod keys;
+mod ops;
 
 use std::collections::HashMap;
 use std::io::{BufRead, Write};
@@ -270,7 +269,7 @@ pub struct Change {
 /// [`Store::write_staged`] if the case is still at the version it was staged from.
 pub struct Staged {
     expected: u64,
-    ops: combine::Ops,
+    ops: ops::Ops,
     case: Case,
 }
 
@@ -279,29 +278,28 @@ pub struct Store {
     path: PathBuf,
     db: sled::Db,
     meta: sled::Tree,
-    /// Cases, events and indexes share one tree, so one batch writes them atomically.
+    /// Cases, events, indexes and pending records share one tree.
     data: sled::Tree,
     cases: Space,
     events: Space,
     idx: Space,
-    /// Writes in progress outside a batch (see [`Pending`]).
+    /// Writes in progress (see [`Pending`]).
     pending: Space,
     refdata: sled::Tree,
-    /// Serialises writers of the same case (striped by id); sled batches give atomicity.
+    /// Serialises writers of the same case (striped by id); pending records give
+    /// atomicity.
     locks: Vec<parking_lot::Mutex<()>>,
     next_id: std::sync::atomic::AtomicU64,
     commit: GroupCommit,
-    /// Concurrent single-case writes share one sled batch.
-    combiner: combine::Combiner,
     directories: RwLock<HashMap<u64, Arc<Directory>>>,
     current_directory: RwLock<Option<Arc<Directory>>>,
-    /// Set when a staged write failed half-way and could not be settled: its case's
-    /// pending record must be settled before anything else writes to the case, which only
-    /// opening the store again does.
+    /// Set when a write failed half-way and could not be settled: its case's pending
+    /// record must be settled before anything else writes to the case, which only opening
+    /// the store again does.
     unsettled: std::sync::atomic::AtomicBool,
     /// What opening the store found half-made and settled.
     settled: parking_lot::Mutex<Settled>,
-    /// Tests only: the number of sled operations staged writes may still make before they
+    /// Tests only: the number of sled operations case writes may still make before they
     /// fail as if the process had died there (`usize::MAX`: never).
     #[cfg(test)]
     pub(crate) crash_after: std::sync::atomic::AtomicUsize,
@@ -311,8 +309,8 @@ pub struct Store {
     pub(crate) settle_when_cut: std::sync::atomic::AtomicBool,
 }
 
-/// Writes a crash left half-made that opening the store settled: single-operation writes
-/// (see [`Store::write_staged`]) a crash cut short.
+/// Writes to cases that a crash cut short and opening the store settled (a case is
+/// written as single operations, not as one batch: see the module's documentation).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Settled {
     /// Writes whose case was written: their old index entries were removed.
@@ -321,17 +319,17 @@ pub struct Settled {
     pub undone: usize,
 }
 
-/// A write to one case made as single sled operations instead of one batch, recorded
+/// A write to one case, made as single sled operations instead of one batch, recorded
 /// before its first operation and removed after its last.
 ///
-/// sled applies a batch under a lock that also stops every reader, so the timer sweep —
-/// many cases, two threads, one of them always reading — writes each firing as single
-/// operations in an order readers tolerate: the events and new index entries first, then
-/// the case (which counts the events and from which every index entry is checked), then
-/// the old index entries are removed. A crash in between leaves this record, and opening
-/// the store settles it: if the case was written, the old entries are removed; if not,
-/// what was added is. sled recovers a prefix of its operations, so the record is there
-/// whenever any of the write's operations is.
+/// sled applies a batch under a lock that also stops every reader: with a batch per write,
+/// intake's repeat checks and the timer sweep's reads waited on every other write. So a
+/// write is made as single operations in an order readers tolerate: the events and new
+/// index entries first, then the case (which counts the events and from which every index
+/// entry is checked), then the old index entries are removed. A crash in between leaves
+/// this record, and opening the store settles it: if the case was written, the old entries
+/// are removed; if not, what was added is. sled recovers a prefix of its operations, so the
+/// record is there whenever any of the write's operations is.
 #[derive(Debug, Serialize, Deserialize)]
 struct Pending {
     /// The case's version before the write.
@@ -342,6 +340,9 @@ struct Pending {
     /// Keys it removes after the case (old index entries), hex.
     removed: Vec<String>,
 }
+
+/// How long opening a store waits for sled's lock on its files.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// sled's page cache unless configured: 1 GiB (sled's own default).
 pub const DEFAULT_CACHE_BYTES: u64 = 1 << 30;
@@ -430,12 +431,32 @@ impl Store {
         } else {
             fresh = true;
         }
-        let db = sled::Config::new()
+        let config = sled::Config::new()
             .path(path)
             .mode(sled::Mode::HighThroughput)
-            .cache_capacity(cache_bytes)
-            .open()
-            .map_err(|e| open_err(format!("{e}; the files were left as they are")))?;
+            .cache_capacity(cache_bytes);
+        // sled's lock on its files outlives a closed store for a moment (its background
+        // writes finish first), so a store closed and opened again — a restart — waits a
+        // little; a store another process holds stays locked and is refused.
+        let started = std::time::Instant::now();
+        // sled reports it as an `Other` i/o error that names the lock.
+        let locked = |e: &sled::Error| matches!(e, sled::Error::Io(e) if e.to_string().contains("could not acquire lock"));
+        let db = loop {
+            match config.open() {
+                Err(e) if locked(&e) && started.elapsed() < LOCK_WAIT => {
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                Err(e) if locked(&e) => {
+                    return Err(open_err(format!(
+                        "another process is using it ({e}); stop that process first"
+                    )));
+                }
+                other => {
+                    break other
+                        .map_err(|e| open_err(format!("{e}; the files were left as they are")))?;
+                }
+            }
+        };
         let meta = db.open_tree("meta")?;
         let inside = meta.get(META_SCHEMA)?;
         let says = |v: u32| inside.as_deref() == Some(v.to_string().as_bytes());
@@ -477,7 +498,6 @@ impl Store {
                 prefix: b'p',
             },
             cases,
-            combiner: combine::Combiner::new(data.clone()),
             data,
             locks: (0..256).map(|_| parking_lot::Mutex::new(())).collect(),
             next_id: std::sync::atomic::AtomicU64::new(last_id),
@@ -664,18 +684,19 @@ impl Store {
             if self.cases.get(case.id.as_bytes())?.is_some() {
                 return Err(StoreError::Exists(case.id.clone()));
             }
-            let mut ops = combine::Ops::default();
+            let mut ops = ops::Ops::default();
             if !events.is_empty() {
                 ops.insert(
                     self.events.key(&keys::event_key(&case.id, 0)),
                     encode(&stamp(0, events)),
                 );
             }
+            // Additions before the case, as `write_unbatched` needs them.
             for k in keys::index_keys(&case) {
                 ops.insert(self.idx.key(&k), []);
             }
             ops.insert(self.cases.key(case.id.as_bytes()), encode(&case));
-            self.combiner.apply(ops)?;
+            self.write_unbatched(&case.id, 0, &ops)?;
         }
         self.commit.sync()?;
         Ok(case)
@@ -725,9 +746,9 @@ impl Store {
                 actual: old.version,
             });
         }
-        let mut ops = combine::Ops::default();
+        let mut ops = ops::Ops::default();
         let new = self.stage_into(&old, f(&old)?, &mut ops)?;
-        self.combiner.apply(ops)?;
+        self.write_unbatched(id, old.version, &ops)?;
         Ok(new)
     }
 
@@ -735,7 +756,7 @@ impl Store {
     /// the values are encoded here, so many threads can stage at once and
     /// [`Store::write_staged`] only checks versions and applies.
     pub fn stage(&self, old: &Case, change: Change) -> Result<Staged, StoreError> {
-        let mut ops = combine::Ops::default();
+        let mut ops = ops::Ops::default();
         let case = self.stage_into(old, change, &mut ops)?;
         Ok(Staged {
             expected: old.version,
@@ -749,12 +770,8 @@ impl Store {
     /// until [`Store::sync`]. A case may appear once per call; that is checked before
     /// anything is written.
     ///
-    /// Each write is atomic across a crash but made of single sled operations, not a batch
-    /// (inside a pending record that opening the store settles after a crash): readers go on while it is written, and a reader may meet a case's
-    /// new index entries before the case or its old ones after it — every index reader
-    /// checks the case it finds — and its events before the case counts them
-    /// ([`Store::history`] shows only the counted ones). For batch jobs (the timer sweep),
-    /// whose threads would otherwise stop each other at every batch.
+    /// For batch jobs (the timer sweep): they stage many writes at once, off the lock, and
+    /// make them durable with one flush.
     pub fn write_staged(
         &self,
         staged: Vec<Staged>,
@@ -792,7 +809,7 @@ impl Store {
     /// Writes `ops` (as [`Store::stage_into`] orders them: additions, the case, removals)
     /// to case `id`, now at version `from` (0: new), as single operations inside a
     /// [`Pending`] record. The caller holds the case's lock.
-    fn write_unbatched(&self, id: &str, from: u64, ops: &combine::Ops) -> Result<(), StoreError> {
+    fn write_unbatched(&self, id: &str, from: u64, ops: &ops::Ops) -> Result<(), StoreError> {
         use std::sync::atomic::Ordering;
         if self.unsettled.load(Ordering::Acquire) {
             return Err(StoreError::Io(
@@ -948,7 +965,7 @@ impl Store {
         &self,
         old: &Case,
         change: Change,
-        batch: &mut combine::Ops,
+        batch: &mut ops::Ops,
     ) -> Result<Case, StoreError> {
         let Change {
             case: mut new,
@@ -1082,11 +1099,9 @@ impl Store {
                     key: hex::encode(&k),
                     message: "id is not utf-8".into(),
                 })?;
+                // A new case's index entries are written before the case.
                 let Some(c) = self.get_case(id)? else {
-                    return Err(StoreError::Corrupt {
-                        key: hex::encode(&k),
-                        message: format!("index points at missing case {id}"),
-                    });
+                    continue;
                 };
                 (c, k)
             };

@@ -151,33 +151,18 @@ fn fire_part(
         retry: Vec::new(),
     };
     for t in timers {
-        match prepare(svc, dir, t, now)? {
-            Some(f) => write_firings(svc, vec![f], &mut part)?,
-            None => part.report.skipped += 1,
-        }
-    }
-    Ok(part)
-}
-
-/// Writes decided firings, each atomically, counting what was written and keeping the
-/// timers whose case changed since they were decided.
-fn write_firings(
-    svc: &Service,
-    batch: Vec<(Firing, Staged)>,
-    part: &mut Part,
-) -> Result<(), ServiceError> {
-    if batch.is_empty() {
-        return Ok(());
-    }
-    let (firings, staged): (Vec<Firing>, Vec<Staged>) = batch.into_iter().unzip();
-    for (f, result) in firings.into_iter().zip(svc.store.write_staged(staged)?) {
-        match result {
+        let Some((f, staged)) = prepare(svc, dir, t, now)? else {
+            part.report.skipped += 1;
+            continue;
+        };
+        let mut written = svc.store.write_staged(vec![staged])?;
+        match written.pop().expect("one result per write") {
             Ok(_) => part.report.count(&f),
             Err(StoreError::Conflict { .. }) => part.retry.push(f.timer),
             Err(e) => return Err(e.into()),
         }
     }
-    Ok(())
+    Ok(part)
 }
 
 /// A decided timer and what it did; its write travels beside it as a [`Staged`].

@@ -307,6 +307,9 @@ pub struct Store {
     /// failed for another reason would be, instead of left as a crash leaves it.
     #[cfg(test)]
     pub(crate) settle_when_cut: std::sync::atomic::AtomicBool,
+    /// Tests only: settling a write fails, as it would if sled kept failing.
+    #[cfg(test)]
+    pub(crate) settling_fails: std::sync::atomic::AtomicBool,
 }
 
 /// Writes to cases that a crash cut short and opening the store settled (a case is
@@ -513,6 +516,8 @@ impl Store {
             crash_after: std::sync::atomic::AtomicUsize::new(usize::MAX),
             #[cfg(test)]
             settle_when_cut: std::sync::atomic::AtomicBool::new(false),
+            #[cfg(test)]
+            settling_fails: std::sync::atomic::AtomicBool::new(false),
         })
         .and_then(|store| {
             if upgrade {
@@ -916,6 +921,13 @@ impl Store {
     /// entries if the case was written, else what the write added. Returns whether it was
     /// undone.
     fn settle(&self, id: &[u8]) -> Result<Option<bool>, StoreError> {
+        #[cfg(test)]
+        if self
+            .settling_fails
+            .load(std::sync::atomic::Ordering::SeqCst)
+        {
+            return Err(StoreError::Io("test: settling failed".into()));
+        }
         let Some(bytes) = self.pending.get(id)? else {
             return Ok(None);
         };

@@ -1250,3 +1250,43 @@ fn a_store_in_use_is_refused_and_opens_once_closed() {
     let again = Store::open(&path, Durability::GroupCommit).unwrap();
     assert!(again.get_case(&id).unwrap().is_some());
 }
+
+/// A write that fails half-way and cannot even be settled leaves the store refusing writes
+/// (with an error that says to restart) rather than writing over the half-made one; opening
+/// the store again settles it and writing goes on.
+#[test]
+fn a_write_that_cannot_be_settled_stops_writes_until_the_store_is_opened_again() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("data");
+    let s = Store::open(&path, Durability::GroupCommit).unwrap();
+    let before = case_with_three_timers(&s);
+    s.settle_when_cut.store(true, SeqCst);
+    s.settling_fails.store(true, SeqCst);
+    s.crash_after.store(2, SeqCst);
+    assert!(s.write_staged(vec![fired(&s, &before)]).is_err());
+    s.crash_after.store(usize::MAX, SeqCst);
+    s.settling_fails.store(false, SeqCst);
+    match try_new_case(&s, "jiyang", "noise", "k2", T0) {
+        Err(StoreError::Io(m)) => assert!(m.contains("restart"), "{m}"),
+        other => panic!("wrote after an unsettled failure: {other:?}"),
+    }
+    assert!(s.write_staged(vec![fired(&s, &before)]).is_err());
+    s.sync().unwrap();
+    drop(s);
+
+    let s = Store::open(&path, Durability::GroupCommit).unwrap();
+    assert_eq!(
+        s.settled_on_open(),
+        Settled {
+            finished: 0,
+            undone: 1
+        }
+    );
+    assert_eq!(s.get_case(&before.id).unwrap().unwrap(), before);
+    assert!(s.check_consistency().unwrap().problems.is_empty());
+    let written = s.write_staged(vec![fired(&s, &before)]).unwrap();
+    assert!(written[0].is_ok());
+    new_case(&s, "jiyang", "noise", "k2", T0);
+    assert!(s.check_consistency().unwrap().problems.is_empty());
+}

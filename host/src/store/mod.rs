@@ -1193,7 +1193,8 @@ impl Store {
         self.cases.len()
     }
 
-    /// Counts of cases by (district, status), from the index.
+    /// Counts of cases by (district, status), from the index (for metrics: a case whose
+    /// status is being written may be counted under both statuses for that moment).
     pub fn status_counts(&self) -> Result<HashMap<(String, CaseStatus), u64>, StoreError> {
         let mut out = HashMap::new();
         for kv in self.idx.scan_prefix([keys::BY_DISTRICT_STATUS]) {

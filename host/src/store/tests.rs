@@ -1290,3 +1290,80 @@ fn a_write_that_cannot_be_settled_stops_writes_until_the_store_is_opened_again()
     new_case(&s, "jiyang", "noise", "k2", T0);
     assert!(s.check_consistency().unwrap().problems.is_empty());
 }
+
+mod cut_short {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Any change a write can make to a dispatched case's indexed fields — status, lead,
+    /// co-handlers, pending timers — with zero to two events, and a point to cut it short.
+    fn change() -> impl Strategy<Value = (CaseStatus, usize, Vec<usize>, Vec<bool>, usize, usize)> {
+        (
+            prop::sample::select(vec![
+                CaseStatus::Dispatched,
+                CaseStatus::Signed,
+                CaseStatus::InProgress,
+                CaseStatus::Replied,
+            ]),
+            0..UNITS.len(),
+            prop::collection::vec(0..UNITS.len(), 0..3),
+            prop::collection::vec(any::<bool>(), 3),
+            0..3usize,
+            0..14usize,
+        )
+    }
+
+    const UNITS: [&str; 3] = ["jiyang/yuehe/grid-01", "jiyang/yuehe", "jiyang/police"];
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+        /// Whatever a write changes and wherever it is cut short, opening the store again
+        /// leaves the case wholly as before or wholly as written, its indexes and history
+        /// consistent with it, and the timer index holding its earliest timer.
+        #[test]
+        fn any_write_cut_anywhere_is_settled_whole(
+            (status, lead, co, keep, events, cut) in change()
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("data");
+            let s = Store::open(&path, Durability::GroupCommit).unwrap();
+            let before = case_with_three_timers(&s);
+            let mut next = before.clone();
+            next.status = status;
+            next.handler = Some(UNITS[lead].into());
+            next.co_handlers = co.iter().map(|&i| UNITS[i].to_string()).collect();
+            next.co_handlers.dedup();
+            let mut kept = keep.iter();
+            next.timers.retain(|_| *kept.next().unwrap());
+            let events = (0..events)
+                .map(|i| {
+                    let what = EventBody::Received {
+                        channel: Channel::Web,
+                    };
+                    (T0 + 20 + i as i64, "tester".to_string(), what)
+                })
+                .collect();
+            let staged = s.stage(&before, Change { case: next, events }).unwrap();
+            let after = staged.case.clone();
+            s.crash_after.store(cut, std::sync::atomic::Ordering::SeqCst);
+            let whole = s.write_staged(vec![staged]).is_ok();
+            s.sync().unwrap();
+            drop(s);
+
+            let s = Store::open(&path, Durability::GroupCommit).unwrap();
+            let now = s.get_case(&before.id).unwrap().unwrap();
+            prop_assert!(now == before || now == after, "cut after {}: {:?}", cut, now);
+            if whole {
+                prop_assert_eq!(&now, &after);
+                prop_assert_eq!(s.settled_on_open(), Settled::default());
+            }
+            let report = s.check_consistency().unwrap();
+            prop_assert!(report.problems.is_empty(), "cut after {}: {:?}", cut, report.problems);
+            prop_assert_eq!(s.history(&now.id).unwrap().len() as u64, now.event_count);
+            let earliest = keys::next_timer(&now).map(|t| (t.kind, t.due_at));
+            prop_assert_eq!(due(&s).first().copied(), earliest);
+            prop_assert!(due(&s).len() <= 1);
+        }
+    }
+}

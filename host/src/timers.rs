@@ -155,14 +155,24 @@ fn fire_part(
             part.report.skipped += 1;
             continue;
         };
-        let mut written = svc.store.write_staged(vec![staged])?;
-        match written.pop().expect("one result per write") {
-            Ok(_) => part.report.count(&f),
-            Err(StoreError::Conflict { .. }) => part.retry.push(f.timer),
-            Err(e) => return Err(e.into()),
+        if write_firing(svc, staged)? {
+            part.report.count(&f);
+        } else {
+            part.retry.push(f.timer);
         }
     }
     Ok(part)
+}
+
+/// Writes one decided firing: `false` if its case changed since it was decided (nothing
+/// was written).
+fn write_firing(svc: &Service, staged: Staged) -> Result<bool, ServiceError> {
+    let mut written = svc.store.write_staged(vec![staged])?;
+    match written.pop().expect("one result per write") {
+        Ok(_) => Ok(true),
+        Err(StoreError::Conflict { .. }) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// A decided timer and what it did; its write travels beside it as a [`Staged`].
@@ -200,18 +210,11 @@ fn fire_alone(
             report.skipped += 1;
             return Ok(());
         };
-        let mut written = svc.store.write_staged(vec![staged])?;
-        match written.pop().expect("one result per change") {
-            Ok(_) => {
-                report.count(&f);
-                return Ok(());
-            }
-            Err(StoreError::Conflict { .. }) => {
-                report.retried += 1;
-                continue;
-            }
-            Err(e) => return Err(e.into()),
+        if write_firing(svc, staged)? {
+            report.count(&f);
+            return Ok(());
         }
+        report.retried += 1;
     }
     // The case changes faster than it can be decided: leave the timer for the next sweep.
     Ok(())

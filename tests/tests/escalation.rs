@@ -30,6 +30,21 @@ fn new_case(svc: &Service, district: &str, category: &str, grid: &str, phone: &s
     intake::intake(svc, &new, "agent").unwrap().case.id
 }
 
+/// A service whose clock reads Monday 09:00, with one jiyang noise case dispatched to a
+/// grid: (clock, service, case id).
+fn dispatched_on_monday(dir: &std::path::Path) -> (Arc<ManualClock>, Service, String) {
+    let clock = Arc::new(ManualClock::new(monday_9()));
+    let svc = open(dir, clock.clone());
+    let id = new_case(
+        &svc,
+        "jiyang",
+        "noise",
+        "jiyang/yuehe/grid-01",
+        "13900000009",
+    );
+    (clock, svc, id)
+}
+
 /// (timer, action, detail) → how many times it happened.
 fn escalations(svc: &Service, id: &str) -> BTreeMap<(String, String, String), usize> {
     let mut out = BTreeMap::new();
@@ -218,15 +233,7 @@ fn weeks_of_deadlines_fire_once_each_across_a_restart() {
 #[test]
 fn a_sweep_interrupted_after_deciding_fires_again_but_applies_once() {
     let dir = tempfile::tempdir().unwrap();
-    let clock = Arc::new(ManualClock::new(monday_9()));
-    let svc = open(dir.path(), clock.clone());
-    let id = new_case(
-        &svc,
-        "jiyang",
-        "noise",
-        "jiyang/yuehe/grid-01",
-        "13900000009",
-    );
+    let (clock, svc, id) = dispatched_on_monday(dir.path());
     clock.set(monday_9() + 2 * 24 * HOUR);
     // Two sweeps racing over the same due timers: each timer is consumed by exactly one.
     let (a, b) = std::thread::scope(|s| {
@@ -724,15 +731,7 @@ fn a_case_changed_while_its_timer_is_decided_is_decided_again() {
 #[test]
 fn one_sweep_fires_every_due_timer_of_a_case() {
     let dir = tempfile::tempdir().unwrap();
-    let clock = Arc::new(ManualClock::new(monday_9()));
-    let svc = open(dir.path(), clock.clone());
-    let id = new_case(
-        &svc,
-        "jiyang",
-        "noise",
-        "jiyang/yuehe/grid-01",
-        "13900000009",
-    );
+    let (_, svc, id) = dispatched_on_monday(dir.path());
     let case = svc.store.get_case(&id).unwrap().unwrap();
     let mut dues: Vec<i64> = case.timers.iter().map(|t| t.due_at).collect();
     dues.sort();

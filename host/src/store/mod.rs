@@ -298,7 +298,7 @@ pub struct Store {
     /// the store again does.
     unsettled: std::sync::atomic::AtomicBool,
     /// What opening the store found half-made and settled.
-    settled: parking_lot::Mutex<Settled>,
+    settled: Settled,
     /// Tests only: the number of sled operations case writes may still make before they
     /// fail as if the process had died there (`usize::MAX`: never).
     #[cfg(test)]
@@ -310,6 +310,13 @@ pub struct Store {
     /// Tests only: settling a write fails, as it would if sled kept failing.
     #[cfg(test)]
     pub(crate) settling_fails: std::sync::atomic::AtomicBool,
+}
+
+/// The part of a stored case its writers and history readers check.
+#[derive(Deserialize)]
+struct CaseHeader {
+    version: u64,
+    event_count: u64,
 }
 
 /// Writes to cases that a crash cut short and opening the store settled (a case is
@@ -511,7 +518,7 @@ impl Store {
             directories: RwLock::new(HashMap::new()),
             current_directory: RwLock::new(None),
             unsettled: std::sync::atomic::AtomicBool::new(false),
-            settled: parking_lot::Mutex::new(Settled::default()),
+            settled: Settled::default(),
             #[cfg(test)]
             crash_after: std::sync::atomic::AtomicUsize::new(usize::MAX),
             #[cfg(test)]
@@ -519,11 +526,11 @@ impl Store {
             #[cfg(test)]
             settling_fails: std::sync::atomic::AtomicBool::new(false),
         })
-        .and_then(|store| {
+        .and_then(|mut store| {
             if upgrade {
                 store.upgrade_from_v1()?;
             }
-            store.settle_all()?;
+            store.settled = store.settle_all()?;
             Ok(store)
         })
     }
@@ -539,11 +546,7 @@ impl Store {
             .map(|kv| Ok::<_, StoreError>(Some(kv?.0)));
         let stale_timers = self.idx.scan_prefix([keys::BY_DUE]).map(|kv| {
             let (k, _) = kv?;
-            let (due_at, id, kind) =
-                keys::parse_timer_key(&k).ok_or_else(|| StoreError::Corrupt {
-                    key: hex::encode(&k),
-                    message: "bad timer key".into(),
-                })?;
+            let (due_at, id, kind) = timer_entry(&k)?;
             let timer = PendingTimer { kind, due_at };
             let stale = self
                 .get_case(&id)?
@@ -872,7 +875,7 @@ impl Store {
 
     /// The writes a crash had left half-made that opening this store settled.
     pub fn settled_on_open(&self) -> Settled {
-        *self.settled.lock()
+        self.settled
     }
 
     /// Tests only: fails like a crash once `crash_after` operations have been made.
@@ -890,14 +893,14 @@ impl Store {
     }
 
     /// Finishes or undoes every write a crash left half-made (see [`Pending`]).
-    fn settle_all(&self) -> Result<(), StoreError> {
+    fn settle_all(&self) -> Result<Settled, StoreError> {
         let ids: Vec<Vec<u8>> = self
             .pending
             .iter()
             .map(|kv| kv.map(|(k, _)| k))
             .collect::<Result<_, _>>()?;
         if ids.is_empty() {
-            return Ok(());
+            return Ok(Settled::default());
         }
         let mut settled = Settled::default();
         for id in &ids {
@@ -913,8 +916,7 @@ impl Store {
             undone = settled.undone,
             "settled writes that were interrupted by a crash"
         );
-        *self.settled.lock() = settled;
-        Ok(())
+        Ok(settled)
     }
 
     /// Settles the pending write of case `id`, if any, in one batch: removes the old index
@@ -961,13 +963,14 @@ impl Store {
 
     /// A stored case's version, without decoding the rest of it.
     fn case_version(&self, id: &str) -> Result<Option<u64>, StoreError> {
-        #[derive(Deserialize)]
-        struct Versioned {
-            version: u64,
-        }
+        Ok(self.case_header(id)?.map(|h| h.version))
+    }
+
+    /// A stored case's version and event count, without decoding the rest of it.
+    fn case_header(&self, id: &str) -> Result<Option<CaseHeader>, StoreError> {
         self.cases
             .get(id.as_bytes())?
-            .map(|b| decode::<Versioned>(id.as_bytes(), &b).map(|v| v.version))
+            .map(|b| decode(id.as_bytes(), &b))
             .transpose()
     }
 
@@ -1012,15 +1015,8 @@ impl Store {
     /// A case's history, oldest first: the events its stored version counts (a write in
     /// progress stores its events before the case that counts them).
     pub fn history(&self, id: &str) -> Result<Vec<Event>, StoreError> {
-        #[derive(Deserialize)]
-        struct Counted {
-            event_count: u64,
-        }
-        match self.cases.get(id.as_bytes())? {
-            Some(b) => {
-                let count = decode::<Counted>(id.as_bytes(), &b)?.event_count;
-                self.history_of(id, count)
-            }
+        match self.case_header(id)? {
+            Some(h) => self.history_of(id, h.event_count),
             None => Ok(Vec::new()),
         }
     }
@@ -1141,11 +1137,7 @@ impl Store {
             .take(limit)
             .map(|kv| {
                 let (k, _) = kv?;
-                let (due_at, case_id, kind) =
-                    keys::parse_timer_key(&k).ok_or_else(|| StoreError::Corrupt {
-                        key: hex::encode(&k),
-                        message: "bad timer key".into(),
-                    })?;
+                let (due_at, case_id, kind) = timer_entry(&k)?;
                 Ok(DueTimer {
                     case_id,
                     kind,
@@ -1497,6 +1489,14 @@ impl Store {
         }
         Ok(report)
     }
+}
+
+/// A timer index entry's due time, case id and kind; a key that is none is corruption.
+fn timer_entry(k: &[u8]) -> Result<(Millis, String, TimerKind), StoreError> {
+    keys::parse_timer_key(k).ok_or_else(|| StoreError::Corrupt {
+        key: hex::encode(k),
+        message: "bad timer key".into(),
+    })
 }
 
 /// The number in a case id `c-0000000042`.

@@ -988,6 +988,13 @@ fn a_schema_1_export_imports() {
     ));
 }
 
+/// Asserts the store is consistent (`what` says when, for the message); returns the report.
+fn consistent(s: &Store, what: &str) -> Consistency {
+    let report = s.check_consistency().unwrap();
+    assert!(report.problems.is_empty(), "{what}: {:?}", report.problems);
+    report
+}
+
 /// The timer sweep's kind of change to `c`: moved up to another unit, its earliest timer
 /// consumed, and an escalation event.
 fn fired(s: &Store, c: &Case) -> Staged {
@@ -1036,7 +1043,7 @@ fn a_staged_write_cut_short_anywhere_is_settled_when_the_store_opens() {
         if result.is_ok() {
             // Past the last operation: the write is whole and nothing needs settling.
             assert_eq!(stored, after);
-            assert!(s.check_consistency().unwrap().problems.is_empty());
+            consistent(&s, "");
             assert!(cut > 2, "a write is more than two operations");
             break;
         }
@@ -1071,16 +1078,11 @@ fn a_staged_write_cut_short_anywhere_is_settled_when_the_store_opens() {
             finished += 1;
         }
         assert_eq!(s.history(&before.id).unwrap().len() as u64, now.event_count);
-        let report = s.check_consistency().unwrap();
-        assert!(
-            report.problems.is_empty(),
-            "cut after {cut}: {:?}",
-            report.problems
-        );
+        consistent(&s, &format!("cut after {cut}"));
         // The store writes on as usual.
         let again = fired(&s, &now);
         assert!(s.write_staged(vec![again]).unwrap()[0].is_ok());
-        assert!(s.check_consistency().unwrap().problems.is_empty());
+        consistent(&s, "");
     }
     assert!(
         undone > 0 && finished > 0,
@@ -1104,12 +1106,11 @@ fn a_staged_write_that_fails_half_way_is_settled_at_once() {
     s.crash_after
         .store(usize::MAX, std::sync::atomic::Ordering::SeqCst);
     assert_eq!(s.get_case(&before.id).unwrap().unwrap(), before);
-    let report = s.check_consistency().unwrap();
-    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    consistent(&s, "");
     assert_eq!(due(&s), [(TimerKind::FirstContact, T0 + 5)]);
     let written = s.write_staged(vec![fired(&s, &before)]).unwrap();
     assert_eq!(written[0].as_ref().unwrap().version, before.version + 1);
-    assert!(s.check_consistency().unwrap().problems.is_empty());
+    consistent(&s, "");
 }
 
 /// An export holds each case's events as far as the exported case counts them, so one
@@ -1132,8 +1133,7 @@ fn an_export_holds_only_the_events_its_cases_count() {
     );
     let (_dir2, copy) = store();
     copy.import(text.as_bytes()).unwrap();
-    let report = copy.check_consistency().unwrap();
-    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    consistent(&copy, "");
     assert_eq!(copy.get_case(&before.id).unwrap().unwrap(), before);
 }
 
@@ -1171,7 +1171,7 @@ fn a_new_case_cut_short_anywhere_is_settled_when_the_store_opens() {
         };
         if result.is_ok() {
             assert_eq!(listed(&s, None), [second, &first.id]);
-            assert!(s.check_consistency().unwrap().problems.is_empty());
+            consistent(&s, "");
             assert!(cut > 2, "a new case is more than two operations");
             break;
         }
@@ -1213,16 +1213,11 @@ fn a_new_case_cut_short_anywhere_is_settled_when_the_store_opens() {
         }
         assert_eq!(listed(&s, None), expected);
         assert_eq!(callers(&s), expected);
-        let report = s.check_consistency().unwrap();
-        assert!(
-            report.problems.is_empty(),
-            "cut after {cut}: {:?}",
-            report.problems
-        );
+        let report = consistent(&s, &format!("cut after {cut}"));
         assert_eq!(report.cases, expected.len());
         // The store writes on as usual.
         new_case(&s, "jiyang", "noise", "k1", T0 + 2);
-        assert!(s.check_consistency().unwrap().problems.is_empty());
+        consistent(&s, "");
     }
     assert!(
         undone > 2 && finished > 0,
@@ -1284,11 +1279,11 @@ fn a_write_that_cannot_be_settled_stops_writes_until_the_store_is_opened_again()
         }
     );
     assert_eq!(s.get_case(&before.id).unwrap().unwrap(), before);
-    assert!(s.check_consistency().unwrap().problems.is_empty());
+    consistent(&s, "");
     let written = s.write_staged(vec![fired(&s, &before)]).unwrap();
     assert!(written[0].is_ok());
     new_case(&s, "jiyang", "noise", "k2", T0);
-    assert!(s.check_consistency().unwrap().problems.is_empty());
+    consistent(&s, "");
 }
 
 mod cut_short {

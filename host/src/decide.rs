@@ -157,8 +157,14 @@ pub fn decide<T: Serialize + Reasons>(
             Err(err) => {
                 out.failed = true;
                 metrics.failure(district, hook, err.failure.code());
-                registry.record_outcome(active, false, now);
-                tracing::warn!(%district, hook = hook.as_str(), error = %err, "plug-in failed");
+                // An overloaded host is not the plug-in's fault: never a step toward
+                // suspending it.
+                if !err.failure.is_host_fault() {
+                    registry.record_outcome(active, false, now);
+                }
+                // The failure carries the guest's own words (a panic message, a rule error):
+                // escaped, so a plug-in cannot forge or colour lines of the server log.
+                tracing::warn!(%district, hook = hook.as_str(), error = %crate::text::escape_for_log(&err.to_string()), "plug-in failed");
                 let next = if city_default_on_failure && !is_city && candidates.len() > i + 1 {
                     "city-default"
                 } else {

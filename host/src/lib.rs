@@ -27,5 +27,6 @@ pub mod runtime;
 pub mod service;
 pub mod store;
 pub mod sweeper;
+pub mod text;
 pub mod timers;
 pub mod views;

@@ -67,6 +67,7 @@ pub struct Metrics {
     cases: Family<StatusLabels, Gauge>,
     sweeps: Family<OutcomeLabels, Counter>,
     timers_fired: Counter,
+    timer_panics: Counter,
     sweep_latency: Histogram,
 }
 
@@ -122,16 +123,22 @@ impl Metrics {
         registry.register("cases", "Cases by district and status", cases.clone());
         let sweeps = Family::<OutcomeLabels, Counter>::default();
         let timers_fired = Counter::default();
+        let timer_panics = Counter::default();
         let sweep_latency = Histogram::new(exponential_buckets(0.0002, 2.0, 16));
         registry.register(
             "timer_sweeps",
-            "Background timer sweeps by outcome (ok or error)",
+            "Background timer sweeps by outcome (ok, error or panic)",
             sweeps.clone(),
         );
         registry.register(
             "timers_fired",
             "Timers fired and consumed by the background sweeper",
             timers_fired.clone(),
+        );
+        registry.register(
+            "timer_firing_panics",
+            "Timers whose firing panicked in the host (left due; the sweep went on)",
+            timer_panics.clone(),
         );
         registry.register(
             "timer_sweep_duration_seconds",
@@ -141,6 +148,7 @@ impl Metrics {
         Self {
             sweeps,
             timers_fired,
+            timer_panics,
             sweep_latency,
             registry,
             requests,
@@ -209,14 +217,16 @@ impl Metrics {
             .inc();
     }
 
-    /// Counts a background timer sweep and the timers it fired.
-    pub fn sweep(&self, ok: bool, fired: u64, took: Duration) {
+    /// Counts a background timer sweep (`ok`, `error` or `panic`), the timers it fired and
+    /// the timers whose firing panicked.
+    pub fn sweep(&self, outcome: &'static str, fired: u64, panicked: u64, took: Duration) {
         self.sweeps
             .get_or_create(&OutcomeLabels {
-                outcome: if ok { "ok" } else { "error" }.into(),
+                outcome: outcome.into(),
             })
             .inc();
         self.timers_fired.inc_by(fired);
+        self.timer_panics.inc_by(panicked);
         self.sweep_latency.observe(took.as_secs_f64());
     }
 

@@ -9,7 +9,6 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
 
 use parking_lot::RwLock;
 use serde::{Deserialize, Serialize};
@@ -22,6 +21,12 @@ use crate::store::{Store, StoreError};
 pub const CITY: &str = "city";
 /// Consecutive failures after which an active version is suspended.
 pub const DEFAULT_SUSPEND_AFTER: u32 = 5;
+/// The latest decisions a version's failure rate is taken over.
+pub const RATE_WINDOW: u32 = 32;
+/// A version failing at least this share (percent) of its last [`RATE_WINDOW`] decisions is
+/// suspended too, though it never fails [`DEFAULT_SUSPEND_AFTER`] times in a row (a rule
+/// that fails three cases in four once stayed active over 2,000 intakes).
+pub const SUSPEND_RATE_PERCENT: u32 = 50;
 
 const BLOBS: &str = "plugin-blobs";
 const VERSIONS: &str = "plugin-versions";
@@ -167,7 +172,40 @@ pub struct Active {
     pub record: VersionRecord,
     /// The compiled plug-in.
     pub plugin: Arc<Plugin>,
-    failures: AtomicU32,
+    outcomes: parking_lot::Mutex<Outcomes>,
+}
+
+/// A version's recent outcomes: the current run of failures and the last
+/// [`RATE_WINDOW`] results as bits (1 = failed).
+#[derive(Debug, Default)]
+struct Outcomes {
+    run: u32,
+    window: u64,
+    seen: u32,
+    tripped: bool,
+}
+
+impl Outcomes {
+    /// Records one outcome; returns why the version must be suspended, once.
+    fn record(&mut self, ok: bool, suspend_after: u32) -> Option<String> {
+        self.run = if ok { 0 } else { self.run + 1 };
+        let mask = (1u64 << RATE_WINDOW) - 1;
+        self.window = ((self.window << 1) | u64::from(!ok)) & mask;
+        self.seen = (self.seen + 1).min(RATE_WINDOW);
+        if self.tripped || ok {
+            return None;
+        }
+        let failed = self.window.count_ones();
+        let why = if self.run >= suspend_after {
+            format!("{} consecutive failures", self.run)
+        } else if self.seen == RATE_WINDOW && failed * 100 >= SUSPEND_RATE_PERCENT * RATE_WINDOW {
+            format!("{failed} of its last {RATE_WINDOW} decisions failed")
+        } else {
+            return None;
+        };
+        self.tripped = true;
+        Some(why)
+    }
 }
 
 /// A disagreement (or failure) of a shadow candidate.
@@ -323,7 +361,7 @@ impl Registry {
                         .insert((district.to_owned(), hook), active);
                 }
                 Err(e) => {
-                    tracing::error!(%district, hook = hook.as_str(), %version, error = %e, "active plug-in could not be loaded; the slot falls back to the city default")
+                    tracing::error!(%district, hook = hook.as_str(), %version, error = %crate::text::escape_for_log(&e.to_string()), "active plug-in could not be loaded; the slot falls back to the city default")
                 }
             }
         }
@@ -350,7 +388,7 @@ impl Registry {
         Ok(Arc::new(Active {
             record,
             plugin,
-            failures: AtomicU32::new(0),
+            outcomes: Default::default(),
         }))
     }
 
@@ -679,18 +717,15 @@ impl Registry {
         self.active.read().get(&(CITY.to_owned(), hook)).cloned()
     }
 
-    /// Counts a success (resets the failure run) or a failure of an active version; after
-    /// the configured number of consecutive failures the version is suspended and the
-    /// previous one (or the city default) takes over. Returns `true` if it was suspended.
+    /// Counts a success or a failure of an active version. A version is suspended — the
+    /// previous one (or the city default) takes over — after the configured number of
+    /// failures in a row, or when at least [`SUSPEND_RATE_PERCENT`] % of its last
+    /// [`RATE_WINDOW`] decisions failed. Failures the host caused (overload) are not counted
+    /// by callers. Returns `true` if it was suspended.
     pub fn record_outcome(&self, active: &Arc<Active>, ok: bool, now: Millis) -> bool {
-        if ok {
-            active.failures.store(0, Ordering::Relaxed);
+        let Some(why) = active.outcomes.lock().record(ok, self.suspend_after) else {
             return false;
-        }
-        let n = active.failures.fetch_add(1, Ordering::Relaxed) + 1;
-        if n != self.suspend_after {
-            return false;
-        }
+        };
         let (district, hook, version) = (
             active.record.district.clone(),
             active.record.hook,
@@ -709,7 +744,7 @@ impl Registry {
                 s.active = s.previous.pop();
                 s.suspended.push(version.clone());
                 let detail = format!(
-                    "{n} consecutive failures; now active: {}",
+                    "{why}; now active: {}",
                     s.active.as_deref().unwrap_or("the city default")
                 );
                 s.history.push(SlotEvent::new(
@@ -732,11 +767,11 @@ impl Registry {
             match self.load(&district, hook, &next) {
                 Ok(a) => drop(self.active.write().insert(key, a)),
                 Err(e) => {
-                    tracing::error!(%district, error = %e, "could not load the version restored after a suspension")
+                    tracing::error!(%district, error = %crate::text::escape_for_log(&e.to_string()), "could not load the version restored after a suspension")
                 }
             }
         }
-        tracing::warn!(%district, hook = hook.as_str(), %version, failures = n, "plug-in version suspended");
+        tracing::warn!(%district, hook = hook.as_str(), %version, why = %why, "plug-in version suspended");
         true
     }
 }

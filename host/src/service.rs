@@ -109,6 +109,7 @@ pub struct Service {
     /// When set, rules run natively instead of in Wasm (a baseline for benchmarks).
     pub native: Option<Arc<dyn NativeRules>>,
     caller_secret: Vec<u8>,
+    heartbeat: crate::sweeper::Heartbeat,
 }
 
 /// Rules compiled into the host instead of run as plug-ins: the baseline the Wasm runtime
@@ -239,6 +240,7 @@ impl Service {
             tokens: Default::default(),
             native: None,
             caller_secret,
+            heartbeat: Default::default(),
         })
     }
 
@@ -331,6 +333,11 @@ impl Service {
             Some(n) => Ok(native_eval(|| n.routing(input))),
             None => self.runtime.routing(plugin, input),
         }
+    }
+
+    /// When the background sweeper last completed a sweep.
+    pub fn sweep_heartbeat(&self) -> &crate::sweeper::Heartbeat {
+        &self.heartbeat
     }
 
     pub(crate) fn caller_secret(&self) -> &[u8] {

@@ -33,6 +33,9 @@ pub struct SweepReport {
     pub plugin_failures: usize,
     /// Timers decided again because their case changed while they were being decided.
     pub retried: usize,
+    /// Timers whose firing panicked in the host: logged, left due for the next sweep, and
+    /// the sweep went on with the others.
+    pub panicked: usize,
 }
 
 /// Fires every timer due at `now` (at most `limit`), using up to `threads` threads, and
@@ -107,7 +110,13 @@ fn fire_round(
             .collect();
         handles
             .into_iter()
-            .map(|h| h.join().expect("sweep worker panicked"))
+            .map(|h| {
+                h.join().unwrap_or_else(|_| {
+                    Err(ServiceError::Unavailable(
+                        "a sweep worker panicked; its timers fire at the next sweep".into(),
+                    ))
+                })
+            })
             .collect()
     });
     let mut retry = Vec::new();
@@ -151,17 +160,70 @@ fn fire_part(
         retry: Vec::new(),
     };
     for t in timers {
-        let Some((f, staged)) = prepare(svc, dir, t, now)? else {
-            part.report.skipped += 1;
-            continue;
-        };
-        if write_firing(svc, staged)? {
-            part.report.count(&f);
-        } else {
-            part.retry.push(f.timer);
+        match fire_one(svc, dir, t, now)? {
+            Outcome::Panicked => part.report.panicked += 1,
+            Outcome::Gone => part.report.skipped += 1,
+            Outcome::Fired(f) => part.report.count(&f),
+            Outcome::Changed => part.retry.push(t.clone()),
         }
     }
     Ok(part)
+}
+
+/// What trying to fire one timer came to.
+enum Outcome {
+    /// Written.
+    Fired(Firing),
+    /// The timer is no longer on its case.
+    Gone,
+    /// Its case changed between deciding and writing; nothing was written.
+    Changed,
+    /// The host panicked firing it; nothing was written and it stays due.
+    Panicked,
+}
+
+/// Decides and writes one due timer, with any panic contained to it.
+fn fire_one(
+    svc: &Service,
+    dir: &Arc<Directory>,
+    t: &DueTimer,
+    now: Millis,
+) -> Result<Outcome, ServiceError> {
+    let fired = contain(t, || {
+        let Some((f, staged)) = prepare(svc, dir, t, now)? else {
+            return Ok(Outcome::Gone);
+        };
+        Ok(if write_firing(svc, staged)? {
+            Outcome::Fired(f)
+        } else {
+            Outcome::Changed
+        })
+    });
+    fired.unwrap_or(Ok(Outcome::Panicked))
+}
+
+/// A timer's firing panicked in the host.
+struct Panicked;
+
+/// Runs one timer's firing so that a panic in it (a bug in the host, never a plug-in's
+/// trap, which is an error value) is logged and costs that timer alone: the timer stays due
+/// and the sweep goes on with the others. A panic that escaped once stopped every
+/// deadline in the city.
+fn contain<T>(t: &DueTimer, f: impl FnOnce() -> T) -> Result<T, Panicked> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|payload| {
+        let message = payload
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a non-text panic".into());
+        tracing::error!(
+            case = %t.case_id,
+            timer = ?t.kind,
+            panic = %crate::text::escape_for_log(&message),
+            "firing a timer panicked; it stays due and the sweep goes on"
+        );
+        Panicked
+    })
 }
 
 /// Writes one decided firing: `false` if its case changed since it was decided (nothing
@@ -177,7 +239,6 @@ fn write_firing(svc: &Service, staged: Staged) -> Result<bool, ServiceError> {
 
 /// A decided timer and what it did; its write travels beside it as a [`Staged`].
 struct Firing {
-    timer: DueTimer,
     actions: usize,
     failed: bool,
 }
@@ -188,6 +249,7 @@ impl SweepReport {
         self.skipped += other.skipped;
         self.actions += other.actions;
         self.plugin_failures += other.plugin_failures;
+        self.panicked += other.panicked;
     }
 
     fn count(&mut self, f: &Firing) {
@@ -206,15 +268,16 @@ fn fire_alone(
     report: &mut SweepReport,
 ) -> Result<(), ServiceError> {
     for _ in 0..5 {
-        let Some((f, staged)) = prepare(svc, dir, t, now)? else {
-            report.skipped += 1;
-            return Ok(());
-        };
-        if write_firing(svc, staged)? {
-            report.count(&f);
-            return Ok(());
+        match fire_one(svc, dir, t, now)? {
+            Outcome::Panicked => report.panicked += 1,
+            Outcome::Gone => report.skipped += 1,
+            Outcome::Fired(f) => report.count(&f),
+            Outcome::Changed => {
+                report.retried += 1;
+                continue;
+            }
         }
-        report.retried += 1;
+        return Ok(());
     }
     // The case changes faster than it can be decided: leave the timer for the next sweep.
     Ok(())
@@ -228,6 +291,8 @@ fn prepare(
     t: &DueTimer,
     now: Millis,
 ) -> Result<Option<(Firing, Staged)>, ServiceError> {
+    #[cfg(test)]
+    tests::panic_point(svc, &t.case_id);
     let Some(case) = svc.store.get_case(&t.case_id)? else {
         return Ok(None);
     };
@@ -327,7 +392,6 @@ fn prepare(
     let staged = svc.store.stage(&case, Change { case: c, events })?;
     Ok(Some((
         Firing {
-            timer: t.clone(),
             actions: actions.len(),
             failed: decided.failed,
         },
@@ -498,4 +562,115 @@ pub fn board(
             .then(a.resolution.cmp(&b.resolution))
     });
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::intake::{self, NewCase};
+    use crate::service::ServiceConfig;
+
+    /// (service address, case id): firing that case's timers on that service panics.
+    static PANIC_ON: parking_lot::Mutex<Vec<(usize, String)>> = parking_lot::Mutex::new(Vec::new());
+
+    pub(super) fn panic_point(svc: &Service, id: &str) {
+        let me = svc as *const Service as usize;
+        if PANIC_ON.lock().iter().any(|(s, c)| *s == me && c == id) {
+            panic!("test: the host panics firing a timer of {id}");
+        }
+    }
+
+    fn service(dir: &std::path::Path, clock: Arc<ManualClock>) -> Service {
+        let svc = Service::open(&ServiceConfig::new(dir), clock).unwrap();
+        svc.bootstrap(dir).unwrap();
+        svc
+    }
+
+    fn take_in(svc: &Service, district: &str, grid: &str, phone: &str) -> String {
+        let new: NewCase = serde_json::from_value(serde_json::json!({
+            "district": district, "category": "noise",
+            "location": {"grid": grid}, "caller": {"phone": phone}
+        }))
+        .unwrap();
+        intake::intake(svc, &new, "agent").unwrap().case.id
+    }
+
+    fn all_fired(svc: &Service, id: &str, now: Millis) -> bool {
+        svc.case(id).unwrap().timers.iter().all(|t| t.due_at > now)
+    }
+
+    /// A panic while firing one case's timer costs that timer alone: the sweep goes on
+    /// with the others and reports it, and the timer fires once the fault is gone.
+    #[test]
+    fn a_panic_firing_one_timer_leaves_it_due_and_the_sweep_goes_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Arc::new(ManualClock::new(1_796_000_400_000));
+        let svc = service(dir.path(), clock.clone());
+        let poisoned = take_in(&svc, "jiyang", "jiyang/yuehe/grid-01", "13500000001");
+        let healthy = take_in(&svc, "tianya", "tianya/maling/grid-01", "13500000002");
+        let me = (&svc as *const Service as usize, poisoned.clone());
+        PANIC_ON.lock().push(me.clone());
+        clock.advance(40 * 86_400_000);
+        let now = clock.now_ms();
+        for threads in [2, 1] {
+            let r = sweep(&svc, now, 10_000, threads).unwrap();
+            assert!(r.panicked >= 1, "{r:?}");
+        }
+        assert!(all_fired(&svc, &healthy, now));
+        assert!(
+            !all_fired(&svc, &poisoned, now),
+            "the poisoned timer stays due"
+        );
+        PANIC_ON.lock().retain(|x| *x != me);
+        let r = sweep(&svc, now, 10_000, 2).unwrap();
+        assert_eq!(r.panicked, 0);
+        assert!(all_fired(&svc, &poisoned, now));
+    }
+
+    /// The background sweeper survives panics and says so in its heartbeat.
+    #[test]
+    fn the_background_sweeper_survives_a_panic_and_keeps_its_heartbeat() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Arc::new(ManualClock::new(1_796_000_400_000));
+        let svc = Arc::new(service(dir.path(), clock.clone()));
+        assert_eq!(svc.sweep_heartbeat().health().status, "not-running");
+        let poisoned = take_in(&svc, "jiyang", "jiyang/yuehe/grid-01", "13500000003");
+        let me = (Arc::as_ptr(&svc) as usize, poisoned.clone());
+        PANIC_ON.lock().push(me.clone());
+        clock.advance(40 * 86_400_000);
+        let sweeper =
+            crate::sweeper::Sweeper::start(svc.clone(), Duration::from_millis(10)).unwrap();
+        // Wait (without a time bound on correctness) until it has swept at least twice.
+        let metric = |outcome: &str| {
+            svc.metrics
+                .render()
+                .lines()
+                .find(|l| {
+                    l.starts_with(&format!(
+                        "civic_timer_sweeps_total{{outcome=\"{outcome}\"}}"
+                    ))
+                })
+                .and_then(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        while metric("ok") < 2 {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(
+            svc.metrics
+                .render()
+                .contains("civic_timer_firing_panics_total")
+        );
+        assert!(!all_fired(&svc, &poisoned, clock.now_ms()));
+        PANIC_ON.lock().retain(|x| *x != me);
+        while !all_fired(&svc, &poisoned, clock.now_ms()) {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(svc.sweep_heartbeat().health().status, "ok");
+        sweeper.stop();
+    }
 }

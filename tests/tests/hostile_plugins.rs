@@ -199,6 +199,9 @@ fn panic_is_a_trap_with_the_panic_message() {
     assert_eq!(w.route(&healthy).unwrap().output.unwrap().lead, "jiyang");
 }
 
+/// A decision larger than any valid one is refused while it is being copied out of the
+/// guest (hostcall fuel), before the host has copied more than the largest valid decision:
+/// a 1 MiB reason, 100,000 co-handlers, sixteen 128 KiB reasons.
 #[test]
 fn huge_output_is_an_invalid_decision() {
     let w = world();
@@ -207,16 +210,26 @@ fn huge_output_is_an_invalid_decision() {
         timeout: Duration::from_secs(2),
         memory_bytes: 16 << 20,
     };
-    let p = w.hostile("huge-output", generous);
-    let e = failure(w.with_bystander(|| w.route(&p)));
-    assert!(
-        matches!(&e.failure, PluginFailure::InvalidDecision(m) if m.contains("reason code")),
-        "{e}"
-    );
-    let p = w.hostile("many-co-handlers", generous);
+    for config in ["huge-output", "many-co-handlers", "oversized"] {
+        let p = w.hostile(config, generous);
+        let e = failure(w.with_bystander(|| w.route(&p)));
+        assert!(
+            matches!(&e.failure, PluginFailure::InvalidDecision { detail: m }
+                if m.contains("larger than the 65536 bytes a plug-in may return")),
+            "{config}: {e}"
+        );
+    }
+}
+
+/// A decision over the validation limits but within the copy limit is still checked field
+/// by field.
+#[test]
+fn a_reason_code_that_is_not_a_code_is_an_invalid_decision() {
+    let w = world();
+    let p = w.hostile("bad-reason", Limits::default());
     let e = failure(w.route(&p));
     assert!(
-        matches!(&e.failure, PluginFailure::InvalidDecision(m) if m.contains("100000 co-handlers")),
+        matches!(&e.failure, PluginFailure::InvalidDecision { detail: m } if m.contains("reason code")),
         "{e}"
     );
 }
@@ -246,7 +259,7 @@ fn unit_that_does_not_exist_is_refused() {
     let p = w.hostile("ghost-unit", Limits::default());
     let e = failure(w.with_bystander(|| w.route(&p)));
     assert!(
-        matches!(&e.failure, PluginFailure::InvalidDecision(m) if m.contains("`jiyang/no-such-unit` does not exist")),
+        matches!(&e.failure, PluginFailure::InvalidDecision { detail: m } if m.contains("`jiyang/no-such-unit` does not exist")),
         "{e}"
     );
 }
@@ -257,7 +270,7 @@ fn unit_of_another_district_is_refused() {
     let p = w.hostile("foreign-unit", Limits::default());
     let e = failure(w.with_bystander(|| w.route(&p)));
     assert!(
-        matches!(&e.failure, PluginFailure::InvalidDecision(m) if m.contains("belongs to district tianya")),
+        matches!(&e.failure, PluginFailure::InvalidDecision { detail: m } if m.contains("belongs to district tianya")),
         "{e}"
     );
 }
@@ -299,7 +312,7 @@ fn bytes_that_are_not_wasm_are_refused() {
             .load("junk", bytes, Limits::default(), "{}")
             .unwrap_err();
         assert!(
-            matches!(e.failure, PluginFailure::InvalidComponent(_)),
+            matches!(e.failure, PluginFailure::InvalidComponent { .. }),
             "{e}"
         );
         assert!(
@@ -320,7 +333,7 @@ fn oversized_component_is_refused_before_compiling() {
         .load("big", &fixture(fixtures::FX_HOSTILE), Limits::default(), "")
         .unwrap_err();
     assert!(
-        matches!(&e.failure, PluginFailure::InvalidComponent(m) if m.contains("over the 1000-byte limit")),
+        matches!(&e.failure, PluginFailure::InvalidComponent { detail: m } if m.contains("over the 1000-byte limit")),
         "{e}"
     );
 }
@@ -345,7 +358,9 @@ fn rule_errors_and_no_opinion_are_distinct() {
     let e = failure(w.route(&w.hostile("rule-error", Limits::default())));
     assert_eq!(
         e.failure,
-        PluginFailure::RuleError("invalid input: case c-test-0001 has no location".into())
+        PluginFailure::RuleError {
+            detail: "invalid input: case c-test-0001 has no location".into()
+        }
     );
     let eval = w
         .route(&w.hostile("no-opinion", Limits::default()))
@@ -407,5 +422,66 @@ fn a_burst_beyond_the_instance_pool_waits_instead_of_failing() {
                 }
             });
         }
+    });
+}
+
+/// A decision's time limit counts the CPU time its thread had, not wall-clock time: with
+/// every core kept busy and the deciding thread at the lowest priority, so that a
+/// millisecond of work takes far longer than its 20 ms limit in wall-clock time, no
+/// well-behaved decision fails. (Measured against wall-clock time, each one timed out.)
+#[test]
+fn a_starved_host_does_not_fail_a_well_behaved_decision() {
+    let runtime = Runtime::new(RuntimeConfig {
+        // The wall-clock backstop is out of reach here: this test must not depend on how
+        // loaded the machine running it is.
+        overload_backstop: Duration::from_secs(60),
+        ..RuntimeConfig::default()
+    })
+    .unwrap();
+    let w = World {
+        city: world().city,
+        runtime,
+        directory: Arc::new(sample_city()),
+    };
+    let p = w.hostile(
+        "busy",
+        Limits {
+            fuel: 500_000_000,
+            timeout: Duration::from_millis(20),
+            ..Limits::default()
+        },
+    );
+    let stop = AtomicBool::new(false);
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    std::thread::scope(|s| {
+        for _ in 0..cores * 2 {
+            s.spawn(|| {
+                let mut x = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    x = std::hint::black_box(x.wrapping_add(1));
+                }
+            });
+        }
+        let decider = s.spawn(|| {
+            // SAFETY: plain syscalls on the calling thread.
+            unsafe {
+                let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+                libc::setpriority(libc::PRIO_PROCESS, tid, 19);
+            }
+            let mut slowest = Duration::ZERO;
+            for i in 0..10 {
+                let eval = w
+                    .route(&p)
+                    .unwrap_or_else(|e| panic!("decision {i} on a starved host failed: {e}"));
+                assert_eq!(eval.output.unwrap().lead, "jiyang");
+                slowest = slowest.max(eval.duration);
+            }
+            slowest
+        });
+        // Stop the busy threads whatever happened, or a failure would hang the test.
+        let outcome = decider.join();
+        stop.store(true, Ordering::Relaxed);
+        let slowest = outcome.unwrap_or_else(|p| std::panic::resume_unwind(p));
+        eprintln!("slowest starved decision took {slowest:?} of wall-clock time");
     });
 }

@@ -39,6 +39,10 @@ pub(crate) fn routes() -> Vec<Route> {
     ]
 }
 
+/// Ready (200) once the store answers with a directory; the body also says whether the
+/// timer sweeper is completing its sweeps. A stalled sweeper leaves the host ready — intake
+/// still works and must not be taken out of a load balancer for it — but the status reads
+/// `degraded` for monitoring, with `civic_timer_sweeps_total` to alert on.
 async fn health(State(state): State<AppState>) -> impl IntoResponse {
     let ready = blocking(&state, |svc| {
         Ok(svc
@@ -49,14 +53,15 @@ async fn health(State(state): State<AppState>) -> impl IntoResponse {
     })
     .await
     .unwrap_or(false);
-    let status = if ready {
-        axum::http::StatusCode::OK
-    } else {
-        axum::http::StatusCode::SERVICE_UNAVAILABLE
+    let sweeper = state.svc.sweep_heartbeat().health();
+    let (code, status) = match (ready, sweeper.status) {
+        (false, _) => (axum::http::StatusCode::SERVICE_UNAVAILABLE, "starting"),
+        (true, "stalled") => (axum::http::StatusCode::OK, "degraded"),
+        (true, _) => (axum::http::StatusCode::OK, "ok"),
     };
     (
-        status,
-        axum::Json(serde_json::json!({"status": if ready { "ok" } else { "starting" }})),
+        code,
+        axum::Json(serde_json::json!({"status": status, "sweeper": sweeper})),
     )
 }
 

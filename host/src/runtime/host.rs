@@ -1,6 +1,9 @@
 //! The generated bindings and the host side of the contract's imports.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use wasmtime::UpdateDeadline;
 
 use crate::directory::{Directory, UnitKind as DirUnitKind};
 
@@ -104,13 +107,86 @@ impl wasmtime::ResourceLimiter for Limiter {
     }
 }
 
-/// Per-decision state: the directory snapshot and district scope, the limiter and the log.
+/// Per-decision state: the directory snapshot and district scope, the limiter, the log and
+/// the deadline.
 pub(crate) struct HostState {
     pub directory: Arc<Directory>,
     pub district: Arc<str>,
     pub limiter: Limiter,
     pub log: DecisionLog,
     pub panic: Option<String>,
+    pub deadline: Deadline,
+}
+
+/// A decision's time limit, counted in CPU time of the thread that runs it, with a
+/// wall-clock backstop. A plug-in is stopped for being slow only when it has had its limit
+/// of CPU; a decision stopped by the backstop first was starved by the host (every core
+/// busy), which is reported as such and never counted against the plug-in.
+pub(crate) struct Deadline {
+    limit: Duration,
+    backstop: Duration,
+    cpu_start: Duration,
+    wall_start: Instant,
+    /// Set when the backstop stopped it: CPU time had and wall time taken.
+    pub starved: Option<(Duration, Duration)>,
+}
+
+impl Deadline {
+    /// Starts counting now, on the calling thread (the one that will run the guest).
+    pub fn start(limit: Duration, backstop: Duration) -> Self {
+        Self {
+            limit,
+            backstop,
+            cpu_start: thread_cpu_time(),
+            wall_start: Instant::now(),
+            starved: None,
+        }
+    }
+
+    /// Epoch ticks that cover `d` (at least one).
+    pub fn ticks(d: Duration, tick: Duration) -> u64 {
+        (d.as_micros().div_ceil(tick.as_micros().max(1)) as u64).max(1)
+    }
+
+    /// Called at each epoch deadline: stop if the CPU limit is used up or the backstop has
+    /// passed, else wait for as many ticks as CPU time is left.
+    pub fn check(&mut self, tick: Duration) -> UpdateDeadline {
+        let cpu = thread_cpu_time().saturating_sub(self.cpu_start);
+        if cpu >= self.limit {
+            return UpdateDeadline::Interrupt;
+        }
+        let wall = self.wall_start.elapsed();
+        if wall >= self.backstop {
+            self.starved = Some((cpu, wall));
+            return UpdateDeadline::Interrupt;
+        }
+        let left = (self.limit - cpu).min(self.backstop - wall);
+        UpdateDeadline::Continue(Self::ticks(left, tick))
+    }
+}
+
+/// CPU time the calling thread has used.
+#[cfg(unix)]
+pub(crate) fn thread_cpu_time() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec; the clock id is a constant Linux and the
+    // BSDs define. It cannot fail for the calling thread.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    if rc != 0 {
+        return Duration::ZERO;
+    }
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+/// Without a per-thread CPU clock, wall-clock time stands in (the backstop never fires
+/// first).
+#[cfg(not(unix))]
+pub(crate) fn thread_cpu_time() -> Duration {
+    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    START.get_or_init(Instant::now).elapsed()
 }
 
 fn to_wit_kind(k: DirUnitKind) -> wit::UnitKind {

@@ -25,8 +25,8 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 
 use crate::directory::Directory;
 pub use error::{PluginError, PluginFailure, PluginRef, RuntimeError};
+use host::{Deadline, HostState, Limiter, PluginPre};
 pub use host::{DecisionLog, LogLine, MAX_LOG_BYTES, MAX_LOG_LINES, wit};
-use host::{HostState, Limiter, PluginPre};
 
 /// The contract version this host speaks.
 pub const CONTRACT_VERSION: &str = "0.1.0";
@@ -86,8 +86,13 @@ pub struct RuntimeConfig {
     pub max_component_bytes: usize,
     /// Longest a compilation may take before the load is refused.
     pub compile_timeout: Duration,
-    /// Granularity of the wall-clock deadline.
+    /// Granularity of the deadline checks.
     pub epoch_tick: Duration,
+    /// How much wall-clock time a decision may take beyond its CPU-time limit before the
+    /// host stops it as overloaded. A decision's limit is CPU time on its own thread, so a
+    /// descheduled thread is not blamed on the plug-in; this backstop still bounds how long
+    /// a starved decision can hold its caller.
+    pub overload_backstop: Duration,
     /// Where compiled plug-ins are cached; `None` disables the cache.
     pub cache_dir: Option<PathBuf>,
 }
@@ -102,6 +107,7 @@ impl Default for RuntimeConfig {
             max_component_bytes: 16 << 20,
             compile_timeout: Duration::from_secs(60),
             epoch_tick: Duration::from_millis(2),
+            overload_backstop: Duration::from_secs(2),
             cache_dir: None,
         }
     }
@@ -112,7 +118,8 @@ impl Default for RuntimeConfig {
 pub struct Limits {
     /// Fuel budget (roughly, wasm instructions).
     pub fuel: u64,
-    /// Wall-clock deadline.
+    /// Time limit: CPU time of the deciding thread (see [`RuntimeConfig::overload_backstop`]
+    /// for the wall-clock bound).
     #[serde(with = "millis")]
     pub timeout: Duration,
     /// Linear-memory cap in bytes.
@@ -362,7 +369,7 @@ impl Runtime {
             duration: started.elapsed(),
         };
         if bytes.len() > self.config.max_component_bytes {
-            return Err(fail(PluginFailure::InvalidComponent(format!(
+            return Err(fail(PluginFailure::invalid_component(format!(
                 "{} bytes is over the {}-byte limit",
                 bytes.len(),
                 self.config.max_component_bytes
@@ -410,12 +417,12 @@ impl Runtime {
                 let _ = tx.send(Component::new(&engine, &bytes));
             })
             .map_err(|e| {
-                PluginFailure::InvalidComponent(format!("could not start compilation: {e}"))
+                PluginFailure::invalid_component(format!("could not start compilation: {e}"))
             })?;
         match rx.recv_timeout(self.config.compile_timeout) {
             Ok(Ok(c)) => Ok(c),
-            Ok(Err(e)) => Err(PluginFailure::InvalidComponent(format!("{e:#}"))),
-            Err(_) => Err(PluginFailure::InvalidComponent(format!(
+            Ok(Err(e)) => Err(PluginFailure::invalid_component(format!("{e:#}"))),
+            Err(_) => Err(PluginFailure::invalid_component(format!(
                 "compilation took longer than {} s",
                 self.config.compile_timeout.as_secs()
             ))),
@@ -515,6 +522,7 @@ impl Runtime {
         let _slot = self.slots.take();
         let limits = plugin.limits;
         let ctx = Self::context(plugin, input);
+        let tick = self.config.epoch_tick;
         let mut store = Store::new(
             &self.engine,
             HostState {
@@ -526,15 +534,21 @@ impl Runtime {
                 },
                 log: DecisionLog::default(),
                 panic: None,
+                deadline: Deadline::start(
+                    limits.timeout,
+                    limits.timeout + self.config.overload_backstop,
+                ),
             },
         );
         store.limiter(|s| &mut s.limiter);
-        let ticks = limits
-            .timeout
-            .as_micros()
-            .div_ceil(self.config.epoch_tick.as_micros().max(1)) as u64
-            + 1;
-        store.set_epoch_deadline(ticks);
+        // What can come back from the guest is bounded by the largest valid decision, so a
+        // hostile one cannot make the host copy megabytes outside its fuel and deadline.
+        store.set_hostcall_fuel(validate::MAX_DECISION_BYTES);
+        // The epoch ticks in wall-clock time; at each deadline the callback compares the
+        // CPU time the thread has had with the limit and extends by what is left, so a
+        // thread the OS did not run is not a slow rule.
+        store.set_epoch_deadline(Deadline::ticks(limits.timeout, tick));
+        store.epoch_deadline_callback(move |mut ctx| Ok(ctx.data_mut().deadline.check(tick)));
         let result = store.set_fuel(limits.fuel).and_then(|()| {
             let bindings = plugin.pre.instantiate(&mut store)?;
             call(&mut store, &bindings, &ctx)
@@ -552,15 +566,15 @@ impl Runtime {
         let output = match result {
             Err(e) => return Err(fail(classify(e, &state, limits))),
             Ok(Err(rule)) => {
-                return Err(fail(PluginFailure::RuleError(
-                    validate::describe_rule_error(&rule),
-                )));
+                return Err(fail(PluginFailure::RuleError {
+                    detail: validate::describe_rule_error(&rule),
+                }));
             }
             Ok(Ok(out)) => out,
         };
         if let Some(out) = &output {
             check(out, input.directory, &input.case.district)
-                .map_err(|m| fail(PluginFailure::InvalidDecision(m)))?;
+                .map_err(|m| fail(PluginFailure::invalid_decision(m)))?;
         }
         Ok(Evaluation {
             output,
@@ -577,9 +591,20 @@ fn classify(e: wasmtime::Error, state: &HostState, limits: Limits) -> PluginFail
         Some(Trap::OutOfFuel) => PluginFailure::OutOfFuel {
             budget: limits.fuel,
         },
-        Some(Trap::Interrupt) => PluginFailure::Timeout {
-            limit_ms: limits.timeout.as_millis() as u64,
+        Some(Trap::Interrupt) => match state.deadline.starved {
+            Some((cpu, wall)) => PluginFailure::HostOverloaded {
+                limit_ms: limits.timeout.as_millis() as u64,
+                cpu_ms: cpu.as_millis() as u64,
+                wall_ms: wall.as_millis() as u64,
+            },
+            None => PluginFailure::Timeout {
+                limit_ms: limits.timeout.as_millis() as u64,
+            },
         },
+        _ if is_hostcall_fuel(&e) => PluginFailure::invalid_decision(format!(
+            "the decision is larger than the {} bytes a plug-in may return",
+            validate::MAX_DECISION_BYTES
+        )),
         _ if state.limiter.hit => PluginFailure::MemoryLimit {
             limit_bytes: limits.memory_bytes,
         },
@@ -592,6 +617,15 @@ fn classify(e: wasmtime::Error, state: &HostState, limits: Limits) -> PluginFail
             panic: state.panic.clone(),
         },
     }
+}
+
+/// wasmtime's error when a guest hands the host more data than its hostcall fuel allows
+/// (its type is private, so it is recognised by its message).
+fn is_hostcall_fuel(e: &wasmtime::Error) -> bool {
+    e.chain().any(|c| {
+        c.to_string()
+            .contains("fuel allocated for hostcalls has been exhausted")
+    })
 }
 
 #[cfg(test)]

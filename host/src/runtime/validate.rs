@@ -20,6 +20,11 @@ pub const MAX_CO_HANDLERS: usize = 8;
 pub const MAX_ACTIONS: usize = 16;
 /// Longest free text (a public notice).
 pub const MAX_TEXT_LEN: usize = 1000;
+/// The most bytes a plug-in may hand the host in one decision: the largest valid decision
+/// (16 actions of 1000-byte notices, 16 reason codes of 64 bytes, 8 co-handlers of 200-byte
+/// ids and the rest) with room to spare. Enforced as wasmtime's hostcall fuel, while the
+/// guest's output is copied, not after.
+pub const MAX_DECISION_BYTES: usize = 64 << 10;
 /// Longest span in minutes (90 days).
 pub const MAX_SPAN_MINUTES: u32 = 90 * 24 * 60;
 /// Longest span in working days.
@@ -30,14 +35,14 @@ pub const MAX_SPAN_WORKING_DAYS: u32 = 120;
 pub(crate) fn check_component_bytes(bytes: &[u8]) -> Result<(), PluginFailure> {
     const MAGIC: &[u8; 4] = b"\0asm";
     if bytes.len() < 8 || &bytes[..4] != MAGIC {
-        return Err(PluginFailure::InvalidComponent(
-            "the bytes are not WebAssembly (no \\0asm header)".into(),
+        return Err(PluginFailure::invalid_component(
+            "the bytes are not WebAssembly (no \\0asm header)",
         ));
     }
     // Layout field: 0x0001 for core modules, 0x0001 after a 0x000d version for components.
     if bytes[4..8] == [1, 0, 0, 0] {
-        return Err(PluginFailure::InvalidComponent(
-            "this is a core Wasm module, not a component: build it with `civic plugin build` (or componentize it with wasm-tools)".into(),
+        return Err(PluginFailure::invalid_component(
+            "this is a core Wasm module, not a component: build it with `civic plugin build` (or componentize it with wasm-tools)",
         ));
     }
     Ok(())

@@ -163,8 +163,13 @@ fn decode<T: for<'de> Deserialize<'de>>(key: &[u8], bytes: &[u8]) -> Result<T, S
     })
 }
 
-fn encode<T: Serialize>(v: &T) -> Vec<u8> {
-    serde_json::to_vec(v).expect("model types always serialize")
+/// Encodes a stored value. Never a panic: a value that cannot be written is an error for
+/// its one write, not a crashed worker (a failure record that could not be serialised once
+/// took the case and the timer sweeper with it).
+fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(v).map_err(|e| {
+        StoreError::Invalid(format!("a value could not be encoded for the store: {e}"))
+    })
 }
 
 /// Numbers a write's events from `first` on.
@@ -696,14 +701,14 @@ impl Store {
             if !events.is_empty() {
                 ops.insert(
                     self.events.key(&keys::event_key(&case.id, 0)),
-                    encode(&stamp(0, events)),
+                    encode(&stamp(0, events))?,
                 );
             }
             // Additions before the case, as `write_unbatched` needs them.
             for k in keys::index_keys(&case) {
                 ops.insert(self.idx.key(&k), []);
             }
-            ops.insert(self.cases.key(case.id.as_bytes()), encode(&case));
+            ops.insert(self.cases.key(case.id.as_bytes()), encode(&case)?);
             self.write_unbatched(&case.id, 0, &ops)?;
         }
         self.commit.sync()?;
@@ -842,7 +847,7 @@ impl Store {
         };
         let marker = self.pending.key(id.as_bytes());
         let written = (|| -> Result<(), StoreError> {
-            self.data.insert(&marker, encode(&record))?;
+            self.data.insert(&marker, encode(&record)?)?;
             for (k, v) in ops.iter() {
                 #[cfg(test)]
                 self.crash_point()?;
@@ -996,7 +1001,7 @@ impl Store {
         if !events.is_empty() {
             batch.insert(
                 self.events.key(&keys::event_key(&old.id, old.event_count)),
-                encode(&stamp(old.event_count, events)),
+                encode(&stamp(old.event_count, events))?,
             );
         }
         // In this order — additions, the case, removals — so a write made of single
@@ -1005,7 +1010,7 @@ impl Store {
         for k in new_keys.iter().filter(|k| !old_keys.contains(k)) {
             batch.insert(self.idx.key(k), []);
         }
-        batch.insert(self.cases.key(old.id.as_bytes()), encode(&new));
+        batch.insert(self.cases.key(old.id.as_bytes()), encode(&new)?);
         for k in old_keys.iter().filter(|k| !new_keys.contains(k)) {
             batch.remove(self.idx.key(k));
         }
@@ -1226,7 +1231,7 @@ impl Store {
         let record = encode(&RefData {
             directory: directory_json.to_owned(),
             categories: categories_json.to_owned(),
-        });
+        })?;
         (&self.refdata, &self.meta)
             .transaction(|(r, m)| {
                 r.insert(&version.to_be_bytes(), record.clone())?;
@@ -1400,12 +1405,12 @@ impl Store {
                         encode(&RefData {
                             directory: directory.clone(),
                             categories: categories.clone(),
-                        }),
+                        })?,
                     )?;
                     max_dir = max_dir.max(*version);
                 }
                 Line::Case(c) => {
-                    batch.insert(self.cases.key(c.id.as_bytes()), encode(c));
+                    batch.insert(self.cases.key(c.id.as_bytes()), encode(c)?);
                     for k in keys::index_keys(c) {
                         batch.insert(self.idx.key(&k), &[]);
                     }
@@ -1414,7 +1419,7 @@ impl Store {
                 Line::Event { case, event } => {
                     batch.insert(
                         self.events.key(&keys::event_key(case, event.seq)),
-                        encode(event),
+                        encode(event)?,
                     );
                 }
                 Line::Record { tree, key, value } => {

@@ -689,13 +689,16 @@ fn events_read_back_whether_stored_one_per_value_or_per_write() {
     };
     s.events
         .tree
-        .insert(s.events.key(&keys::event_key(&c.id, 4)), encode(&legacy))
+        .insert(
+            s.events.key(&keys::event_key(&c.id, 4)),
+            encode(&legacy).unwrap(),
+        )
         .unwrap();
     let mut stored = s.get_case(&c.id).unwrap().unwrap();
     stored.event_count = 5;
     s.cases
         .tree
-        .insert(s.cases.key(c.id.as_bytes()), encode(&stored))
+        .insert(s.cases.key(c.id.as_bytes()), encode(&stored).unwrap())
         .unwrap();
 
     let h = s.history(&c.id).unwrap();

@@ -353,7 +353,30 @@ fn deploy(
         hook.as_str(),
         encode(&name)
     );
-    let (status, body) = http(server, "PUT", &path, token, "application/wasm", &bytes)?;
+    let (mut status, mut body) = http(server, "PUT", &path, token, "application/wasm", &bytes)?;
+    if status == 202 {
+        // Still compiling on the server: wait for its final answer.
+        let url = body["status_url"].as_str().unwrap_or_default().to_owned();
+        eprintln!("compiling on the server…");
+        loop {
+            std::thread::sleep(std::time::Duration::from_millis(500));
+            let (s, b) = http(server, "GET", &url, token, "application/json", b"")?;
+            if s != 200 {
+                bail!("could not read the upload's answer ({s}): {}", message(&b));
+            }
+            match b["status"].as_str() {
+                Some("compiling") => continue,
+                Some("accepted") => {
+                    (status, body) = (201, b["record"].clone());
+                    break;
+                }
+                _ => bail!(
+                    "upload refused: {}",
+                    b["reason"].as_str().unwrap_or("no reason given")
+                ),
+            }
+        }
+    }
     if !(200..300).contains(&status) {
         bail!("upload refused ({status}): {}", message(&body));
     }

@@ -161,8 +161,13 @@ impl Metrics {
         }
     }
 
-    /// Counts a request.
+    /// Counts a request. Methods outside HTTP's standard set count as `other`: a label per
+    /// made-up method would let any client grow the exposition without bound.
     pub fn request(&self, route: &str, method: &str, status: u16, took: Duration) {
+        let method = match method {
+            "GET" | "HEAD" | "POST" | "PUT" | "DELETE" | "PATCH" | "OPTIONS" => method,
+            _ => "other",
+        };
         self.requests
             .get_or_create(&RequestLabels {
                 route: route.into(),
@@ -188,6 +193,12 @@ impl Metrics {
         took: Duration,
     ) {
         let hook_s = hook.as_str().to_owned();
+        // Names are checked at deployment; one stored before that is not shown as is.
+        let plugin = if crate::registry::check_name(plugin).is_ok() {
+            plugin
+        } else {
+            "unnamed"
+        };
         self.decisions
             .get_or_create(&DecisionLabels {
                 district: district.into(),

@@ -29,6 +29,7 @@ pub const RATE_WINDOW: u32 = 32;
 pub const SUSPEND_RATE_PERCENT: u32 = 50;
 
 const BLOBS: &str = "plugin-blobs";
+const UPLOADS: &str = "plugin-uploads";
 const VERSIONS: &str = "plugin-versions";
 const SLOTS: &str = "plugin-slots";
 
@@ -76,9 +77,101 @@ pub enum RegistryError {
         /// The hook.
         hook: &'static str,
     },
+    /// A limit asked for is over what this deployer may set.
+    #[error(
+        "{what} {asked} is over the {cap} {whose} may set; ask for less, or ask the city admin"
+    )]
+    OverCap {
+        /// Which limit.
+        what: &'static str,
+        /// What was asked.
+        asked: u64,
+        /// The cap.
+        cap: u64,
+        /// Whose cap it is (`a district admin`, `this host`).
+        whose: &'static str,
+    },
+    /// The name is not a plain identifier.
+    #[error(
+        "plug-in name {0:?} must be 1-64 characters of a-z, 0-9, '.', '-' and '_' (it becomes a metrics label and a log field)"
+    )]
+    BadName(String),
+    /// The district has used its upload quota.
+    #[error(
+        "{district} already stores {detail}; delete versions that were never activated (DELETE .../versions/{{version}}) before uploading more"
+    )]
+    Quota {
+        /// The district.
+        district: String,
+        /// What is used and the quota.
+        detail: String,
+    },
+    /// The version cannot be deleted.
+    #[error("version {version} cannot be deleted: {why}")]
+    InUse {
+        /// The version.
+        version: String,
+        /// Why.
+        why: String,
+    },
     /// Storage failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// How much each district may store of plug-in versions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quota {
+    /// Versions per district (all hooks).
+    pub versions: usize,
+    /// Bytes of components per district (all hooks).
+    pub bytes: u64,
+}
+
+impl Default for Quota {
+    fn default() -> Self {
+        Self {
+            versions: 100,
+            bytes: 256 << 20,
+        }
+    }
+}
+
+/// What became of an upload, kept so that its final answer (accepted, or refused and why)
+/// can be read after a compile that outlasted the upload's request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Upload {
+    /// The district (or `city`).
+    pub district: String,
+    /// The hook.
+    pub hook: Hook,
+    /// sha256 of the component.
+    pub version: String,
+    /// `compiling`, `accepted` or `refused`.
+    pub status: String,
+    /// Why it was refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The version record, once accepted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub record: Option<VersionRecord>,
+    /// When the upload started.
+    pub at: Millis,
+}
+
+/// A plug-in name: what a metrics label and a log field can carry as is.
+pub fn check_name(name: &str) -> Result<(), RegistryError> {
+    let ok = (1..=64).contains(&name.len())
+        && name.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'-' | b'_')
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(RegistryError::BadName(
+            crate::text::escape_for_log(name).chars().take(80).collect(),
+        ))
+    }
 }
 
 fn new_shadow(active: Arc<Active>) -> Shadow {
@@ -304,6 +397,13 @@ pub struct Registry {
     active: RwLock<HashMap<SlotKey, Arc<Active>>>,
     shadows: RwLock<HashMap<SlotKey, Arc<Shadow>>>,
     suspend_after: u32,
+    quota: Quota,
+    /// Uploads being compiled now (by upload key).
+    compiling: parking_lot::Mutex<std::collections::HashSet<String>>,
+}
+
+fn upload_key(district: &str, hook: Hook, version: &str) -> String {
+    format!("{district}/{}/{version}", hook.as_str())
 }
 
 fn slot_key(district: &str, hook: Hook) -> String {
@@ -331,6 +431,7 @@ impl Registry {
         store: Arc<Store>,
         runtime: Arc<Runtime>,
         suspend_after: u32,
+        quota: Quota,
     ) -> Result<Self, RegistryError> {
         let reg = Registry {
             store,
@@ -338,6 +439,8 @@ impl Registry {
             active: RwLock::new(HashMap::new()),
             shadows: RwLock::new(HashMap::new()),
             suspend_after: suspend_after.max(1),
+            quota,
+            compiling: Default::default(),
         };
         for (key, bytes) in reg.store.record_scan(SLOTS, "")? {
             let slot: SlotRecord = parse(&key, &bytes)?;
@@ -461,6 +564,7 @@ impl Registry {
         actor: &str,
         now: Millis,
     ) -> Result<(VersionRecord, bool), RegistryError> {
+        check_name(name)?;
         let plugin = self.runtime.load(name, bytes, limits, config)?;
         let version = plugin.id().version.clone();
         if let Ok(existing) = self.version(district, hook, &version) {
@@ -491,6 +595,154 @@ impl Registry {
             &[(version_key(district, hook, &version), json(&record))],
         )?;
         Ok((record, true))
+    }
+
+    /// Checks an upload before anything is compiled: the name, the limits against `caps`
+    /// (`whose` names them in the refusal), and the district's quota.
+    pub fn admit(
+        &self,
+        district: &str,
+        name: &str,
+        limits: Limits,
+        size: usize,
+        caps: Limits,
+        whose: &'static str,
+    ) -> Result<(), RegistryError> {
+        check_name(name)?;
+        for (what, asked, cap) in [
+            ("fuel", limits.fuel, caps.fuel),
+            (
+                "a time limit of (ms)",
+                limits.timeout.as_millis() as u64,
+                caps.timeout.as_millis() as u64,
+            ),
+            (
+                "a memory cap of (bytes)",
+                limits.memory_bytes,
+                caps.memory_bytes,
+            ),
+        ] {
+            if asked > cap {
+                return Err(RegistryError::OverCap {
+                    what,
+                    asked,
+                    cap,
+                    whose,
+                });
+            }
+        }
+        let mine: Vec<VersionRecord> = self
+            .store
+            .record_scan(VERSIONS, &format!("{district}/"))?
+            .into_iter()
+            .map(|(k, v)| parse(&k, &v))
+            .collect::<Result<_, _>>()?;
+        let bytes: u64 = mine.iter().map(|v| v.size as u64).sum();
+        if mine.len() >= self.quota.versions || bytes + size as u64 > self.quota.bytes {
+            return Err(RegistryError::Quota {
+                district: district.to_owned(),
+                detail: format!(
+                    "{} versions of {bytes} bytes (quota: {} versions, {} bytes)",
+                    mine.len(),
+                    self.quota.versions,
+                    self.quota.bytes
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// Marks an upload as compiling; `false` if the same one is compiling already.
+    pub fn begin_upload(&self, district: &str, hook: Hook, version: &str) -> bool {
+        self.compiling
+            .lock()
+            .insert(upload_key(district, hook, version))
+    }
+
+    /// Records an upload's final answer and clears its compiling mark.
+    pub fn finish_upload(
+        &self,
+        district: &str,
+        hook: Hook,
+        version: &str,
+        at: Millis,
+        outcome: &Result<(VersionRecord, bool), RegistryError>,
+    ) -> Result<(), RegistryError> {
+        let key = upload_key(district, hook, version);
+        let (status, reason, record) = match outcome {
+            Ok((r, _)) => ("accepted", None, Some(r.clone())),
+            Err(e) => ("refused", Some(e.to_string()), None),
+        };
+        let upload = Upload {
+            district: district.to_owned(),
+            hook,
+            version: version.to_owned(),
+            status: status.into(),
+            reason,
+            record,
+            at,
+        };
+        let stored = self
+            .store
+            .record_put(UPLOADS, &[(key.clone(), json(&upload))]);
+        self.compiling.lock().remove(&key);
+        Ok(stored?)
+    }
+
+    /// What became of an upload: compiling now, or its recorded answer.
+    pub fn upload(
+        &self,
+        district: &str,
+        hook: Hook,
+        version: &str,
+    ) -> Result<Option<Upload>, RegistryError> {
+        let key = upload_key(district, hook, version);
+        if self.compiling.lock().contains(&key) {
+            return Ok(Some(Upload {
+                district: district.to_owned(),
+                hook,
+                version: version.to_owned(),
+                status: "compiling".into(),
+                reason: None,
+                record: None,
+                at: 0,
+            }));
+        }
+        Ok(self
+            .store
+            .record_get(UPLOADS, &key)?
+            .map(|b| parse(&key, &b))
+            .transpose()?)
+    }
+
+    /// Deletes a version that never decided anything: never activated, shadowed or
+    /// promoted (a version that did is kept for replay). Its component bytes go too unless
+    /// another slot deployed the same bytes.
+    pub fn delete(&self, district: &str, hook: Hook, version: &str) -> Result<(), RegistryError> {
+        self.version(district, hook, version)?;
+        let slot = self.slot(district, hook)?;
+        if slot.history.iter().any(|e| e.version == version)
+            || slot.shadow.as_deref() == Some(version)
+        {
+            return Err(RegistryError::InUse {
+                version: version.to_owned(),
+                why: "it was activated or ran in shadow, so decisions may name it; it is kept for replay".into(),
+            });
+        }
+        let key = version_key(district, hook, version);
+        self.store.record_remove(VERSIONS, &key)?;
+        self.store
+            .record_remove(UPLOADS, &upload_key(district, hook, version))?;
+        let suffix = format!("/{version}");
+        let shared = self
+            .store
+            .record_scan(VERSIONS, "")?
+            .iter()
+            .any(|(k, _)| k.ends_with(&suffix));
+        if !shared {
+            self.store.record_remove(BLOBS, version)?;
+        }
+        Ok(())
     }
 
     /// Versions deployed for a slot, oldest first, and the slot's state.

@@ -63,6 +63,8 @@ pub struct ServiceConfig {
     pub runtime: RuntimeConfig,
     /// Failures in a row before a plug-in version is suspended.
     pub suspend_after: u32,
+    /// What each district may store of plug-in versions.
+    pub upload_quota: crate::registry::Quota,
     /// Write acknowledgement.
     pub durability: Durability,
     /// sled's page cache in bytes.
@@ -83,6 +85,7 @@ impl ServiceConfig {
             },
             data_dir,
             suspend_after: crate::registry::DEFAULT_SUSPEND_AFTER,
+            upload_quota: Default::default(),
             durability: Durability::GroupCommit,
             cache_bytes: crate::store::DEFAULT_CACHE_BYTES,
             calendar_file: None,
@@ -214,7 +217,12 @@ impl Service {
             Runtime::new(config.runtime.clone())
                 .map_err(|e: RuntimeError| ServiceError::Unavailable(e.to_string()))?,
         );
-        let registry = Registry::open(store.clone(), runtime.clone(), config.suspend_after)?;
+        let registry = Registry::open(
+            store.clone(),
+            runtime.clone(),
+            config.suspend_after,
+            config.upload_quota,
+        )?;
         let caller_secret = match store.record_get(SECRETS, "caller-key")? {
             Some(s) => s,
             None => {

@@ -80,12 +80,20 @@ impl TestServer {
     pub fn start_with(
         f: impl FnOnce(civic_host::service::ServiceConfig) -> civic_host::service::ServiceConfig,
     ) -> Self {
+        Self::start_with_api(f, civic_host::api::ApiConfig::default())
+    }
+
+    /// Starts a service with an adjusted configuration and API limits.
+    pub fn start_with_api(
+        f: impl FnOnce(civic_host::service::ServiceConfig) -> civic_host::service::ServiceConfig,
+        api: civic_host::api::ApiConfig,
+    ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let config = f(civic_host::service::ServiceConfig::new(dir.path()));
         let svc = civic_host::service::Service::open_default(&config).unwrap();
         let boot = svc.bootstrap(dir.path()).unwrap();
         let svc = std::sync::Arc::new(svc);
-        let app = civic_host::api::app(svc.clone(), civic_host::api::ApiConfig::default());
+        let app = civic_host::api::app(svc.clone(), api);
         TestServer {
             svc,
             app,

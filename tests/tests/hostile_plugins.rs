@@ -21,7 +21,11 @@ struct World {
 }
 
 fn world() -> World {
-    let runtime = Runtime::new(RuntimeConfig::default()).expect("runtime");
+    world_with(RuntimeConfig::default())
+}
+
+fn world_with(config: RuntimeConfig) -> World {
+    let runtime = Runtime::new(config).expect("runtime");
     let city = runtime
         .load(
             "city-default",
@@ -431,18 +435,12 @@ fn a_burst_beyond_the_instance_pool_waits_instead_of_failing() {
 /// well-behaved decision fails. (Measured against wall-clock time, each one timed out.)
 #[test]
 fn a_starved_host_does_not_fail_a_well_behaved_decision() {
-    let runtime = Runtime::new(RuntimeConfig {
+    let w = world_with(RuntimeConfig {
         // The wall-clock backstop is out of reach here: this test must not depend on how
         // loaded the machine running it is.
         overload_backstop: Duration::from_secs(60),
         ..RuntimeConfig::default()
-    })
-    .unwrap();
-    let w = World {
-        city: world().city,
-        runtime,
-        directory: Arc::new(sample_city()),
-    };
+    });
     let p = w.hostile(
         "busy",
         Limits {
@@ -483,5 +481,176 @@ fn a_starved_host_does_not_fail_a_well_behaved_decision() {
         stop.store(true, Ordering::Relaxed);
         let slowest = outcome.unwrap_or_else(|p| std::panic::resume_unwind(p));
         eprintln!("slowest starved decision took {slowest:?} of wall-clock time");
+    });
+}
+
+/// A component that needs WASI is refused from its import list, before anything is
+/// compiled, with a message naming the import and what to do about it; a refused component
+/// leaves nothing in the compiled cache.
+#[test]
+fn a_component_that_imports_wasi_is_refused_before_compiling_and_leaves_no_cache() {
+    let cache = tempfile::tempdir().unwrap();
+    let runtime = Runtime::new(RuntimeConfig {
+        cache_dir: Some(cache.path().to_owned()),
+        ..RuntimeConfig::default()
+    })
+    .unwrap();
+    let e = runtime
+        .load("wasi", &fixture(fixtures::FX_WASI), Limits::default(), "{}")
+        .unwrap_err();
+    match &e.failure {
+        PluginFailure::InvalidComponent { detail } => {
+            assert!(
+                detail.contains("wasi:cli/environment@0.2.0") && detail.contains("stub WASI"),
+                "{detail}"
+            );
+        }
+        other => panic!("expected invalid-component, got {other:?}"),
+    }
+    // Compiled, then refused when linking: not cached either.
+    runtime
+        .load(
+            "fx-incompatible",
+            &fixture(fixtures::FX_INCOMPATIBLE),
+            Limits::default(),
+            "{}",
+        )
+        .unwrap_err();
+    let cached = || std::fs::read_dir(cache.path()).unwrap().count();
+    assert_eq!(cached(), 0, "refused components are not cached");
+    runtime
+        .load(
+            "city-default",
+            civic_plugin_bundle::get("civic-plugin-city-default")
+                .unwrap()
+                .component,
+            Limits::default(),
+            "{}",
+        )
+        .unwrap();
+    assert_eq!(cached(), 1);
+}
+
+/// The compiled cache keeps to its quota, dropping the least recently used entries.
+#[test]
+fn the_compiled_cache_keeps_to_its_quota() {
+    let cache = tempfile::tempdir().unwrap();
+    let runtime = Runtime::new(RuntimeConfig {
+        cache_dir: Some(cache.path().to_owned()),
+        // Room for about one compiled plug-in.
+        cache_max_bytes: 1,
+        ..RuntimeConfig::default()
+    })
+    .unwrap();
+    for b in civic_plugin_bundle::all().iter().take(3) {
+        runtime
+            .load(b.package, b.component, Limits::default(), "{}")
+            .unwrap();
+        let entries = std::fs::read_dir(cache.path()).unwrap().count();
+        assert_eq!(
+            entries, 1,
+            "only the newest entry is kept under a tiny quota"
+        );
+    }
+}
+
+/// One district's decisions take at most its share of the machine: four callers of a
+/// spinning plug-in run one at a time (each gets its full time limit, none is overloaded),
+/// while another district's decisions go on beside them.
+#[test]
+fn a_districts_decisions_run_within_its_share() {
+    let w = world_with(RuntimeConfig {
+        district_share: 1,
+        overload_backstop: Duration::from_secs(60),
+        ..RuntimeConfig::default()
+    });
+    let spin = w.hostile(
+        "spin",
+        Limits {
+            fuel: u64::MAX,
+            timeout: Duration::from_millis(30),
+            ..Limits::default()
+        },
+    );
+    let done = AtomicU64::new(0);
+    let peak = AtomicU64::new(0);
+    let other = AtomicU64::new(0);
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            s.spawn(|| {
+                let e = failure(w.route(&spin));
+                assert_eq!(e.failure, PluginFailure::Timeout { limit_ms: 30 });
+                done.fetch_add(1, Ordering::SeqCst);
+            });
+        }
+        s.spawn(|| {
+            let mut c = case("tianya", "noise", Some("tianya/maling/grid-01"));
+            c.eligibility = Some(wit::EligibilityOutcome {
+                grid_admissible: true,
+                mediation: None,
+            });
+            while done.load(Ordering::SeqCst) < 4 {
+                w.runtime
+                    .routing(
+                        &w.city,
+                        &Input {
+                            case: &c,
+                            now: c.created_at,
+                            recent_cases: &[],
+                            directory: &w.directory,
+                        },
+                    )
+                    .expect("another district decides beside the spinning one");
+                other.fetch_add(1, Ordering::SeqCst);
+            }
+        });
+        while done.load(Ordering::SeqCst) < 4 {
+            peak.fetch_max(u64::from(w.runtime.in_flight("jiyang")), Ordering::SeqCst);
+            std::thread::yield_now();
+        }
+    });
+    assert_eq!(
+        peak.load(Ordering::SeqCst),
+        1,
+        "jiyang's decisions ran one at a time"
+    );
+    assert!(other.load(Ordering::SeqCst) > 0);
+    assert_eq!(w.runtime.in_flight("jiyang"), 0);
+}
+
+/// A decision that cannot get its district's share in time fails as host-overloaded, the
+/// one failure never counted against a plug-in.
+#[test]
+fn a_decision_that_waits_too_long_for_its_share_is_host_overloaded() {
+    let w = world_with(RuntimeConfig {
+        district_share: 1,
+        overload_backstop: Duration::ZERO,
+        ..RuntimeConfig::default()
+    });
+    let spin = w.hostile(
+        "spin",
+        Limits {
+            fuel: u64::MAX,
+            timeout: Duration::from_secs(2),
+            ..Limits::default()
+        },
+    );
+    let started = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let holder = s.spawn(|| {
+            started.store(true, Ordering::SeqCst);
+            w.route(&spin)
+        });
+        // Wait until the spinning decision holds jiyang's one share.
+        while w.runtime.in_flight("jiyang") == 0 && !holder.is_finished() {
+            std::thread::yield_now();
+        }
+        let e = failure(w.route(&w.city));
+        assert!(
+            matches!(e.failure, PluginFailure::HostOverloaded { cpu_ms: 0, .. }),
+            "{e}"
+        );
+        assert!(e.failure.is_host_fault());
+        let _ = holder.join();
     });
 }

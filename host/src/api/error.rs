@@ -126,9 +126,12 @@ impl From<RegistryError> for ApiError {
             RegistryError::UnknownVersion { .. } | RegistryError::NoShadow { .. } => {
                 ApiError::NotFound(e.to_string())
             }
-            RegistryError::NoPrevious { .. } | RegistryError::DeployedDifferently { .. } => {
-                ApiError::Conflict(e.to_string())
-            }
+            RegistryError::NoPrevious { .. }
+            | RegistryError::DeployedDifferently { .. }
+            | RegistryError::InUse { .. } => ApiError::Conflict(e.to_string()),
+            RegistryError::OverCap { .. }
+            | RegistryError::BadName(_)
+            | RegistryError::Quota { .. } => ApiError::Unprocessable(e.to_string()),
             RegistryError::Store(s) => s.into(),
         }
     }

@@ -38,6 +38,9 @@ pub struct ApiConfig {
     pub request_timeout: Duration,
     /// Requests in flight before new ones get 429.
     pub max_in_flight: usize,
+    /// How long an upload waits for its compile before answering 202 with where to read
+    /// the final answer (kept well under `request_timeout`).
+    pub upload_wait: Duration,
 }
 
 impl Default for ApiConfig {
@@ -45,6 +48,7 @@ impl Default for ApiConfig {
         Self {
             request_timeout: Duration::from_secs(30),
             max_in_flight: 1024,
+            upload_wait: Duration::from_secs(20),
         }
     }
 }
@@ -56,6 +60,7 @@ pub struct AppState {
     pub svc: Arc<Service>,
     in_flight: Arc<Semaphore>,
     timeout: Duration,
+    upload_wait: Duration,
 }
 
 /// Runs blocking service work (sled, fsync, Wasm) off the async workers.
@@ -120,6 +125,7 @@ pub fn app(svc: Arc<Service>, config: ApiConfig) -> Router {
         svc,
         in_flight: Arc::new(Semaphore::new(config.max_in_flight)),
         timeout: config.request_timeout,
+        upload_wait: config.upload_wait.min(config.request_timeout / 2),
     };
     let mut router: Router<AppState> = Router::new();
     let mut by_path: Vec<(&'static str, MethodRouter<AppState>)> = Vec::new();

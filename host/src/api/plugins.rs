@@ -36,6 +36,22 @@ pub(crate) fn routes() -> Vec<Route> {
             put(deploy).layer(DefaultBodyLimit::max(UPLOAD_LIMIT)),
         ),
         r(
+            "/v1/districts/{district}/plugins/{hook}/uploads/{version}",
+            "GET",
+            "What became of an upload: compiling, accepted (with its version record) or refused (with the reason)",
+            None,
+            200,
+            get(upload_status),
+        ),
+        r(
+            "/v1/districts/{district}/plugins/{hook}/versions/{version}",
+            "DELETE",
+            "Delete a version that was never activated or shadowed (frees upload quota)",
+            None,
+            204,
+            axum::routing::delete(delete_version),
+        ),
+        r(
             "/v1/districts/{district}/plugins/{hook}",
             "GET",
             "Versions of a hook, who deployed them, which is active",
@@ -224,11 +240,8 @@ async fn deploy(
         }
     })?;
     let name = q.name.unwrap_or_else(|| format!("{district}-{hook_name}"));
-    if name.is_empty() || name.len() > 100 || q.config.as_ref().is_some_and(|c| c.len() > 16 * 1024)
-    {
-        return Err(ApiError::BadRequest(
-            "name must be 1-100 bytes and config at most 16 KiB".into(),
-        ));
+    if q.config.as_ref().is_some_and(|c| c.len() > 16 * 1024) {
+        return Err(ApiError::BadRequest("config must be at most 16 KiB".into()));
     }
     let d = Limits::default();
     let limits = Limits {
@@ -240,22 +253,123 @@ async fn deploy(
         memory_bytes: q.memory_bytes.unwrap_or(d.memory_bytes),
     };
     let config = q.config.unwrap_or_else(|| "{}".into());
-    let (record, created) = blocking(&state, move |svc| {
-        scope(svc, &p, &district, true)?;
-        let now = svc.clock.now();
-        Ok(svc
-            .registry
-            .deploy(&district, h, &name, &bytes, limits, &config, &p.id, now)?)
+    // Checked before anything is compiled: scope, name, limits and quota.
+    let (district, version, started) = {
+        let (district, name) = (district.clone(), name.clone());
+        blocking(&state, move |svc| {
+            let version = crate::runtime::Runtime::version_of(&bytes);
+            scope(svc, &p, &district, true)?;
+            let rt = svc.runtime.config();
+            let (caps, whose) = if p.role == crate::auth::Role::CityAdmin {
+                (
+                    Limits {
+                        fuel: rt.max_fuel,
+                        timeout: rt.max_timeout,
+                        memory_bytes: rt.max_memory_bytes,
+                    },
+                    "this host",
+                )
+            } else {
+                (rt.district_max, "a district admin")
+            };
+            svc.registry
+                .admit(&district, &name, limits, bytes.len(), caps, whose)?;
+            let started = svc.registry.begin_upload(&district, h, &version);
+            if !started {
+                return Ok((district, version, None));
+            }
+            Ok((district, version, Some((bytes, name, p.id))))
+        })
+        .await?
+    };
+    let Some((bytes, name, actor)) = started else {
+        return Ok(compiling(&district, h, &version));
+    };
+    // The compile runs to its end on its own; the request waits a while for it, then
+    // answers 202 with where the final answer will be.
+    let job = {
+        let (svc, district, version) = (state.svc.clone(), district.clone(), version.clone());
+        tokio::task::spawn_blocking(move || {
+            let now = svc.clock.now();
+            let outcome = svc
+                .registry
+                .deploy(&district, h, &name, &bytes, limits, &config, &actor, now);
+            if let Err(e) = svc
+                .registry
+                .finish_upload(&district, h, &version, now, &outcome)
+            {
+                tracing::error!(%district, %version, error = %e, "could not record an upload's outcome");
+            }
+            outcome
+        })
+    };
+    match tokio::time::timeout(state.upload_wait, job).await {
+        Err(_) => Ok(compiling(&district, h, &version)),
+        Ok(joined) => {
+            let (record, created) = joined
+                .map_err(|e| ApiError::Internal(format!("the upload's compile failed: {e}")))??;
+            Ok((
+                if created {
+                    StatusCode::CREATED
+                } else {
+                    StatusCode::OK
+                },
+                axum::Json(serde_json::to_value(record).unwrap_or_default()),
+            )
+                .into_response())
+        }
+    }
+}
+
+/// 202: the component is still compiling; where to read the final answer.
+fn compiling(district: &str, hook: Hook, version: &str) -> axum::response::Response {
+    let url = format!(
+        "/v1/districts/{district}/plugins/{}/uploads/{version}",
+        hook.as_str()
+    );
+    (
+        StatusCode::ACCEPTED,
+        [(axum::http::header::LOCATION, url.clone())],
+        axum::Json(serde_json::json!({
+            "status": "compiling",
+            "version": version,
+            "status_url": url,
+        })),
+    )
+        .into_response()
+}
+
+async fn upload_status(
+    State(state): State<AppState>,
+    Auth(p): Auth,
+    Path((district, hook_name, version)): Path<(String, String, String)>,
+) -> Result<impl IntoResponse, ApiError> {
+    let h = hook(&hook_name)?;
+    let out = blocking(&state, move |svc| {
+        scope(svc, &p, &district, false)?;
+        svc.registry.upload(&district, h, &version)?.ok_or_else(|| {
+            ApiError::NotFound(format!(
+                "no upload of {version} to {district}/{}: upload it (again) with PUT; an upload interrupted by a restart leaves no answer",
+                h.as_str()
+            ))
+        })
     })
     .await?;
-    Ok((
-        if created {
-            StatusCode::CREATED
-        } else {
-            StatusCode::OK
-        },
-        axum::Json(record),
-    ))
+    Ok(axum::Json(out))
+}
+
+async fn delete_version(
+    State(state): State<AppState>,
+    Auth(p): Auth,
+    Path((district, hook_name, version)): Path<(String, String, String)>,
+) -> Result<impl IntoResponse, ApiError> {
+    let h = hook(&hook_name)?;
+    blocking(&state, move |svc| {
+        scope(svc, &p, &district, true)?;
+        Ok(svc.registry.delete(&district, h, &version)?)
+    })
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 async fn versions(

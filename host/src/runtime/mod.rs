@@ -95,6 +95,15 @@ pub struct RuntimeConfig {
     pub overload_backstop: Duration,
     /// Where compiled plug-ins are cached; `None` disables the cache.
     pub cache_dir: Option<PathBuf>,
+    /// Most bytes the compiled cache may hold; the least recently used entries go first.
+    pub cache_max_bytes: u64,
+    /// Decisions of one district that may run at once. A district's hostile or slow
+    /// plug-in then takes at most this many threads; the other districts keep the rest of
+    /// the machine. The default is half the cores (at least one).
+    pub district_share: u32,
+    /// Plug-in limits a district admin may set at most (a city admin may go up to the
+    /// host-wide maxima above).
+    pub district_max: Limits,
 }
 
 impl Default for RuntimeConfig {
@@ -109,6 +118,14 @@ impl Default for RuntimeConfig {
             epoch_tick: Duration::from_millis(2),
             overload_backstop: Duration::from_secs(2),
             cache_dir: None,
+            cache_max_bytes: 2 << 30,
+            district_share: std::thread::available_parallelism()
+                .map_or(1, |n| (n.get() / 2).max(1) as u32),
+            district_max: Limits {
+                fuel: 200_000_000,
+                timeout: Duration::from_millis(500),
+                memory_bytes: 16 << 20,
+            },
         }
     }
 }
@@ -227,6 +244,7 @@ pub struct Runtime {
     config: RuntimeConfig,
     cache: Option<cache::Cache>,
     slots: Slots,
+    shares: Shares,
     _ticker: Ticker,
 }
 
@@ -254,6 +272,64 @@ impl Drop for Slot<'_> {
     fn drop(&mut self) {
         *self.0.free.lock() += 1;
         self.0.freed.notify_one();
+    }
+}
+
+/// Each district's share of the decisions in flight: at most `per_district` of one
+/// district's decisions run at once, so one district's failing or slow plug-in slows that
+/// district alone. A decision that cannot get its district's share within `wait` fails as
+/// host-overloaded (never the plug-in's fault): the case goes to a person and the caller
+/// is not held.
+struct Shares {
+    per_district: u32,
+    wait: Duration,
+    used: parking_lot::Mutex<std::collections::HashMap<String, u32>>,
+    freed: parking_lot::Condvar,
+}
+
+struct Share<'a> {
+    shares: &'a Shares,
+    district: String,
+}
+
+impl Shares {
+    fn take(&self, district: &str) -> Result<Share<'_>, Duration> {
+        let started = Instant::now();
+        let mut used = self.used.lock();
+        loop {
+            let n = used.get(district).copied().unwrap_or(0);
+            if n < self.per_district {
+                used.insert(district.to_owned(), n + 1);
+                return Ok(Share {
+                    shares: self,
+                    district: district.to_owned(),
+                });
+            }
+            let waited = started.elapsed();
+            if waited >= self.wait {
+                return Err(waited);
+            }
+            self.freed.wait_for(&mut used, self.wait - waited);
+        }
+    }
+
+    fn in_flight(&self, district: &str) -> u32 {
+        self.used.lock().get(district).copied().unwrap_or(0)
+    }
+}
+
+impl Drop for Share<'_> {
+    fn drop(&mut self) {
+        let mut used = self.shares.used.lock();
+        if let Some(n) = used.get_mut(&self.district) {
+            *n -= 1;
+            if *n == 0 {
+                used.remove(&self.district);
+            }
+        }
+        drop(used);
+        // Waiters are of any district: wake them all to find the one this share frees.
+        self.shares.freed.notify_all();
     }
 }
 
@@ -294,7 +370,7 @@ impl Runtime {
         )
         .map_err(engine_err)?;
         let cache = match &config.cache_dir {
-            Some(dir) => Some(cache::Cache::open(dir, &engine)?),
+            Some(dir) => Some(cache::Cache::open(dir, &engine, config.cache_max_bytes)?),
             None => None,
         };
         let stop = Arc::new(AtomicBool::new(false));
@@ -313,6 +389,12 @@ impl Runtime {
                 })?
         };
         Ok(Self {
+            shares: Shares {
+                per_district: config.district_share.max(1),
+                wait: config.overload_backstop,
+                used: Default::default(),
+                freed: parking_lot::Condvar::new(),
+            },
             slots: Slots {
                 free: parking_lot::Mutex::new(config.max_concurrent.max(1)),
                 freed: parking_lot::Condvar::new(),
@@ -331,6 +413,11 @@ impl Runtime {
     /// The host-wide settings.
     pub fn config(&self) -> &RuntimeConfig {
         &self.config
+    }
+
+    /// Decisions of `district` running now (at most [`RuntimeConfig::district_share`]).
+    pub fn in_flight(&self, district: &str) -> u32 {
+        self.shares.in_flight(district)
     }
 
     /// `limits` capped by the host-wide maxima.
@@ -376,27 +463,28 @@ impl Runtime {
             ))));
         }
         validate::check_component_bytes(bytes).map_err(&fail)?;
-        let component = match self
+        validate::check_imports(bytes).map_err(&fail)?;
+        let cached = self
             .cache
             .as_ref()
-            .and_then(|c| c.get(&self.engine, &id.version))
-        {
+            .and_then(|c| c.get(&self.engine, &id.version));
+        let compiled_now = cached.is_none();
+        let component = match cached {
             Some(c) => c,
-            None => {
-                let component = self.compile(bytes).map_err(&fail)?;
-                if let Some(cache) = &self.cache
-                    && let Err(e) = cache.put(&id.version, &component)
-                {
-                    tracing::warn!(plugin = %id, error = %e, "could not write the compiled-plug-in cache");
-                }
-                component
-            }
+            None => self.compile(bytes).map_err(&fail)?,
         };
         let pre = self
             .linker
             .instantiate_pre(&component)
             .and_then(PluginPre::new)
             .map_err(|e| fail(validate::incompatible(&component, &self.engine, e)))?;
+        // Cached only once it links: a refused component leaves nothing on disk.
+        if compiled_now
+            && let Some(cache) = &self.cache
+            && let Err(e) = cache.put(&id.version, &component)
+        {
+            tracing::warn!(plugin = %id, error = %e, "could not write the compiled-plug-in cache");
+        }
         tracing::debug!(plugin = %id, elapsed_ms = started.elapsed().as_millis() as u64, "plug-in loaded");
         Ok(Arc::new(Plugin {
             id,
@@ -518,9 +606,23 @@ impl Runtime {
         ) -> wasmtime::Result<Result<Option<T>, wit::RuleError>>,
         check: impl FnOnce(&T, &Directory, &str) -> Result<(), String>,
     ) -> Result<Evaluation<T>, PluginError> {
+        let limits = plugin.limits;
+        let _share = self
+            .shares
+            .take(&input.case.district)
+            .map_err(|waited| PluginError {
+                plugin: plugin.id.clone(),
+                hook,
+                failure: PluginFailure::HostOverloaded {
+                    limit_ms: limits.timeout.as_millis() as u64,
+                    cpu_ms: 0,
+                    wall_ms: waited.as_millis() as u64,
+                },
+                fuel_used: 0,
+                duration: waited,
+            })?;
         let started = Instant::now();
         let _slot = self.slots.take();
-        let limits = plugin.limits;
         let ctx = Self::context(plugin, input);
         let tick = self.config.epoch_tick;
         let mut store = Store::new(

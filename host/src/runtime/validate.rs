@@ -48,6 +48,61 @@ pub(crate) fn check_component_bytes(bytes: &[u8]) -> Result<(), PluginFailure> {
     Ok(())
 }
 
+/// Reads a component's own imports (not those of the core modules inside it, which the
+/// component satisfies itself) without compiling it, and refuses anything but the
+/// contract's interfaces of the version this host speaks: a component that needs WASI, or
+/// was built against another contract, is told so in a moment instead of after a compile
+/// that can take most of a minute.
+pub(crate) fn check_imports(bytes: &[u8]) -> Result<(), PluginFailure> {
+    use wasmparser::{Parser, Payload};
+    let mut depth = 0usize;
+    let mut foreign = Vec::new();
+    let mut versions = Vec::new();
+    for payload in Parser::new(0).parse_all(bytes) {
+        let payload = payload.map_err(|e| {
+            PluginFailure::invalid_component(format!("the component cannot be read: {e}"))
+        })?;
+        match payload {
+            Payload::ModuleSection { .. } | Payload::ComponentSection { .. } => depth += 1,
+            Payload::End(_) => depth = depth.saturating_sub(1),
+            Payload::ComponentImportSection(reader) if depth == 0 => {
+                for import in reader {
+                    let import = import.map_err(|e| {
+                        PluginFailure::invalid_component(format!("an import cannot be read: {e}"))
+                    })?;
+                    let name = import.name.name;
+                    match name
+                        .strip_prefix("civic:rules/")
+                        .and_then(|r| r.split_once('@'))
+                    {
+                        Some((_, v)) if v == CONTRACT_VERSION => {}
+                        Some((_, v)) => versions.push(v.to_owned()),
+                        None => foreign.push(name.to_owned()),
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    if !foreign.is_empty() {
+        let shown: Vec<&str> = foreign.iter().take(8).map(String::as_str).collect();
+        return Err(PluginFailure::invalid_component(format!(
+            "it imports {} (and {} more); a plug-in may import only civic:rules@{CONTRACT_VERSION} interfaces, and this host provides no WASI: build it with stub WASI (componentize-py --stub-wasi, jco --disable all) or without the dependency that needs it",
+            shown.join(", "),
+            foreign.len() - shown.len(),
+        )));
+    }
+    if let Some(v) = versions.first() {
+        return Err(PluginFailure::IncompatibleContract {
+            expected: CONTRACT_VERSION.into(),
+            detail: format!(
+                "it was built against civic:rules@{v}; this host supports civic:rules@{CONTRACT_VERSION}"
+            ),
+        });
+    }
+    Ok(())
+}
+
 /// Explains why a component does not fit the contract, naming the version it was built for.
 pub(crate) fn incompatible(
     component: &Component,

@@ -613,6 +613,12 @@ impl Store {
         self.commit.sync()
     }
 
+    /// Removes one record of `collection`, durably (nothing if it is not there).
+    pub fn record_remove(&self, collection: &str, key: &str) -> Result<(), StoreError> {
+        self.records(collection)?.remove(key.as_bytes())?;
+        self.commit.sync()
+    }
+
     /// Changes one record atomically and durably: `f` sees the current value and returns
     /// the new one (`None` deletes). `f` may run more than once.
     pub fn record_update<T>(

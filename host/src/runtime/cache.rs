@@ -105,15 +105,4 @@ impl Cache {
         Ok(())
     }
 
-    /// Entries now in the cache (for tests and the quota).
-    #[cfg(test)]
-    pub fn entries(&self) -> usize {
-        std::fs::read_dir(&self.dir)
-            .map(|d| {
-                d.filter_map(Result::ok)
-                    .filter(|e| e.path().extension().is_some_and(|x| x == "cwasm"))
-                    .count()
-            })
-            .unwrap_or(0)
-    }
 }

@@ -14,6 +14,42 @@ use crate::runtime::{Hook, Input, Plugin, wit};
 use crate::service::{Service, ServiceError};
 use crate::store::Filter;
 
+/// How much one backtest may do: it stops at whichever comes first and says so. A
+/// dispatcher's backtest of a spinning version once held both cores for 23 s.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Budget {
+    /// Past cases evaluated at most (the newest first).
+    pub max_cases: usize,
+    /// Wall-clock time at most.
+    pub max_time: std::time::Duration,
+}
+
+impl Budget {
+    /// A dispatcher's backtest.
+    pub const DISPATCHER: Budget = Budget {
+        max_cases: 2_000,
+        max_time: std::time::Duration::from_secs(10),
+    };
+    /// An admin's backtest.
+    pub const ADMIN: Budget = Budget {
+        max_cases: 100_000,
+        max_time: std::time::Duration::from_secs(120),
+    };
+}
+
+/// Districts with a backtest running: one at a time per district, so backtests cannot
+/// take every core from the district's live decisions.
+#[derive(Debug, Default)]
+pub struct Running(parking_lot::Mutex<std::collections::HashSet<String>>);
+
+struct RunningGuard<'a>(&'a Running, String);
+
+impl Drop for RunningGuard<'_> {
+    fn drop(&mut self) {
+        self.0.0.lock().remove(&self.1);
+    }
+}
+
 /// What to backtest.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -89,6 +125,9 @@ pub struct Report {
     pub fuel_active: Fuel,
     /// Fuel of the candidate.
     pub fuel_candidate: Fuel,
+    /// Why it stopped before the end of the range, if it did (its budget).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stopped: Option<String>,
     /// Wall time.
     pub elapsed_ms: u64,
     /// Throughput.
@@ -175,14 +214,25 @@ fn fuel(mut v: Vec<u64>) -> Fuel {
     }
 }
 
-/// Runs a backtest of `req.version` for `district`'s `hook`, on both cores.
+/// Runs a backtest of `req.version` for `district`'s `hook` on both cores, within `budget`;
+/// one at a time per district (`running`).
 pub fn run(
     svc: &Service,
+    running: &Running,
     district: &str,
     hook: Hook,
     req: &Request,
+    budget: Budget,
 ) -> Result<Report, ServiceError> {
+    if !running.0.lock().insert(district.to_owned()) {
+        return Err(ServiceError::Busy(format!(
+            "a backtest of {district} is already running; wait for it to finish"
+        )));
+    }
+    let _running = RunningGuard(running, district.to_owned());
     let started = Instant::now();
+    let deadline = started + budget.max_time;
+    let out_of_time = std::sync::atomic::AtomicBool::new(false);
     let candidate = svc.registry.plugin(district, hook, &req.version)?;
     let active = svc
         .registry
@@ -203,6 +253,8 @@ pub fn run(
     };
     svc.store
         .for_each_case(&filter, |c| ids.push((c.id, c.event_count)))?;
+    let in_range = ids.len();
+    ids.truncate(budget.max_cases);
     let sample_size = req.sample.unwrap_or(20).min(200);
     type Row = (String, Outcome, Outcome);
     let rows: Vec<Row> = std::thread::scope(|s| {
@@ -211,9 +263,14 @@ pub fn run(
             .chunks(chunk)
             .map(|part| {
                 let (active, candidate) = (active.clone(), candidate.clone());
+                let out_of_time = &out_of_time;
                 s.spawn(move || -> Result<Vec<Row>, ServiceError> {
                     let mut out = Vec::new();
                     for (id, events) in part {
+                        if Instant::now() >= deadline {
+                            out_of_time.store(true, std::sync::atomic::Ordering::Relaxed);
+                            break;
+                        }
                         let history = svc.store.history_of(id, *events)?;
                         let Some(rec) = history.iter().rev().find_map(|e| match &e.what {
                             EventBody::Decision(r) if r.hook == hook.as_str() => Some(r),
@@ -235,13 +292,34 @@ pub fn run(
             .collect();
         handles
             .into_iter()
-            .map(|h| h.join().expect("backtest worker panicked"))
+            .map(|h| {
+                h.join().unwrap_or_else(|_| {
+                    Err(ServiceError::Unavailable(
+                        "a backtest worker panicked".into(),
+                    ))
+                })
+            })
             .collect::<Result<Vec<_>, _>>()
             .map(|v| v.into_iter().flatten().collect())
     })?;
+    let stopped = if out_of_time.load(std::sync::atomic::Ordering::Relaxed) {
+        Some(format!(
+            "stopped after {} s, its time budget, having evaluated {} of {in_range} cases",
+            budget.max_time.as_secs(),
+            rows.len()
+        ))
+    } else if in_range > budget.max_cases {
+        Some(format!(
+            "evaluated the newest {} of {in_range} cases, its case budget; narrow from/to for the rest",
+            budget.max_cases
+        ))
+    } else {
+        None
+    };
     let mut report = Report {
-        cases: ids.len(),
+        cases: in_range,
         evaluated: rows.len(),
+        stopped,
         ..Report::default()
     };
     let (mut fa, mut fc) = (Vec::new(), Vec::new());
@@ -289,4 +367,122 @@ pub fn run(
     report.elapsed_ms = took.as_millis() as u64;
     report.cases_per_second = report.evaluated as f64 / took.as_secs_f64().max(1e-9);
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::intake::{self, NewCase};
+    use crate::service::ServiceConfig;
+
+    fn service_with_cases(dir: &std::path::Path, n: usize) -> (Service, String) {
+        let svc = Service::open(
+            &ServiceConfig::new(dir),
+            Arc::new(ManualClock::new(1_796_000_400_000)),
+        )
+        .unwrap();
+        svc.bootstrap(dir).unwrap();
+        for i in 0..n {
+            let new: NewCase = serde_json::from_value(serde_json::json!({
+                "district": "jiyang", "category": "noise",
+                "location": {"grid": "jiyang/yuehe/grid-01"},
+                "caller": {"phone": format!("1310000{i:04}")}
+            }))
+            .unwrap();
+            intake::intake(&svc, &new, "agent").unwrap();
+        }
+        let version = svc
+            .registry
+            .resolve("jiyang", Hook::Routing)
+            .unwrap()
+            .active
+            .record
+            .version
+            .clone();
+        (svc, version)
+    }
+
+    fn request(version: &str) -> Request {
+        Request {
+            version: version.to_owned(),
+            from: None,
+            to: None,
+            sample: None,
+        }
+    }
+
+    #[test]
+    fn a_backtest_stops_at_its_budget_and_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let (svc, v) = service_with_cases(dir.path(), 5);
+        let running = Running::default();
+        let all = run(
+            &svc,
+            &running,
+            "jiyang",
+            Hook::Routing,
+            &request(&v),
+            Budget::ADMIN,
+        )
+        .unwrap();
+        assert_eq!(
+            (all.cases, all.evaluated, all.stopped.as_deref()),
+            (5, 5, None)
+        );
+        let few = Budget {
+            max_cases: 3,
+            max_time: Duration::from_secs(3600),
+        };
+        let r = run(&svc, &running, "jiyang", Hook::Routing, &request(&v), few).unwrap();
+        assert_eq!((r.cases, r.evaluated), (5, 3));
+        assert!(r.stopped.unwrap().contains("newest 3 of 5 cases"));
+        let no_time = Budget {
+            max_cases: 100,
+            max_time: Duration::ZERO,
+        };
+        let r = run(
+            &svc,
+            &running,
+            "jiyang",
+            Hook::Routing,
+            &request(&v),
+            no_time,
+        )
+        .unwrap();
+        assert_eq!(r.evaluated, 0);
+        assert!(r.stopped.unwrap().contains("time budget"));
+    }
+
+    #[test]
+    fn one_backtest_at_a_time_per_district() {
+        let dir = tempfile::tempdir().unwrap();
+        let (svc, v) = service_with_cases(dir.path(), 1);
+        let running = Running::default();
+        running.0.lock().insert("jiyang".into());
+        let e = run(
+            &svc,
+            &running,
+            "jiyang",
+            Hook::Routing,
+            &request(&v),
+            Budget::ADMIN,
+        )
+        .unwrap_err();
+        assert!(matches!(e, ServiceError::Busy(_)), "{e}");
+        running.0.lock().clear();
+        run(
+            &svc,
+            &running,
+            "jiyang",
+            Hook::Routing,
+            &request(&v),
+            Budget::ADMIN,
+        )
+        .unwrap();
+        assert!(running.0.lock().is_empty(), "the guard lets go");
+    }
 }

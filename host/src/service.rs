@@ -39,6 +39,9 @@ pub enum ServiceError {
     /// The service is not set up (no directory loaded).
     #[error("{0}")]
     Unavailable(String),
+    /// The same kind of work is already running; retry when it is done (a 429).
+    #[error("{0}")]
+    Busy(String),
 }
 
 /// Reads an operator's calendar file.
@@ -113,6 +116,7 @@ pub struct Service {
     pub native: Option<Arc<dyn NativeRules>>,
     caller_secret: Vec<u8>,
     heartbeat: crate::sweeper::Heartbeat,
+    backtests: crate::backtest::Running,
 }
 
 /// Rules compiled into the host instead of run as plug-ins: the baseline the Wasm runtime
@@ -249,6 +253,7 @@ impl Service {
             native: None,
             caller_secret,
             heartbeat: Default::default(),
+            backtests: Default::default(),
         })
     }
 
@@ -341,6 +346,18 @@ impl Service {
             Some(n) => Ok(native_eval(|| n.routing(input))),
             None => self.runtime.routing(plugin, input),
         }
+    }
+
+    /// Backtests `req.version` against the active version of `district`'s `hook`, within
+    /// `budget`, one backtest per district at a time.
+    pub fn backtest(
+        &self,
+        district: &str,
+        hook: Hook,
+        req: &crate::backtest::Request,
+        budget: crate::backtest::Budget,
+    ) -> Result<crate::backtest::Report, ServiceError> {
+        crate::backtest::run(self, &self.backtests, district, hook, req, budget)
     }
 
     /// When the background sweeper last completed a sweep.

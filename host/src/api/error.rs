@@ -40,9 +40,9 @@ pub enum ApiError {
     /// 422: well-formed but not acceptable.
     #[error("{0}")]
     Unprocessable(String),
-    /// 429: too many requests in flight.
-    #[error("too many requests in flight; retry shortly")]
-    TooManyRequests,
+    /// 429: too many requests in flight, or the same work already running.
+    #[error("{0}")]
+    TooManyRequests(String),
     /// 503: not available now.
     #[error("{0}")]
     Unavailable(String),
@@ -65,7 +65,7 @@ impl ApiError {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type")
             }
             ApiError::Unprocessable(_) => (StatusCode::UNPROCESSABLE_ENTITY, "unprocessable"),
-            ApiError::TooManyRequests => (StatusCode::TOO_MANY_REQUESTS, "too-many-requests"),
+            ApiError::TooManyRequests(_) => (StatusCode::TOO_MANY_REQUESTS, "too-many-requests"),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
@@ -115,6 +115,7 @@ impl From<ServiceError> for ApiError {
             ServiceError::Store(s) => s.into(),
             ServiceError::Registry(r) => r.into(),
             ServiceError::Unavailable(m) => ApiError::Unavailable(m),
+            ServiceError::Busy(m) => ApiError::TooManyRequests(m),
         }
     }
 }

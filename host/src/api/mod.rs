@@ -167,7 +167,8 @@ async fn guard(State(state): State<AppState>, req: Request, next: Next) -> Respo
         .unwrap_or_else(|| "unmatched".into());
     let method = req.method().to_string();
     let response = match state.in_flight.clone().try_acquire_owned() {
-        Err(_) => ApiError::TooManyRequests.into_response(),
+        Err(_) => ApiError::TooManyRequests("too many requests in flight; retry shortly".into())
+            .into_response(),
         Ok(_permit) => match tokio::time::timeout(state.timeout, next.run(req)).await {
             Ok(r) => r,
             Err(_) => ApiError::Unavailable(format!(

@@ -485,7 +485,13 @@ async fn backtest(
                 "backtest a district: the city default has no cases of its own".into(),
             ));
         }
-        Ok(crate::backtest::run(svc, &district, h, &body)?)
+        let budget = match p.role {
+            crate::auth::Role::CityAdmin | crate::auth::Role::DistrictAdmin => {
+                crate::backtest::Budget::ADMIN
+            }
+            _ => crate::backtest::Budget::DISPATCHER,
+        };
+        Ok(svc.backtest(&district, h, &body, budget)?)
     })
     .await?;
     Ok(axum::Json(out))

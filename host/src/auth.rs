@@ -51,7 +51,55 @@ pub struct Token {
     pub created_at: Millis,
     /// Revoked tokens authenticate nothing.
     pub revoked: bool,
+    /// After this a token authenticates nothing (tokens stored before expiry existed have
+    /// none).
+    #[serde(default)]
+    pub expires_at: Option<Millis>,
 }
+
+/// A token as the API shows it: everything but the hash of its secret.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TokenInfo {
+    /// Public id.
+    pub id: String,
+    /// A label.
+    pub name: String,
+    /// Role.
+    pub role: Role,
+    /// District scope.
+    pub district: Option<String>,
+    /// Unit.
+    pub unit: Option<String>,
+    /// Who issued it.
+    pub created_by: String,
+    /// When.
+    pub created_at: Millis,
+    /// Revoked.
+    pub revoked: bool,
+    /// When it stops working.
+    pub expires_at: Option<Millis>,
+}
+
+impl From<&Token> for TokenInfo {
+    fn from(t: &Token) -> Self {
+        TokenInfo {
+            id: t.id.clone(),
+            name: t.name.clone(),
+            role: t.role,
+            district: t.district.clone(),
+            unit: t.unit.clone(),
+            created_by: t.created_by.clone(),
+            created_at: t.created_at,
+            revoked: t.revoked,
+            expires_at: t.expires_at,
+        }
+    }
+}
+
+/// How long a token lasts unless asked otherwise.
+pub const DEFAULT_LIFETIME_DAYS: u32 = 365;
+/// The longest lifetime a token may be given.
+pub const MAX_LIFETIME_DAYS: u32 = 3650;
 
 /// An authenticated caller.
 #[derive(Debug, Clone, PartialEq)]
@@ -78,6 +126,11 @@ pub enum AuthError {
     /// The request is wrong.
     #[error("{0}")]
     Invalid(String),
+    /// Revoking it would leave no one able to administer the city.
+    #[error(
+        "this is the last city admin token; issue another city admin first (or, with access to the server's data, `civic admin token --data DIR`)"
+    )]
+    LastAdmin,
     /// Storage failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -107,6 +160,9 @@ pub struct NewToken {
     /// Unit (unit handlers).
     #[serde(default)]
     pub unit: Option<String>,
+    /// Days until it expires (default 365, at most 3650).
+    #[serde(default)]
+    pub expires_in_days: Option<u32>,
 }
 
 /// Issues a token; returns it and the full token string, shown once.
@@ -120,6 +176,14 @@ pub fn issue(
         return Err(AuthError::Invalid(
             "the token name must be 1-100 bytes".into(),
         ));
+    }
+    crate::text::check("the token name", &new.name, 100)
+        .map_err(|e| AuthError::Invalid(e.to_string()))?;
+    let days = new.expires_in_days.unwrap_or(DEFAULT_LIFETIME_DAYS);
+    if !(1..=MAX_LIFETIME_DAYS).contains(&days) {
+        return Err(AuthError::Invalid(format!(
+            "expires_in_days must be 1-{MAX_LIFETIME_DAYS}"
+        )));
     }
     match (new.role, &new.district, &new.unit) {
         (Role::CityAdmin, None, None) | (Role::IntakeAgent, _, None) => {}
@@ -159,6 +223,7 @@ pub fn issue(
             .unwrap_or_else(|| "system".into()),
         created_at: now,
         revoked: false,
+        expires_at: Some(now + i64::from(days) * 86_400_000),
     };
     store.record_put(
         TOKENS,
@@ -174,8 +239,13 @@ pub struct Tokens {
 }
 
 impl Tokens {
-    /// The principal a bearer token string stands for.
-    pub fn authenticate(&self, store: &Store, bearer: &str) -> Result<Principal, AuthError> {
+    /// The principal a bearer token string stands for at `now`.
+    pub fn authenticate(
+        &self,
+        store: &Store,
+        bearer: &str,
+        now: Millis,
+    ) -> Result<Principal, AuthError> {
         let rest = bearer
             .strip_prefix("civic_")
             .ok_or(AuthError::Unauthenticated)?;
@@ -192,7 +262,7 @@ impl Tokens {
                 t
             }
         };
-        check(&token, secret)
+        check(&token, secret, now)
     }
 
     /// Revokes a token the principal manages; a token it may not see is "not found".
@@ -215,12 +285,12 @@ fn authenticate_stored(store: &Store, id: &str) -> Result<Token, AuthError> {
     )
 }
 
-fn check(token: &Token, secret: &str) -> Result<Principal, AuthError> {
+fn check(token: &Token, secret: &str, now: Millis) -> Result<Principal, AuthError> {
     let good: bool = sha(secret)
         .as_bytes()
         .ct_eq(token.secret_sha256.as_bytes())
         .into();
-    if !good || token.revoked {
+    if !good || token.revoked || token.expires_at.is_some_and(|e| now >= e) {
         return Err(AuthError::Unauthenticated);
     }
     Ok(Principal {
@@ -231,23 +301,26 @@ fn check(token: &Token, secret: &str) -> Result<Principal, AuthError> {
     })
 }
 
-/// The principal a bearer token string stands for, read from the store.
-pub fn authenticate(store: &Store, bearer: &str) -> Result<Principal, AuthError> {
-    Tokens::default().authenticate(store, bearer)
+/// The principal a bearer token string stands for at `now`, read from the store.
+pub fn authenticate(store: &Store, bearer: &str, now: Millis) -> Result<Principal, AuthError> {
+    Tokens::default().authenticate(store, bearer, now)
 }
 
 /// Tokens the principal may see (its district's, or all for a city admin).
 pub fn list(store: &Store, p: &Principal) -> Result<Vec<Token>, AuthError> {
-    let all: Vec<Token> = store
-        .record_scan(TOKENS, "")?
-        .into_iter()
-        .filter_map(|(_, v)| serde_json::from_slice(&v).ok())
-        .collect();
-    Ok(all
+    Ok(all(store)?
         .into_iter()
         .filter(|t| {
             p.role == Role::CityAdmin || (p.role == Role::DistrictAdmin && t.district == p.district)
         })
+        .collect())
+}
+
+fn all(store: &Store) -> Result<Vec<Token>, AuthError> {
+    Ok(store
+        .record_scan(TOKENS, "")?
+        .into_iter()
+        .filter_map(|(_, v)| serde_json::from_slice(&v).ok())
         .collect())
 }
 
@@ -256,6 +329,13 @@ fn revoke(store: &Store, p: &Principal, id: &str) -> Result<bool, AuthError> {
     let visible = list(store, p)?.into_iter().any(|t| t.id == id);
     if !visible {
         return Ok(false);
+    }
+    let admins: Vec<Token> = all(store)?
+        .into_iter()
+        .filter(|t| t.role == Role::CityAdmin && !t.revoked)
+        .collect();
+    if admins.len() == 1 && admins[0].id == id {
+        return Err(AuthError::LastAdmin);
     }
     store.record_update(TOKENS, id, |cur| {
         let mut t: Token = match cur {

@@ -206,6 +206,7 @@ fn read_request(path: &Path) -> anyhow::Result<Request> {
             handler: None,
             timer: None,
             returned_by: vec![],
+            version: None,
         })
     }
 }

@@ -67,6 +67,9 @@ enum Command {
     /// Tools for plug-in authors: scaffold, build, run, test, deploy.
     #[command(subcommand)]
     Plugin(PluginCommand),
+    /// Operator commands on a store this machine holds (the server must be stopped).
+    #[command(subcommand)]
+    Admin(AdminCommand),
     /// Run the server (an empty store gets the sample city and the bundled plug-ins).
     Serve {
         /// Data directory (store, compiled-plug-in cache, admin token).
@@ -86,6 +89,57 @@ enum Command {
         #[arg(long, env = "CIVIC_CALENDAR")]
         calendar: Option<PathBuf>,
     },
+}
+
+#[derive(Subcommand, Debug)]
+enum AdminCommand {
+    /// Issue a city admin token straight into the store, for an operator locked out of the
+    /// API (every admin token revoked, expired or lost). Prints the token once.
+    Token {
+        /// Data directory of the store.
+        #[arg(long, default_value = "./civic-data", env = "CIVIC_DATA")]
+        data: PathBuf,
+        /// A label for the token.
+        #[arg(long, default_value = "operator recovery")]
+        name: String,
+        /// Days until it expires.
+        #[arg(long, default_value_t = 30)]
+        days: u32,
+    },
+}
+
+fn admin(cmd: AdminCommand) -> anyhow::Result<()> {
+    match cmd {
+        AdminCommand::Token { data, name, days } => {
+            let path = data.join("store");
+            if !path.exists() {
+                anyhow::bail!(
+                    "{} holds no store; start `civic serve --data {}` once to create one",
+                    data.display(),
+                    data.display()
+                );
+            }
+            let store = crate::store::Store::open(&path, crate::store::Durability::GroupCommit)
+                .with_context(|| {
+                    format!(
+                        "opening the store at {} (stop the server using it first)",
+                        path.display()
+                    )
+                })?;
+            let new = crate::auth::NewToken {
+                name,
+                role: crate::auth::Role::CityAdmin,
+                district: None,
+                unit: None,
+                expires_in_days: Some(days),
+            };
+            let now = crate::clock::Clock::now(&crate::clock::SystemClock);
+            let (token, secret) = crate::auth::issue(&store, None, &new, now)?;
+            eprintln!("issued city admin token {} ({})", token.id, token.name);
+            println!("{secret}");
+            Ok(())
+        }
+    }
 }
 
 /// Runs the command line; the exit code says whether it worked.
@@ -112,6 +166,7 @@ pub fn main() -> ExitCode {
             calendar,
         }),
         Command::Plugin(cmd) => crate::author::run(cmd),
+        Command::Admin(cmd) => admin(cmd),
         Command::Replay {
             case,
             server,
@@ -144,6 +199,27 @@ pub fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Ctrl-C, or SIGTERM (what a service manager sends).
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
 }
 
 /// `civic serve`'s options.
@@ -188,15 +264,13 @@ fn serve(opts: Serve) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("listening on {listen}"))?;
         println!("civic-rules listening on http://{}", listener.local_addr()?);
-        // Responses go out as soon as they are written (no Nagle delay between header and body).
-        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
-        axum::serve(listener, app(svc, ApiConfig::default()))
-            .with_graceful_shutdown(async {
-                let _ = tokio::signal::ctrl_c().await;
-            })
-            .await?;
+        crate::api::serve(
+            listener,
+            app(svc, ApiConfig::default()),
+            crate::api::ServerConfig::default(),
+            shutdown_signal(),
+        )
+        .await?;
         anyhow::Ok(())
     })?;
     // Let a sweep in progress finish its write before the store closes.

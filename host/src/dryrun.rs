@@ -46,6 +46,10 @@ pub struct Request {
     /// Units that returned the case.
     #[serde(default)]
     pub returned_by: Vec<String>,
+    /// Through the API: the deployed version to run (default: the one that would run
+    /// now). The command line runs the component file it is given instead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
 }
 
 /// The outcome: the decision and what it cost, or the typed failure.

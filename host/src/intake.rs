@@ -20,6 +20,8 @@ use crate::store::Change;
 
 /// Longest description accepted.
 pub const MAX_DESCRIPTION: usize = 4000;
+/// Longest chamber-of-commerce name of a dispute party.
+pub const MAX_CHAMBER: usize = 100;
 /// How far back the caller's history reaches.
 pub const RECENT_WINDOW_MS: i64 = 30 * 86_400_000;
 /// The caller's most recent cases given to rules (enough for the repeat rules).
@@ -140,15 +142,11 @@ pub fn validate(
             return Err(invalid(format!("{name} is out of range")));
         }
     }
-    if location.address.as_ref().is_some_and(|a| a.len() > 500) {
-        return Err(invalid("the address is longer than 500 bytes"));
+    if let Some(a) = &location.address {
+        crate::text::check("the address", a, 500).map_err(|e| invalid(e.to_string()))?;
     }
-    if new.description.len() > MAX_DESCRIPTION {
-        return Err(invalid(format!(
-            "the description is {} bytes; at most {MAX_DESCRIPTION}",
-            new.description.len()
-        )));
-    }
+    crate::text::check("the description", &new.description, MAX_DESCRIPTION)
+        .map_err(|e| invalid(e.to_string()))?;
     let mut flags = wit::CaseFlags::empty();
     for f in &new.flags {
         if f == "repeat" {
@@ -163,12 +161,18 @@ pub fn validate(
             ))
         })?;
     }
-    if let Some(d) = &new.dispute
-        && (d.dispute_type.is_empty() || d.dispute_type.len() > 32 || d.chambers.len() > 8)
-    {
-        return Err(invalid(
-            "dispute: the type must be 1-32 bytes and at most 8 parties given",
-        ));
+    if let Some(d) = &new.dispute {
+        if d.dispute_type.is_empty() || d.dispute_type.len() > 32 || d.chambers.len() > 8 {
+            return Err(invalid(
+                "dispute: the type must be 1-32 bytes and at most 8 parties given",
+            ));
+        }
+        crate::text::check("the dispute type", &d.dispute_type, 32)
+            .map_err(|e| invalid(e.to_string()))?;
+        for chamber in d.chambers.iter().flatten() {
+            crate::text::check("a party's chamber", chamber, MAX_CHAMBER)
+                .map_err(|e| invalid(e.to_string()))?;
+        }
     }
     let kind = match new.kind {
         Some(k) => k,
@@ -215,18 +219,24 @@ pub fn caller_key(secret: &[u8], phone: Option<&str>, fallback: &str) -> String 
     format!("k{}", &hex::encode(h.finalize())[..31])
 }
 
-/// The caller's recent cases, as rules see them.
+/// The caller's recent cases in `district`, as rules see them. Another district's cases
+/// are not this district's business: its rules never see them, and neither does the
+/// decision record its history shows (where they once named cases the viewer could not
+/// open).
 pub fn recent_cases(
     svc: &Service,
     caller_key: &str,
+    district: &str,
     exclude: &str,
     now: Millis,
 ) -> Result<Vec<wit::RecentCase>, ServiceError> {
     Ok(svc
         .store
-        .caller_cases(caller_key, now - RECENT_WINDOW_MS, MAX_RECENT)?
+        // Read past other districts' cases (a caller with many elsewhere is rare).
+        .caller_cases(caller_key, now - RECENT_WINDOW_MS, MAX_RECENT * 5)?
         .into_iter()
-        .filter(|c| c.id != exclude)
+        .filter(|c| c.id != exclude && c.district == district)
+        .take(MAX_RECENT)
         .map(|c| wit::RecentCase {
             id: c.id,
             category: c.category,
@@ -316,7 +326,7 @@ fn take_in(svc: &Service, new: &NewCase, actor: &str) -> Result<(Case, Events), 
     let id = svc.store.next_case_id()?;
     let key = caller_key(svc.caller_secret(), new.caller.phone.as_deref(), &id);
     let mut case = validate(&dir, new, id, key, actor, now)?;
-    let recent = recent_cases(svc, &case.caller_key, &case.id, now)?;
+    let recent = recent_cases(svc, &case.caller_key, &case.district, &case.id, now)?;
     let same_category = recent
         .iter()
         .filter(|r| r.category == case.category)

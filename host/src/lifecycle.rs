@@ -158,29 +158,29 @@ pub struct LifecycleError {
     pub action: &'static str,
     /// Why.
     pub why: String,
+    /// The request itself is wrong (an empty reason, a day count out of range): a 422, not
+    /// a conflict with the case's state.
+    pub invalid_input: bool,
 }
 
 /// Applies `action` at time `at`; on error the case is untouched (it is borrowed).
 pub fn apply(case: &Case, action: &Action, at: Millis) -> Result<Case, LifecycleError> {
     use CaseStatus as S;
-    let err = |why: String| LifecycleError {
+    let refuse = |why: String, invalid_input: bool| LifecycleError {
         case: case.id.clone(),
         status: case.status,
         action: action.name(),
         why,
+        invalid_input,
     };
+    let err = |why: String| refuse(why, false);
+    let bad = |why: String| refuse(why, true);
     let wrong_state = |expected: &str| err(format!("only allowed when the case is {expected}"));
-    let text = |t: &str, what: &str| -> Result<(), LifecycleError> {
+    let text = |t: &str, what: &'static str| -> Result<(), LifecycleError> {
         if t.trim().is_empty() {
-            return Err(err(format!("{what} must not be empty")));
+            return Err(bad(format!("{what} must not be empty")));
         }
-        if t.len() > MAX_TEXT {
-            return Err(err(format!(
-                "{what} is {} bytes; at most {MAX_TEXT}",
-                t.len()
-            )));
-        }
-        Ok(())
+        crate::text::check(what, t, MAX_TEXT).map_err(|e| bad(e.to_string()))
     };
     let mut c = case.clone();
     c.updated_at = at;
@@ -197,7 +197,7 @@ pub fn apply(case: &Case, action: &Action, at: Millis) -> Result<Case, Lifecycle
                 return Err(wrong_state("received"));
             }
             if !matches!(line.as_str(), "110" | "119" | "120" | "122") {
-                return Err(err(format!(
+                return Err(bad(format!(
                     "`{line}` is not an emergency line (110, 119, 120, 122)"
                 )));
             }
@@ -285,7 +285,7 @@ pub fn apply(case: &Case, action: &Action, at: Millis) -> Result<Case, Lifecycle
                 return Err(err("an extension request is already pending".into()));
             }
             if !(1..=30).contains(days) {
-                return Err(err(format!("{days} working days is not within 1-30")));
+                return Err(bad(format!("{days} working days is not within 1-30")));
             }
             text(reason, "the reason")?;
             c.extension = Some(Extension {
@@ -329,12 +329,7 @@ pub fn apply(case: &Case, action: &Action, at: Millis) -> Result<Case, Lifecycle
             if c.status != S::Replied {
                 return Err(wrong_state("replied"));
             }
-            if note.len() > MAX_TEXT {
-                return Err(err(format!(
-                    "the note is {} bytes; at most {MAX_TEXT}",
-                    note.len()
-                )));
-            }
+            crate::text::check("the note", note, MAX_TEXT).map_err(|e| bad(e.to_string()))?;
             c.satisfaction = Some(Satisfaction {
                 satisfied: *satisfied,
                 resolved: *resolved,
@@ -387,7 +382,7 @@ pub fn apply(case: &Case, action: &Action, at: Millis) -> Result<Case, Lifecycle
                 return Err(wrong_state("open"));
             }
             if *into == c.id || into.is_empty() {
-                return Err(err("a case cannot be merged into itself".into()));
+                return Err(bad("a case cannot be merged into itself".into()));
             }
             c.merged_into = Some(into.clone());
             c.timers.clear();

@@ -212,6 +212,19 @@ impl Service {
                 config.data_dir.display()
             ))
         })?;
+        // Cases hold what citizens said and where they live: the store is the service's
+        // alone (sled creates its files readable by everyone otherwise).
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&config.data_dir, std::fs::Permissions::from_mode(0o700))
+                .map_err(|e| {
+                    ServiceError::Unavailable(format!(
+                        "cannot make the data directory {} private to this user: {e}",
+                        config.data_dir.display()
+                    ))
+                })?;
+        }
         let store = Arc::new(Store::open_with_cache(
             &config.data_dir.join("store"),
             config.durability,
@@ -303,6 +316,7 @@ impl Service {
                 role: crate::auth::Role::CityAdmin,
                 district: None,
                 unit: None,
+                expires_in_days: None,
             };
             let (_, secret) = crate::auth::issue(&self.store, None, &new, now)
                 .map_err(|e| ServiceError::Unavailable(e.to_string()))?;
@@ -496,7 +510,8 @@ impl Service {
         )];
         if next.status == CaseStatus::PendingDispatch {
             let dir = self.directory()?;
-            let recent = intake::recent_cases(self, &next.caller_key, &next.id, now)?;
+            let recent =
+                intake::recent_cases(self, &next.caller_key, &next.district, &next.id, now)?;
             intake::route(self, &dir, &mut next, &recent, now, &mut events)?;
         }
         Ok(Change { case: next, events })

@@ -144,6 +144,7 @@ pub fn page(
         Order::Newest => {
             let mut cases = Vec::new();
             let mut cursor = cursor.map(str::to_owned);
+            let mut scanned = 0;
             loop {
                 // Asking only for what is missing means a page never overshoots, so the
                 // store's cursor stays exact.
@@ -152,7 +153,10 @@ pub fn page(
                     .list(filter, cursor.as_deref(), limit - cases.len())?;
                 cases.extend(p.cases.into_iter().filter(|c| keep(c)).map(board));
                 cursor = p.next;
-                if cases.len() == limit || cursor.is_none() {
+                scanned += p.scanned;
+                // A filter that matches little returns a short page with a cursor rather
+                // than walk the whole scope in one request.
+                if cases.len() == limit || cursor.is_none() || scanned >= crate::store::MAX_SCAN {
                     break;
                 }
             }

@@ -755,11 +755,16 @@ async fn the_console_is_served_from_the_binary_with_a_strict_policy() {
 async fn overload_and_slow_requests_get_429_and_503() {
     use tower::ServiceExt;
     let s = TestServer::start();
-    let get = |app: axum::Router| async move {
-        let req = axum::http::Request::get("/healthz")
-            .body(axum::body::Body::empty())
-            .unwrap();
-        app.oneshot(req).await.unwrap().status().as_u16()
+    let admin = s.admin.clone();
+    let get = |app: axum::Router, path: &'static str| {
+        let admin = admin.clone();
+        async move {
+            let req = axum::http::Request::get(path)
+                .header("authorization", format!("Bearer {admin}"))
+                .body(axum::body::Body::empty())
+                .unwrap();
+            app.oneshot(req).await.unwrap().status().as_u16()
+        }
     };
     let full = civic_host::api::app(
         s.svc.clone(),
@@ -768,8 +773,10 @@ async fn overload_and_slow_requests_get_429_and_503() {
             ..Default::default()
         },
     );
-    assert_eq!(get(full).await, 429);
-    assert_eq!(get(s.app.clone()).await, 200);
+    assert_eq!(get(full.clone(), "/v1/me").await, 429);
+    // Health checks have a pool of their own: a full API still says it is alive.
+    assert_eq!(get(full, "/healthz").await, 200);
+    assert_eq!(get(s.app.clone(), "/v1/me").await, 200);
     // A request slower than the request timeout: a dry run of a rule that spins for 1 s.
     let put = s
         .send(

@@ -552,8 +552,10 @@ async fn dispatcher_views_show_yellow_and_red_lights() {
             role: civic_host::auth::Role::Dispatcher,
             district: Some("jiyang".into()),
             unit: None,
+            expires_in_days: None,
         };
-        let (_, secret) = civic_host::auth::issue(&svc.store, None, &new, 0).unwrap();
+        let now = svc.clock.now();
+        let (_, secret) = civic_host::auth::issue(&svc.store, None, &new, now).unwrap();
         (secret, ())
     };
     assert_eq!(

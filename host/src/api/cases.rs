@@ -259,11 +259,39 @@ async fn history(
     Path(id): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
     let events: Vec<Event> = blocking(&state, move |svc| {
-        visible(svc, &p, &id)?;
-        Ok(svc.store.history(&id)?)
+        let case = visible(svc, &p, &id)?;
+        let mut events = svc.store.history_of(&id, case.event_count)?;
+        if p.role != Role::CityAdmin {
+            for e in &mut events {
+                if let EventBody::Decision(r) = &mut e.what {
+                    redact_other_districts(svc, &case.district, r);
+                }
+            }
+        }
+        Ok(events)
     })
     .await?;
     Ok(axum::Json(serde_json::json!({ "events": events })))
+}
+
+/// Decision records made before rules saw only their own district's cases list the
+/// caller's cases elsewhere: those entries are left out for anyone but a city admin (the
+/// stored record, which replay uses, is unchanged).
+fn redact_other_districts(svc: &Service, district: &str, r: &mut crate::model::DecisionRecord) {
+    let mut input = r.input.value();
+    let Some(recent) = input.get_mut("recent_cases").and_then(|v| v.as_array_mut()) else {
+        return;
+    };
+    let before = recent.len();
+    recent.retain(|rc| {
+        rc["id"].as_str().is_some_and(
+            |id| matches!(svc.store.get_case(id), Ok(Some(c)) if c.district == district),
+        )
+    });
+    if recent.len() != before {
+        input["redacted_recent_cases"] = (before - recent.len()).into();
+        r.input = crate::model::RawJson::of(&input);
+    }
 }
 
 #[derive(Deserialize)]

@@ -87,6 +87,7 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::NotFound(id) => ApiError::NotFound(format!("case {id} does not exist")),
+            StoreError::Lifecycle(l) if l.invalid_input => ApiError::Unprocessable(l.to_string()),
             StoreError::Conflict { .. } | StoreError::Exists(_) | StoreError::Lifecycle(_) => {
                 ApiError::Conflict(e.to_string())
             }
@@ -111,6 +112,7 @@ impl From<ServiceError> for ApiError {
         match e {
             ServiceError::Invalid(m) => ApiError::Unprocessable(m),
             ServiceError::NotFound(id) => ApiError::NotFound(format!("case {id} does not exist")),
+            ServiceError::Lifecycle(l) if l.invalid_input => ApiError::Unprocessable(l.to_string()),
             ServiceError::Lifecycle(l) => ApiError::Conflict(l.to_string()),
             ServiceError::Store(s) => s.into(),
             ServiceError::Registry(r) => r.into(),
@@ -144,6 +146,7 @@ impl From<AuthError> for ApiError {
             AuthError::Unauthenticated => ApiError::Unauthorized,
             AuthError::Forbidden(m) => ApiError::Forbidden(m),
             AuthError::Invalid(m) => ApiError::Unprocessable(m),
+            AuthError::LastAdmin => ApiError::Conflict(e.to_string()),
             AuthError::Store(s) => s.into(),
         }
     }

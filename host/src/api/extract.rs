@@ -21,16 +21,22 @@ impl FromRequestParts<AppState> for Auth {
             .get(AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .ok_or(ApiError::Unauthorized)?;
-        let token = header
-            .strip_prefix("Bearer ")
-            .ok_or(ApiError::Unauthorized)?
-            .trim();
+        // The scheme is case-insensitive (RFC 9110 §11.1).
+        let (scheme, token) = header
+            .trim()
+            .split_once(' ')
+            .ok_or(ApiError::Unauthorized)?;
+        if !scheme.eq_ignore_ascii_case("bearer") {
+            return Err(ApiError::Unauthorized);
+        }
+        let token = token.trim();
         let svc = state.svc.clone();
         let token = token.to_owned();
-        let principal =
-            tokio::task::spawn_blocking(move || svc.tokens.authenticate(&svc.store, &token))
-                .await
-                .map_err(|e| ApiError::Internal(e.to_string()))??;
+        let principal = tokio::task::spawn_blocking(move || {
+            svc.tokens.authenticate(&svc.store, &token, svc.clock.now())
+        })
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))??;
         Ok(Auth(principal))
     }
 }

@@ -5,10 +5,11 @@
 
 use std::collections::HashMap;
 
-use axum::body::Bytes;
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
 use axum::http::StatusCode;
-use axum::http::header::CONTENT_TYPE;
+use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
@@ -126,11 +127,7 @@ impl IntoResponse for Error311 {
 }
 
 fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-        .replace('\'', "&apos;")
+    crate::text::xml_escape(s)
 }
 
 /// A flat record rendered as a JSON object or an XML element.
@@ -225,11 +222,46 @@ fn service_records(dir: &Directory) -> Vec<Record> {
         .collect()
 }
 
+/// The caller's key, from `api_key` in the query or an `Authorization: Bearer` header.
+fn caller_key(headers: &HeaderMap, q: &HashMap<String, String>) -> Option<String> {
+    q.get("api_key").cloned().or_else(|| {
+        let h = headers.get(AUTHORIZATION)?.to_str().ok()?;
+        let (scheme, token) = h.trim().split_once(' ')?;
+        scheme
+            .eq_ignore_ascii_case("bearer")
+            .then(|| token.trim().to_owned())
+    })
+}
+
+/// The principal behind a key, if one was given; a key that is not valid is a 403.
+fn principal(
+    svc: &Service,
+    key: Option<&str>,
+    format: Format,
+) -> Result<Option<crate::auth::Principal>, Error311> {
+    key.map(|k| {
+        svc.tokens
+            .authenticate(&svc.store, k, svc.clock.now())
+            .map_err(|_| err(403, "the api_key is not valid", format))
+    })
+    .transpose()
+}
+
+fn view_of(p: Option<&crate::auth::Principal>, c: &Case) -> View {
+    if p.is_some_and(|p| p.can_read(c)) {
+        View::Full
+    } else {
+        View::Public
+    }
+}
+
 async fn list(
     State(state): State<AppState>,
-    Path(resource): Path<String>,
-    Query(q): Query<HashMap<String, String>>,
+    path: Result<Path<String>, PathRejection>,
+    query: Result<Query<HashMap<String, String>>, QueryRejection>,
+    headers: HeaderMap,
 ) -> Result<Response, Error311> {
+    let Path(resource) = path.map_err(|e| err(400, e.body_text(), Format::Json))?;
     let Some((name, format)) = split(&resource) else {
         return Err(err(
             404,
@@ -248,16 +280,79 @@ async fn list(
             Ok(render(format, "services", "service", out))
         }
         "requests" => {
-            let records = blocking(&state, move |svc| Ok(query_requests(svc, &q, format)))
-                .await
-                .map_err(|e| err(503, e.to_string(), format))??;
+            let Query(q) = query.map_err(|e| err(400, e.body_text(), format))?;
+            let key = caller_key(&headers, &q);
+            let records = blocking(&state, move |svc| {
+                Ok(principal(svc, key.as_deref(), format)
+                    .and_then(|p| query_requests(svc, p.as_ref(), &q, format)))
+            })
+            .await
+            .map_err(|e| err(503, e.to_string(), format))??;
             Ok(render(format, "service_requests", "request", records))
         }
         _ => Err(err(404, format!("no Open311 resource `{name}`"), format)),
     }
 }
 
-fn request_record(svc: &Service, dir: &Directory, c: &Case) -> Record {
+/// How much of a request a caller sees.
+#[derive(Clone, Copy, PartialEq)]
+enum View {
+    /// Anyone: category, status, community and dates. Never the address text, the
+    /// description, the coordinates or the handling unit (an agent types names and flat
+    /// numbers into the address).
+    Public,
+    /// A caller whose key may read the case: everything Open311 carries.
+    Full,
+}
+
+fn request_record(dir: &Directory, c: &Case, view: View) -> Record {
+    if view == View::Public {
+        let community = c.location.community.clone();
+        return vec![
+            ("service_request_id", c.id.clone().into()),
+            ("status", if c.is_open() { "open" } else { "closed" }.into()),
+            ("status_notes", c.status.as_str().into()),
+            (
+                "service_name",
+                dir.category(&c.category)
+                    .map(|x| x.name.clone())
+                    .unwrap_or_default()
+                    .into(),
+            ),
+            ("service_code", c.category.clone().into()),
+            ("description", serde_json::Value::Null),
+            ("agency_responsible", serde_json::Value::Null),
+            ("service_notice", serde_json::Value::Null),
+            (
+                "requested_datetime",
+                format_datetime(c.created_at, OFFSET).into(),
+            ),
+            (
+                "updated_datetime",
+                format_datetime(c.updated_at, OFFSET).into(),
+            ),
+            (
+                "expected_datetime",
+                c.deadlines
+                    .resolution
+                    .map(|t| format_datetime(t, OFFSET))
+                    .into(),
+            ),
+            (
+                "address",
+                community
+                    .as_ref()
+                    .and_then(|u| dir.unit(u))
+                    .map(|u| u.name.clone())
+                    .into(),
+            ),
+            ("address_id", community.into()),
+            ("zipcode", serde_json::Value::Null),
+            ("lat", serde_json::Value::Null),
+            ("long", serde_json::Value::Null),
+            ("media_url", serde_json::Value::Null),
+        ];
+    }
     let open = c.is_open();
     let unit_name = |id: &Option<String>| {
         id.as_ref()
@@ -269,7 +364,6 @@ fn request_record(svc: &Service, dir: &Directory, c: &Case) -> Record {
         .grid
         .clone()
         .or_else(|| c.location.community.clone());
-    let _ = svc;
     vec![
         ("service_request_id", c.id.clone().into()),
         ("status", if open { "open" } else { "closed" }.into()),
@@ -319,8 +413,13 @@ fn request_record(svc: &Service, dir: &Directory, c: &Case) -> Record {
     ]
 }
 
+/// Most cases one query reads: a filter that matches little over a wide window answers
+/// with what it found by then instead of walking on.
+const MAX_SCANNED: usize = 20_000;
+
 fn query_requests(
     svc: &Service,
+    p: Option<&crate::auth::Principal>,
     q: &HashMap<String, String>,
     format: Format,
 ) -> Result<Vec<Record>, Error311> {
@@ -336,7 +435,7 @@ fn query_requests(
             .take(MAX_RESULTS)
         {
             if let Ok(Some(c)) = svc.store.get_case(id) {
-                out.push(request_record(svc, &dir, &c));
+                out.push(request_record(&dir, &c, view_of(p, &c)));
             }
         }
         return Ok(out);
@@ -395,11 +494,13 @@ fn query_requests(
     };
     let mut out = Vec::new();
     let mut cursor = None;
+    let mut scanned = 0;
     loop {
         let page = svc
             .store
             .list(&filter, cursor.as_deref(), crate::store::MAX_PAGE)
             .map_err(|e| err(503, e.to_string(), format))?;
+        scanned += page.scanned;
         for c in &page.cases {
             let status = if c.is_open() { "open" } else { "closed" };
             if codes
@@ -409,37 +510,43 @@ fn query_requests(
             {
                 continue;
             }
-            out.push(request_record(svc, &dir, c));
+            out.push(request_record(&dir, c, view_of(p, c)));
             if out.len() == MAX_RESULTS {
                 return Ok(out);
             }
         }
         match page.next {
-            Some(n) => cursor = Some(n),
-            None => return Ok(out),
+            Some(n) if scanned < MAX_SCANNED => cursor = Some(n),
+            _ => return Ok(out),
         }
     }
 }
 
 async fn one(
     State(state): State<AppState>,
-    Path(file): Path<String>,
+    path: Result<Path<String>, PathRejection>,
+    query: Result<Query<HashMap<String, String>>, QueryRejection>,
+    headers: HeaderMap,
 ) -> Result<Response, Error311> {
+    let Path(file) = path.map_err(|e| err(400, e.body_text(), Format::Json))?;
     let Some((id, format)) = split(&file) else {
         return Err(err(404, "ask for {id}.json or {id}.xml", Format::Json));
     };
+    let Query(q) = query.map_err(|e| err(400, e.body_text(), format))?;
+    let key = caller_key(&headers, &q);
     let id = id.to_owned();
     let rec = blocking(&state, move |svc| {
         let dir = svc.directory()?;
-        Ok(svc
-            .store
-            .get_case(&id)
-            .ok()
-            .flatten()
-            .map(|c| request_record(svc, &dir, &c)))
+        Ok(principal(svc, key.as_deref(), format).map(|p| {
+            svc.store
+                .get_case(&id)
+                .ok()
+                .flatten()
+                .map(|c| request_record(&dir, &c, view_of(p.as_ref(), &c)))
+        }))
     })
     .await
-    .map_err(|e| err(503, e.to_string(), format))?;
+    .map_err(|e| err(503, e.to_string(), format))??;
     match rec {
         Some(r) => Ok(render(format, "service_requests", "request", vec![r])),
         None => Err(err(404, format!("no service request `{file}`"), format)),
@@ -448,8 +555,9 @@ async fn one(
 
 async fn definition(
     State(state): State<AppState>,
-    Path(file): Path<String>,
+    path: Result<Path<String>, PathRejection>,
 ) -> Result<Response, Error311> {
+    let Path(file) = path.map_err(|e| err(400, e.body_text(), Format::Json))?;
     let Some((code, format)) = split(&file) else {
         return Err(err(404, "ask for {code}.json or {code}.xml", Format::Json));
     };
@@ -571,11 +679,50 @@ fn locate(
     Ok((district, loc))
 }
 
+/// Reads a form body strictly: `application/x-www-form-urlencoded`, every name and value
+/// valid UTF-8 once decoded (nothing replaced silently), each name given once.
+fn parse_form(body: &[u8], format: Format) -> Result<HashMap<String, String>, Error311> {
+    let mut form = HashMap::new();
+    for pair in body.split(|b| *b == b'&').filter(|p| !p.is_empty()) {
+        let (k, v) = match pair.iter().position(|b| *b == b'=') {
+            Some(i) => (&pair[..i], &pair[i + 1..]),
+            None => (pair, &b""[..]),
+        };
+        let decode = |raw: &[u8]| -> Result<String, Error311> {
+            let plus: Vec<u8> = raw
+                .iter()
+                .map(|b| if *b == b'+' { b' ' } else { *b })
+                .collect();
+            percent_encoding::percent_decode(&plus)
+                .decode_utf8()
+                .map(|c| c.into_owned())
+                .map_err(|_| {
+                    err(
+                        400,
+                        "the form is not valid UTF-8 once decoded; send UTF-8 text",
+                        format,
+                    )
+                })
+        };
+        let (k, v) = (decode(k)?, decode(v)?);
+        if form.insert(k.clone(), v).is_some() {
+            return Err(err(400, format!("`{k}` is given twice"), format));
+        }
+    }
+    Ok(form)
+}
+
+/// Creates a request. A key in the query or an `Authorization` header is checked before
+/// the body is read, so an unauthenticated client cannot hold the server with a slow body;
+/// a key in the body (as GeoReport v2 sends it) is read within the body limits and time.
 async fn create(
     State(state): State<AppState>,
-    Path(resource): Path<String>,
-    body: Bytes,
+    path: Result<Path<String>, PathRejection>,
+    query: Result<Query<HashMap<String, String>>, QueryRejection>,
+    headers: HeaderMap,
+    body: axum::body::Body,
 ) -> Result<Response, Error311> {
+    let Path(resource) = path.map_err(|e| err(400, e.body_text(), Format::Json))?;
     let Some(("requests", format)) = split(&resource) else {
         return Err(err(
             404,
@@ -583,14 +730,63 @@ async fn create(
             Format::Json,
         ));
     };
-    let form: HashMap<String, String> = serde_urlencoded::from_bytes(&body)
-        .map_err(|e| err(400, format!("the body is not form-encoded: {e}"), format))?;
-    let key = form
-        .get("api_key")
-        .ok_or_else(|| err(403, "api_key is required to create requests", format))?
-        .clone();
+    let Query(q) = query.map_err(|e| err(400, e.body_text(), format))?;
+    let is_form = headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|c| c.split(';').next())
+        .is_some_and(|m| {
+            m.trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        });
+    if !is_form {
+        return Err(err(
+            415,
+            "send the request as `Content-Type: application/x-www-form-urlencoded`",
+            format,
+        ));
+    }
+    let early = caller_key(&headers, &q);
+    let authenticated = match early {
+        Some(key) => Some(
+            blocking(&state, move |svc| Ok(principal(svc, Some(&key), format)))
+                .await
+                .map_err(|e| err(503, e.to_string(), format))??,
+        )
+        .flatten(),
+        None => None,
+    };
+    let bytes = axum::body::to_bytes(body, super::JSON_LIMIT)
+        .await
+        .map_err(|e| {
+            let too_large = std::error::Error::source(&e)
+                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+            if too_large {
+                err(
+                    413,
+                    format!("the form is larger than {} bytes", super::JSON_LIMIT),
+                    format,
+                )
+            } else {
+                err(400, format!("the body could not be read: {e}"), format)
+            }
+        })?;
+    let form = parse_form(&bytes, format)?;
     let out = blocking(&state, move |svc| {
-        Ok(create_request(svc, &form, &key, format))
+        let p = match authenticated {
+            Some(p) => p,
+            None => {
+                let key = form
+                    .get("api_key")
+                    .ok_or_else(|| err(403, "api_key is required to create requests", format));
+                match key.and_then(|k| principal(svc, Some(k), format)) {
+                    Ok(Some(p)) => p,
+                    Ok(None) => unreachable!("a key was given"),
+                    Err(e) => return Ok(Err(e)),
+                }
+            }
+        };
+        Ok(create_request(svc, &form, &p, format))
     })
     .await
     .map_err(|e| err(503, e.to_string(), format))??;
@@ -604,13 +800,9 @@ async fn create(
 fn create_request(
     svc: &Service,
     form: &HashMap<String, String>,
-    key: &str,
+    principal: &crate::auth::Principal,
     format: Format,
 ) -> Result<Record, Error311> {
-    let principal = svc
-        .tokens
-        .authenticate(&svc.store, key)
-        .map_err(|_| err(403, "the api_key is not valid", format))?;
     let dir = svc
         .directory()
         .map_err(|e| err(503, e.to_string(), format))?;

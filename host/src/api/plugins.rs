@@ -421,15 +421,22 @@ async fn dry_run(
     State(state): State<AppState>,
     Auth(p): Auth,
     Path((district, hook_name)): Path<(String, String)>,
-    Json(body): Json<DryRunBody>,
+    Json(body): Json<dryrun::Request>,
 ) -> Result<impl IntoResponse, ApiError> {
     let h = hook(&hook_name)?;
     let out = blocking(&state, move |svc| {
         scope(svc, &p, &district, false)?;
-        if district != CITY && body.request.case.district != district {
+        let case_district = &body.case.district;
+        if district != CITY && *case_district != district {
             return Err(ApiError::Unprocessable(format!(
-                "the case is in {}, not {district}",
-                body.request.case.district
+                "the case is in {case_district}, not {district}"
+            )));
+        }
+        // The city slot runs for any district's case, and its eligibility step runs that
+        // district's plug-in: only with a case of a district the token may see.
+        if district == CITY && !p.can_read_plugins(case_district) {
+            return Err(ApiError::NotFound(format!(
+                "district {case_district} has no plug-ins visible to this token"
             )));
         }
         let plugin = match &body.version {
@@ -444,7 +451,7 @@ async fn dry_run(
         };
         let elig = svc
             .registry
-            .resolve(&body.request.case.district, Hook::Eligibility)
+            .resolve(&body.case.district, Hook::Eligibility)
             .map(|r| r.active.plugin.clone());
         let dir = svc.directory()?;
         Ok(dryrun::evaluate(
@@ -453,22 +460,13 @@ async fn dry_run(
             &plugin,
             elig.as_deref(),
             h,
-            &body.request,
+            &body,
             svc.clock.now(),
             &p.id,
         )?)
     })
     .await?;
     Ok(axum::Json(out))
-}
-
-/// A dry run: a case evaluated against a version (default: the one that would run now).
-#[derive(Deserialize)]
-struct DryRunBody {
-    #[serde(default)]
-    version: Option<String>,
-    #[serde(flatten)]
-    request: dryrun::Request,
 }
 
 async fn backtest(

@@ -70,7 +70,7 @@ async fn create(
             }
         }
         let (token, secret) = auth::issue(&svc.store, Some(&p), &new, svc.clock.now())?;
-        Ok(serde_json::json!({"token": token, "secret": secret}))
+        Ok(serde_json::json!({"token": auth::TokenInfo::from(&token), "secret": secret}))
     })
     .await?;
     Ok((StatusCode::CREATED, axum::Json(out)))
@@ -89,7 +89,13 @@ async fn list(State(state): State<AppState>, Auth(p): Auth) -> Result<impl IntoR
     if !matches!(p.role, Role::CityAdmin | Role::DistrictAdmin) {
         return Err(ApiError::Forbidden("only admins list tokens".into()));
     }
-    let tokens = blocking(&state, move |svc| Ok(auth::list(&svc.store, &p)?)).await?;
+    let tokens: Vec<auth::TokenInfo> = blocking(&state, move |svc| {
+        Ok(auth::list(&svc.store, &p)?
+            .iter()
+            .map(auth::TokenInfo::from)
+            .collect())
+    })
+    .await?;
     Ok(axum::Json(serde_json::json!({"tokens": tokens})))
 }
 

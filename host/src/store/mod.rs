@@ -237,6 +237,8 @@ pub struct Page {
     pub cases: Vec<Case>,
     /// Pass back to get the next page; `None` at the end.
     pub next: Option<String>,
+    /// Entries read to make it (at most [`MAX_SCAN`]).
+    pub scanned: usize,
 }
 
 /// A timer that is due.
@@ -295,6 +297,8 @@ pub struct Store {
     /// atomicity.
     locks: Vec<parking_lot::Mutex<()>>,
     next_id: std::sync::atomic::AtomicU64,
+    /// The latest day whose marker this process wrote or found.
+    marked_day: std::sync::atomic::AtomicI64,
     commit: GroupCommit,
     directories: RwLock<HashMap<u64, Arc<Directory>>>,
     current_directory: RwLock<Option<Arc<Directory>>>,
@@ -315,6 +319,12 @@ pub struct Store {
     /// Tests only: settling a write fails, as it would if sled kept failing.
     #[cfg(test)]
     pub(crate) settling_fails: std::sync::atomic::AtomicBool,
+}
+
+/// A stored case's creation time, without decoding the rest of it.
+#[derive(Deserialize)]
+struct CaseCreated {
+    created_at: Millis,
 }
 
 /// The part of a stored case its writers and history readers check.
@@ -366,6 +376,21 @@ const META_SCHEMA: &[u8] = b"schema";
 /// The file that names the schema, read before sled opens anything.
 pub const MARKER: &str = "CIVIC_STORE";
 const META_DIRECTORY: &[u8] = b"directory_version";
+/// `day ‖ day number` → the id of a case created early that day (see [`Store::mark_day`]).
+const META_DAY: &[u8] = b"day:";
+/// Set once every day of the stored cases has its marker (stores from before markers get
+/// them once, at their first open).
+const META_DAYS_MARKED: &[u8] = b"days-marked";
+/// Most index entries or cases one listing call reads before it returns what it found
+/// with a cursor to go on: a filter that matches little cannot make one request walk the
+/// whole store.
+pub const MAX_SCAN: usize = 5_000;
+
+const DAY_MS: Millis = 86_400_000;
+
+fn day_key(day: i64) -> Vec<u8> {
+    [META_DAY, &time_key(day)].concat()
+}
 
 /// Names the schema in the marker file, atomically (written aside, then renamed).
 fn write_marker(path: &Path) -> Result<(), StoreError> {
@@ -516,6 +541,7 @@ impl Store {
             data,
             locks: (0..256).map(|_| parking_lot::Mutex::new(())).collect(),
             next_id: std::sync::atomic::AtomicU64::new(last_id),
+            marked_day: std::sync::atomic::AtomicI64::new(i64::MIN),
             refdata: db.open_tree("refdata")?,
             commit: GroupCommit::new(db.clone(), durability),
             meta,
@@ -536,6 +562,7 @@ impl Store {
                 store.upgrade_from_v1()?;
             }
             store.settled = store.settle_all()?;
+            store.mark_every_day()?;
             Ok(store)
         })
     }
@@ -579,6 +606,87 @@ impl Store {
             "upgraded the store from schema 1 to {SCHEMA_VERSION}: the timer index holds each case's earliest timer, the index by creation time is gone"
         );
         Ok(())
+    }
+
+    /// Records that a case with id `id` was created on the day of `at`, unless that day has
+    /// a marker already. Ids are handed out in intake order, so the markers bound any span
+    /// of creation days to a span of ids: a listing by creation date reads the cases of its
+    /// window (and a day either side, for the moment between reading the clock and taking
+    /// an id), never the whole store. Costs one write per day, not per case.
+    fn mark_day(&self, id: &str, at: Millis) -> Result<(), StoreError> {
+        use std::sync::atomic::Ordering;
+        let day = at.div_euclid(DAY_MS);
+        if self.marked_day.load(Ordering::Relaxed) >= day {
+            return Ok(());
+        }
+        let _ = self
+            .meta
+            .compare_and_swap(day_key(day), None::<&[u8]>, Some(id.as_bytes()))?;
+        self.marked_day.fetch_max(day, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Gives every day of the stored cases its marker, once per store (at the first open by
+    /// a build that has them).
+    fn mark_every_day(&self) -> Result<(), StoreError> {
+        if self.meta.get(META_DAYS_MARKED)?.is_some() {
+            return Ok(());
+        }
+        let mut marked = 0usize;
+        let mut first: HashMap<i64, (u64, Vec<u8>)> = HashMap::new();
+        for kv in self.cases.iter() {
+            let (k, v) = kv?;
+            let c: CaseCreated = decode(&k, &v)?;
+            let day = c.created_at.div_euclid(DAY_MS);
+            let n = id_number(&String::from_utf8_lossy(&k));
+            let e = first.entry(day).or_insert_with(|| (n, k.to_vec()));
+            if n < e.0 {
+                *e = (n, k.to_vec());
+            }
+        }
+        for (day, (_, id)) in first {
+            self.meta.insert(day_key(day), id)?;
+            marked += 1;
+        }
+        self.meta.insert(META_DAYS_MARKED, &[1])?;
+        self.db.flush()?;
+        if marked > 0 {
+            tracing::info!(
+                days = marked,
+                "marked the days of the stored cases for date listings"
+            );
+        }
+        Ok(())
+    }
+
+    /// The span of case ids `[lo, hi)` (`None`: unbounded) that holds every case created in
+    /// `[from, to)`, from the day markers.
+    fn id_span(
+        &self,
+        from: Option<Millis>,
+        to: Option<Millis>,
+    ) -> Result<(Option<Vec<u8>>, Option<Vec<u8>>), StoreError> {
+        let lo = match from {
+            // The marker of the day before `from`'s, or an earlier one.
+            Some(f) => self
+                .meta
+                .range(day_key(i64::MIN)..=day_key(f.div_euclid(DAY_MS) - 1))
+                .next_back()
+                .transpose()?
+                .map(|(_, id)| id.to_vec()),
+            None => None,
+        };
+        let hi = match to {
+            // The marker of the day after `to`'s, or a later one.
+            Some(t) => self
+                .meta
+                .range(day_key(t.div_euclid(DAY_MS) + 1)..day_key(i64::MAX))
+                .next()
+                .transpose()?
+                .map(|(_, id)| id.to_vec()),
+            None => None,
+        };
+        Ok((lo, hi))
     }
 
     /// Where the store lives.
@@ -717,6 +825,7 @@ impl Store {
             ops.insert(self.cases.key(case.id.as_bytes()), encode(&case)?);
             self.write_unbatched(&case.id, 0, &ops)?;
         }
+        self.mark_day(&case.id, case.created_at)?;
         self.commit.sync()?;
         Ok(case)
     }
@@ -1063,7 +1172,11 @@ impl Store {
     }
 
     /// Cases matching `filter`, newest first, at most `limit` (capped at [`MAX_PAGE`]),
-    /// continuing after `cursor`.
+    /// continuing after `cursor`. A call reads at most [`MAX_SCAN`] entries: a page can come
+    /// back short with a cursor to go on (`next` is `None` only at the end).
+    ///
+    /// A creation-date window is read from the index's time order (district listings) or
+    /// from the day markers' span of ids (city-wide), never by walking every case.
     pub fn list(
         &self,
         filter: &Filter,
@@ -1078,6 +1191,27 @@ impl Store {
             (None, _, None) => vec![keys::ALL_CASES],
         };
         let city_wide = prefix == [keys::ALL_CASES];
+        let by_time = prefix[0] == keys::BY_DISTRICT || prefix[0] == keys::BY_DISTRICT_STATUS;
+        // The window's bounds in this listing's key space, `[lo, hi)`.
+        let mut hi = prefix.clone();
+        hi.push(0xff);
+        let mut lo = prefix.clone();
+        if by_time {
+            if let Some(from) = filter.created_from {
+                lo.extend_from_slice(&time_key(from));
+            }
+            if let Some(to) = filter.created_to {
+                hi = [&prefix[..], &time_key(to)].concat();
+            }
+        } else if city_wide && (filter.created_from.is_some() || filter.created_to.is_some()) {
+            let (from_id, to_id) = self.id_span(filter.created_from, filter.created_to)?;
+            if let Some(id) = from_id {
+                lo.extend_from_slice(&id);
+            }
+            if let Some(id) = to_id {
+                hi = [&prefix[..], &id].concat();
+            }
+        }
         let end = match cursor {
             Some(c) => {
                 let k = hex::decode(c).map_err(|_| {
@@ -1088,24 +1222,34 @@ impl Store {
                         "the cursor belongs to another listing".into(),
                     ));
                 }
-                k
+                k.min(hi)
             }
-            None => {
-                let mut e = prefix.clone();
-                e.push(0xff);
-                e
-            }
+            None => hi,
         };
         let mut cases = Vec::with_capacity(limit);
         let mut last = None;
+        let mut scanned = 0usize;
+        if lo >= end {
+            return Ok(Page {
+                cases,
+                next: None,
+                scanned,
+            });
+        }
         // A city-wide listing walks the cases themselves, newest id first; the others walk
         // an index and read each case it names.
         let rows = if city_wide {
-            self.cases.range(Vec::new()..end[1..].to_vec())
+            self.cases.range(lo[1..].to_vec()..end[1..].to_vec())
         } else {
-            self.idx.range(prefix.clone()..end)
+            self.idx.range(lo..end)
         };
+        let mut full = false;
         for kv in rows.rev() {
+            if scanned == MAX_SCAN {
+                full = true;
+                break;
+            }
+            scanned += 1;
             let (k, v) = kv?;
             let (c, position) = if city_wide {
                 (
@@ -1120,24 +1264,26 @@ impl Store {
                 })?;
                 // A new case's index entries are written before the case.
                 let Some(c) = self.get_case(id)? else {
+                    last = Some(k.to_vec());
                     continue;
                 };
-                (c, k)
+                (c, k.to_vec())
             };
             last = Some(position);
             if filter.matches(&c) {
                 cases.push(c);
                 if cases.len() == limit {
+                    full = true;
                     break;
                 }
             }
         }
-        let next = if cases.len() == limit {
-            last.map(hex::encode)
-        } else {
-            None
-        };
-        Ok(Page { cases, next })
+        let next = if full { last.map(hex::encode) } else { None };
+        Ok(Page {
+            cases,
+            next,
+            scanned,
+        })
     }
 
     /// Timers due at or before `now`, earliest first, at most `limit`.
@@ -1440,6 +1586,9 @@ impl Store {
             }
         }
         self.data.apply_batch(batch)?;
+        // The imported cases' days get their markers afresh.
+        self.meta.remove(META_DAYS_MARKED)?;
+        self.mark_every_day()?;
         self.next_id
             .fetch_max(max_case, std::sync::atomic::Ordering::Relaxed);
         if max_dir > 0 {

@@ -388,6 +388,9 @@ pub const MAX_SCAN: usize = 5_000;
 
 const DAY_MS: Millis = 86_400_000;
 
+/// A span of case ids, `[lo, hi)`; `None` is unbounded.
+type IdSpan = (Option<Vec<u8>>, Option<Vec<u8>>);
+
 fn day_key(day: i64) -> Vec<u8> {
     [META_DAY, &time_key(day)].concat()
 }
@@ -665,7 +668,7 @@ impl Store {
         &self,
         from: Option<Millis>,
         to: Option<Millis>,
-    ) -> Result<(Option<Vec<u8>>, Option<Vec<u8>>), StoreError> {
+    ) -> Result<IdSpan, StoreError> {
         let lo = match from {
             // The marker of the day before `from`'s, or an earlier one.
             Some(f) => self

@@ -590,3 +590,81 @@ async fn a_case_offers_only_the_actions_the_role_may_take() {
     let r = w.s.get(&format!("/v1/cases/{mine}"), &w.tokens[4]).await;
     assert_eq!(r.json["actions"], json!([]));
 }
+
+/// Tokens expire; listing them never shows the hash of a secret; the last city admin
+/// cannot be revoked.
+#[tokio::test]
+async fn tokens_expire_list_without_hashes_and_the_last_admin_stays() {
+    let s = TestServer::start();
+    let admin = s.admin.clone();
+    let r = s
+        .json(
+            "POST",
+            "/v1/tokens",
+            &admin,
+            json!({"name": "short", "role": "dispatcher", "district": "jiyang", "expires_in_days": 1}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.json);
+    assert!(
+        r.json["token"].get("secret_sha256").is_none(),
+        "{:?}",
+        r.json
+    );
+    let short = r.json["secret"].as_str().unwrap().to_owned();
+    let now = civic_host::clock::Clock::now(&civic_host::clock::SystemClock);
+    let expires = r.json["token"]["expires_at"].as_i64().unwrap();
+    assert!(
+        (expires - now - 86_400_000).abs() < 60_000,
+        "a day from now"
+    );
+    assert_eq!(s.get("/v1/me", &short).await.status, 200);
+    // Past its expiry it authenticates nothing.
+    let stored = civic_host::auth::authenticate(&s.svc.store, &short, expires);
+    assert!(stored.is_err(), "expired at its expiry time");
+    assert!(civic_host::auth::authenticate(&s.svc.store, &short, expires - 1).is_ok());
+    let r = s
+        .json("POST", "/v1/tokens", &admin, json!({"name": "x", "role": "dispatcher", "district": "jiyang", "expires_in_days": 99999}))
+        .await;
+    assert_eq!(r.status, 422);
+    let list = s.get("/v1/tokens", &admin).await;
+    assert!(
+        !list.json.to_string().contains("secret_sha256"),
+        "{:?}",
+        list.json
+    );
+    // The only city admin cannot revoke itself.
+    let me = s.get("/v1/me", &admin).await.json["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let r = s
+        .send(
+            "DELETE",
+            &format!("/v1/tokens/{me}"),
+            Some(&admin),
+            None,
+            vec![],
+        )
+        .await;
+    assert_eq!(r.status, 409, "{:?}", r.json);
+    assert!(
+        r.json["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("last city admin")
+    );
+    // With a second one, it can.
+    let second = s.token("city-admin", None, None).await;
+    let r = s
+        .send(
+            "DELETE",
+            &format!("/v1/tokens/{me}"),
+            Some(&second),
+            None,
+            vec![],
+        )
+        .await;
+    assert_eq!(r.status, 204, "{:?}", r.json);
+    assert_eq!(s.get("/v1/me", &admin).await.status, 401);
+}

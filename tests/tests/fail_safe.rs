@@ -482,3 +482,55 @@ fn host_overload_never_suspends_a_plugin() {
         "its own timeouts do: {slot:?}"
     );
 }
+
+/// A guest's panic message that tries to forge a log line and drive the terminal shows up
+/// in the server log as one escaped line.
+#[test]
+fn a_guest_cannot_forge_or_colour_the_server_log() {
+    use std::io::Write;
+    #[derive(Clone, Default)]
+    struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+    impl Write for Captured {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let cache = tempfile::tempdir().unwrap();
+    let w = world(cache.path());
+    let _ = w.deploy_hostile(
+        "jiyang",
+        Hook::Routing,
+        &Kind {
+            config: "forged-log",
+            limits: Limits::default(),
+            code: "trap",
+        },
+    );
+    let log = Captured::default();
+    let writer = log.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    let c = tracing::subscriber::with_default(subscriber, || {
+        w.take_in("jiyang", "jiyang/yuehe/grid-01", "13200000001")
+    });
+    assert_manual_triage(&c, "forged-log");
+    let text = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
+    assert!(text.contains("plug-in failed"), "{text}");
+    assert!(
+        !text.contains('\u{1b}'),
+        "no escape byte reaches the log: {text:?}"
+    );
+    for line in text.lines() {
+        assert!(
+            !line.starts_with("2026-12-01T00:00:00.000000Z"),
+            "a forged line: {text}"
+        );
+    }
+    assert!(text.contains("\\u{1b}[31m"), "shown escaped: {text}");
+}

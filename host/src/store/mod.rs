@@ -664,11 +664,7 @@ impl Store {
 
     /// The span of case ids `[lo, hi)` (`None`: unbounded) that holds every case created in
     /// `[from, to)`, from the day markers.
-    fn id_span(
-        &self,
-        from: Option<Millis>,
-        to: Option<Millis>,
-    ) -> Result<IdSpan, StoreError> {
+    fn id_span(&self, from: Option<Millis>, to: Option<Millis>) -> Result<IdSpan, StoreError> {
         let lo = match from {
             // The marker of the day before `from`'s, or an earlier one.
             Some(f) => self
@@ -1186,6 +1182,17 @@ impl Store {
         cursor: Option<&str>,
         limit: usize,
     ) -> Result<Page, StoreError> {
+        self.list_scanning(filter, cursor, limit, MAX_SCAN)
+    }
+
+    /// [`Store::list`] reading at most `max_scan` entries.
+    fn list_scanning(
+        &self,
+        filter: &Filter,
+        cursor: Option<&str>,
+        limit: usize,
+        max_scan: usize,
+    ) -> Result<Page, StoreError> {
         let limit = limit.clamp(1, MAX_PAGE);
         let prefix = match (&filter.district, filter.status, &filter.unit) {
             (_, _, Some(unit)) => keys::prefix(keys::BY_UNIT, &[unit.as_bytes()]),
@@ -1248,7 +1255,7 @@ impl Store {
         };
         let mut full = false;
         for kv in rows.rev() {
-            if scanned == MAX_SCAN {
+            if scanned == max_scan {
                 full = true;
                 break;
             }

@@ -15,7 +15,7 @@ use crate::store::{Store, StoreError};
 const TOKENS: &str = "tokens";
 
 /// What a token may do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum Role {
     /// Everything.
@@ -58,7 +58,7 @@ pub struct Token {
 }
 
 /// A token as the API shows it: everything but the hash of its secret.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct TokenInfo {
     /// Public id.
     pub id: String,
@@ -147,7 +147,7 @@ fn sha(s: &str) -> String {
 }
 
 /// What a new token should be.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewToken {
     /// A label.

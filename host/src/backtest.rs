@@ -51,7 +51,7 @@ impl Drop for RunningGuard<'_> {
 }
 
 /// What to backtest.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Request {
     /// The candidate version.

@@ -13,7 +13,7 @@ use crate::runtime::{DecisionLog, Evaluation, Hook, Input, Plugin, PluginRef, Ru
 use crate::service::ServiceError;
 
 /// A timer for an escalation dry run.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DryTimer {
     /// Which deadline.
@@ -26,7 +26,7 @@ pub struct DryTimer {
 }
 
 /// What to evaluate: a case as at intake, plus what later hooks need.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Request {
     /// The case.

@@ -30,7 +30,7 @@ pub const MAX_RECENT: usize = 20;
 pub const REPEAT_THRESHOLD: usize = 3;
 
 /// The caller, as given at intake. Only a keyed hash of the phone number is kept.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Caller {
     /// Phone number (hashed immediately, never stored).
@@ -40,7 +40,7 @@ pub struct Caller {
 
 /// A new case as an intake channel submits it. Fields only the platform may set (status,
 /// handler, ...) are not here, so a body carrying them is refused.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewCase {
     /// The district (`jiyang`, ...).

@@ -11,7 +11,7 @@ pub type Millis = i64;
 macro_rules! kebab_enum {
     ($(#[$m:meta])* $name:ident => $wit:path { $($(#[$vm:meta])* $v:ident),* $(,)? }) => {
         $(#[$m])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema)]
         #[serde(rename_all = "kebab-case")]
         pub enum $name { $($(#[$vm])* $v),* }
 
@@ -166,7 +166,7 @@ impl std::str::FromStr for CaseStatus {
 }
 
 /// Where the matter is.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Location {
     /// Community or village unit id.
@@ -187,7 +187,7 @@ pub struct Location {
 }
 
 /// A civil dispute's details.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Dispute {
     /// Dispute type (`labour`, `business`, ...).
@@ -202,7 +202,7 @@ pub struct Dispute {
 }
 
 /// A mediation assignment.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Mediation {
     /// Track (`chamber`, `pre-litigation`, `community`, `industry`, `district`, `city`).
     pub track: String,
@@ -211,7 +211,7 @@ pub struct Mediation {
 }
 
 /// What eligibility decided, kept on the case for routing and escalation.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct EligibilityOutcome {
     /// On the grid admission list.
     pub grid_admissible: bool,
@@ -220,7 +220,7 @@ pub struct EligibilityOutcome {
 }
 
 /// The three deadlines of a dispatched case, plus the yellow-light warning.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Deadlines {
     /// Sign-off (签收) due.
     pub sign_off: Option<Millis>,
@@ -233,7 +233,7 @@ pub struct Deadlines {
 }
 
 /// A timer waiting to fire.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PendingTimer {
     /// Which deadline.
     pub kind: TimerKind,
@@ -260,7 +260,7 @@ kebab_enum! {
 }
 
 /// A pending or decided extension request.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Extension {
     /// Working days asked for.
     pub days: u32,
@@ -273,7 +273,7 @@ pub struct Extension {
 }
 
 /// The citizen's verdict at callback.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Satisfaction {
     /// Satisfied with the handling.
     pub satisfied: bool,
@@ -284,7 +284,7 @@ pub struct Satisfaction {
 }
 
 /// A work order (工单).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Case {
     /// Case id.
@@ -304,6 +304,7 @@ pub struct Case {
     /// Keyed hash of the caller; never the phone number.
     pub caller_key: String,
     /// Flags (`litigation`, `fire`, `repeat`, ...).
+    #[schema(value_type = Vec<String>)]
     pub flags: wit::CaseFlags,
     /// Dispute details.
     pub dispute: Option<Dispute>,

@@ -13,7 +13,7 @@ use crate::store::{Filter, MAX_PAGE};
 use crate::timers::{self, Light};
 
 /// A case's light on the board.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum Lamp {
     /// Overdue.
@@ -61,7 +61,8 @@ pub fn lamp(c: &Case, now: Millis) -> Option<Lamp> {
 }
 
 /// Order of a board listing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, utoipa::ToSchema)]
+#[schema(rename_all = "lowercase")]
 pub enum Order {
     /// Newest first (the store's index order).
     #[default]
@@ -82,7 +83,7 @@ impl std::str::FromStr for Order {
 }
 
 /// A case with its light, as the board shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct BoardCase {
     /// The case.
     #[serde(flatten)]
@@ -92,7 +93,7 @@ pub struct BoardCase {
 }
 
 /// One page of the board.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct BoardPage {
     /// The cases.
     pub cases: Vec<BoardCase>,

@@ -685,6 +685,48 @@ async fn openapi_health_and_metrics() {
         assert!(doc["paths"][path].is_object(), "{path} is documented");
     }
     assert!(doc["paths"]["/v1/districts/{district}/plugins/{hook}"]["put"]["requestBody"]["content"]["application/wasm"].is_object());
+    // Bodies and queries are described by the types the handlers read.
+    let schemas = &doc["components"]["schemas"];
+    let new_case = &doc["paths"]["/v1/cases"]["post"]["requestBody"]["content"]["application/json"]
+        ["schema"]["$ref"];
+    assert_eq!(new_case, "#/components/schemas/NewCase");
+    assert_eq!(
+        schemas["NewCase"]["additionalProperties"], false,
+        "unknown fields are refused"
+    );
+    for field in [
+        "district",
+        "category",
+        "location",
+        "caller",
+        "flags",
+        "dispute",
+        "description",
+    ] {
+        assert!(
+            schemas["NewCase"]["properties"][field].is_object(),
+            "NewCase.{field}"
+        );
+    }
+    let ret = &doc["paths"]["/v1/cases/{id}/return"]["post"]["requestBody"]["content"]["application/json"]
+        ["schema"]["$ref"];
+    let ret = schemas[ret.as_str().unwrap().rsplit('/').next().unwrap()]["required"].clone();
+    assert_eq!(ret, json!(["reason"]), "{ret}");
+    let list = doc["paths"]["/v1/cases"]["get"]["parameters"]
+        .as_array()
+        .unwrap();
+    for q in ["district", "status", "light", "order", "cursor", "limit"] {
+        assert!(
+            list.iter().any(|p| p["name"] == q && p["in"] == "query"),
+            "query {q}"
+        );
+    }
+    let open311 = &doc["paths"]["/open311/v2/{resource}"]["post"];
+    assert!(open311["requestBody"]["content"]["application/x-www-form-urlencoded"].is_object());
+    assert_eq!(
+        open311["responses"]["400"]["content"]["application/json"]["schema"]["$ref"],
+        "#/components/schemas/Open311Errors"
+    );
     assert_eq!(
         s.send("GET", "/healthz", None, None, vec![]).await.json["status"],
         "ok"

@@ -11,15 +11,7 @@ use crate::auth::{Principal, Role};
 use crate::timers;
 
 pub(crate) fn routes() -> Vec<Route> {
-    let r = |path, summary, handler| Route {
-        path,
-        method: "GET",
-        summary,
-        auth: true,
-        body: None,
-        ok: 200,
-        handler,
-    };
+    let r = |path, summary, handler| Route::authed(path, "GET", summary, 200, handler);
     vec![
         r(
             "/v1/districts/{district}/overdue",
@@ -35,7 +27,8 @@ pub(crate) fn routes() -> Vec<Route> {
             "/v1/districts/{district}/overview",
             "Open cases by status, unit and light; decisions per plug-in and rule failures per day (?days=1-31, default 7)",
             get(overview),
-        ),
+        )
+        .query::<OverviewQuery>(),
     ]
 }
 
@@ -60,9 +53,11 @@ fn district_visible(
     Ok(())
 }
 
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 struct OverviewQuery {
+    /// Days of rule activity to count (default 7).
+    #[param(minimum = 1, maximum = 31)]
     days: Option<u32>,
 }
 

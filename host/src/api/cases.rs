@@ -19,148 +19,59 @@ use crate::views;
 pub(crate) fn routes() -> Vec<Route> {
     let r = Route::authed;
     vec![
-        r(
-            "/v1/cases",
-            "POST",
-            "Take a case in: eligibility, routing, one durable write",
-            Some("NewCase"),
-            201,
-            post(create),
-        ),
-        r(
-            "/v1/cases",
-            "GET",
-            "List visible cases with their lights (filters incl. light, newest or urgent order, cursor pagination)",
-            None,
-            200,
-            get(list),
-        ),
-        r("/v1/cases/{id}", "GET", "A case", None, 200, get(read)),
-        r(
-            "/v1/cases/{id}/history",
-            "GET",
-            "A case's history with decision records",
-            None,
-            200,
-            get(history),
-        ),
-        r(
-            "/v1/cases/{id}/sign",
-            "POST",
-            "The handling unit signs for the case (签收)",
-            Some("{version?}"),
-            200,
-            post(sign),
-        ),
-        r(
-            "/v1/cases/{id}/start",
-            "POST",
-            "First contact made; work starts",
-            Some("{version?}"),
-            200,
-            post(start),
-        ),
-        r(
-            "/v1/cases/{id}/reply",
-            "POST",
-            "The unit replies with its result",
-            Some("{text, version?}"),
-            200,
-            post(reply),
-        ),
-        r(
-            "/v1/cases/{id}/return",
-            "POST",
-            "Return the case (退单) with a reason; it is routed again",
-            Some("{reason, version?}"),
-            200,
-            post(return_case),
-        ),
-        r(
-            "/v1/cases/{id}/extension",
-            "POST",
-            "Request an extension (延期)",
-            Some("{days, reason, version?}"),
-            200,
-            post(request_extension),
-        ),
-        r(
-            "/v1/cases/{id}/extension/approve",
-            "POST",
-            "Approve the pending extension",
-            Some("{version?}"),
-            200,
-            post(approve_extension),
-        ),
-        r(
-            "/v1/cases/{id}/extension/refuse",
-            "POST",
-            "Refuse the pending extension",
-            Some("{reason, version?}"),
-            200,
-            post(refuse_extension),
-        ),
-        r(
-            "/v1/cases/{id}/callback",
-            "POST",
-            "Record the callback (回访)",
-            Some("{satisfied, resolved, note?, version?}"),
-            200,
-            post(callback),
-        ),
-        r(
-            "/v1/cases/{id}/close",
-            "POST",
-            "Close the case (办结)",
-            Some("{version?}"),
-            200,
-            post(close),
-        ),
-        r(
-            "/v1/cases/{id}/reopen",
-            "POST",
-            "Reopen the case; it is routed again",
-            Some("{reason, version?}"),
-            200,
-            post(reopen),
-        ),
-        r(
-            "/v1/cases/{id}/merge",
-            "POST",
-            "Merge into a duplicate",
-            Some("{into, version?}"),
-            200,
-            post(merge),
-        ),
-        r(
-            "/v1/cases/{id}/replay",
-            "GET",
-            "Re-run the case's recorded decisions and compare",
-            None,
-            200,
-            get(replay),
-        ),
-        r(
-            "/v1/cases/{id}/pause",
-            "POST",
-            "Wait for the citizen: deadlines stop",
-            Some("{reason, version?}"),
-            200,
-            post(pause),
-        ),
-        r(
-            "/v1/cases/{id}/resume",
-            "POST",
-            "End the wait: deadlines move by the paused working time",
-            Some("{version?}"),
-            200,
-            post(resume),
-        ),
+        r("/v1/cases", "POST", "Take a case in: eligibility, routing, one durable write", 201, post(create))
+            .json::<NewCase>()
+            .returns::<CaseView>(),
+        r("/v1/cases", "GET", "List visible cases with their lights (filters incl. light, newest or urgent order, cursor pagination)", 200, get(list))
+            .query::<ListQuery>()
+            .returns::<crate::views::BoardPage>(),
+        r("/v1/cases/{id}", "GET", "A case", 200, get(read)).returns::<CaseView>(),
+        r("/v1/cases/{id}/history", "GET", "A case's history with decision records", 200, get(history)),
+        r("/v1/cases/{id}/sign", "POST", "The handling unit signs for the case (签收)", 200, post(sign))
+            .json::<Versioned>()
+            .returns::<CaseView>(),
+        r("/v1/cases/{id}/start", "POST", "First contact made; work starts", 200, post(start))
+            .json::<Versioned>()
+            .returns::<CaseView>(),
+        r("/v1/cases/{id}/reply", "POST", "The unit replies with its result", 200, post(reply))
+            .json::<WithText>()
+            .returns::<CaseView>(),
+        r("/v1/cases/{id}/return", "POST", "Return the case (退单) with a reason; it is routed again", 200, post(return_case))
+            .json::<WithReason>()
+            .returns::<CaseView>(),
+        r("/v1/cases/{id}/extension", "POST", "Request an extension (延期)", 200, post(request_extension))
+            .json::<ExtensionBody>()
+            .returns::<CaseView>(),
+        r("/v1/cases/{id}/extension/approve", "POST", "Approve the pending extension", 200, post(approve_extension))
+            .json::<Versioned>()
+            .returns::<CaseView>(),
+        r("/v1/cases/{id}/extension/refuse", "POST", "Refuse the pending extension", 200, post(refuse_extension))
+            .json::<WithReason>()
+            .returns::<CaseView>(),
+        r("/v1/cases/{id}/callback", "POST", "Record the callback (回访)", 200, post(callback))
+            .json::<CallbackBody>()
+            .returns::<CaseView>(),
+        r("/v1/cases/{id}/close", "POST", "Close the case (办结)", 200, post(close))
+            .json::<Versioned>()
+            .returns::<CaseView>(),
+        r("/v1/cases/{id}/reopen", "POST", "Reopen the case; it is routed again", 200, post(reopen))
+            .json::<WithReason>()
+            .returns::<CaseView>(),
+        r("/v1/cases/{id}/merge", "POST", "Merge into a duplicate", 200, post(merge))
+            .json::<MergeBody>()
+            .returns::<CaseView>(),
+        r("/v1/cases/{id}/replay", "GET", "Re-run the case's recorded decisions and compare", 200, get(replay)),
+        r("/v1/cases/{id}/pause", "POST", "Wait for the citizen: deadlines stop", 200, post(pause))
+            .json::<WithReason>()
+            .returns::<CaseView>(),
+        r("/v1/cases/{id}/resume", "POST", "End the wait: deadlines move by the paused working time", 200, post(resume))
+            .json::<Versioned>()
+            .returns::<CaseView>(),
     ]
 }
 
 /// A case with the reason codes of the decisions that shaped it.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct CaseView {
     #[serde(flatten)]
     case: Case,
@@ -177,7 +88,7 @@ fn actions(p: &Principal, c: &Case) -> Vec<&'static str> {
         .collect()
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct DecisionSummary {
     hook: String,
     plugin: String,
@@ -294,20 +205,32 @@ fn redact_other_districts(svc: &Service, district: &str, r: &mut crate::model::D
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 struct ListQuery {
+    /// Only this district (a district token sees only its own).
     district: Option<String>,
+    /// Only this lifecycle state.
+    #[param(value_type = Option<CaseStatus>, inline)]
     status: Option<String>,
+    /// Only cases this unit leads or helps with.
     unit: Option<String>,
+    /// Only this service code.
     category: Option<String>,
+    /// Created at or after (ms since the epoch).
     created_from: Option<i64>,
+    /// Created before (ms since the epoch).
     created_to: Option<i64>,
+    /// The `next` of the previous page.
     cursor: Option<String>,
+    /// Cases per page (default 50).
+    #[param(minimum = 1, maximum = 200)]
     limit: Option<usize>,
-    /// `green`, `yellow` or `red`.
+    /// Only cases with this light now.
+    #[param(value_type = Option<views::Lamp>, inline)]
     light: Option<String>,
-    /// `newest` (default) or `urgent`.
+    /// `newest` (default) or `urgent` (needs a district or a unit).
+    #[param(value_type = Option<views::Order>, inline)]
     order: Option<String>,
 }
 
@@ -419,13 +342,13 @@ async fn run(
     Ok(axum::Json(out))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct Versioned {
     version: Option<u64>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct WithText {
     #[serde(alias = "reason")]
@@ -433,14 +356,14 @@ struct WithText {
     version: Option<u64>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct WithReason {
     reason: String,
     version: Option<u64>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ExtensionBody {
     days: u32,
@@ -448,7 +371,7 @@ struct ExtensionBody {
     version: Option<u64>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CallbackBody {
     satisfied: bool,
@@ -458,7 +381,7 @@ struct CallbackBody {
     version: Option<u64>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct MergeBody {
     into: String,

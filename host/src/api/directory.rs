@@ -9,15 +9,13 @@ use super::extract::Auth;
 use super::{ApiError, AppState, Route, blocking};
 
 pub(crate) fn routes() -> Vec<Route> {
-    vec![Route {
-        path: "/v1/directory",
-        method: "GET",
-        summary: "The directory version, the units visible to this token (its district's and the city's), the categories and the intake flags",
-        auth: true,
-        body: None,
-        ok: 200,
-        handler: get(directory),
-    }]
+    vec![Route::authed(
+        "/v1/directory",
+        "GET",
+        "The directory version, the units visible to this token (its district's and the city's), the categories and the intake flags",
+        200,
+        get(directory),
+    )]
 }
 
 async fn directory(

@@ -8,6 +8,7 @@ mod directory;
 mod error;
 mod extract;
 mod open311;
+mod openapi;
 mod plugins;
 mod server;
 mod system;
@@ -126,24 +127,27 @@ pub(crate) async fn blocking<T: Send + 'static>(
         .map_err(|e| ApiError::Internal(format!("worker failed: {e}")))?
 }
 
-/// One documented route: the router and the OpenAPI description come from this table.
+/// One documented route: the router and the OpenAPI description come from this table,
+/// and the request's body, query and response schemas from the types the handler reads
+/// and writes.
 pub(crate) struct Route {
     pub path: &'static str,
     pub method: &'static str,
     pub summary: &'static str,
     pub auth: bool,
-    pub body: Option<&'static str>,
+    pub body: Option<openapi::Body>,
+    pub query: Option<openapi::ParamsFn>,
     pub ok: u16,
+    pub returns: Option<openapi::SchemaFn>,
     pub handler: MethodRouter<AppState>,
 }
 
 impl Route {
-    /// A route that needs a bearer token.
-    pub(crate) fn authed(
+    /// A route that needs no token.
+    pub(crate) fn open(
         path: &'static str,
         method: &'static str,
         summary: &'static str,
-        body: Option<&'static str>,
         ok: u16,
         handler: MethodRouter<AppState>,
     ) -> Self {
@@ -151,11 +155,57 @@ impl Route {
             path,
             method,
             summary,
-            auth: true,
-            body,
+            auth: false,
+            body: None,
+            query: None,
             ok,
+            returns: None,
             handler,
         }
+    }
+
+    /// A route that needs a bearer token.
+    pub(crate) fn authed(
+        path: &'static str,
+        method: &'static str,
+        summary: &'static str,
+        ok: u16,
+        handler: MethodRouter<AppState>,
+    ) -> Self {
+        Route {
+            auth: true,
+            ..Self::open(path, method, summary, ok, handler)
+        }
+    }
+
+    /// Its body is JSON read as a `T`.
+    pub(crate) fn json<T: utoipa::ToSchema>(mut self) -> Self {
+        self.body = Some(openapi::Body::Json(openapi::schema_of::<T>));
+        self
+    }
+
+    /// Its body is a form read as a `T`.
+    pub(crate) fn form<T: utoipa::ToSchema>(mut self) -> Self {
+        self.body = Some(openapi::Body::Form(openapi::schema_of::<T>));
+        self
+    }
+
+    /// Its body is a Wasm component.
+    pub(crate) fn wasm(mut self) -> Self {
+        self.body = Some(openapi::Body::Wasm);
+        self
+    }
+
+    /// Its query parameters are read as a `Q`.
+    pub(crate) fn query<Q: utoipa::IntoParams>(mut self) -> Self {
+        self.query = Some(openapi::params_of::<Q>);
+        self
+    }
+
+    /// It answers with a `T`.
+    pub(crate) fn returns<T: utoipa::ToSchema>(mut self) -> Self {
+        self.returns = Some(openapi::schema_of::<T>);
+        self
     }
 }
 
@@ -367,45 +417,5 @@ async fn as_error_format(response: Response, open311: bool) -> Response {
 
 /// The OpenAPI document, built from the route table.
 pub fn openapi() -> serde_json::Value {
-    let mut paths = serde_json::Map::new();
-    for r in routes() {
-        let params: Vec<serde_json::Value> = r
-            .path
-            .split('/')
-            .filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
-            .map(|name| serde_json::json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}}))
-            .collect();
-        let mut op = serde_json::json!({
-            "summary": r.summary,
-            "parameters": params,
-            "responses": {
-                r.ok.to_string(): {"description": "success"},
-                "default": {"description": "error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
-            }
-        });
-        if r.auth {
-            op["security"] = serde_json::json!([{"bearer": []}]);
-        }
-        if let Some(body) = r.body {
-            let media = if body == "wasm" {
-                "application/wasm"
-            } else {
-                "application/json"
-            };
-            op["requestBody"] = serde_json::json!({"required": true, "content": {media: {"schema": {"description": body}}}});
-        }
-        let entry = paths
-            .entry(r.path.to_owned())
-            .or_insert_with(|| serde_json::json!({}));
-        entry[r.method.to_lowercase()] = op;
-    }
-    serde_json::json!({
-        "openapi": "3.1.0",
-        "info": {"title": "civic-rules", "version": env!("CARGO_PKG_VERSION"), "description": "City service hotline platform with district rule plug-ins."},
-        "paths": paths,
-        "components": {
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
-            "schemas": {"Error": {"type": "object", "properties": {"error": {"type": "object", "properties": {"code": {"type": "string"}, "message": {"type": "string"}}}}}}
-        }
-    })
+    openapi::document(&routes())
 }

@@ -26,37 +26,28 @@ const DEFAULT_WINDOW_MS: i64 = 90 * 86_400_000;
 const MAX_RESULTS: usize = 1000;
 
 pub(crate) fn routes() -> Vec<Route> {
-    let r = |path, method, summary, body, ok, handler| Route {
-        path,
-        method,
-        summary,
-        auth: false,
-        body,
-        ok,
-        handler,
-    };
+    let r = Route::open;
     vec![
         r(
             "/open311/v2/{resource}",
             "GET",
-            "Open311: services.{json,xml} or requests.{json,xml}",
-            None,
+            "Open311: services.{json,xml} or requests.{json,xml}; without a key, requests show category, status, community and dates only",
             200,
             get(list),
-        ),
+        )
+        .query::<RequestsQuery>(),
         r(
             "/open311/v2/{resource}",
             "POST",
-            "Open311: create a request (requests.{json,xml}, form-encoded, api_key)",
-            Some("form"),
-            200,
+            "Open311: create a request (requests.{json,xml}, form-encoded, api_key in the form, the query or a bearer header)",
+            201,
             axum::routing::post(create),
-        ),
+        )
+        .form::<RequestForm>(),
         r(
             "/open311/v2/services/{file}",
             "GET",
             "Open311: a service definition ({code}.{json,xml})",
-            None,
             200,
             get(definition),
         ),
@@ -64,11 +55,68 @@ pub(crate) fn routes() -> Vec<Route> {
             "/open311/v2/requests/{file}",
             "GET",
             "Open311: one request ({id}.{json,xml})",
-            None,
             200,
             get(one),
-        ),
+        )
+        .query::<KeyQuery>(),
     ]
+}
+
+/// The query of `GET requests.{json,xml}` (any other parameter is ignored, as GeoReport
+/// clients send extras such as `jurisdiction_id`).
+#[derive(Debug, Default, serde::Deserialize, utoipa::IntoParams)]
+#[allow(dead_code)] // read through the map the handler parses; declared for the document
+struct RequestsQuery {
+    /// Comma-separated ids; when given, the other filters are ignored.
+    service_request_id: Option<String>,
+    /// Comma-separated service codes.
+    service_code: Option<String>,
+    /// W3C datetime, e.g. 2026-11-30T09:00:00+08:00 (default: 90 days before end_date).
+    start_date: Option<String>,
+    /// W3C datetime (default: now).
+    end_date: Option<String>,
+    /// `open`, `closed`, or both comma-separated.
+    status: Option<String>,
+    /// A token: with one that may read a request, it is shown in full.
+    api_key: Option<String>,
+}
+
+/// The query of `GET requests/{id}.{json,xml}`.
+#[derive(Debug, Default, serde::Deserialize, utoipa::IntoParams)]
+#[allow(dead_code)] // read through the map the handler parses; declared for the document
+struct KeyQuery {
+    /// A token: with one that may read the request, it is shown in full.
+    api_key: Option<String>,
+}
+
+/// The form of `POST requests.{json,xml}`.
+#[derive(Debug, Default, serde::Deserialize, utoipa::ToSchema)]
+#[allow(dead_code)] // read through the map the handler parses; declared for the document
+struct RequestForm {
+    /// An intake token (or send it in the query or a bearer header).
+    api_key: Option<String>,
+    /// The service code (see services.json).
+    service_code: String,
+    /// A community or grid id of the directory.
+    address_id: Option<String>,
+    /// A community or grid name of the directory.
+    address_string: Option<String>,
+    /// Latitude (kept, but not enough to locate the request alone).
+    lat: Option<f64>,
+    /// Longitude.
+    long: Option<f64>,
+    /// What the citizen said.
+    description: Option<String>,
+    /// The caller's phone number (hashed at once, never stored).
+    phone: Option<String>,
+    /// For dispute services: the amount in whole CNY.
+    #[serde(rename = "attribute[dispute_amount]")]
+    #[schema(rename = "attribute[dispute_amount]")]
+    dispute_amount: Option<u64>,
+    /// For dispute services: each party's chamber of commerce, comma-separated.
+    #[serde(rename = "attribute[party_chambers]")]
+    #[schema(rename = "attribute[party_chambers]")]
+    party_chambers: Option<String>,
 }
 
 #[derive(Clone, Copy, PartialEq)]

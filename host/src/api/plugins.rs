@@ -19,110 +19,24 @@ use crate::service::Service;
 pub(crate) fn routes() -> Vec<Route> {
     let r = Route::authed;
     vec![
-        r(
-            "/v1/districts/{district}/plugins",
-            "GET",
-            "Active plug-in per hook of a district (or `city`)",
-            None,
-            200,
-            get(overview),
-        ),
-        r(
-            "/v1/districts/{district}/plugins/{hook}",
-            "PUT",
-            "Deploy a component as a new version (not yet active)",
-            Some("wasm"),
-            201,
-            put(deploy).layer(DefaultBodyLimit::max(UPLOAD_LIMIT)),
-        ),
-        r(
-            "/v1/districts/{district}/plugins/{hook}/uploads/{version}",
-            "GET",
-            "What became of an upload: compiling, accepted (with its version record) or refused (with the reason)",
-            None,
-            200,
-            get(upload_status),
-        ),
-        r(
-            "/v1/districts/{district}/plugins/{hook}/versions/{version}",
-            "DELETE",
-            "Delete a version that was never activated or shadowed (frees upload quota)",
-            None,
-            204,
-            axum::routing::delete(delete_version),
-        ),
-        r(
-            "/v1/districts/{district}/plugins/{hook}",
-            "GET",
-            "Versions of a hook, who deployed them, which is active",
-            None,
-            200,
-            get(versions),
-        ),
-        r(
-            "/v1/districts/{district}/plugins/{hook}/versions/{version}/activate",
-            "POST",
-            "Make a deployed version active",
-            None,
-            200,
-            post(activate),
-        ),
-        r(
-            "/v1/districts/{district}/plugins/{hook}/rollback",
-            "POST",
-            "Re-activate the previous version",
-            None,
-            200,
-            post(rollback),
-        ),
-        r(
-            "/v1/districts/{district}/plugins/{hook}/shadow",
-            "POST",
-            "Attach a deployed version as a shadow candidate: it runs alongside the active one without effect",
-            Some("{version}"),
-            200,
-            post(attach_shadow),
-        ),
-        r(
-            "/v1/districts/{district}/plugins/{hook}/shadow",
-            "GET",
-            "The shadow candidate's agreements, disagreements and failures",
-            None,
-            200,
-            get(shadow),
-        ),
-        r(
-            "/v1/districts/{district}/plugins/{hook}/shadow",
-            "DELETE",
-            "Detach the shadow candidate",
-            None,
-            200,
-            axum::routing::delete(detach_shadow),
-        ),
-        r(
-            "/v1/districts/{district}/plugins/{hook}/shadow/promote",
-            "POST",
-            "Make the shadow candidate the active version (one call, recorded in the history)",
-            None,
-            200,
-            post(promote_shadow),
-        ),
-        r(
-            "/v1/districts/{district}/plugins/{hook}/backtest",
-            "POST",
-            "Re-evaluate past cases under a candidate and the active version; report the differences",
-            Some("{version, from?, to?, sample?}"),
-            200,
-            post(backtest),
-        ),
-        r(
-            "/v1/districts/{district}/plugins/{hook}/dry-run",
-            "POST",
-            "Evaluate a case against a version; stores nothing",
-            Some("DryRun"),
-            200,
-            post(dry_run),
-        ),
+        r("/v1/districts/{district}/plugins", "GET", "Active plug-in per hook of a district (or `city`)", 200, get(overview)),
+        r("/v1/districts/{district}/plugins/{hook}", "PUT", "Deploy a component as a new version (not yet active)", 201, put(deploy).layer(DefaultBodyLimit::max(UPLOAD_LIMIT)))
+            .wasm()
+            .query::<DeployQuery>(),
+        r("/v1/districts/{district}/plugins/{hook}/uploads/{version}", "GET", "What became of an upload: compiling, accepted (with its version record) or refused (with the reason)", 200, get(upload_status)),
+        r("/v1/districts/{district}/plugins/{hook}/versions/{version}", "DELETE", "Delete a version that was never activated or shadowed (frees upload quota)", 204, axum::routing::delete(delete_version)),
+        r("/v1/districts/{district}/plugins/{hook}", "GET", "Versions of a hook, who deployed them, which is active", 200, get(versions)),
+        r("/v1/districts/{district}/plugins/{hook}/versions/{version}/activate", "POST", "Make a deployed version active", 200, post(activate)),
+        r("/v1/districts/{district}/plugins/{hook}/rollback", "POST", "Re-activate the previous version", 200, post(rollback)),
+        r("/v1/districts/{district}/plugins/{hook}/shadow", "POST", "Attach a deployed version as a shadow candidate: it runs alongside the active one without effect", 200, post(attach_shadow))
+            .json::<ShadowBody>(),
+        r("/v1/districts/{district}/plugins/{hook}/shadow", "GET", "The shadow candidate's agreements, disagreements and failures", 200, get(shadow)),
+        r("/v1/districts/{district}/plugins/{hook}/shadow", "DELETE", "Detach the shadow candidate", 200, axum::routing::delete(detach_shadow)),
+        r("/v1/districts/{district}/plugins/{hook}/shadow/promote", "POST", "Make the shadow candidate the active version (one call, recorded in the history)", 200, post(promote_shadow)),
+        r("/v1/districts/{district}/plugins/{hook}/backtest", "POST", "Re-evaluate past cases under a candidate and the active version; report the differences", 200, post(backtest))
+            .json::<crate::backtest::Request>(),
+        r("/v1/districts/{district}/plugins/{hook}/dry-run", "POST", "Evaluate a case against a version; stores nothing", 200, post(dry_run))
+            .json::<dryrun::Request>(),
     ]
 }
 
@@ -203,13 +117,18 @@ async fn overview(
     Ok(axum::Json(out))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 struct DeployQuery {
+    /// The plug-in's name: 1-64 of a-z, 0-9, '.', '-', '_' (default `{district}-{hook}`).
     name: Option<String>,
+    /// Fuel per decision (default 10,000,000; district admins at most 200,000,000).
     fuel: Option<u64>,
+    /// CPU-time limit per decision in ms (default 100; district admins at most 500).
     timeout_ms: Option<u64>,
+    /// Linear-memory cap in bytes (default 4 MiB; at most 16 MiB).
     memory_bytes: Option<u64>,
+    /// The configuration string the plug-in receives (at most 16 KiB).
     config: Option<String>,
 }
 
@@ -495,7 +414,7 @@ async fn backtest(
     Ok(axum::Json(out))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ShadowBody {
     version: String,

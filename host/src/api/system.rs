@@ -9,40 +9,24 @@ use super::{AppState, Route, blocking};
 
 pub(crate) fn routes() -> Vec<Route> {
     vec![
-        Route {
-            path: "/healthz",
-            method: "GET",
-            summary: "Liveness and readiness",
-            auth: false,
-            body: None,
-            ok: 200,
-            handler: get(health),
-        },
-        Route {
-            path: "/metrics",
-            method: "GET",
-            summary: "Prometheus metrics",
-            auth: false,
-            body: None,
-            ok: 200,
-            handler: get(metrics),
-        },
-        Route {
-            path: "/v1/openapi.json",
-            method: "GET",
-            summary: "This API's OpenAPI document",
-            auth: false,
-            body: None,
-            ok: 200,
-            handler: get(openapi),
-        },
+        Route::open(
+            "/healthz",
+            "GET",
+            "Liveness and readiness",
+            200,
+            get(health),
+        ),
+        Route::open("/metrics", "GET", "Prometheus metrics", 200, get(metrics)),
+        Route::open(
+            "/v1/openapi.json",
+            "GET",
+            "This API's OpenAPI document",
+            200,
+            get(openapi),
+        ),
     ]
 }
 
-/// Ready (200) once the store answers with a directory; the body also says whether the
-/// timer sweeper is completing its sweeps. A stalled sweeper leaves the host ready — intake
-/// still works and must not be taken out of a load balancer for it — but the status reads
-/// `degraded` for monitoring, with `civic_timer_sweeps_total` to alert on.
 async fn health(State(state): State<AppState>) -> impl IntoResponse {
     let ready = blocking(&state, |svc| {
         Ok(svc

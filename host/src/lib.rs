@@ -16,6 +16,7 @@ pub mod deadlines;
 pub mod decide;
 pub mod directory;
 pub mod dryrun;
+pub mod fuzzing;
 pub mod golden;
 pub mod intake;
 pub mod lifecycle;

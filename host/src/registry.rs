@@ -21,6 +21,9 @@ use crate::store::{Store, StoreError};
 pub const CITY: &str = "city";
 /// Consecutive failures after which an active version is suspended.
 pub const DEFAULT_SUSPEND_AFTER: u32 = 5;
+/// `suspend_after` that turns suspension off altogether (for benchmarks that keep a
+/// failing version running on purpose).
+pub const NEVER_SUSPEND: u32 = u32::MAX;
 /// The latest decisions a version's failure rate is taken over.
 pub const RATE_WINDOW: u32 = 32;
 /// A version failing at least this share (percent) of its last [`RATE_WINDOW`] decisions is
@@ -281,6 +284,9 @@ struct Outcomes {
 impl Outcomes {
     /// Records one outcome; returns why the version must be suspended, once.
     fn record(&mut self, ok: bool, suspend_after: u32) -> Option<String> {
+        if suspend_after == NEVER_SUSPEND {
+            return None;
+        }
         self.run = if ok { 0 } else { self.run + 1 };
         let mask = (1u64 << RATE_WINDOW) - 1;
         self.window = ((self.window << 1) | u64::from(!ok)) & mask;

@@ -25,6 +25,7 @@ use axum::routing::MethodRouter;
 use tokio::sync::Semaphore;
 
 pub use error::ApiError;
+pub(crate) use open311::fuzz_form;
 pub use server::{ServerConfig, serve};
 
 use crate::service::Service;

@@ -194,19 +194,52 @@ fn render(format: Format, root: &str, item: &str, records: Vec<Record>) -> Respo
                 .collect();
             axum::Json(list).into_response()
         }
-        Format::Xml => {
-            let mut out = format!("<?xml version=\"1.0\" encoding=\"utf-8\"?><{root}>");
-            for r in records {
-                out.push_str(&format!("<{item}>"));
-                for (k, v) in r {
-                    out.push_str(&xml_value(k, &v));
-                }
-                out.push_str(&format!("</{item}>"));
-            }
-            out.push_str(&format!("</{root}>"));
-            ([(CONTENT_TYPE, "text/xml; charset=utf-8")], out).into_response()
-        }
+        Format::Xml => (
+            [(CONTENT_TYPE, "text/xml; charset=utf-8")],
+            xml_document(root, item, records),
+        )
+            .into_response(),
     }
+}
+
+fn xml_document(root: &str, item: &str, records: Vec<Record>) -> String {
+    let mut out = format!("<?xml version=\"1.0\" encoding=\"utf-8\"?><{root}>");
+    for r in records {
+        out.push_str(&format!("<{item}>"));
+        for (k, v) in r {
+            out.push_str(&xml_value(k, &v));
+        }
+        out.push_str(&format!("</{item}>"));
+    }
+    out.push_str(&format!("</{root}>"));
+    out
+}
+
+/// Fuzzing: reads `body` as the POST reads a form, locates it in `dir`, and returns the
+/// XML that a request carrying its values would be shown as (for the harness to check it
+/// is well-formed). Never panics on any input.
+pub(crate) fn fuzz_form(dir: &Directory, body: &[u8]) -> Option<String> {
+    let form = parse_form(body, Format::Xml).ok()?;
+    let _ = locate(dir, &form, Format::Xml);
+    let field = |k: &str| form.get(k).cloned().map(serde_json::Value::String);
+    let record: Record = vec![
+        ("service_request_id", field("service_request_id").into()),
+        ("service_code", field("service_code").into()),
+        ("description", field("description").into()),
+        ("address", field("address_string").into()),
+        ("address_id", field("address_id").into()),
+        ("status_notes", field("api_key").into()),
+        (
+            "attributes",
+            serde_json::Value::Array(
+                form.values()
+                    .take(8)
+                    .map(|v| serde_json::json!({"code": v, "values": [v]}))
+                    .collect(),
+            ),
+        ),
+    ];
+    Some(xml_document("service_requests", "request", vec![record]))
 }
 
 fn xml_value(k: &str, v: &serde_json::Value) -> String {

@@ -721,6 +721,23 @@ fn classify(e: wasmtime::Error, state: &HostState, limits: Limits) -> PluginFail
     }
 }
 
+/// Fuzzing: reads `json` as each hook's decision and checks it as the host checks a
+/// plug-in's output for a case of `district`. Never panics on any input; returns how many
+/// of the three readings were valid decisions.
+pub fn fuzz_validate(dir: &Directory, district: &str, json: &[u8]) -> usize {
+    let mut valid = 0;
+    if let Ok(d) = serde_json::from_slice::<wit::EligibilityDecision>(json) {
+        valid += usize::from(validate::eligibility(&d, dir, district).is_ok());
+    }
+    if let Ok(d) = serde_json::from_slice::<wit::RoutingDecision>(json) {
+        valid += usize::from(validate::routing(&d, dir, district).is_ok());
+    }
+    if let Ok(d) = serde_json::from_slice::<wit::EscalationDecision>(json) {
+        valid += usize::from(validate::escalation(&d, dir, district).is_ok());
+    }
+    valid
+}
+
 /// wasmtime's error when a guest hands the host more data than its hostcall fuel allows
 /// (its type is private, so it is recognised by its message).
 fn is_hostcall_fuel(e: &wasmtime::Error) -> bool {

@@ -148,6 +148,11 @@ impl Deadline {
         (d.as_micros().div_ceil(tick.as_micros().max(1)) as u64).max(1)
     }
 
+    /// CPU time the thread has had since the start.
+    pub fn cpu_used(&self) -> Duration {
+        thread_cpu_time().saturating_sub(self.cpu_start)
+    }
+
     /// Called at each epoch deadline: stop if the CPU limit is used up or the backstop has
     /// passed, else wait for as many ticks as CPU time is left.
     pub fn check(&mut self, tick: Duration) -> UpdateDeadline {

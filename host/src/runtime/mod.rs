@@ -16,7 +16,7 @@ mod validate;
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
@@ -104,6 +104,11 @@ pub struct RuntimeConfig {
     /// Plug-in limits a district admin may set at most (a city admin may go up to the
     /// host-wide maxima above).
     pub district_max: Limits,
+    /// A plug-in whose decisions take more CPU than this on average runs its decisions at
+    /// a low OS priority (nice 10): it still runs at full speed on an idle machine, but
+    /// under contention a spinning or slow rule yields to everyone else's decisions and
+    /// requests. Well-behaved rules take microseconds and never get there.
+    pub slow_decision: Duration,
 }
 
 impl Default for RuntimeConfig {
@@ -126,6 +131,7 @@ impl Default for RuntimeConfig {
                 timeout: Duration::from_millis(500),
                 memory_bytes: 16 << 20,
             },
+            slow_decision: Duration::from_millis(5),
         }
     }
 }
@@ -169,6 +175,8 @@ pub struct Plugin {
     pre: PluginPre<HostState>,
     limits: Limits,
     config: String,
+    /// Moving average of the CPU time its decisions take, in nanoseconds.
+    cpu_average_ns: AtomicU64,
 }
 
 impl std::fmt::Debug for Plugin {
@@ -284,7 +292,11 @@ struct Shares {
     per_district: u32,
     wait: Duration,
     used: parking_lot::Mutex<std::collections::HashMap<String, u32>>,
-    freed: parking_lot::Condvar,
+    /// Waiters sleep on their district's stripe: a freed share wakes the waiters of that
+    /// district (and the rare other district on the stripe), not every waiter of every
+    /// district — 64 callers of a hostile district once woke on each of another district's
+    /// thousands of decisions a second.
+    freed: Vec<parking_lot::Condvar>,
 }
 
 struct Share<'a> {
@@ -293,6 +305,22 @@ struct Share<'a> {
 }
 
 impl Shares {
+    fn new(per_district: u32, wait: Duration) -> Self {
+        Self {
+            per_district: per_district.max(1),
+            wait,
+            used: Default::default(),
+            freed: (0..64).map(|_| parking_lot::Condvar::new()).collect(),
+        }
+    }
+
+    fn stripe(&self, district: &str) -> &parking_lot::Condvar {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        district.hash(&mut h);
+        &self.freed[h.finish() as usize % self.freed.len()]
+    }
+
     fn take(&self, district: &str) -> Result<Share<'_>, Duration> {
         let started = Instant::now();
         let mut used = self.used.lock();
@@ -309,7 +337,8 @@ impl Shares {
             if waited >= self.wait {
                 return Err(waited);
             }
-            self.freed.wait_for(&mut used, self.wait - waited);
+            self.stripe(district)
+                .wait_for(&mut used, self.wait - waited);
         }
     }
 
@@ -328,8 +357,8 @@ impl Drop for Share<'_> {
             }
         }
         drop(used);
-        // Waiters are of any district: wake them all to find the one this share frees.
-        self.shares.freed.notify_all();
+        // A stripe may hold another district's waiters too: wake them all, they recheck.
+        self.shares.stripe(&self.district).notify_all();
     }
 }
 
@@ -389,12 +418,7 @@ impl Runtime {
                 })?
         };
         Ok(Self {
-            shares: Shares {
-                per_district: config.district_share.max(1),
-                wait: config.overload_backstop,
-                used: Default::default(),
-                freed: parking_lot::Condvar::new(),
-            },
+            shares: Shares::new(config.district_share, config.overload_backstop),
             slots: Slots {
                 free: parking_lot::Mutex::new(config.max_concurrent.max(1)),
                 freed: parking_lot::Condvar::new(),
@@ -491,6 +515,7 @@ impl Runtime {
             pre,
             limits: self.cap(limits),
             config: config.to_owned(),
+            cpu_average_ns: AtomicU64::new(0),
         }))
     }
 
@@ -594,7 +619,7 @@ impl Runtime {
         }
     }
 
-    fn evaluate<T>(
+    fn evaluate<T: Send>(
         &self,
         plugin: &Plugin,
         hook: &'static str,
@@ -603,7 +628,8 @@ impl Runtime {
             &mut Store<HostState>,
             &host::Plugin,
             &wit::Context,
-        ) -> wasmtime::Result<Result<Option<T>, wit::RuleError>>,
+        ) -> wasmtime::Result<Result<Option<T>, wit::RuleError>>
+        + Send,
         check: impl FnOnce(&T, &Directory, &str) -> Result<(), String>,
     ) -> Result<Evaluation<T>, PluginError> {
         let limits = plugin.limits;
@@ -624,6 +650,119 @@ impl Runtime {
         let started = Instant::now();
         let _slot = self.slots.take();
         let ctx = Self::context(plugin, input);
+        let slow = plugin.cpu_average_ns.load(Ordering::Relaxed)
+            > self.config.slow_decision.as_nanos() as u64;
+        let ran = if slow {
+            // On a thread of its own at low priority, so that the OS runs everyone else
+            // first when the machine is busy (a priority once lowered cannot be raised
+            // again without privilege, so the thread lives for this decision only).
+            std::thread::scope(|s| {
+                let spawned = std::thread::Builder::new()
+                    .name("civic-slow-decision".into())
+                    .spawn_scoped(s, || {
+                        lower_priority();
+                        self.run(plugin, input, &ctx, call)
+                    });
+                match spawned {
+                    Ok(h) => h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "could not start a low-priority decision thread");
+                        Ran::not_run(plugin, input)
+                    }
+                }
+            })
+        } else {
+            self.run(plugin, input, &ctx, call)
+        };
+        let Ran {
+            result,
+            state,
+            fuel_used,
+            cpu,
+        } = ran;
+        let before = plugin.cpu_average_ns.load(Ordering::Relaxed);
+        let sample = cpu.as_nanos() as u64;
+        plugin.cpu_average_ns.store(
+            if before == 0 { sample } else { before - before / 8 + sample / 8 },
+            Ordering::Relaxed,
+        );
+        let duration = started.elapsed();
+        let fail = |failure| PluginError {
+            plugin: plugin.id.clone(),
+            hook,
+            failure,
+            fuel_used,
+            duration,
+        };
+        let output = match result {
+            Err(e) => return Err(fail(classify(e, &state, limits))),
+            Ok(Err(rule)) => {
+                return Err(fail(PluginFailure::RuleError {
+                    detail: validate::describe_rule_error(&rule),
+                }));
+            }
+            Ok(Ok(out)) => out,
+        };
+        if let Some(out) = &output {
+            check(out, input.directory, &input.case.district)
+                .map_err(|m| fail(PluginFailure::invalid_decision(m)))?;
+        }
+        Ok(Evaluation {
+            output,
+            fuel_used,
+            duration,
+            log: state.log,
+        })
+    }
+}
+
+/// What running a decision in its store gave.
+struct Ran<T> {
+    result: wasmtime::Result<Result<Option<T>, wit::RuleError>>,
+    state: HostState,
+    fuel_used: u64,
+    cpu: Duration,
+}
+
+impl<T> Ran<T> {
+    /// A decision that could not be started (no thread for it): the host's fault.
+    fn not_run(plugin: &Plugin, input: &Input<'_>) -> Self {
+        let mut deadline = Deadline::start(plugin.limits.timeout, Duration::ZERO);
+        deadline.starved = Some((Duration::ZERO, Duration::ZERO));
+        Ran {
+            result: Err(wasmtime::Error::from(Trap::Interrupt)),
+            state: HostState {
+                directory: input.directory.clone(),
+                district: Arc::from(input.case.district.as_str()),
+                limiter: Limiter {
+                    max_memory: 0,
+                    hit: false,
+                },
+                log: DecisionLog::default(),
+                panic: None,
+                deadline,
+            },
+            fuel_used: 0,
+            cpu: Duration::ZERO,
+        }
+    }
+}
+
+impl Runtime {
+    /// Instantiates `plugin` in a fresh store with its limits and makes the call, on the
+    /// calling thread (whose CPU time the limit counts).
+    fn run<T>(
+        &self,
+        plugin: &Plugin,
+        input: &Input<'_>,
+        ctx: &wit::Context,
+        call: impl FnOnce(
+            &mut Store<HostState>,
+            &host::Plugin,
+            &wit::Context,
+        ) -> wasmtime::Result<Result<Option<T>, wit::RuleError>>,
+    ) -> Ran<T> {
+        let limits = plugin.limits;
         let tick = self.config.epoch_tick;
         let mut store = Store::new(
             &self.engine,
@@ -653,37 +792,27 @@ impl Runtime {
         store.epoch_deadline_callback(move |mut ctx| Ok(ctx.data_mut().deadline.check(tick)));
         let result = store.set_fuel(limits.fuel).and_then(|()| {
             let bindings = plugin.pre.instantiate(&mut store)?;
-            call(&mut store, &bindings, &ctx)
+            call(&mut store, &bindings, ctx)
         });
         let fuel_used = limits.fuel.saturating_sub(store.get_fuel().unwrap_or(0));
-        let duration = started.elapsed();
-        let fail = |failure| PluginError {
-            plugin: plugin.id.clone(),
-            hook,
-            failure,
-            fuel_used,
-            duration,
-        };
         let state = store.into_data();
-        let output = match result {
-            Err(e) => return Err(fail(classify(e, &state, limits))),
-            Ok(Err(rule)) => {
-                return Err(fail(PluginFailure::RuleError {
-                    detail: validate::describe_rule_error(&rule),
-                }));
-            }
-            Ok(Ok(out)) => out,
-        };
-        if let Some(out) = &output {
-            check(out, input.directory, &input.case.district)
-                .map_err(|m| fail(PluginFailure::invalid_decision(m)))?;
-        }
-        Ok(Evaluation {
-            output,
+        let cpu = state.deadline.cpu_used();
+        Ran {
+            result,
+            state,
             fuel_used,
-            duration,
-            log: state.log,
-        })
+            cpu,
+        }
+    }
+}
+
+/// Lowers the calling thread's OS priority (nice 10), for a decision known to be slow.
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: plain syscalls on the calling thread; failure leaves the priority as it was.
+    unsafe {
+        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+        libc::setpriority(libc::PRIO_PROCESS, tid, 10);
     }
 }
 

@@ -111,7 +111,10 @@ mod tests {
             &d,
             br#"{"district":"jiyang","category":"noise","location":{"grid":"jiyang/yuehe/grid-01"}}"#
         ));
-        assert!(!intake_body(&d, br#"{"district":"jiyang","category":"noise","status":"closed"}"#));
+        assert!(!intake_body(
+            &d,
+            br#"{"district":"jiyang","category":"noise","status":"closed"}"#
+        ));
         assert_eq!(
             plugin_output(&d, "jiyang", br#"{"lead":"jiyang/yuehe/grid-01","co_handlers":[],"deadlines":{"sign_off":null,"first_contact":null,"resolution":null,"warning_percent":null},"reasons":["route.grid"]}"#),
             1

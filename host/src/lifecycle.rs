@@ -1,4 +1,6 @@
 //! The work-order state machine: which action is legal in which state, and what it changes.
+//! It is the one place a case changes: a person's action, an escalation's action when a
+//! timer fires, a routing decision's dispatch — each is an [`Action`] applied here.
 //!
 //! Pure functions: [`apply`] takes a case and an action and returns the changed case, or a
 //! [`LifecycleError`] naming the state and the action — in which case nothing changes.
@@ -118,6 +120,36 @@ pub enum Action {
         /// The moved deadlines.
         deadlines: Deadlines,
     },
+    /// A timer fired and was consumed (its escalation is applied with it).
+    TimerFired {
+        /// The timer.
+        timer: PendingTimer,
+    },
+    /// Escalation: a unit supervises the case (督办).
+    Supervise {
+        /// The supervising unit.
+        unit: String,
+    },
+    /// Escalation: a mark on the case (`repeat` also sets the contract's repeat flag).
+    Mark {
+        /// The mark.
+        name: String,
+    },
+    /// Escalation: a deadline moves (its timer with it).
+    SetDeadline {
+        /// Which deadline.
+        kind: TimerKind,
+        /// The new time; must be in the future.
+        due_at: Millis,
+    },
+    /// Escalation: the case moves to another unit one level up, which must sign for it in
+    /// turn by `sign_off`.
+    MoveTo {
+        /// The new handler.
+        unit: String,
+        /// Its sign-off deadline.
+        sign_off: Millis,
+    },
 }
 
 impl Action {
@@ -142,6 +174,11 @@ impl Action {
             Action::Merge { .. } => "merge",
             Action::Pause { .. } => "pause",
             Action::Resume { .. } => "resume",
+            Action::TimerFired { .. } => "timer-fired",
+            Action::Supervise { .. } => "supervise",
+            Action::Mark { .. } => "mark",
+            Action::SetDeadline { .. } => "set-deadline",
+            Action::MoveTo { .. } => "move-to",
         }
     }
 }
@@ -389,6 +426,66 @@ pub fn apply(case: &Case, action: &Action, at: Millis) -> Result<Case, Lifecycle
             c.paused_at = None;
             c.paused_timers.clear();
             c.status = S::Merged;
+        }
+        Action::TimerFired { timer } => {
+            if !c.timers.contains(timer) {
+                return Err(err(format!(
+                    "the {:?} timer due at {} is not on the case",
+                    timer.kind, timer.due_at
+                )));
+            }
+            c.timers.retain(|t| t != timer);
+        }
+        Action::Supervise { unit } => {
+            c.supervised_by = Some(unit.clone());
+        }
+        Action::Mark { name } => {
+            if name == "repeat" {
+                c.flags |= crate::runtime::wit::CaseFlags::REPEAT;
+            }
+            if !c.marks.contains(name) {
+                c.marks.push(name.clone());
+            }
+        }
+        Action::SetDeadline { kind, due_at } => {
+            if *due_at <= at || c.status.is_terminal() {
+                return Err(err(format!(
+                    "{kind:?} at {due_at} is not in the future or the case is closed"
+                )));
+            }
+            c.timers.retain(|t| t.kind != *kind);
+            c.timers.push(PendingTimer {
+                kind: *kind,
+                due_at: *due_at,
+            });
+            match kind {
+                TimerKind::SignOff => c.deadlines.sign_off = Some(*due_at),
+                TimerKind::FirstContact => c.deadlines.first_contact = Some(*due_at),
+                TimerKind::Resolution => c.deadlines.resolution = Some(*due_at),
+                TimerKind::Warning => c.deadlines.warning = Some(*due_at),
+                TimerKind::Overdue | TimerKind::Repeat => {}
+            }
+        }
+        Action::MoveTo { unit, sign_off } => {
+            if !matches!(c.status, S::Dispatched | S::Signed | S::InProgress)
+                || c.handler.as_deref() == Some(unit)
+            {
+                return Err(err(format!(
+                    "{unit}: the case is {} with {}",
+                    c.status,
+                    c.handler.as_deref().unwrap_or("no handler")
+                )));
+            }
+            c.handler = Some(unit.clone());
+            c.co_handlers.retain(|x| x != unit);
+            c.status = S::Dispatched;
+            c.escalation_level += 1;
+            c.timers.retain(|t| t.kind != TimerKind::SignOff);
+            c.timers.push(PendingTimer {
+                kind: TimerKind::SignOff,
+                due_at: *sign_off,
+            });
+            c.deadlines.sign_off = Some(*sign_off);
         }
     }
     Ok(c)

@@ -13,6 +13,7 @@ use serde::Serialize;
 
 use crate::decide::{self, RecordedInput};
 use crate::directory::Directory;
+use crate::lifecycle;
 use crate::model::{Case, CaseStatus, EventBody, Millis, PendingTimer, TimerKind, Urgency};
 use crate::runtime::{Hook, Input, wit};
 use crate::service::{Service, ServiceError};
@@ -363,9 +364,11 @@ fn prepare(
         .iter()
         .any(|(_, _, e)| matches!(e, EventBody::Decision(_)));
     // Consuming the timer in the same write as its events is what makes firing exactly-once.
-    let mut c = case.clone();
-    c.timers.retain(|x| *x != pending);
-    c.updated_at = now;
+    let mut c = lifecycle::apply(
+        &case,
+        &lifecycle::Action::TimerFired { timer: pending },
+        now,
+    )?;
     for a in &actions {
         let (name, detail) = apply(&svc.calendar, &mut c, a, now);
         events.push((
@@ -399,87 +402,68 @@ fn prepare(
     )))
 }
 
-/// Applies one escalation action to a case; returns the action's name and detail.
+/// Applies one escalation action to a case through the state machine; returns the
+/// action's name and detail as the history records them. An action the state machine
+/// refuses for the case as it is (a deadline in the past, a move of a case nobody works
+/// on) is recorded as skipped, with why.
 fn apply(
     cal: &crate::calendar::Calendar,
     c: &mut Case,
     a: &wit::Action,
     now: Millis,
 ) -> (&'static str, String) {
-    match a {
-        wit::Action::Remind(u) => ("remind", u.clone()),
-        wit::Action::Supervise(u) => {
-            c.supervised_by = Some(u.clone());
-            ("supervise", u.clone())
-        }
-        wit::Action::PublicNotice(text) => ("public-notice", text.clone()),
-        wit::Action::Flag(f) => {
-            if f == "repeat" {
-                c.flags |= wit::CaseFlags::REPEAT;
-            }
-            if !c.marks.contains(f) {
-                c.marks.push(f.clone());
-            }
-            ("flag", f.clone())
-        }
+    use lifecycle::Action as L;
+    let (change, name, skipped, detail) = match a {
+        wit::Action::Remind(u) => return ("remind", u.clone()),
+        wit::Action::PublicNotice(text) => return ("public-notice", text.clone()),
+        wit::Action::Supervise(u) => (
+            L::Supervise { unit: u.clone() },
+            "supervise",
+            "supervise-skipped",
+            u.clone(),
+        ),
+        wit::Action::Flag(f) => (
+            L::Mark { name: f.clone() },
+            "flag",
+            "flag-skipped",
+            f.clone(),
+        ),
         wit::Action::SetDeadline(d) => {
             let kind: TimerKind = d.kind.into();
-            if d.due_at <= now || c.status.is_terminal() {
-                return (
-                    "set-deadline-skipped",
-                    format!(
-                        "{kind:?} at {} is not in the future or the case is closed",
-                        d.due_at
-                    ),
-                );
-            }
-            c.timers.retain(|t| t.kind != kind);
-            c.timers.push(PendingTimer {
-                kind,
-                due_at: d.due_at,
-            });
-            match kind {
-                TimerKind::SignOff => c.deadlines.sign_off = Some(d.due_at),
-                TimerKind::FirstContact => c.deadlines.first_contact = Some(d.due_at),
-                TimerKind::Resolution => c.deadlines.resolution = Some(d.due_at),
-                TimerKind::Warning => c.deadlines.warning = Some(d.due_at),
-                TimerKind::Overdue | TimerKind::Repeat => {}
-            }
-            ("set-deadline", format!("{kind:?} → {}", d.due_at))
+            (
+                L::SetDeadline {
+                    kind,
+                    due_at: d.due_at,
+                },
+                "set-deadline",
+                "set-deadline-skipped",
+                format!("{kind:?} → {}", d.due_at),
+            )
         }
         wit::Action::MoveTo(u) => {
-            if !matches!(
-                c.status,
-                CaseStatus::Dispatched | CaseStatus::Signed | CaseStatus::InProgress
-            ) || c.handler.as_deref() == Some(u)
-            {
-                return (
-                    "move-skipped",
-                    format!(
-                        "{u}: the case is {} with {}",
-                        c.status,
-                        c.handler.as_deref().unwrap_or("no handler")
-                    ),
-                );
-            }
-            c.handler = Some(u.clone());
-            c.co_handlers.retain(|x| x != u);
-            c.status = CaseStatus::Dispatched;
-            c.escalation_level += 1;
             // The new unit must sign for it in turn.
-            let due = if c.urgency == Urgency::Urgent {
+            let sign_off = if c.urgency == Urgency::Urgent {
                 cal.add_minutes(now, 30)
             } else {
                 cal.add_working_days(now, 1)
             };
-            c.timers.retain(|t| t.kind != TimerKind::SignOff);
-            c.timers.push(PendingTimer {
-                kind: TimerKind::SignOff,
-                due_at: due,
-            });
-            c.deadlines.sign_off = Some(due);
-            ("move-to", u.clone())
+            (
+                L::MoveTo {
+                    unit: u.clone(),
+                    sign_off,
+                },
+                "move-to",
+                "move-skipped",
+                u.clone(),
+            )
         }
+    };
+    match lifecycle::apply(c, &change, now) {
+        Ok(next) => {
+            *c = next;
+            (name, detail)
+        }
+        Err(e) => (skipped, e.why),
     }
 }
 

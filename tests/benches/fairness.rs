@@ -47,8 +47,12 @@ fn run(svc: &Arc<Service>, seconds: u64, hostile_callers: usize, phone_base: u64
             s.spawn(|| {
                 while !stop.load(Ordering::Relaxed) {
                     let p = next_phone.fetch_add(1, Ordering::Relaxed);
-                    intake::intake(svc, &new_case("tianya", "tianya/maling/grid-01", p), "bench")
-                        .expect("hostile district's case kept");
+                    intake::intake(
+                        svc,
+                        &new_case("tianya", "tianya/maling/grid-01", p),
+                        "bench",
+                    )
+                    .expect("hostile district's case kept");
                     hostile_cases.fetch_add(1, Ordering::Relaxed);
                 }
             });
@@ -61,15 +65,22 @@ fn run(svc: &Arc<Service>, seconds: u64, hostile_callers: usize, phone_base: u64
                     while Instant::now() < until {
                         let p = next_phone.fetch_add(1, Ordering::Relaxed);
                         let started = Instant::now();
-                        intake::intake(svc, &new_case("jiyang", "jiyang/yuehe/grid-01", p), "bench")
-                            .unwrap();
+                        intake::intake(
+                            svc,
+                            &new_case("jiyang", "jiyang/yuehe/grid-01", p),
+                            "bench",
+                        )
+                        .unwrap();
                         lat.push(started.elapsed());
                     }
                     lat
                 })
             })
             .collect();
-        let mut all: Vec<Duration> = bystanders.into_iter().flat_map(|h| h.join().unwrap()).collect();
+        let mut all: Vec<Duration> = bystanders
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect();
         stop.store(true, Ordering::Relaxed);
         all.sort_unstable();
         all
@@ -123,13 +134,23 @@ fn main() {
         .unwrap_or(5);
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get()) as u32;
     let default_share = RuntimeConfig::default().district_share;
-    println!("jiyang intake, 4 callers, {seconds} s per row; tianya's routing spins 100 ms CPU per case");
-    println!("| shares | tianya callers | jiyang p50 | jiyang p99 | jiyang cases/s | tianya cases taken |");
+    println!(
+        "jiyang intake, 4 callers, {seconds} s per row; tianya's routing spins 100 ms CPU per case"
+    );
+    println!(
+        "| shares | tianya callers | jiyang p50 | jiyang p99 | jiyang cases/s | tianya cases taken |"
+    );
     println!("|---|---|---|---|---|---|");
     let mut phone = 13_000_000_000u64;
     for (label, share) in [
-        (format!("{default_share} per district (default)"), default_share),
-        (format!("none ({} slots, before shares)", 128.max(cores)), 128),
+        (
+            format!("{default_share} per district (default)"),
+            default_share,
+        ),
+        (
+            format!("none ({} slots, before shares)", 128.max(cores)),
+            128,
+        ),
     ] {
         let dir = tempfile::tempdir().unwrap();
         let svc = service(dir.path(), share);

@@ -601,3 +601,180 @@ proptest! {
         }
     }
 }
+
+/// What must hold of a case whatever changed it: a person or an escalation.
+fn invariants(c: &Case) -> Result<(), String> {
+    if c.status.is_terminal() && !c.timers.is_empty() {
+        return Err(format!("{} with timers {:?}", c.status, c.timers));
+    }
+    if let Some(h) = &c.handler
+        && c.co_handlers.contains(h)
+    {
+        return Err(format!("{h} is lead and co-handler"));
+    }
+    let worked = matches!(
+        c.status,
+        S::Dispatched | S::Signed | S::InProgress | S::Replied | S::Callback
+    );
+    if worked && c.handler.is_none() {
+        return Err(format!("{} without a handler", c.status));
+    }
+    if c.paused_at.is_some() && !c.timers.is_empty() {
+        return Err("paused with running timers".into());
+    }
+    let mut kinds: Vec<_> = c.timers.iter().map(|t| t.kind).collect();
+    kinds.sort();
+    kinds.dedup();
+    if kinds.len() != c.timers.len() {
+        return Err(format!("two timers of one kind: {:?}", c.timers));
+    }
+    Ok(())
+}
+
+/// An escalation action as the sweep applies it, chosen by `pick`.
+fn escalation(pick: usize, c: &Case) -> Action {
+    match pick % 5 {
+        0 => Action::Supervise {
+            unit: "jiyang".into(),
+        },
+        1 => Action::Mark {
+            name: "repeat".into(),
+        },
+        2 => Action::SetDeadline {
+            kind: TimerKind::Resolution,
+            due_at: T0 + 50_000,
+        },
+        3 => Action::SetDeadline {
+            kind: TimerKind::SignOff,
+            due_at: T0 - 1,
+        },
+        _ => Action::MoveTo {
+            unit: if c.handler.as_deref() == Some("jiyang/yuehe") {
+                "jiyang".into()
+            } else {
+                "jiyang/yuehe".into()
+            },
+            sign_off: T0 + 86_400_000,
+        },
+    }
+}
+
+proptest! {
+    /// Escalation actions obey the same rules as people's: in any state a random walk of
+    /// people's actions and timer firings reaches, an escalation action either is refused
+    /// (nothing changes) or leaves a case that every invariant holds of — a terminal case
+    /// is never moved or given a deadline, a move lands in a state people can also reach,
+    /// and only a move raises the escalation level.
+    #[test]
+    fn escalation_actions_keep_the_state_machine_rules(
+        walk in proptest::collection::vec((0usize..API_ACTIONS.len(), 0usize..10, any::<bool>()), 0..40)
+    ) {
+        let mut c = run(&fresh("case-1"), &[Action::QueueForDispatch, dispatch("jiyang/yuehe/grid-01")]).unwrap();
+        for (person, esc, fire) in walk {
+            if c.status == S::PendingDispatch {
+                c = apply(&c, &dispatch("jiyang/yuehe/grid-02"), T0 + 5).unwrap();
+            }
+            if fire && let Some(timer) = c.timers.first().copied() {
+                // As the sweep does: consume the timer, then apply its escalation.
+                let fired = apply(&c, &Action::TimerFired { timer }, T0 + 5).unwrap();
+                prop_assert!(!fired.timers.contains(&timer));
+                let a = escalation(esc, &fired);
+                let before = fired.clone();
+                match apply(&fired, &a, T0 + 5) {
+                    Ok(next) => {
+                        prop_assert!(invariants(&next).is_ok(), "{:?} after {:?}: {:?}", invariants(&next), a, next);
+                        prop_assert!(!before.status.is_terminal() || next.status == before.status);
+                        let raised = next.escalation_level != before.escalation_level;
+                        prop_assert_eq!(raised, matches!(a, Action::MoveTo { .. }));
+                        if raised {
+                            prop_assert_eq!(next.status, S::Dispatched);
+                        }
+                        c = next;
+                    }
+                    Err(_) => c = fired,
+                }
+            } else if let Ok(next) = apply(&c, &sample(API_ACTIONS[person], &c), T0 + 5) {
+                prop_assert!(invariants(&next).is_ok(), "{:?}: {:?}", invariants(&next), next);
+                c = next;
+            }
+        }
+    }
+}
+
+#[test]
+fn escalation_actions_refuse_what_the_state_machine_refuses() {
+    let open = run(
+        &fresh("c-e"),
+        &[Action::QueueForDispatch, dispatch("jiyang/yuehe/grid-01")],
+    )
+    .unwrap();
+    let mut closed = open.clone();
+    closed.status = S::Closed;
+    closed.timers.clear();
+    let later = Action::SetDeadline {
+        kind: TimerKind::Resolution,
+        due_at: T0 + 10_000,
+    };
+    assert!(
+        apply(&closed, &later, T0 + 5).is_err(),
+        "no deadline on a closed case"
+    );
+    assert!(
+        apply(
+            &open,
+            &Action::SetDeadline {
+                kind: TimerKind::Resolution,
+                due_at: T0
+            },
+            T0 + 5
+        )
+        .is_err(),
+        "not in the past"
+    );
+    let moved = apply(
+        &open,
+        &Action::MoveTo {
+            unit: "jiyang/yuehe".into(),
+            sign_off: T0 + 99,
+        },
+        T0 + 5,
+    )
+    .unwrap();
+    assert_eq!(
+        (
+            moved.status,
+            moved.escalation_level,
+            moved.deadlines.sign_off
+        ),
+        (S::Dispatched, 1, Some(T0 + 99))
+    );
+    assert!(
+        apply(
+            &moved,
+            &Action::MoveTo {
+                unit: "jiyang/yuehe".into(),
+                sign_off: T0 + 99
+            },
+            T0 + 5
+        )
+        .is_err(),
+        "already there"
+    );
+    assert!(
+        apply(
+            &closed,
+            &Action::MoveTo {
+                unit: "jiyang".into(),
+                sign_off: T0 + 99
+            },
+            T0 + 5
+        )
+        .is_err(),
+        "not a closed case"
+    );
+    let gone = PendingTimer {
+        kind: TimerKind::Overdue,
+        due_at: 1,
+    };
+    assert!(apply(&open, &Action::TimerFired { timer: gone }, T0 + 5).is_err());
+}

@@ -683,7 +683,11 @@ impl Runtime {
         let before = plugin.cpu_average_ns.load(Ordering::Relaxed);
         let sample = cpu.as_nanos() as u64;
         plugin.cpu_average_ns.store(
-            if before == 0 { sample } else { before - before / 8 + sample / 8 },
+            if before == 0 {
+                sample
+            } else {
+                before - before / 8 + sample / 8
+            },
             Ordering::Relaxed,
         );
         let duration = started.elapsed();

@@ -31,13 +31,8 @@ const L = {
     "case.description": "诉求内容", "case.mediation": "调解", "case.supervised": "督办单位", "case.extension": "延期申请",
     "case.satisfaction": "回访", "case.created": "受理时间", "case.returned": "退单单位", "case.version": "版本",
     "dl.sign_off": "签收期限", "dl.first_contact": "首次联系期限", "dl.resolution": "办结期限", "dl.warning": "黄灯预警",
-    "act.sign": "签收", "act.start": "开始办理", "act.reply": "回复办理结果", "act.return": "退单",
-    "act.request-extension": "申请延期", "act.approve-extension": "批准延期", "act.refuse-extension": "驳回延期",
-    "act.pause": "暂停（等待市民）", "act.resume": "恢复计时", "act.callback": "回访", "act.close": "办结",
-    "act.reopen": "重新打开", "act.merge": "合并", "act.dispatch": "派单", "act.queue-for-dispatch": "进入派单",
+    "act.dispatch": "派单", "act.queue-for-dispatch": "进入派单",
     "act.reject": "不予受理", "act.transfer": "转紧急热线", "act.answer-at-intake": "一线答复", "act.submit": "提交", "act.cancel": "取消",
-    "in.text": "回复内容", "in.reason": "原因", "in.days": "延期工作日", "in.into": "合并到工单号",
-    "in.satisfied": "市民满意", "in.resolved": "问题已解决", "in.note": "回访记录",
     "ev.received": "受理", "ev.transition": "状态变更", "ev.decision": "规则决定", "ev.rule-failure": "规则失败",
     "ev.escalation": "督办升级", "ev.by": "操作人",
     "why.routed": "派至", "why.because": "依据", "why.admissible": "予以受理", "why.rejected": "不予受理",
@@ -76,13 +71,8 @@ const L = {
     "case.description": "Description", "case.mediation": "Mediation", "case.supervised": "Supervised by", "case.extension": "Extension",
     "case.satisfaction": "Callback", "case.created": "Received", "case.returned": "Returned by", "case.version": "Version",
     "dl.sign_off": "Sign-off", "dl.first_contact": "First contact", "dl.resolution": "Resolution", "dl.warning": "Yellow light",
-    "act.sign": "Sign", "act.start": "Start work", "act.reply": "Reply", "act.return": "Return",
-    "act.request-extension": "Request extension", "act.approve-extension": "Approve extension", "act.refuse-extension": "Refuse extension",
-    "act.pause": "Pause (wait for citizen)", "act.resume": "Resume", "act.callback": "Callback", "act.close": "Close",
-    "act.reopen": "Reopen", "act.merge": "Merge", "act.dispatch": "Dispatch", "act.queue-for-dispatch": "Queued for dispatch",
+    "act.dispatch": "Dispatch", "act.queue-for-dispatch": "Queued for dispatch",
     "act.reject": "Reject", "act.transfer": "Transfer", "act.answer-at-intake": "Answered at intake", "act.submit": "Submit", "act.cancel": "Cancel",
-    "in.text": "Reply", "in.reason": "Reason", "in.days": "Working days", "in.into": "Merge into case",
-    "in.satisfied": "Citizen satisfied", "in.resolved": "Matter resolved", "in.note": "Callback note",
     "ev.received": "Received", "ev.transition": "Status", "ev.decision": "Rule decision", "ev.rule-failure": "Rule failure",
     "ev.escalation": "Escalation", "ev.by": "by",
     "why.routed": "routed to", "why.because": "because", "why.admissible": "admissible", "why.rejected": "rejected",
@@ -144,9 +134,14 @@ const state = {
   token: sessionStorage.getItem("civic.token") || "",
   me: null,
   dir: null,
+  // The actions people take on cases, as the server declares them (GET /v1/actions).
+  actions: {},
 };
 
 const t = (k) => (L[state.lang] && L[state.lang][k]) || L.en[k] || k;
+// An action's label: a declared one's own, else the system action's from the dictionary.
+const labelOf = (pair) => pair[state.lang === "zh" ? 0 : 1];
+const actionLabel = (name) => (state.actions[name] ? labelOf(state.actions[name].label) : t(`act.${name}`));
 const statusName = (s) => ST[state.lang][s] || s;
 const reasonText = (r) => {
   const w = REASONS[state.lang][r];
@@ -305,6 +300,8 @@ function viewLogin() {
 async function loadSession() {
   state.me = await api("GET", "/v1/me");
   state.dir = await api("GET", "/v1/directory");
+  const declared = await api("GET", "/v1/actions");
+  state.actions = Object.fromEntries(declared.actions.map((a) => [a.name, a]));
 }
 
 // ---------------------------------------------------------------- board
@@ -404,7 +401,7 @@ function timelineItem(e) {
       break;
     case "transition": {
       const name = w.action.action;
-      const label = t(`act.${name}`) !== `act.${name}` ? t(`act.${name}`) : name;
+      const label = actionLabel(name) !== `act.${name}` ? actionLabel(name) : name;
       const why = w.action.reason || w.action.text || w.action.answer || "";
       title = `${label}: ${statusName(w.from)} → ${statusName(w.to)}`;
       if (name === "dispatch") title += ` · ${unitName(w.action.lead)}`;
@@ -433,59 +430,53 @@ function timelineItem(e) {
     detail ? h("div", { class: "detail" }, detail) : null);
 }
 
-// What each action asks for, beyond the case version.
-const ACTION_FIELDS = {
-  reply: [["text", "textarea"]],
-  return: [["reason", "textarea"]],
-  "request-extension": [["days", "number"], ["reason", "textarea"]],
-  "refuse-extension": [["reason", "textarea"]],
-  pause: [["reason", "textarea"]],
-  reopen: [["reason", "textarea"]],
-  merge: [["into", "text"]],
-  callback: [["satisfied", "checkbox"], ["resolved", "checkbox"], ["note", "textarea"]],
-};
-const ACTION_PATH = { "request-extension": "extension", "approve-extension": "extension/approve", "refuse-extension": "extension/refuse" };
+// The buttons and forms come from the server's declarations: name, route, label, and the
+// fields each action asks for beyond the case version.
+const INPUT = { text: "text", "long-text": "textarea", number: "number", check: "checkbox" };
 
 function actionPanel(c) {
   const area = h("div", {});
-  const run = async (name, body) => {
+  const run = async (spec, body) => {
     try {
-      await api("POST", `/v1/cases/${encodeURIComponent(c.id)}/${ACTION_PATH[name] || name}`, { ...body, version: c.version });
-      flash(`${t(`act.${name}`)}: ${t("ok.done")}`, "ok");
+      await api("POST", spec.path.replace("{id}", encodeURIComponent(c.id)), { ...body, version: c.version });
+      flash(`${labelOf(spec.label)}: ${t("ok.done")}`, "ok");
       await viewCase(c.id, true);
     } catch (err) {
       flash(err.message);
     }
   };
-  const buttons = c.actions.map((name) => h("button", {
-    type: "button", id: `act-${name}`, class: ["return", "refuse-extension", "merge"].includes(name) ? "secondary" : "",
-    onclick: () => {
-      const fields = ACTION_FIELDS[name];
-      if (!fields) return run(name, {});
-      const inputs = {};
-      const form = h("form", { class: "action-form stack", id: `form-${name}`, onsubmit: (e) => {
-        e.preventDefault();
-        const body = {};
-        for (const [k, kind] of fields) {
-          if (kind === "checkbox") body[k] = inputs[k].checked;
-          else if (kind === "number") body[k] = Number(inputs[k].value);
-          else body[k] = inputs[k].value;
-        }
-        run(name, body);
-      } },
-      h("strong", {}, t(`act.${name}`)),
-      fields.map(([k, kind]) => {
-        const key = { text: "in.text", reason: "in.reason", days: "in.days", into: "in.into", satisfied: "in.satisfied", resolved: "in.resolved", note: "in.note" }[k];
-        inputs[k] = kind === "textarea" ? h("textarea", { name: k, id: `in-${k}` })
-          : h("input", { name: k, id: `in-${k}`, type: kind, min: kind === "number" ? "1" : null, value: kind === "number" ? "3" : null });
-        return h("label", { class: kind === "checkbox" ? "inline" : "" }, kind === "checkbox" ? [inputs[k], t(key)] : [t(key), inputs[k]]);
-      }),
-      h("div", { class: "actions" },
-        h("button", { type: "submit", id: `submit-${name}` }, t("act.submit")),
-        h("button", { type: "button", class: "secondary", onclick: () => area.replaceChildren() }, t("act.cancel"))));
-      area.replaceChildren(form);
-    },
-  }, t(`act.${name}`)));
+  const buttons = c.actions.filter((name) => state.actions[name]).map((name) => {
+    const spec = state.actions[name];
+    return h("button", {
+      type: "button", id: `act-${name}`, class: spec.secondary ? "secondary" : "",
+      onclick: () => {
+        if (!spec.fields.length) return run(spec, {});
+        const inputs = {};
+        const form = h("form", { class: "action-form stack", id: `form-${name}`, onsubmit: (e) => {
+          e.preventDefault();
+          const body = {};
+          for (const f of spec.fields) {
+            if (f.kind === "check") body[f.name] = inputs[f.name].checked;
+            else if (f.kind === "number") body[f.name] = Number(inputs[f.name].value);
+            else body[f.name] = inputs[f.name].value;
+          }
+          run(spec, body);
+        } },
+        h("strong", {}, labelOf(spec.label)),
+        spec.fields.map((f) => {
+          const kind = INPUT[f.kind];
+          inputs[f.name] = kind === "textarea" ? h("textarea", { name: f.name, id: `in-${f.name}` })
+            : h("input", { name: f.name, id: `in-${f.name}`, type: kind, min: kind === "number" ? "1" : null, value: kind === "number" ? "3" : null });
+          const label = labelOf(f.label);
+          return h("label", { class: kind === "checkbox" ? "inline" : "" }, kind === "checkbox" ? [inputs[f.name], label] : [label, inputs[f.name]]);
+        }),
+        h("div", { class: "actions" },
+          h("button", { type: "submit", id: `submit-${name}` }, t("act.submit")),
+          h("button", { type: "button", class: "secondary", onclick: () => area.replaceChildren() }, t("act.cancel"))));
+        area.replaceChildren(form);
+      },
+    }, labelOf(spec.label));
+  });
   return h("div", { class: "card", id: "actions" }, h("h2", {}, t("case.actions")),
     buttons.length ? h("div", { class: "actions" }, buttons) : h("p", { class: "muted" }, t("case.noactions")), area);
 }

@@ -394,10 +394,7 @@ impl Principal {
             Role::DistrictAdmin | Role::Dispatcher => self.in_district(&c.district),
             Role::UnitHandler => {
                 let lead = self.unit.is_some() && c.handler == self.unit;
-                lead && matches!(
-                    action,
-                    "sign" | "start" | "reply" | "return" | "request-extension"
-                )
+                lead && crate::actions::spec(action).is_some_and(|a| a.unit_handler)
             }
             Role::IntakeAgent => false,
         }

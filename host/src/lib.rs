@@ -4,6 +4,7 @@
 // the rare path, and keeping them unboxed keeps every match on them simple.
 #![allow(clippy::result_large_err)]
 
+pub mod actions;
 pub mod alloc;
 pub mod api;
 pub mod auth;
@@ -25,6 +26,7 @@ pub mod model;
 pub mod registry;
 pub mod replay;
 pub mod runtime;
+pub mod schema;
 pub mod service;
 pub mod store;
 pub mod sweeper;

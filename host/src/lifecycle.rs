@@ -491,33 +491,6 @@ pub fn apply(case: &Case, action: &Action, at: Millis) -> Result<Case, Lifecycle
     Ok(c)
 }
 
-/// The actions (by their API names) the state machine would accept for `c` as it is,
-/// so clients offer only buttons that can work. Whether a caller may take them is the
-/// access-control module's question, not this one's.
-pub fn offered(c: &Case) -> Vec<&'static str> {
-    use CaseStatus as S;
-    let working = matches!(c.status, S::Signed | S::InProgress);
-    let pending = c.extension.as_ref().is_some_and(|e| e.approved.is_none());
-    [
-        ("sign", c.status == S::Dispatched),
-        ("start", c.status == S::Signed),
-        ("reply", working),
-        ("return", matches!(c.status, S::Dispatched | S::Signed)),
-        ("request-extension", working && !pending),
-        ("approve-extension", pending),
-        ("refuse-extension", pending),
-        ("pause", working && c.paused_at.is_none()),
-        ("resume", c.paused_at.is_some()),
-        ("callback", c.status == S::Replied),
-        ("close", c.status == S::Callback),
-        ("reopen", matches!(c.status, S::Callback | S::Closed)),
-        ("merge", !c.status.is_terminal()),
-    ]
-    .into_iter()
-    .filter_map(|(name, ok)| ok.then_some(name))
-    .collect()
-}
-
 fn handler_only(c: &Case, unit: &str) -> Result<(), String> {
     match &c.handler {
         Some(h) if h == unit => Ok(()),

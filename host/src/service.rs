@@ -137,64 +137,7 @@ pub struct Bootstrap {
     pub deployed: Vec<String>,
 }
 
-/// A lifecycle request on an existing case, as the API receives it.
-#[derive(Debug, Clone, PartialEq)]
-pub enum CaseAction {
-    /// 签收 by the handling unit.
-    Sign,
-    /// First contact made.
-    Start,
-    /// The unit's reply.
-    Reply(String),
-    /// 退单 with a reason; the case is routed again.
-    Return(String),
-    /// Ask for more working days.
-    RequestExtension(u32, String),
-    /// Approve the pending extension.
-    ApproveExtension,
-    /// Refuse the pending extension.
-    RefuseExtension(String),
-    /// Callback verdict.
-    Callback {
-        /// Satisfied.
-        satisfied: bool,
-        /// Resolved.
-        resolved: bool,
-        /// Notes.
-        note: String,
-    },
-    /// Close.
-    Close,
-    /// Reopen; the case is routed again.
-    Reopen(String),
-    /// Merge into a duplicate.
-    Merge(String),
-    /// Waiting for the citizen: deadlines stop.
-    Pause(String),
-    /// The wait is over: deadlines move by the paused working time.
-    Resume,
-}
-
-impl CaseAction {
-    /// The action's name (as in URLs and access checks).
-    pub fn name(&self) -> &'static str {
-        match self {
-            CaseAction::Sign => "sign",
-            CaseAction::Start => "start",
-            CaseAction::Reply(_) => "reply",
-            CaseAction::Return(_) => "return",
-            CaseAction::RequestExtension(..) => "request-extension",
-            CaseAction::ApproveExtension => "approve-extension",
-            CaseAction::RefuseExtension(_) => "refuse-extension",
-            CaseAction::Callback { .. } => "callback",
-            CaseAction::Close => "close",
-            CaseAction::Reopen(_) => "reopen",
-            CaseAction::Merge(_) => "merge",
-            CaseAction::Pause(_) => "pause",
-            CaseAction::Resume => "resume",
-        }
-    }
-}
+pub use crate::actions::CaseAction;
 
 const SECRETS: &str = "secrets";
 

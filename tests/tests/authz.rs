@@ -668,3 +668,62 @@ async fn tokens_expire_list_without_hashes_and_the_last_admin_stays() {
     assert_eq!(r.status, 204, "{:?}", r.json);
     assert_eq!(s.get("/v1/me", &admin).await.status, 401);
 }
+
+/// Every declared action has its route in the API and its document, a label in both
+/// languages for the console, and a role rule that the API enforces: a case's lead unit
+/// may take exactly the actions declared for unit handlers.
+#[tokio::test]
+async fn every_declared_action_has_a_route_a_label_and_a_role_rule() {
+    let s = TestServer::start();
+    let admin = s.admin.clone();
+    let declared = s.get("/v1/actions", &admin).await.json["actions"].clone();
+    let doc = s
+        .send("GET", "/v1/openapi.json", None, None, vec![])
+        .await
+        .json;
+    let c = s
+        .json("POST", "/v1/cases", &admin, json!({"district": "jiyang", "category": "noise", "location": {"grid": "jiyang/yuehe/grid-01"}}))
+        .await;
+    let id = c.json["id"].as_str().unwrap().to_owned();
+    let unit = c.json["handler"].as_str().unwrap().to_owned();
+    let handler = s.token("unit-handler", Some("jiyang"), Some(&unit)).await;
+    let list = declared.as_array().unwrap();
+    assert_eq!(list.len(), civic_host::actions::ACTIONS.len());
+    for a in list {
+        let name = a["name"].as_str().unwrap();
+        let path = a["path"].as_str().unwrap();
+        assert!(
+            doc["paths"][path]["post"]["requestBody"].is_object(),
+            "{name}: {path} is routed and documented"
+        );
+        for l in a["label"].as_array().unwrap() {
+            assert!(!l.as_str().unwrap().is_empty(), "{name} has a label");
+        }
+        for f in a["fields"].as_array().unwrap() {
+            assert!(
+                f["label"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .all(|l| !l.as_str().unwrap().is_empty()),
+                "{name}.{}",
+                f["name"]
+            );
+        }
+        // The role rule as the API applies it: a lead unit is refused (403) exactly the
+        // actions not declared for unit handlers; others get past the role check.
+        let mut body = json!({"version": 999});
+        for f in a["fields"].as_array().unwrap() {
+            body[f["name"].as_str().unwrap()] = match f["kind"].as_str().unwrap() {
+                "number" => json!(2),
+                "check" => json!(true),
+                _ => json!("x"),
+            };
+        }
+        let r = s
+            .json("POST", &path.replace("{id}", &id), &handler, body)
+            .await;
+        let may = a["unit_handler"].as_bool().unwrap();
+        assert_eq!(r.status == 403, !may, "{name}: {} {:?}", r.status, r.json);
+    }
+}

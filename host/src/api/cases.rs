@@ -1,6 +1,8 @@
 //! Cases: intake, reading, listing, history, lifecycle actions.
 
+use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
@@ -8,66 +10,71 @@ use serde::{Deserialize, Serialize};
 
 use super::extract::{Auth, Json};
 use super::{ApiError, AppState, Route, blocking};
+use crate::actions::{ACTIONS, ActionSpec};
 use crate::auth::{Principal, Role};
 use crate::intake::{self, NewCase};
-use crate::lifecycle;
 use crate::model::{Case, CaseStatus, Event, EventBody};
-use crate::service::{CaseAction, Service};
+use crate::service::Service;
 use crate::store::{Filter, MAX_PAGE};
 use crate::views;
 
 pub(crate) fn routes() -> Vec<Route> {
     let r = Route::authed;
-    vec![
-        r("/v1/cases", "POST", "Take a case in: eligibility, routing, one durable write", 201, post(create))
-            .json::<NewCase>()
-            .returns::<CaseView>(),
-        r("/v1/cases", "GET", "List visible cases with their lights (filters incl. light, newest or urgent order, cursor pagination)", 200, get(list))
-            .query::<ListQuery>()
-            .returns::<crate::views::BoardPage>(),
+    let mut routes = vec![
+        r(
+            "/v1/cases",
+            "POST",
+            "Take a case in: eligibility, routing, one durable write",
+            201,
+            post(create),
+        )
+        .json::<NewCase>()
+        .returns::<CaseView>(),
+        r(
+            "/v1/cases",
+            "GET",
+            "List visible cases with their lights (filters incl. light, newest or urgent order, cursor pagination)",
+            200,
+            get(list),
+        )
+        .query::<ListQuery>()
+        .returns::<crate::views::BoardPage>(),
         r("/v1/cases/{id}", "GET", "A case", 200, get(read)).returns::<CaseView>(),
-        r("/v1/cases/{id}/history", "GET", "A case's history with decision records", 200, get(history)),
-        r("/v1/cases/{id}/sign", "POST", "The handling unit signs for the case (签收)", 200, post(sign))
-            .json::<Versioned>()
-            .returns::<CaseView>(),
-        r("/v1/cases/{id}/start", "POST", "First contact made; work starts", 200, post(start))
-            .json::<Versioned>()
-            .returns::<CaseView>(),
-        r("/v1/cases/{id}/reply", "POST", "The unit replies with its result", 200, post(reply))
-            .json::<WithText>()
-            .returns::<CaseView>(),
-        r("/v1/cases/{id}/return", "POST", "Return the case (退单) with a reason; it is routed again", 200, post(return_case))
-            .json::<WithReason>()
-            .returns::<CaseView>(),
-        r("/v1/cases/{id}/extension", "POST", "Request an extension (延期)", 200, post(request_extension))
-            .json::<ExtensionBody>()
-            .returns::<CaseView>(),
-        r("/v1/cases/{id}/extension/approve", "POST", "Approve the pending extension", 200, post(approve_extension))
-            .json::<Versioned>()
-            .returns::<CaseView>(),
-        r("/v1/cases/{id}/extension/refuse", "POST", "Refuse the pending extension", 200, post(refuse_extension))
-            .json::<WithReason>()
-            .returns::<CaseView>(),
-        r("/v1/cases/{id}/callback", "POST", "Record the callback (回访)", 200, post(callback))
-            .json::<CallbackBody>()
-            .returns::<CaseView>(),
-        r("/v1/cases/{id}/close", "POST", "Close the case (办结)", 200, post(close))
-            .json::<Versioned>()
-            .returns::<CaseView>(),
-        r("/v1/cases/{id}/reopen", "POST", "Reopen the case; it is routed again", 200, post(reopen))
-            .json::<WithReason>()
-            .returns::<CaseView>(),
-        r("/v1/cases/{id}/merge", "POST", "Merge into a duplicate", 200, post(merge))
-            .json::<MergeBody>()
-            .returns::<CaseView>(),
-        r("/v1/cases/{id}/replay", "GET", "Re-run the case's recorded decisions and compare", 200, get(replay)),
-        r("/v1/cases/{id}/pause", "POST", "Wait for the citizen: deadlines stop", 200, post(pause))
-            .json::<WithReason>()
-            .returns::<CaseView>(),
-        r("/v1/cases/{id}/resume", "POST", "End the wait: deadlines move by the paused working time", 200, post(resume))
-            .json::<Versioned>()
-            .returns::<CaseView>(),
-    ]
+        r(
+            "/v1/cases/{id}/history",
+            "GET",
+            "A case's history with decision records",
+            200,
+            get(history),
+        ),
+        r(
+            "/v1/cases/{id}/replay",
+            "GET",
+            "Re-run the case's recorded decisions and compare",
+            200,
+            get(replay),
+        ),
+        r(
+            "/v1/actions",
+            "GET",
+            "The actions people take on cases: names, routes, labels and the fields each asks for (what the console builds its buttons from)",
+            200,
+            get(declared),
+        ),
+    ];
+    // One route per declared action: its path, body and summary come from the declaration.
+    for spec in ACTIONS {
+        let handler = move |State(s): State<AppState>,
+                            Auth(p): Auth,
+                            Path(id): Path<String>,
+                            headers: HeaderMap,
+                            body: Bytes| act(s, p, id, spec, headers, body);
+        let mut route =
+            r(spec.path, "POST", spec.summary, 200, post(handler)).returns::<CaseView>();
+        route.body = Some(super::openapi::Body::Json(spec.schema));
+        routes.push(route);
+    }
+    routes
 }
 
 /// A case with the reason codes of the decisions that shaped it.
@@ -82,7 +89,7 @@ struct CaseView {
 
 /// The actions the state machine would accept and the principal may take.
 fn actions(p: &Principal, c: &Case) -> Vec<&'static str> {
-    lifecycle::offered(c)
+    crate::actions::offered(c)
         .into_iter()
         .filter(|a| p.can_act(c, a))
         .collect()
@@ -320,19 +327,33 @@ async fn list(
     })?))
 }
 
-async fn run(
+/// Takes a declared action: the body as its declaration reads it, the role check by its
+/// name, the change by the service.
+async fn act(
     state: AppState,
     p: Principal,
     id: String,
-    action: CaseAction,
-    version: Option<u64>,
+    spec: &'static ActionSpec,
+    headers: HeaderMap,
+    body: Bytes,
 ) -> Result<axum::Json<CaseView>, ApiError> {
+    let is_json = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|c| c.split(';').next())
+        .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"));
+    if !body.is_empty() && !is_json {
+        return Err(ApiError::UnsupportedMediaType(
+            "send the body as `Content-Type: application/json`".into(),
+        ));
+    }
+    let (action, version) = (spec.read)(&body).map_err(ApiError::BadRequest)?;
     let out = blocking(&state, move |svc| {
         let c = visible(svc, &p, &id)?;
-        if !p.can_act(&c, action.name()) {
+        if !p.can_act(&c, spec.name) {
             return Err(ApiError::Forbidden(format!(
                 "this token may not {} case {id}",
-                action.name()
+                spec.name
             )));
         }
         let c = svc.act(&id, &action, &p.id, version)?;
@@ -342,175 +363,8 @@ async fn run(
     Ok(axum::Json(out))
 }
 
-#[derive(Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-struct Versioned {
-    version: Option<u64>,
-}
-
-#[derive(Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-struct WithText {
-    #[serde(alias = "reason")]
-    text: String,
-    version: Option<u64>,
-}
-
-#[derive(Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-struct WithReason {
-    reason: String,
-    version: Option<u64>,
-}
-
-#[derive(Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-struct ExtensionBody {
-    days: u32,
-    reason: String,
-    version: Option<u64>,
-}
-
-#[derive(Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-struct CallbackBody {
-    satisfied: bool,
-    resolved: bool,
-    #[serde(default)]
-    note: String,
-    version: Option<u64>,
-}
-
-#[derive(Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-struct MergeBody {
-    into: String,
-    version: Option<u64>,
-}
-
-type Id = Path<String>;
-
-async fn sign(
-    State(s): State<AppState>,
-    Auth(p): Auth,
-    Path(id): Id,
-    Json(b): Json<Versioned, true>,
-) -> Result<impl IntoResponse, ApiError> {
-    run(s, p, id, CaseAction::Sign, b.version).await
-}
-async fn start(
-    State(s): State<AppState>,
-    Auth(p): Auth,
-    Path(id): Id,
-    Json(b): Json<Versioned, true>,
-) -> Result<impl IntoResponse, ApiError> {
-    run(s, p, id, CaseAction::Start, b.version).await
-}
-async fn reply(
-    State(s): State<AppState>,
-    Auth(p): Auth,
-    Path(id): Id,
-    Json(b): Json<WithText>,
-) -> Result<impl IntoResponse, ApiError> {
-    run(s, p, id, CaseAction::Reply(b.text), b.version).await
-}
-async fn return_case(
-    State(s): State<AppState>,
-    Auth(p): Auth,
-    Path(id): Id,
-    Json(b): Json<WithReason>,
-) -> Result<impl IntoResponse, ApiError> {
-    run(s, p, id, CaseAction::Return(b.reason), b.version).await
-}
-async fn request_extension(
-    State(s): State<AppState>,
-    Auth(p): Auth,
-    Path(id): Id,
-    Json(b): Json<ExtensionBody>,
-) -> Result<impl IntoResponse, ApiError> {
-    run(
-        s,
-        p,
-        id,
-        CaseAction::RequestExtension(b.days, b.reason),
-        b.version,
-    )
-    .await
-}
-async fn approve_extension(
-    State(s): State<AppState>,
-    Auth(p): Auth,
-    Path(id): Id,
-    Json(b): Json<Versioned, true>,
-) -> Result<impl IntoResponse, ApiError> {
-    run(s, p, id, CaseAction::ApproveExtension, b.version).await
-}
-async fn refuse_extension(
-    State(s): State<AppState>,
-    Auth(p): Auth,
-    Path(id): Id,
-    Json(b): Json<WithReason>,
-) -> Result<impl IntoResponse, ApiError> {
-    run(s, p, id, CaseAction::RefuseExtension(b.reason), b.version).await
-}
-async fn callback(
-    State(s): State<AppState>,
-    Auth(p): Auth,
-    Path(id): Id,
-    Json(b): Json<CallbackBody>,
-) -> Result<impl IntoResponse, ApiError> {
-    run(
-        s,
-        p,
-        id,
-        CaseAction::Callback {
-            satisfied: b.satisfied,
-            resolved: b.resolved,
-            note: b.note,
-        },
-        b.version,
-    )
-    .await
-}
-async fn close(
-    State(s): State<AppState>,
-    Auth(p): Auth,
-    Path(id): Id,
-    Json(b): Json<Versioned, true>,
-) -> Result<impl IntoResponse, ApiError> {
-    run(s, p, id, CaseAction::Close, b.version).await
-}
-async fn reopen(
-    State(s): State<AppState>,
-    Auth(p): Auth,
-    Path(id): Id,
-    Json(b): Json<WithReason>,
-) -> Result<impl IntoResponse, ApiError> {
-    run(s, p, id, CaseAction::Reopen(b.reason), b.version).await
-}
-async fn merge(
-    State(s): State<AppState>,
-    Auth(p): Auth,
-    Path(id): Id,
-    Json(b): Json<MergeBody>,
-) -> Result<impl IntoResponse, ApiError> {
-    run(s, p, id, CaseAction::Merge(b.into), b.version).await
-}
-async fn pause(
-    State(s): State<AppState>,
-    Auth(p): Auth,
-    Path(id): Id,
-    Json(b): Json<WithReason>,
-) -> Result<impl IntoResponse, ApiError> {
-    run(s, p, id, CaseAction::Pause(b.reason), b.version).await
-}
-async fn resume(
-    State(s): State<AppState>,
-    Auth(p): Auth,
-    Path(id): Id,
-    Json(b): Json<Versioned, true>,
-) -> Result<impl IntoResponse, ApiError> {
-    run(s, p, id, CaseAction::Resume, b.version).await
+async fn declared(Auth(_): Auth) -> impl IntoResponse {
+    axum::Json(serde_json::json!({ "actions": ACTIONS }))
 }
 
 async fn replay(

@@ -5,14 +5,10 @@
 
 use serde_json::{Value, json};
 use utoipa::openapi::path::ParameterIn;
-use utoipa::openapi::{RefOr, Schema};
 
 use super::Route;
 
-/// Named schemas collected while describing the routes.
-pub(crate) type Components = Vec<(String, RefOr<Schema>)>;
-/// Describes a type: adds its schema (and those it refers to) and returns a reference.
-pub(crate) type SchemaFn = fn(&mut Components) -> Value;
+pub(crate) use crate::schema::{Components, SchemaFn, schema_of};
 /// Describes a query's parameters.
 pub(crate) type ParamsFn = fn() -> Vec<Value>;
 
@@ -24,14 +20,6 @@ pub(crate) enum Body {
     Form(SchemaFn),
     /// `application/wasm`: a component.
     Wasm,
-}
-
-/// The schema of `T` as a reference, with `T` and what it refers to added to `c`.
-pub(crate) fn schema_of<T: utoipa::ToSchema>(c: &mut Components) -> Value {
-    T::schemas(c);
-    let name = T::name().into_owned();
-    c.push((name.clone(), T::schema()));
-    json!({"$ref": format!("#/components/schemas/{name}")})
 }
 
 /// The query parameters `Q` reads.

@@ -588,7 +588,7 @@ proptest! {
     fn offered_actions_are_exactly_the_legal_ones(walk in proptest::collection::vec(0usize..API_ACTIONS.len(), 0..30)) {
         let mut c = run(&fresh("case-1"), &[Action::QueueForDispatch, dispatch("jiyang/yuehe/grid-01")]).unwrap();
         for pick in walk {
-            let offered = offered(&c);
+            let offered = crate::actions::offered(&c);
             for name in API_ACTIONS {
                 let accepted = apply(&c, &sample(name, &c), T0 + 5).is_ok();
                 prop_assert_eq!(offered.contains(&name), accepted, "{} in {:?} (paused {:?})", name, c.status, c.paused_at);

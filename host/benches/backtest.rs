@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use civic_host::backtest::{self, Request};
 use civic_host::clock::ManualClock;
-use civic_host::intake::{self, NewCase};
+use civic_host::intake::NewCase;
 use civic_host::runtime::{Hook, Limits};
 use civic_host::service::{Service, ServiceConfig};
 use civic_host::store::Durability;
@@ -38,7 +38,7 @@ fn main() {
         let mut b = bodies[i % bodies.len()].clone();
         b["caller"] = serde_json::json!({"phone": format!("139{i:08}")});
         let new: NewCase = serde_json::from_value(b).unwrap();
-        intake::intake(&svc, &new, "bench").unwrap();
+        svc.intake(&new, "bench").unwrap();
     }
     println!(
         "took in {n} jiyang cases in {:.1} s",

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use civic_host::directory::Directory;
-use civic_host::runtime::{Input, Limits, Runtime, RuntimeConfig};
+use civic_host::runtime::{Hook, Input, Limits, Runtime, RuntimeConfig};
 use civic_rules_common::{CityDefault, Plugin as Rules};
 use civic_rules_sdk::testing::Sandbox;
 
@@ -39,15 +39,20 @@ fn main() {
     let wasm = || {
         let case = common::wasm_case();
         let input = Input {
+            hook: Hook::Routing,
             case: &case,
             now: case.created_at,
             recent_cases: &[],
             directory: &directory,
+            timer: None,
         };
         let t = Instant::now();
-        let r = runtime.routing(&plugin, &input).unwrap();
+        let r = runtime.evaluate(&plugin, &input).unwrap();
         let d = t.elapsed();
-        assert_eq!(r.output.unwrap().lead, "jiyang/yuehe/grid-01");
+        assert_eq!(
+            r.output.unwrap().into_routing().unwrap().lead,
+            "jiyang/yuehe/grid-01"
+        );
         d
     };
     let native = || {

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use civic_host::directory::Directory;
-use civic_host::runtime::{Input, Limits, Runtime, RuntimeConfig};
+use civic_host::runtime::{Hook, Input, Limits, Runtime, RuntimeConfig};
 use civic_rules_common::{CityDefault, Plugin as Rules};
 use civic_rules_sdk::testing::Sandbox;
 use criterion::{Criterion, criterion_group, criterion_main};
@@ -40,17 +40,22 @@ fn routing(c: &mut Criterion) {
         .unwrap();
     let case = common::wasm_case();
     let input = Input {
+        hook: Hook::Routing,
         case: &case,
         now: case.created_at,
         recent_cases: &[],
         directory: &directory,
+        timer: None,
     };
     g.bench_function("b-wasm-fresh-store-all-limits", |b| {
         b.iter(|| {
             let r = runtime
-                .routing(&plugin, std::hint::black_box(&input))
+                .evaluate(&plugin, std::hint::black_box(&input))
                 .unwrap();
-            assert_eq!(r.output.unwrap().lead, "jiyang/yuehe/grid-01");
+            assert_eq!(
+                r.output.unwrap().into_routing().unwrap().lead,
+                "jiyang/yuehe/grid-01"
+            );
         })
     });
     g.finish();

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::decide::RecordedInput;
 use crate::model::{EventBody, Millis};
-use crate::runtime::{Hook, Input, Plugin, wit};
+use crate::runtime::{Decision, Hook, Plugin, wit};
 use crate::service::{Service, ServiceError};
 use crate::store::Filter;
 
@@ -143,61 +143,38 @@ fn evaluate(
     input: &RecordedInput,
     dir: &Arc<crate::directory::Directory>,
 ) -> Outcome {
-    let call = Input {
-        case: &input.case,
-        now: input.now,
-        recent_cases: &input.recent_cases,
-        directory: dir,
-    };
-    let summary = |fuel: u64, s: String, r: Vec<String>| Ok((s, r, fuel));
-    match hook {
-        Hook::Eligibility => match svc.runtime.eligibility(plugin, &call) {
-            Ok(e) => match e.output {
-                Some(d) => {
-                    let adm = match &d.admissibility {
-                        wit::Admissibility::Admissible => "admissible".to_string(),
-                        wit::Admissibility::Rejected(r) => {
-                            format!("rejected:{:?}", r.reason).to_lowercase()
-                        }
-                        wit::Admissibility::Transferred(l) => {
-                            format!("transferred:{l:?}").to_lowercase()
-                        }
-                    };
-                    let med = d
-                        .mediation
-                        .as_ref()
-                        .map(|m| format!(" mediation:{}", m.unit))
-                        .unwrap_or_default();
-                    summary(
-                        e.fuel_used,
-                        format!("{adm} grid:{}{med}", d.grid_admissible),
-                        d.reasons,
-                    )
-                }
-                None => summary(e.fuel_used, "no opinion".into(), vec![]),
-            },
-            Err(e) => Err(e.to_string()),
-        },
-        Hook::Routing => match svc.runtime.routing(plugin, &call) {
-            Ok(e) => match e.output {
-                Some(d) => summary(e.fuel_used, d.lead, d.reasons),
-                None => summary(e.fuel_used, "no opinion".into(), vec![]),
-            },
-            Err(e) => Err(e.to_string()),
-        },
-        Hook::Escalation => {
-            let Some(timer) = input.timer else {
-                return Err("no timer recorded".into());
-            };
-            match svc.runtime.escalation(plugin, &call, &timer) {
-                Ok(e) => match e.output {
-                    Some(d) => summary(e.fuel_used, format!("{:?}", d.actions), d.reasons),
-                    None => summary(e.fuel_used, "no opinion".into(), vec![]),
-                },
-                Err(e) => Err(e.to_string()),
-            }
-        }
+    if hook == Hook::Escalation && input.timer.is_none() {
+        return Err("no timer recorded".into());
     }
+    let e = svc
+        .runtime
+        .evaluate(plugin, &input.call(hook, dir))
+        .map_err(|e| e.to_string())?;
+    let fuel = e.fuel_used;
+    let Some(d) = e.output else {
+        return Ok(("no opinion".into(), vec![], fuel));
+    };
+    let reasons = d.reasons().to_vec();
+    let outcome = match d {
+        Decision::Eligibility(d) => {
+            let adm = match &d.admissibility {
+                wit::Admissibility::Admissible => "admissible".to_string(),
+                wit::Admissibility::Rejected(r) => {
+                    format!("rejected:{:?}", r.reason).to_lowercase()
+                }
+                wit::Admissibility::Transferred(l) => format!("transferred:{l:?}").to_lowercase(),
+            };
+            let med = d
+                .mediation
+                .as_ref()
+                .map(|m| format!(" mediation:{}", m.unit))
+                .unwrap_or_default();
+            format!("{adm} grid:{}{med}", d.grid_admissible)
+        }
+        Decision::Routing(d) => d.lead,
+        Decision::Escalation(d) => format!("{:?}", d.actions),
+    };
+    Ok((outcome, reasons, fuel))
 }
 
 fn fuel(mut v: Vec<u64>) -> Fuel {
@@ -273,7 +250,7 @@ pub fn run(
                         }
                         let history = svc.store.history_of(id, *events)?;
                         let Some(rec) = history.iter().rev().find_map(|e| match &e.what {
-                            EventBody::Decision(r) if r.hook == hook.as_str() => Some(r),
+                            EventBody::Decision(r) if r.hook == hook => Some(r),
                             _ => None,
                         }) else {
                             continue;
@@ -376,7 +353,7 @@ mod tests {
 
     use super::*;
     use crate::clock::ManualClock;
-    use crate::intake::{self, NewCase};
+    use crate::intake::NewCase;
     use crate::service::ServiceConfig;
 
     fn service_with_cases(dir: &std::path::Path, n: usize) -> (Service, String) {
@@ -393,7 +370,7 @@ mod tests {
                 "caller": {"phone": format!("1310000{i:04}")}
             }))
             .unwrap();
-            intake::intake(&svc, &new, "agent").unwrap();
+            svc.intake(&new, "agent").unwrap();
         }
         let version = svc
             .registry

@@ -10,10 +10,13 @@ use std::sync::Arc;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+use crate::directory::Directory;
 use crate::metrics::Metrics;
 use crate::model::{DecisionRecord, EventBody, Millis, RawJson};
 use crate::registry::{Active, Registry};
-use crate::runtime::{CONTRACT_VERSION, Evaluation, Hook, Plugin, PluginError, wit};
+use crate::runtime::{
+    CONTRACT_VERSION, Decision, Evaluation, Hook, Input, Plugin, PluginError, wit,
+};
 
 /// The input of a decision, as recorded for replay.
 #[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
@@ -29,52 +32,85 @@ pub struct RecordedInput {
     pub timer: Option<wit::Timer>,
 }
 
-/// Reason codes of any decision.
-pub trait Reasons {
-    /// The decision's reason codes.
-    fn reasons(&self) -> &[String];
-}
-
-impl Reasons for wit::EligibilityDecision {
-    fn reasons(&self) -> &[String] {
-        &self.reasons
-    }
-}
-impl Reasons for wit::RoutingDecision {
-    fn reasons(&self) -> &[String] {
-        &self.reasons
-    }
-}
-impl Reasons for wit::EscalationDecision {
-    fn reasons(&self) -> &[String] {
-        &self.reasons
+impl RecordedInput {
+    /// The runtime's input for `hook` from this recording, against `directory`.
+    pub fn call<'a>(
+        &'a self,
+        hook: Hook,
+        directory: &'a std::sync::Arc<crate::directory::Directory>,
+    ) -> crate::runtime::Input<'a> {
+        crate::runtime::Input {
+            hook,
+            case: &self.case,
+            now: self.now,
+            recent_cases: &self.recent_cases,
+            directory,
+            timer: self.timer,
+        }
     }
 }
 
 /// What deciding produced: the decision (if any plug-in gave one) and the events to record.
 #[derive(Debug)]
-pub struct Decided<T> {
+pub struct Decided {
     /// The decision (its record is the last of `events`).
-    pub decision: Option<T>,
-    /// Decision and failure events, in order.
-    pub events: Vec<EventBody>,
+    pub decision: Option<Decision>,
+    /// Decision and failure events with their actors, in order.
+    pub events: Vec<(String, EventBody)>,
     /// A plug-in failed on the way.
     pub failed: bool,
 }
 
+/// Who a decision is recorded as made by: the plug-in, by name.
+pub fn plugin_actor(plugin: &crate::runtime::PluginRef) -> String {
+    format!("plugin:{}", plugin.name)
+}
+
+/// What to decide.
+pub struct Request<'a> {
+    /// The case's district.
+    pub district: &'a str,
+    /// The hook.
+    pub hook: Hook,
+    /// The directory decided against.
+    pub directory: &'a Arc<Directory>,
+    /// The input, as it will be recorded.
+    pub input: &'a RecordedInput,
+    /// When.
+    pub now: Millis,
+    /// A failing district plug-in is replaced by the city default (escalation); else a
+    /// failure sends the case to a person.
+    pub city_default_on_failure: bool,
+}
+
+/// What deciding uses: the registry to resolve versions and count outcomes, metrics, and
+/// how to evaluate a plug-in (Wasm, or native rules for a benchmark baseline).
+pub struct Deciders<'a> {
+    /// Plug-in versions.
+    pub registry: &'a Registry,
+    /// Metrics.
+    pub metrics: &'a Metrics,
+    /// Evaluates one plug-in on an input.
+    pub evaluate: &'a Evaluator<'a>,
+}
+
+/// How one plug-in is evaluated on an input (the service's evaluation, or a test's).
+pub type Evaluator<'a> =
+    dyn Fn(&Plugin, &Input<'_>) -> Result<Evaluation<Decision>, PluginError> + Sync + 'a;
+
 /// Builds the record of one evaluation.
-pub fn record<T: Serialize + Reasons>(
+pub fn record(
     hook: Hook,
     active: &Active,
     directory_version: u64,
     input: &RecordedInput,
-    eval: &Evaluation<T>,
+    eval: &Evaluation<Decision>,
     fallback: bool,
 ) -> DecisionRecord {
     // Serialised once: the digest is of the same text the record keeps.
     let input = RawJson::of(input);
     DecisionRecord {
-        hook: hook.as_str().into(),
+        hook,
         plugin: active.plugin.id().clone(),
         contract_version: CONTRACT_VERSION.into(),
         directory_version,
@@ -92,41 +128,39 @@ pub fn record<T: Serialize + Reasons>(
     }
 }
 
-/// Runs `hook` for `district`. `eval` runs one plug-in on the input. With
-/// `city_default_on_failure`, a failing district plug-in is replaced by the city default.
-#[allow(clippy::too_many_arguments)]
-pub fn decide<T: Serialize + Reasons>(
-    registry: &Registry,
-    metrics: &Metrics,
-    district: &str,
-    hook: Hook,
-    directory_version: u64,
-    input: &RecordedInput,
-    now: Millis,
-    city_default_on_failure: bool,
-    eval: impl Fn(&Plugin) -> Result<Evaluation<T>, PluginError>,
-) -> Decided<T> {
+/// Runs `req.hook` for `req.district`: the district's version, then (on "no opinion", or
+/// on failure where asked) the city default; a shadow candidate alongside, without effect.
+pub fn decide(d: &Deciders<'_>, req: &Request<'_>) -> Decided {
+    let Request {
+        district,
+        hook,
+        directory,
+        input,
+        now,
+        city_default_on_failure,
+    } = *req;
     let mut out = Decided {
         decision: None,
         events: Vec::new(),
         failed: false,
     };
-    let Some(resolved) = registry.resolve(district, hook) else {
+    let Some(resolved) = d.registry.resolve(district, hook) else {
         return out;
     };
     let mut candidates: Vec<(Arc<Active>, bool)> =
         vec![(resolved.active.clone(), resolved.is_city_default)];
     if !resolved.is_city_default
-        && let Some(city) = registry.city_default(hook)
+        && let Some(city) = d.registry.city_default(hook)
     {
         candidates.push((city, true));
     }
+    let call = input.call(hook, directory);
     for (i, (active, is_city)) in candidates.iter().enumerate() {
         let fallback = i > 0;
-        match eval(&active.plugin) {
+        match (d.evaluate)(&active.plugin, &call) {
             Ok(e) => {
-                registry.record_outcome(active, true, now);
-                metrics.decision(
+                d.registry.record_outcome(active, true, now);
+                d.metrics.decision(
                     district,
                     hook,
                     &active.record.name,
@@ -138,29 +172,32 @@ pub fn decide<T: Serialize + Reasons>(
                     e.fuel_used,
                     e.duration,
                 );
-                let rec = record(hook, active, directory_version, input, &e, fallback);
+                let rec = record(hook, active, directory.version(), input, &e, fallback);
                 if (!is_city || district == crate::registry::CITY)
-                    && let Some(shadow) = registry.shadow(district, hook)
+                    && let Some(shadow) = d.registry.shadow(district, hook)
                 {
                     // Without effect: compared, counted, never recorded on the case.
-                    let candidate = eval(&shadow.active.plugin)
+                    let candidate = (d.evaluate)(&shadow.active.plugin, &call)
                         .map(|s| serde_json::to_value(&s.output).unwrap_or_default())
                         .map_err(|f| f.to_string());
                     shadow.observe(&input.case.id, &rec.output.value(), candidate);
                 }
                 if let Some(output) = e.output {
-                    out.events.push(EventBody::Decision(Box::new(rec)));
+                    out.events.push((
+                        plugin_actor(&rec.plugin),
+                        EventBody::Decision(Box::new(rec)),
+                    ));
                     out.decision = Some(output);
                     return out;
                 }
             }
             Err(err) => {
                 out.failed = true;
-                metrics.failure(district, hook, err.failure.code());
+                d.metrics.failure(district, hook, err.failure.code());
                 // An overloaded host is not the plug-in's fault: never a step toward
                 // suspending it.
                 if !err.failure.is_host_fault() {
-                    registry.record_outcome(active, false, now);
+                    d.registry.record_outcome(active, false, now);
                 }
                 // The failure carries the guest's own words (a panic message, a rule error):
                 // escaped, so a plug-in cannot forge or colour lines of the server log.
@@ -170,12 +207,15 @@ pub fn decide<T: Serialize + Reasons>(
                 } else {
                     "manual-triage"
                 };
-                out.events.push(EventBody::RuleFailure {
-                    hook: hook.as_str().into(),
-                    plugin: err.plugin.clone(),
-                    failure: err.failure.clone(),
-                    fallback: next.into(),
-                });
+                out.events.push((
+                    "system".into(),
+                    EventBody::RuleFailure {
+                        hook,
+                        plugin: err.plugin.clone(),
+                        failure: err.failure.clone(),
+                        fallback: next.into(),
+                    },
+                ));
                 if next == "manual-triage" {
                     return out;
                 }

@@ -9,7 +9,9 @@ use serde::{Deserialize, Serialize};
 use crate::directory::Directory;
 use crate::intake::{self, NewCase};
 use crate::model::{EligibilityOutcome, Mediation, Millis, TimerKind, mediation_track_name};
-use crate::runtime::{DecisionLog, Evaluation, Hook, Input, Plugin, PluginRef, Runtime, wit};
+use crate::runtime::{
+    Decision, DecisionLog, Evaluation, Hook, Input, Plugin, PluginRef, Runtime, wit,
+};
 use crate::service::ServiceError;
 
 /// A timer for an escalation dry run.
@@ -84,16 +86,15 @@ pub struct Failure {
     pub detail: crate::runtime::PluginFailure,
 }
 
-fn done<T: Serialize>(
-    plugin: &Plugin,
-    hook: Hook,
-    e: Evaluation<T>,
-    reasons: impl Fn(&T) -> Vec<String>,
-) -> Outcome {
+fn done(plugin: &Plugin, hook: Hook, e: Evaluation<Decision>) -> Outcome {
     Outcome {
         plugin: plugin.id().clone(),
         hook,
-        reasons: e.output.as_ref().map(&reasons).unwrap_or_default(),
+        reasons: e
+            .output
+            .as_ref()
+            .map(|d| d.reasons().to_vec())
+            .unwrap_or_default(),
         decision: serde_json::to_value(&e.output).unwrap_or_default(),
         fuel_used: e.fuel_used,
         duration_us: e.duration.as_micros() as u64,
@@ -133,17 +134,20 @@ pub fn evaluate(
             None => eligibility_plugin.and_then(|p| {
                 let wc = case.to_wit();
                 let e = runtime
-                    .eligibility(
+                    .evaluate(
                         p,
                         &Input {
+                            hook: Hook::Eligibility,
                             case: &wc,
                             now,
                             recent_cases: &recent,
                             directory,
+                            timer: None,
                         },
                     )
                     .ok()?
-                    .output?;
+                    .output?
+                    .into_eligibility()?;
                 Some(EligibilityOutcome {
                     grid_admissible: e.grid_admissible,
                     mediation: e.mediation.map(|m| Mediation {
@@ -154,34 +158,30 @@ pub fn evaluate(
             }),
         };
     }
+    let timer = match (hook, &req.timer) {
+        (Hook::Escalation, None) => {
+            return Err(ServiceError::Invalid(
+                "an escalation dry run needs a `timer`".into(),
+            ));
+        }
+        (_, t) => t.as_ref().map(|t| wit::Timer {
+            kind: t.kind.into(),
+            due_at: t.due_at,
+            working_days_overdue: t.working_days_overdue,
+        }),
+    };
     let wc = case.to_wit();
     let input = Input {
+        hook,
         case: &wc,
         now,
         recent_cases: &recent,
         directory,
+        timer,
     };
-    let result = match hook {
-        Hook::Eligibility => runtime
-            .eligibility(plugin, &input)
-            .map(|e| done(plugin, hook, e, |o| o.reasons.clone())),
-        Hook::Routing => runtime
-            .routing(plugin, &input)
-            .map(|e| done(plugin, hook, e, |o| o.reasons.clone())),
-        Hook::Escalation => {
-            let t = req.timer.as_ref().ok_or_else(|| {
-                ServiceError::Invalid("an escalation dry run needs a `timer`".into())
-            })?;
-            let timer = wit::Timer {
-                kind: t.kind.into(),
-                due_at: t.due_at,
-                working_days_overdue: t.working_days_overdue,
-            };
-            runtime
-                .escalation(plugin, &input, &timer)
-                .map(|e| done(plugin, hook, e, |o| o.reasons.clone()))
-        }
-    };
+    let result = runtime
+        .evaluate(plugin, &input)
+        .map(|e| done(plugin, hook, e));
     Ok(result.unwrap_or_else(|e| Outcome {
         plugin: plugin.id().clone(),
         hook,

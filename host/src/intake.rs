@@ -1,22 +1,13 @@
-//! Intake: a new case runs the district's eligibility and then routing plug-ins and is
-//! stored with its decision records in one durable write. A failing rule never loses a
-//! case: it is stored and handed to the district desk for manual triage, with the failure
-//! in its history.
+//! What intake reads and checks: a new case as a channel submits it, checked against the
+//! directory, and the caller's keyed hash. Taking it in (rules, routing, the write) is the
+//! service's (`service::flow`).
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::deadlines;
-use crate::decide::{self, RecordedInput};
 use crate::directory::{Directory, UnitKind};
-use crate::lifecycle::{self, Action};
-use crate::model::{
-    Case, CaseKind, CaseStatus, Channel, Dispute, EligibilityOutcome, EventBody, Location,
-    Mediation, Millis, Urgency, mediation_track_name,
-};
-use crate::runtime::{Hook, Input, wit};
-use crate::service::{Service, ServiceError};
-use crate::store::Change;
+use crate::model::{Case, CaseKind, Channel, Dispute, Location, Millis, Urgency};
+use crate::runtime::wit;
 
 /// Longest description accepted.
 pub const MAX_DESCRIPTION: usize = 4000;
@@ -73,8 +64,13 @@ pub struct NewCase {
     pub description: String,
 }
 
-fn invalid(m: impl Into<String>) -> ServiceError {
-    ServiceError::Invalid(m.into())
+/// Why a new case was refused (the API's 422).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{0}")]
+pub struct Invalid(pub String);
+
+fn invalid(m: impl Into<String>) -> Invalid {
+    Invalid(m.into())
 }
 
 fn kind_of(s: &str) -> Option<CaseKind> {
@@ -89,7 +85,7 @@ pub fn validate(
     caller_key: String,
     created_by: &str,
     now: Millis,
-) -> Result<Case, ServiceError> {
+) -> Result<Case, Invalid> {
     if !dir.is_district(&new.district) {
         return Err(invalid(format!(
             "`{}` is not a district; known: {}",
@@ -217,319 +213,4 @@ pub fn caller_key(secret: &[u8], phone: Option<&str>, fallback: &str) -> String 
         digits.as_bytes()
     });
     format!("k{}", &hex::encode(h.finalize())[..31])
-}
-
-/// The caller's recent cases in `district`, as rules see them. Another district's cases
-/// are not this district's business: its rules never see them, and neither does the
-/// decision record its history shows (where they once named cases the viewer could not
-/// open).
-pub fn recent_cases(
-    svc: &Service,
-    caller_key: &str,
-    district: &str,
-    exclude: &str,
-    now: Millis,
-) -> Result<Vec<wit::RecentCase>, ServiceError> {
-    Ok(svc
-        .store
-        // Read past other districts' cases (a caller with many elsewhere is rare).
-        .caller_cases(caller_key, now - RECENT_WINDOW_MS, MAX_RECENT * 5)?
-        .into_iter()
-        .filter(|c| c.id != exclude && c.district == district)
-        .take(MAX_RECENT)
-        .map(|c| wit::RecentCase {
-            id: c.id,
-            category: c.category,
-            status: c.status.into(),
-            created_at: c.created_at,
-            closed_at: matches!(c.status, CaseStatus::Closed | CaseStatus::Merged)
-                .then_some(c.updated_at),
-        })
-        .collect())
-}
-
-type Events = Vec<(Millis, String, EventBody)>;
-
-fn push_transition(
-    case: &mut Case,
-    action: Action,
-    actor: &str,
-    now: Millis,
-    events: &mut Events,
-) -> Result<(), ServiceError> {
-    let next = lifecycle::apply(case, &action, now)?;
-    events.push((
-        now,
-        actor.to_owned(),
-        EventBody::Transition {
-            action,
-            from: case.status,
-            to: next.status,
-        },
-    ));
-    *case = next;
-    Ok(())
-}
-
-/// A case just taken in, with the decisions that shaped it.
-#[derive(Debug, Clone)]
-pub struct Taken {
-    /// The stored case.
-    pub case: Case,
-    /// What its rules decided, in order (the full records are in its history).
-    pub decisions: Vec<Decided>,
-}
-
-/// One decision taken at intake, as a caller shows it: which rule, why.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Decided {
-    /// `eligibility` or `routing`.
-    pub hook: String,
-    /// The plug-in and version that decided.
-    pub plugin: crate::runtime::PluginRef,
-    /// Reason codes.
-    pub reasons: Vec<String>,
-    /// The city default decided because the district's plug-in failed or had no opinion.
-    pub fallback: bool,
-}
-
-impl Decided {
-    /// What a decision record says, without its input and output.
-    pub fn of(r: &crate::model::DecisionRecord) -> Decided {
-        Decided {
-            hook: r.hook.clone(),
-            plugin: r.plugin.clone(),
-            reasons: r.reasons.clone(),
-            fallback: r.fallback,
-        }
-    }
-}
-
-/// Takes a case in: validate, eligibility, routing, one durable write.
-pub fn intake(svc: &Service, new: &NewCase, actor: &str) -> Result<Taken, ServiceError> {
-    let (case, events) = take_in(svc, new, actor)?;
-    let decisions = events
-        .iter()
-        .filter_map(|(_, _, e)| match e {
-            // Not the whole record: its input is large and already on its way to the store.
-            EventBody::Decision(r) => Some(Decided::of(r)),
-            _ => None,
-        })
-        .collect();
-    let case = svc.store.create_case(Change { case, events })?;
-    Ok(Taken { case, decisions })
-}
-
-fn take_in(svc: &Service, new: &NewCase, actor: &str) -> Result<(Case, Events), ServiceError> {
-    let now = svc.clock.now();
-    let dir = svc.directory()?;
-    let id = svc.store.next_case_id()?;
-    let key = caller_key(svc.caller_secret(), new.caller.phone.as_deref(), &id);
-    let mut case = validate(&dir, new, id, key, actor, now)?;
-    let recent = recent_cases(svc, &case.caller_key, &case.district, &case.id, now)?;
-    let same_category = recent
-        .iter()
-        .filter(|r| r.category == case.category)
-        .count();
-    if same_category + 1 >= REPEAT_THRESHOLD {
-        case.flags |= wit::CaseFlags::REPEAT;
-    }
-    let mut events: Events = vec![(
-        now,
-        actor.to_owned(),
-        EventBody::Received {
-            channel: case.channel,
-        },
-    )];
-    let plugin_actor = |rec: &crate::model::DecisionRecord| format!("plugin:{}", rec.plugin.name);
-
-    // Eligibility.
-    let input = RecordedInput {
-        case: case.to_wit(),
-        now,
-        recent_cases: recent.clone(),
-        timer: None,
-    };
-    let elig = decide::decide(
-        &svc.registry,
-        &svc.metrics,
-        &case.district,
-        Hook::Eligibility,
-        dir.version(),
-        &input,
-        now,
-        false,
-        |p| {
-            svc.eval_eligibility(
-                p,
-                &Input {
-                    case: &input.case,
-                    now,
-                    recent_cases: &input.recent_cases,
-                    directory: &dir,
-                },
-            )
-        },
-    );
-    let failed = elig.failed;
-    let decision = elig.decision;
-    for e in elig.events {
-        let who = match &e {
-            EventBody::Decision(r) => plugin_actor(r),
-            _ => "system".into(),
-        };
-        events.push((now, who, e));
-    }
-    match decision {
-        Some(d) => match d.admissibility {
-            wit::Admissibility::Rejected(r) => {
-                let reason = match &r.related_case {
-                    Some(c) => format!("{:?} (repeat of {c})", r.reason),
-                    None => format!("{:?}", r.reason),
-                };
-                push_transition(
-                    &mut case,
-                    Action::Reject { reason },
-                    "system",
-                    now,
-                    &mut events,
-                )?;
-                return Ok((case, events));
-            }
-            wit::Admissibility::Transferred(line) => {
-                let line = match line {
-                    wit::EmergencyLine::Police => "110",
-                    wit::EmergencyLine::Fire => "119",
-                    wit::EmergencyLine::Ambulance => "120",
-                    wit::EmergencyLine::TrafficPolice => "122",
-                };
-                push_transition(
-                    &mut case,
-                    Action::Transfer { line: line.into() },
-                    "system",
-                    now,
-                    &mut events,
-                )?;
-                return Ok((case, events));
-            }
-            wit::Admissibility::Admissible => {
-                case.eligibility = Some(EligibilityOutcome {
-                    grid_admissible: d.grid_admissible,
-                    mediation: d.mediation.map(|m| Mediation {
-                        track: mediation_track_name(m.track).into(),
-                        unit: m.unit,
-                    }),
-                });
-            }
-        },
-        None if failed => {}
-        None => {
-            case.eligibility = Some(EligibilityOutcome {
-                grid_admissible: false,
-                mediation: None,
-            })
-        }
-    }
-    push_transition(
-        &mut case,
-        Action::QueueForDispatch,
-        "system",
-        now,
-        &mut events,
-    )?;
-    if failed {
-        manual_triage(svc, &mut case, now, &mut events)?;
-    } else {
-        route(svc, &dir, &mut case, &recent, now, &mut events)?;
-    }
-    if case.flags.contains(wit::CaseFlags::REPEAT) {
-        // Handed to escalation at once: the sweep fires a timer that is already due.
-        case.timers.push(crate::model::PendingTimer {
-            kind: crate::model::TimerKind::Repeat,
-            due_at: now,
-        });
-    }
-    Ok((case, events))
-}
-
-/// Sends a pending case to its district desk for a person to triage.
-fn manual_triage(
-    svc: &Service,
-    case: &mut Case,
-    now: Millis,
-    events: &mut Events,
-) -> Result<(), ServiceError> {
-    let none = wit::DeadlineOverrides {
-        sign_off: None,
-        first_contact: None,
-        resolution: None,
-        warning_percent: None,
-    };
-    let (deadlines, timers) =
-        deadlines::at_dispatch(&svc.calendar, now, case.kind, case.urgency, &none);
-    let action = Action::Dispatch {
-        lead: case.district.clone(),
-        co_handlers: vec![],
-        deadlines,
-        timers,
-    };
-    push_transition(case, action, "system", now, events)
-}
-
-/// Runs routing for a case pending dispatch and dispatches it (or sends it to manual
-/// triage when routing fails). Used at intake, after a return and after a reopen.
-pub fn route(
-    svc: &Service,
-    dir: &std::sync::Arc<Directory>,
-    case: &mut Case,
-    recent: &[wit::RecentCase],
-    now: Millis,
-    events: &mut Events,
-) -> Result<(), ServiceError> {
-    let input = RecordedInput {
-        case: case.to_wit(),
-        now,
-        recent_cases: recent.to_vec(),
-        timer: None,
-    };
-    let routed = decide::decide(
-        &svc.registry,
-        &svc.metrics,
-        &case.district,
-        Hook::Routing,
-        dir.version(),
-        &input,
-        now,
-        false,
-        |p| {
-            svc.eval_routing(
-                p,
-                &Input {
-                    case: &input.case,
-                    now,
-                    recent_cases: &input.recent_cases,
-                    directory: dir,
-                },
-            )
-        },
-    );
-    for e in routed.events {
-        let who = match &e {
-            EventBody::Decision(r) => format!("plugin:{}", r.plugin.name),
-            _ => "system".into(),
-        };
-        events.push((now, who, e));
-    }
-    let Some(r) = routed.decision else {
-        return manual_triage(svc, case, now, events);
-    };
-    let (deadlines, timers) =
-        deadlines::at_dispatch(&svc.calendar, now, case.kind, case.urgency, &r.deadlines);
-    let action = Action::Dispatch {
-        lead: r.lead,
-        co_handlers: r.co_handlers,
-        deadlines,
-        timers,
-    };
-    push_transition(case, action, "system", now, events)
 }

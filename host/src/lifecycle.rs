@@ -120,6 +120,12 @@ pub enum Action {
         /// The moved deadlines.
         deadlines: Deadlines,
     },
+    /// A timer set apart from the deadlines: a repeat found at intake is handed to
+    /// escalation at once with a timer already due.
+    SetTimer {
+        /// The timer (replacing one of its kind).
+        timer: PendingTimer,
+    },
     /// A timer fired and was consumed (its escalation is applied with it).
     TimerFired {
         /// The timer.
@@ -174,6 +180,7 @@ impl Action {
             Action::Merge { .. } => "merge",
             Action::Pause { .. } => "pause",
             Action::Resume { .. } => "resume",
+            Action::SetTimer { .. } => "set-timer",
             Action::TimerFired { .. } => "timer-fired",
             Action::Supervise { .. } => "supervise",
             Action::Mark { .. } => "mark",
@@ -426,6 +433,13 @@ pub fn apply(case: &Case, action: &Action, at: Millis) -> Result<Case, Lifecycle
             c.paused_at = None;
             c.paused_timers.clear();
             c.status = S::Merged;
+        }
+        Action::SetTimer { timer } => {
+            if c.status.is_terminal() {
+                return Err(wrong_state("open"));
+            }
+            c.timers.retain(|t| t.kind != timer.kind);
+            c.timers.push(*timer);
         }
         Action::TimerFired { timer } => {
             if !c.timers.contains(timer) {

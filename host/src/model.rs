@@ -493,8 +493,8 @@ impl std::fmt::Debug for RawJson {
 /// case went where it went, and to replay the decision exactly.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DecisionRecord {
-    /// `eligibility`, `routing` or `escalation`.
-    pub hook: String,
+    /// The hook that decided.
+    pub hook: crate::runtime::Hook,
     /// The plug-in and version that decided.
     pub plugin: PluginRef,
     /// The contract version.
@@ -516,6 +516,36 @@ pub struct DecisionRecord {
     /// The city default decided because the district's plug-in failed or had no opinion.
     #[serde(default)]
     pub fallback: bool,
+}
+
+/// A decision as a caller is shown it: which rule decided, and why — a record without its
+/// input and output.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct DecisionSummary {
+    /// The hook.
+    #[schema(value_type = String)]
+    pub hook: crate::runtime::Hook,
+    /// The plug-in's name.
+    pub plugin: String,
+    /// Its version (sha256).
+    pub version: String,
+    /// Reason codes.
+    pub reasons: Vec<String>,
+    /// The city default decided because the district's plug-in failed or had no opinion.
+    pub fallback: bool,
+}
+
+impl DecisionSummary {
+    /// What a decision record says, without its input and output.
+    pub fn of(r: &DecisionRecord) -> Self {
+        DecisionSummary {
+            hook: r.hook,
+            plugin: r.plugin.name.clone(),
+            version: r.plugin.version.clone(),
+            reasons: r.reasons.clone(),
+            fallback: r.fallback,
+        }
+    }
 }
 
 /// One entry of a case's history.
@@ -554,7 +584,7 @@ pub enum EventBody {
     /// A plug-in failed; the failure and what the host did instead.
     RuleFailure {
         /// The hook.
-        hook: String,
+        hook: crate::runtime::Hook,
         /// The plug-in.
         plugin: PluginRef,
         /// The typed failure.
@@ -634,7 +664,7 @@ mod tests {
     #[test]
     fn raw_json_round_trips_through_an_event_and_compares_by_content() {
         let record = DecisionRecord {
-            hook: "routing".into(),
+            hook: crate::runtime::Hook::Routing,
             plugin: crate::runtime::PluginRef {
                 name: "city-default".into(),
                 version: "ab".repeat(32),

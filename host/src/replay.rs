@@ -5,7 +5,7 @@ use serde::Serialize;
 
 use crate::decide::RecordedInput;
 use crate::model::{DecisionRecord, EventBody};
-use crate::runtime::{Hook, Input};
+use crate::runtime::Hook;
 use crate::service::{Service, ServiceError};
 
 /// The replay of one decision.
@@ -14,7 +14,7 @@ pub struct Replayed {
     /// Position of the decision in the case's history.
     pub seq: u64,
     /// The hook.
-    pub hook: String,
+    pub hook: Hook,
     /// The plug-in version that decided.
     pub plugin: String,
     /// The recorded plug-in version's id.
@@ -66,36 +66,21 @@ pub fn replay_decision(
     seq: u64,
     rec: &DecisionRecord,
 ) -> Result<Replayed, ServiceError> {
-    let hook: Hook = rec.hook.parse().map_err(ServiceError::Invalid)?;
+    let hook = rec.hook;
     let plugin = svc.registry.plugin_by_version(&rec.plugin.version)?;
     let directory = svc.store.directory(rec.directory_version)?;
     let input: RecordedInput = rec.input.parse().map_err(|e| {
         ServiceError::Invalid(format!("decision {seq} has an unreadable input: {e}"))
     })?;
-    let call = Input {
-        case: &input.case,
-        now: input.now,
-        recent_cases: &input.recent_cases,
-        directory: &directory,
-    };
-    let result = match hook {
-        Hook::Eligibility => svc
-            .runtime
-            .eligibility(&plugin, &call)
-            .map(|e| serde_json::to_value(e.output)),
-        Hook::Routing => svc
-            .runtime
-            .routing(&plugin, &call)
-            .map(|e| serde_json::to_value(e.output)),
-        Hook::Escalation => {
-            let timer = input.timer.ok_or_else(|| {
-                ServiceError::Invalid(format!("escalation decision {seq} has no timer"))
-            })?;
-            svc.runtime
-                .escalation(&plugin, &call, &timer)
-                .map(|e| serde_json::to_value(e.output))
-        }
-    };
+    if hook == Hook::Escalation && input.timer.is_none() {
+        return Err(ServiceError::Invalid(format!(
+            "escalation decision {seq} has no timer"
+        )));
+    }
+    let result = svc
+        .runtime
+        .evaluate(&plugin, &input.call(hook, &directory))
+        .map(|e| serde_json::to_value(e.output));
     let replayed = match result {
         Ok(v) => v.unwrap_or_default(),
         Err(e) => serde_json::json!({"failure": e.to_string()}),
@@ -105,7 +90,7 @@ pub fn replay_decision(
     diff("", &recorded, &replayed, &mut differences);
     Ok(Replayed {
         seq,
-        hook: rec.hook.clone(),
+        hook: rec.hook,
         plugin: rec.plugin.name.clone(),
         version: rec.plugin.version.clone(),
         directory_version: rec.directory_version,

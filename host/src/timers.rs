@@ -15,7 +15,7 @@ use crate::decide::{self, RecordedInput};
 use crate::directory::Directory;
 use crate::lifecycle;
 use crate::model::{Case, CaseStatus, EventBody, Millis, PendingTimer, TimerKind, Urgency};
-use crate::runtime::{Hook, Input, wit};
+use crate::runtime::{Hook, wit};
 use crate::service::{Service, ServiceError};
 use crate::store::{Change, DueTimer, Staged, StoreError};
 
@@ -315,44 +315,33 @@ fn prepare(
         recent_cases: vec![],
         timer: Some(timer),
     };
+    let evaluate =
+        |p: &crate::runtime::Plugin, i: &crate::runtime::Input<'_>| svc.runtime.evaluate(p, i);
     let decided = decide::decide(
-        &svc.registry,
-        &svc.metrics,
-        &case.district,
-        Hook::Escalation,
-        dir.version(),
-        &input,
-        now,
-        true,
-        |p| {
-            svc.runtime.escalation(
-                p,
-                &Input {
-                    case: &input.case,
-                    now,
-                    recent_cases: &input.recent_cases,
-                    directory: dir,
-                },
-                &timer,
-            )
+        &decide::Deciders {
+            registry: &svc.registry,
+            metrics: &svc.metrics,
+            evaluate: &evaluate,
+        },
+        &decide::Request {
+            district: &case.district,
+            hook: Hook::Escalation,
+            directory: dir,
+            input: &input,
+            now,
+            city_default_on_failure: true,
         },
     );
     let mut events: Vec<(Millis, String, EventBody)> = decided
         .events
         .into_iter()
-        .map(|e| {
-            let who = match &e {
-                EventBody::Decision(r) => format!("plugin:{}", r.plugin.name),
-                _ => "system".into(),
-            };
-            (now, who, e)
-        })
+        .map(|(who, e)| (now, who, e))
         .collect();
     let handler = case
         .handler
         .clone()
         .unwrap_or_else(|| case.district.clone());
-    let actions = match decided.decision {
+    let actions = match decided.decision.and_then(|d| d.into_escalation()) {
         Some(d) => d.actions,
         None if decided.failed => vec![
             wit::Action::Remind(handler),
@@ -555,7 +544,7 @@ mod tests {
 
     use super::*;
     use crate::clock::ManualClock;
-    use crate::intake::{self, NewCase};
+    use crate::intake::NewCase;
     use crate::service::ServiceConfig;
 
     /// (service address, case id): firing that case's timers on that service panics.
@@ -580,7 +569,7 @@ mod tests {
             "location": {"grid": grid}, "caller": {"phone": phone}
         }))
         .unwrap();
-        intake::intake(svc, &new, "agent").unwrap().case.id
+        svc.intake(&new, "agent").unwrap().case.id
     }
 
     fn all_fired(svc: &Service, id: &str, now: Millis) -> bool {

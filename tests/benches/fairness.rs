@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use civic_host::intake::{self, NewCase};
+use civic_host::intake::NewCase;
 use civic_host::registry::NEVER_SUSPEND;
 use civic_host::runtime::{Hook, Limits, RuntimeConfig};
 use civic_host::service::{Service, ServiceConfig};
@@ -47,12 +47,8 @@ fn run(svc: &Arc<Service>, seconds: u64, hostile_callers: usize, phone_base: u64
             s.spawn(|| {
                 while !stop.load(Ordering::Relaxed) {
                     let p = next_phone.fetch_add(1, Ordering::Relaxed);
-                    intake::intake(
-                        svc,
-                        &new_case("tianya", "tianya/maling/grid-01", p),
-                        "bench",
-                    )
-                    .expect("hostile district's case kept");
+                    svc.intake(&new_case("tianya", "tianya/maling/grid-01", p), "bench")
+                        .expect("hostile district's case kept");
                     hostile_cases.fetch_add(1, Ordering::Relaxed);
                 }
             });
@@ -65,12 +61,8 @@ fn run(svc: &Arc<Service>, seconds: u64, hostile_callers: usize, phone_base: u64
                     while Instant::now() < until {
                         let p = next_phone.fetch_add(1, Ordering::Relaxed);
                         let started = Instant::now();
-                        intake::intake(
-                            svc,
-                            &new_case("jiyang", "jiyang/yuehe/grid-01", p),
-                            "bench",
-                        )
-                        .unwrap();
+                        svc.intake(&new_case("jiyang", "jiyang/yuehe/grid-01", p), "bench")
+                            .unwrap();
                         lat.push(started.elapsed());
                     }
                     lat

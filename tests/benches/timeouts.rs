@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use civic_host::directory::sample_city;
-use civic_host::runtime::{Input, Limits, Runtime, RuntimeConfig, wit};
+use civic_host::runtime::{Hook, Input, Limits, Runtime, RuntimeConfig, wit};
 use civic_tests::{case, fixture, fixtures};
 
 fn main() {
@@ -34,13 +34,15 @@ fn main() {
     let mut walls = Vec::new();
     for _ in 0..20 {
         let e = runtime
-            .routing(
+            .evaluate(
                 &spin,
                 &Input {
+                    hook: Hook::Routing,
                     case: &c,
                     now: c.created_at,
                     recent_cases: &[],
                     directory: &dir,
+                    timer: None,
                 },
             )
             .unwrap_err();

@@ -859,7 +859,9 @@ async fn replay_reports_a_difference() {
     let (seq, mut rec) = history
         .iter()
         .find_map(|e| match &e.what {
-            civic_host::model::EventBody::Decision(r) if r.hook == "routing" => {
+            civic_host::model::EventBody::Decision(r)
+                if r.hook == civic_host::runtime::Hook::Routing =>
+            {
                 Some((e.seq, (**r).clone()))
             }
             _ => None,

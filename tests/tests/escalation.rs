@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use civic_host::calendar::{Calendar, parse_date};
 use civic_host::clock::ManualClock;
-use civic_host::intake::{self, NewCase};
+use civic_host::intake::NewCase;
 use civic_host::model::{CaseStatus, EventBody};
 use civic_host::service::{CaseAction, Service, ServiceConfig};
 use civic_host::timers;
@@ -27,7 +27,7 @@ fn open(dir: &std::path::Path, clock: Arc<ManualClock>) -> Service {
 fn new_case(svc: &Service, district: &str, category: &str, grid: &str, phone: &str) -> String {
     let body = serde_json::json!({"district": district, "category": category, "location": {"grid": grid}, "caller": {"phone": phone}});
     let new: NewCase = serde_json::from_value(body).unwrap();
-    intake::intake(svc, &new, "agent").unwrap().case.id
+    svc.intake(&new, "agent").unwrap().case.id
 }
 
 /// A service whose clock reads Monday 09:00, with one jiyang noise case dispatched to a
@@ -195,7 +195,7 @@ fn weeks_of_deadlines_fire_once_each_across_a_restart() {
             .unwrap()
             .decisions
             .iter()
-            .filter(|d| d.hook == "escalation")
+            .filter(|d| d.hook == civic_host::runtime::Hook::Escalation)
             .count()
             >= 8
     );
@@ -283,13 +283,19 @@ fn a_failing_escalation_plugin_falls_back_to_the_city_default() {
     let failures: Vec<_> = h
         .iter()
         .filter_map(|e| match &e.what {
-            EventBody::RuleFailure { hook, fallback, .. } => Some((hook.clone(), fallback.clone())),
+            EventBody::RuleFailure { hook, fallback, .. } => Some((*hook, fallback.clone())),
             _ => None,
         })
         .collect();
     assert_eq!(
         failures,
-        vec![("escalation".to_string(), "city-default".to_string()); 2]
+        vec![
+            (
+                civic_host::runtime::Hook::Escalation,
+                "city-default".to_string()
+            );
+            2
+        ]
     );
     let n = escalations(&svc, &id);
     assert_eq!(

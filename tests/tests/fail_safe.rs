@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use civic_host::calendar::{Calendar, parse_date};
 use civic_host::clock::ManualClock;
-use civic_host::intake::{self, NewCase};
+use civic_host::intake::NewCase;
 use civic_host::model::{Case, CaseStatus, EventBody};
 use civic_host::runtime::{Hook, Limits, RuntimeConfig};
 use civic_host::service::{CaseAction, Service, ServiceConfig};
@@ -156,7 +156,9 @@ impl World {
             "description": "烧烤店噪音"
         }))
         .unwrap();
-        let taken = intake::intake(&self.svc, &new, "agent")
+        let taken = self
+            .svc
+            .intake(&new, "agent")
             .unwrap_or_else(|e| panic!("intake in {district} must not fail: {e}"));
         // Stored, and read back from the store, not only returned.
         let stored = self.svc.case(&taken.case.id).unwrap();
@@ -185,7 +187,11 @@ impl World {
                     plugin,
                 } => {
                     assert_eq!(plugin.name, "fx-hostile");
-                    Some((hook, failure.code().to_owned(), fallback))
+                    Some((
+                        hook.as_str().to_owned(),
+                        failure.code().to_owned(),
+                        fallback,
+                    ))
                 }
                 _ => None,
             })
@@ -415,7 +421,7 @@ fn a_version_that_fails_often_but_never_five_in_a_row_is_suspended() {
 #[test]
 fn host_overload_never_suspends_a_plugin() {
     use civic_host::decide::{self, RecordedInput};
-    use civic_host::runtime::{PluginError, PluginFailure, wit};
+    use civic_host::runtime::{PluginError, PluginFailure};
     let cache = tempfile::tempdir().unwrap();
     let w = world(cache.path());
     let version = w.deploy_hostile(
@@ -434,24 +440,30 @@ fn host_overload_never_suspends_a_plugin() {
         recent_cases: vec![],
         timer: None,
     };
+    let directory = w.svc.directory().unwrap();
     let fail_with = |failure: PluginFailure| {
-        decide::decide::<wit::RoutingDecision>(
-            &w.svc.registry,
-            &w.svc.metrics,
-            "jiyang",
-            Hook::Routing,
-            1,
-            &input,
-            c.created_at,
-            false,
-            |p| {
-                Err(PluginError {
-                    plugin: p.id().clone(),
-                    hook: "routing",
-                    failure: failure.clone(),
-                    fuel_used: 0,
-                    duration: Duration::ZERO,
-                })
+        let evaluate = |p: &civic_host::runtime::Plugin, _: &civic_host::runtime::Input<'_>| {
+            Err(PluginError {
+                plugin: p.id().clone(),
+                hook: Some(Hook::Routing),
+                failure: failure.clone(),
+                fuel_used: 0,
+                duration: Duration::ZERO,
+            })
+        };
+        decide::decide(
+            &decide::Deciders {
+                registry: &w.svc.registry,
+                metrics: &w.svc.metrics,
+                evaluate: &evaluate,
+            },
+            &decide::Request {
+                district: "jiyang",
+                hook: Hook::Routing,
+                directory: &directory,
+                input: &input,
+                now: c.created_at,
+                city_default_on_failure: false,
             },
         )
     };
@@ -464,7 +476,7 @@ fn host_overload_never_suspends_a_plugin() {
         let d = fail_with(overloaded.clone());
         assert!(d.failed);
         assert!(
-            matches!(&d.events[0], EventBody::RuleFailure { failure, .. } if *failure == overloaded)
+            matches!(&d.events[0].1, EventBody::RuleFailure { failure, .. } if *failure == overloaded)
         );
     }
     let active = w.svc.registry.slot("jiyang", Hook::Routing).unwrap().active;

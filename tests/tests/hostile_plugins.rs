@@ -9,10 +9,18 @@ use std::time::Duration;
 
 use civic_host::directory::{Directory, sample_city};
 use civic_host::runtime::{
-    Evaluation, Input, Limits, MAX_LOG_LINES, Plugin, PluginError, PluginFailure, Runtime,
-    RuntimeConfig, wit,
+    Decision, Evaluation, Hook, Input, Limits, MAX_LOG_LINES, Plugin, PluginError, PluginFailure,
+    Runtime, RuntimeConfig, wit,
 };
 use civic_tests::{case, fixture, fixtures};
+
+/// The routing decision of a routing evaluation.
+fn routing_of(e: Evaluation<Decision>) -> Evaluation<wit::RoutingDecision> {
+    e.map(|d| {
+        d.into_routing()
+            .expect("a routing hook answers with a routing decision")
+    })
+}
 
 struct World {
     runtime: Runtime,
@@ -61,15 +69,19 @@ impl World {
             grid_admissible: true,
             mediation: None,
         });
-        self.runtime.routing(
-            plugin,
-            &Input {
-                case: &c,
-                now: c.created_at,
-                recent_cases: &[],
-                directory: &self.directory,
-            },
-        )
+        self.runtime
+            .evaluate(
+                plugin,
+                &Input {
+                    hook: Hook::Routing,
+                    case: &c,
+                    now: c.created_at,
+                    recent_cases: &[],
+                    directory: &self.directory,
+                    timer: None,
+                },
+            )
+            .map(routing_of)
     }
 
     /// Runs `hostile` while another thread keeps routing with the city default, and
@@ -117,7 +129,7 @@ fn infinite_loop_runs_out_of_fuel() {
     let e = failure(w.with_bystander(|| w.route(&p)));
     assert_eq!(e.failure, PluginFailure::OutOfFuel { budget: 5_000_000 });
     assert_eq!(e.plugin.name, "fx-hostile");
-    assert_eq!(e.hook, "routing");
+    assert_eq!(e.hook, Some(Hook::Routing));
     assert!(e.fuel_used >= 5_000_000, "fuel used {}", e.fuel_used);
     assert!(e.to_string().contains("fx-hostile@"), "{e}");
 }
@@ -299,7 +311,7 @@ fn incompatible_contract_is_refused_at_load() {
         }
         other => panic!("expected incompatible-contract, got {other:?}"),
     }
-    assert_eq!(e.hook, "load");
+    assert_eq!(e.hook, None);
 }
 
 #[test]
@@ -412,15 +424,18 @@ fn a_burst_beyond_the_instance_pool_waits_instead_of_failing() {
                 });
                 for _ in 0..20 {
                     let e = runtime
-                        .routing(
+                        .evaluate(
                             &city,
                             &Input {
+                                hook: Hook::Routing,
                                 case: &c,
                                 now: c.created_at,
                                 recent_cases: &[],
                                 directory: &directory,
+                                timer: None,
                             },
                         )
+                        .map(routing_of)
                         .expect("more callers than pool slots wait their turn");
                     assert_eq!(e.output.unwrap().lead, "jiyang/yuehe/grid-01");
                 }
@@ -591,15 +606,18 @@ fn a_districts_decisions_run_within_its_share() {
             });
             while done.load(Ordering::SeqCst) < 4 {
                 w.runtime
-                    .routing(
+                    .evaluate(
                         &w.city,
                         &Input {
+                            hook: Hook::Routing,
                             case: &c,
                             now: c.created_at,
                             recent_cases: &[],
                             directory: &w.directory,
+                            timer: None,
                         },
                     )
+                    .map(routing_of)
                     .expect("another district decides beside the spinning one");
                 other.fetch_add(1, Ordering::SeqCst);
             }

@@ -12,8 +12,8 @@ use super::extract::{Auth, Json};
 use super::{ApiError, AppState, Route, blocking};
 use crate::actions::{ACTIONS, ActionSpec};
 use crate::auth::{Principal, Role};
-use crate::intake::{self, NewCase};
-use crate::model::{Case, CaseStatus, Event, EventBody};
+use crate::intake::NewCase;
+use crate::model::{Case, CaseStatus, DecisionSummary, Event, EventBody};
 use crate::service::Service;
 use crate::store::{Filter, MAX_PAGE};
 use crate::views;
@@ -95,32 +95,13 @@ fn actions(p: &Principal, c: &Case) -> Vec<&'static str> {
         .collect()
 }
 
-#[derive(Serialize, utoipa::ToSchema)]
-struct DecisionSummary {
-    hook: String,
-    plugin: String,
-    version: String,
-    reasons: Vec<String>,
-    fallback: bool,
-}
-
-fn summary(d: intake::Decided) -> DecisionSummary {
-    DecisionSummary {
-        hook: d.hook,
-        plugin: d.plugin.name,
-        version: d.plugin.version,
-        reasons: d.reasons,
-        fallback: d.fallback,
-    }
-}
-
 fn view(svc: &Service, p: &Principal, case: Case) -> Result<CaseView, ApiError> {
     let decisions = svc
         .store
         .history_of(&case.id, case.event_count)?
         .into_iter()
         .filter_map(|e| match e.what {
-            EventBody::Decision(r) => Some(summary(intake::Decided::of(&r))),
+            EventBody::Decision(r) => Some(DecisionSummary::of(&r)),
             _ => None,
         })
         .collect();
@@ -151,11 +132,11 @@ async fn create(
         )));
     }
     let out = blocking(&state, move |svc| {
-        let taken = intake::intake(svc, &new, &p.id)?;
+        let taken = svc.intake(&new, &p.id)?;
         Ok(CaseView {
             actions: actions(&p, &taken.case),
             case: taken.case,
-            decisions: taken.decisions.into_iter().map(summary).collect(),
+            decisions: taken.decisions,
         })
     })
     .await?;

@@ -111,6 +111,7 @@ impl From<ServiceError> for ApiError {
     fn from(e: ServiceError) -> Self {
         match e {
             ServiceError::Invalid(m) => ApiError::Unprocessable(m),
+            ServiceError::Intake(i) => ApiError::Unprocessable(i.0),
             ServiceError::NotFound(id) => ApiError::NotFound(format!("case {id} does not exist")),
             ServiceError::Lifecycle(l) if l.invalid_input => ApiError::Unprocessable(l.to_string()),
             ServiceError::Lifecycle(l) => ApiError::Conflict(l.to_string()),

@@ -16,7 +16,7 @@ use axum::routing::get;
 use super::{AppState, Route, blocking};
 use crate::calendar::{format_datetime, parse_datetime};
 use crate::directory::{Directory, UnitKind};
-use crate::intake::{self, Caller, NewCase};
+use crate::intake::{Caller, NewCase};
 use crate::model::{Case, Channel, Dispute, Location};
 use crate::service::{Service, ServiceError};
 use crate::store::Filter;
@@ -944,8 +944,9 @@ fn create_request(
         dispute,
         description: form.get("description").cloned().unwrap_or_default(),
     };
-    let taken = intake::intake(svc, &new, &principal.id).map_err(|e| match e {
+    let taken = svc.intake(&new, &principal.id).map_err(|e| match e {
         ServiceError::Invalid(m) => err(400, m, format),
+        ServiceError::Intake(i) => err(400, i.0, format),
         other => err(503, other.to_string(), format),
     })?;
     let c = &taken.case;

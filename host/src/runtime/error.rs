@@ -137,12 +137,12 @@ impl PluginFailure {
 
 /// A plug-in failed: which one, doing what, and how.
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("plug-in {plugin} failed in {hook}: {failure}")]
+#[error("plug-in {plugin} failed in {}: {failure}", hook.map_or("load", super::Hook::as_str))]
 pub struct PluginError {
     /// The plug-in.
     pub plugin: PluginRef,
-    /// The hook (`eligibility`, `routing`, `escalation`), or `load`.
-    pub hook: &'static str,
+    /// The hook it was deciding, or `None` while it was loaded.
+    pub hook: Option<super::Hook>,
     /// What went wrong.
     pub failure: PluginFailure,
     /// Fuel consumed before the failure.

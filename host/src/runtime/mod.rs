@@ -206,6 +206,8 @@ impl Plugin {
 /// What a decision is computed from, besides the plug-in.
 #[derive(Debug, Clone)]
 pub struct Input<'a> {
+    /// The hook asked.
+    pub hook: Hook,
     /// The case.
     pub case: &'a wit::Case,
     /// Evaluation time (ms since the epoch).
@@ -214,6 +216,56 @@ pub struct Input<'a> {
     pub recent_cases: &'a [wit::RecentCase],
     /// The directory version to decide against.
     pub directory: &'a Arc<Directory>,
+    /// For escalation: the timer that fired.
+    pub timer: Option<wit::Timer>,
+}
+
+/// A decision of any hook; serialised as that hook's decision itself, so a record reads
+/// the same whichever hook made it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(untagged)]
+pub enum Decision {
+    /// Admissibility, grid admission, mediation.
+    Eligibility(wit::EligibilityDecision),
+    /// Lead unit, co-handlers, deadlines.
+    Routing(wit::RoutingDecision),
+    /// What to do about a fired timer.
+    Escalation(wit::EscalationDecision),
+}
+
+impl Decision {
+    /// Its reason codes.
+    pub fn reasons(&self) -> &[String] {
+        match self {
+            Decision::Eligibility(d) => &d.reasons,
+            Decision::Routing(d) => &d.reasons,
+            Decision::Escalation(d) => &d.reasons,
+        }
+    }
+
+    /// The eligibility decision, if it is one.
+    pub fn into_eligibility(self) -> Option<wit::EligibilityDecision> {
+        match self {
+            Decision::Eligibility(d) => Some(d),
+            _ => None,
+        }
+    }
+
+    /// The routing decision, if it is one.
+    pub fn into_routing(self) -> Option<wit::RoutingDecision> {
+        match self {
+            Decision::Routing(d) => Some(d),
+            _ => None,
+        }
+    }
+
+    /// The escalation decision, if it is one.
+    pub fn into_escalation(self) -> Option<wit::EscalationDecision> {
+        match self {
+            Decision::Escalation(d) => Some(d),
+            _ => None,
+        }
+    }
 }
 
 /// A successful evaluation: the output and what it cost.
@@ -227,6 +279,18 @@ pub struct Evaluation<T> {
     pub duration: Duration,
     /// What the plug-in logged.
     pub log: DecisionLog,
+}
+
+impl<T> Evaluation<T> {
+    /// The same evaluation with its output turned into a `U`.
+    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> Evaluation<U> {
+        Evaluation {
+            output: self.output.map(f),
+            fuel_used: self.fuel_used,
+            duration: self.duration,
+            log: self.log,
+        }
+    }
 }
 
 /// Advances the engine's epoch so wall-clock deadlines fire; stops when dropped.
@@ -474,7 +538,7 @@ impl Runtime {
         };
         let fail = |failure| PluginError {
             plugin: id.clone(),
-            hook: "load",
+            hook: None,
             failure,
             fuel_used: 0,
             duration: started.elapsed(),
@@ -542,59 +606,59 @@ impl Runtime {
         }
     }
 
-    /// Runs the eligibility hook.
-    #[tracing::instrument(skip_all, fields(plugin = %plugin.id, district = %input.case.district, hook = "eligibility"))]
-    pub fn eligibility(
+    /// Runs `input.hook`'s decision with `plugin`: the one way any caller — intake, the
+    /// sweep, dry runs, replay, backtests, shadows — asks a plug-in anything.
+    #[tracing::instrument(skip_all, fields(plugin = %plugin.id, district = %input.case.district, hook = input.hook.as_str()))]
+    pub fn evaluate(
         &self,
         plugin: &Plugin,
         input: &Input<'_>,
-    ) -> Result<Evaluation<wit::EligibilityDecision>, PluginError> {
-        self.evaluate(
-            plugin,
-            "eligibility",
-            input,
-            |store, b, ctx| {
-                b.civic_rules_hooks()
-                    .call_eligibility(store, input.case, ctx)
-            },
-            validate::eligibility,
-        )
-    }
-
-    /// Runs the routing hook.
-    #[tracing::instrument(skip_all, fields(plugin = %plugin.id, district = %input.case.district, hook = "routing"))]
-    pub fn routing(
-        &self,
-        plugin: &Plugin,
-        input: &Input<'_>,
-    ) -> Result<Evaluation<wit::RoutingDecision>, PluginError> {
-        self.evaluate(
-            plugin,
-            "routing",
-            input,
-            |store, b, ctx| b.civic_rules_hooks().call_routing(store, input.case, ctx),
-            validate::routing,
-        )
-    }
-
-    /// Runs the escalation hook for a fired timer.
-    #[tracing::instrument(skip_all, fields(plugin = %plugin.id, district = %input.case.district, hook = "escalation"))]
-    pub fn escalation(
-        &self,
-        plugin: &Plugin,
-        input: &Input<'_>,
-        timer: &wit::Timer,
-    ) -> Result<Evaluation<wit::EscalationDecision>, PluginError> {
-        self.evaluate(
-            plugin,
-            "escalation",
-            input,
-            |store, b, ctx| {
-                b.civic_rules_hooks()
-                    .call_escalation(store, input.case, *timer, ctx)
-            },
-            validate::escalation,
-        )
+    ) -> Result<Evaluation<Decision>, PluginError> {
+        let hook = input.hook;
+        match hook {
+            Hook::Eligibility => self
+                .run_hook(
+                    plugin,
+                    input,
+                    |store, b, ctx| {
+                        b.civic_rules_hooks()
+                            .call_eligibility(store, input.case, ctx)
+                    },
+                    validate::eligibility,
+                )
+                .map(|e| e.map(Decision::Eligibility)),
+            Hook::Routing => self
+                .run_hook(
+                    plugin,
+                    input,
+                    |store, b, ctx| b.civic_rules_hooks().call_routing(store, input.case, ctx),
+                    validate::routing,
+                )
+                .map(|e| e.map(Decision::Routing)),
+            Hook::Escalation => {
+                let Some(timer) = input.timer else {
+                    return Err(PluginError {
+                        plugin: plugin.id.clone(),
+                        hook: Some(hook),
+                        failure: PluginFailure::invalid_decision(
+                            "an escalation is decided for a timer, and none was given",
+                        ),
+                        fuel_used: 0,
+                        duration: Duration::ZERO,
+                    });
+                };
+                self.run_hook(
+                    plugin,
+                    input,
+                    |store, b, ctx| {
+                        b.civic_rules_hooks()
+                            .call_escalation(store, input.case, timer, ctx)
+                    },
+                    validate::escalation,
+                )
+                .map(|e| e.map(Decision::Escalation))
+            }
+        }
     }
 
     /// The context a hook receives for `input`.
@@ -619,10 +683,9 @@ impl Runtime {
         }
     }
 
-    fn evaluate<T: Send>(
+    fn run_hook<T: Send>(
         &self,
         plugin: &Plugin,
-        hook: &'static str,
         input: &Input<'_>,
         call: impl FnOnce(
             &mut Store<HostState>,
@@ -633,6 +696,7 @@ impl Runtime {
         check: impl FnOnce(&T, &Directory, &str) -> Result<(), String>,
     ) -> Result<Evaluation<T>, PluginError> {
         let limits = plugin.limits;
+        let hook = Some(input.hook);
         let _share = self
             .shares
             .take(&input.case.district)

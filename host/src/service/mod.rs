@@ -8,15 +8,18 @@ use crate::calendar::Calendar;
 use crate::clock::{Clock, SystemClock};
 use crate::deadlines;
 use crate::directory::{Directory, SAMPLE_CATEGORIES, SAMPLE_DIRECTORY};
-use crate::intake;
 use crate::lifecycle::{self, Action, LifecycleError};
 use crate::metrics::Metrics;
 use crate::model::{Case, CaseStatus, EventBody, Millis};
 use crate::registry::{CITY, Registry, RegistryError};
 use crate::runtime::{
-    Evaluation, Hook, Input, Limits, Plugin, PluginError, Runtime, RuntimeConfig, RuntimeError, wit,
+    Decision, Evaluation, Hook, Input, Limits, Plugin, PluginError, Runtime, RuntimeConfig,
+    RuntimeError, wit,
 };
+
+mod flow;
 use crate::store::{Change, Durability, Store, StoreError};
+pub use flow::Taken;
 
 /// Why a case operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +39,9 @@ pub enum ServiceError {
     /// The registry refused or failed.
     #[error(transparent)]
     Registry(#[from] RegistryError),
+    /// A new case was refused.
+    #[error(transparent)]
+    Intake(#[from] crate::intake::Invalid),
     /// The service is not set up (no directory loaded).
     #[error("{0}")]
     Unavailable(String),
@@ -281,28 +287,24 @@ impl Service {
         })
     }
 
-    /// Runs eligibility with `plugin` (or natively, for a baseline).
-    pub fn eval_eligibility(
+    /// Evaluates `plugin` on `input` (natively instead, for a benchmark's baseline).
+    pub fn evaluate(
         &self,
         plugin: &Plugin,
         input: &Input<'_>,
-    ) -> Result<Evaluation<wit::EligibilityDecision>, PluginError> {
-        match &self.native {
-            Some(n) => Ok(native_eval(|| n.eligibility(input))),
-            None => self.runtime.eligibility(plugin, input),
+    ) -> Result<Evaluation<Decision>, PluginError> {
+        match (&self.native, input.hook) {
+            (Some(n), Hook::Eligibility) => Ok(native_eval(|| {
+                n.eligibility(input).map(Decision::Eligibility)
+            })),
+            (Some(n), Hook::Routing) => Ok(native_eval(|| n.routing(input).map(Decision::Routing))),
+            _ => self.runtime.evaluate(plugin, input),
         }
     }
 
-    /// Runs routing with `plugin` (or natively, for a baseline).
-    pub fn eval_routing(
-        &self,
-        plugin: &Plugin,
-        input: &Input<'_>,
-    ) -> Result<Evaluation<wit::RoutingDecision>, PluginError> {
-        match &self.native {
-            Some(n) => Ok(native_eval(|| n.routing(input))),
-            None => self.runtime.routing(plugin, input),
-        }
+    /// Takes a case in: validation, eligibility, routing, one durable write.
+    pub fn intake(&self, new: &crate::intake::NewCase, actor: &str) -> Result<Taken, ServiceError> {
+        flow::take_in(self, new, actor)
     }
 
     /// Backtests `req.version` against the active version of `district`'s `hook`, within
@@ -453,9 +455,8 @@ impl Service {
         )];
         if next.status == CaseStatus::PendingDispatch {
             let dir = self.directory()?;
-            let recent =
-                intake::recent_cases(self, &next.caller_key, &next.district, &next.id, now)?;
-            intake::route(self, &dir, &mut next, &recent, now, &mut events)?;
+            let recent = flow::recent_cases(self, &next.caller_key, &next.district, &next.id, now)?;
+            flow::route(self, &dir, &mut next, &recent, now, &mut events)?;
         }
         Ok(Change { case: next, events })
     }

@@ -46,7 +46,7 @@ fn main() {
     );
     let city = civic_plugin_bundle::get("civic-plugin-city-default").unwrap();
     let (rec, _) = svc
-        .registry
+        .registry()
         .deploy(
             "jiyang",
             Hook::Routing,

@@ -233,7 +233,7 @@ fn main() {
         let mut svc = Service::open_default(&config).unwrap();
         let token = svc.bootstrap(dir.path()).unwrap().admin_token.unwrap();
         if native {
-            svc.native = Some(Arc::new(Native));
+            svc.set_native(Arc::new(Native));
         }
         let svc = Arc::new(svc);
         let svc_metrics = svc.clone();
@@ -307,7 +307,7 @@ fn main() {
             );
         }
         if std::env::var("LOAD_METRICS").is_ok() {
-            for l in svc_metrics.metrics.render().lines().filter(|l| {
+            for l in svc_metrics.metrics().render().lines().filter(|l| {
                 l.starts_with("civic_decision_duration_seconds_sum")
                     || l.starts_with("civic_decision_duration_seconds_count")
             }) {

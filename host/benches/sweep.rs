@@ -76,14 +76,14 @@ fn main() {
                             g if g % 100 == 0 => T0 + HOUR + (g as i64 / 100) * 2 * HOUR,
                             _ => T0 + 365 * 24 * HOUR,
                         };
-                        svc.store
+                        svc.store()
                             .create_case(case(format!("c-{:010}", i + 1), due))
                             .unwrap();
                     }
                 });
             }
         });
-        svc.store.sync().unwrap();
+        svc.store().sync().unwrap();
         println!(
             "loaded {total} open cases in {:.1} s",
             t.elapsed().as_secs_f64()
@@ -167,10 +167,10 @@ fn main() {
 
     // What one firing wrote, to give the raw-sled floor the same shape.
     let first = "c-0000000001";
-    let fired_case = svc.store.get_case(first).unwrap().unwrap();
+    let fired_case = svc.store().get_case(first).unwrap().unwrap();
     let fire_at = T0 + 2 * HOUR;
     let written: Vec<_> = svc
-        .store
+        .store()
         .history(first)
         .unwrap()
         .into_iter()

@@ -147,7 +147,7 @@ fn evaluate(
         return Err("no timer recorded".into());
     }
     let e = svc
-        .runtime
+        .runtime()
         .evaluate(plugin, &input.call(hook, dir))
         .map_err(|e| e.to_string())?;
     let fuel = e.fuel_used;
@@ -210,9 +210,9 @@ pub fn run(
     let started = Instant::now();
     let deadline = started + budget.max_time;
     let out_of_time = std::sync::atomic::AtomicBool::new(false);
-    let candidate = svc.registry.plugin(district, hook, &req.version)?;
+    let candidate = svc.registry().plugin(district, hook, &req.version)?;
     let active = svc
-        .registry
+        .registry()
         .resolve(district, hook)
         .map(|r| r.active.plugin.clone())
         .ok_or_else(|| {
@@ -228,7 +228,7 @@ pub fn run(
         created_to: req.to,
         ..Filter::default()
     };
-    svc.store
+    svc.store()
         .for_each_case(&filter, |c| ids.push((c.id, c.event_count)))?;
     let in_range = ids.len();
     ids.truncate(budget.max_cases);
@@ -248,7 +248,7 @@ pub fn run(
                             out_of_time.store(true, std::sync::atomic::Ordering::Relaxed);
                             break;
                         }
-                        let history = svc.store.history_of(id, *events)?;
+                        let history = svc.store().history_of(id, *events)?;
                         let Some(rec) = history.iter().rev().find_map(|e| match &e.what {
                             EventBody::Decision(r) if r.hook == hook => Some(r),
                             _ => None,
@@ -258,7 +258,7 @@ pub fn run(
                         let Ok(input) = rec.input.parse::<RecordedInput>() else {
                             continue;
                         };
-                        let dir = svc.store.directory(rec.directory_version)?;
+                        let dir = svc.store().directory(rec.directory_version)?;
                         let a = evaluate(svc, &active, hook, &input, &dir);
                         let c = evaluate(svc, &candidate, hook, &input, &dir);
                         out.push((id.clone(), a, c));
@@ -373,7 +373,7 @@ mod tests {
             svc.intake(&new, "agent").unwrap();
         }
         let version = svc
-            .registry
+            .registry()
             .resolve("jiyang", Hook::Routing)
             .unwrap()
             .active

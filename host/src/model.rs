@@ -404,6 +404,63 @@ impl Case {
     pub fn is_open(&self) -> bool {
         !self.status.is_terminal()
     }
+
+    /// The case's traffic light at `now`: red past its resolution deadline, yellow past its
+    /// warning point, green while open and on time. None for closed cases and for cases
+    /// whose clock is stopped (waiting for the citizen), since nothing can be late there; a
+    /// replied case or one at callback is green, as its unit's part is done.
+    pub fn light(&self, now: Millis) -> Option<Light> {
+        if !self.is_open() || self.paused_at.is_some() {
+            return None;
+        }
+        let late = !matches!(self.status, CaseStatus::Replied | CaseStatus::Callback);
+        match (self.deadlines.resolution, self.deadlines.warning) {
+            (Some(r), _) if late && now >= r => Some(Light::Red),
+            (_, Some(w)) if late && now >= w => Some(Light::Yellow),
+            (Some(_), _) => Some(Light::Green),
+            _ => None,
+        }
+    }
+
+    /// The light at `now` when it calls for attention (yellow or red), for the warning board.
+    pub fn alert(&self, now: Millis) -> Option<Light> {
+        self.light(now).filter(|l| *l != Light::Green)
+    }
+}
+
+/// A case's traffic light (the one type: boards, overviews, warnings and filters).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Light {
+    /// Past the resolution deadline.
+    Red,
+    /// Past the warning point.
+    Yellow,
+    /// Open and on time.
+    Green,
+}
+
+impl Light {
+    /// The light's name, as in URLs and JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Light::Red => "red",
+            Light::Yellow => "yellow",
+            Light::Green => "green",
+        }
+    }
+}
+
+impl std::str::FromStr for Light {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "red" => Ok(Light::Red),
+            "yellow" => Ok(Light::Yellow),
+            "green" => Ok(Light::Green),
+            _ => Err(format!("`{s}` is not a light (green, yellow, red)")),
+        }
+    }
 }
 
 /// The contract's mediation track named `s`.
@@ -702,5 +759,36 @@ mod tests {
             RawJson::from_text(r#"{"z":2,"a":{"y":[1,2],"b":"字"}}"#.into()).unwrap()
         );
         assert!(RawJson::from_text("{not json".into()).is_err());
+    }
+
+    /// One light for every view: red past the deadline, yellow past the warning point,
+    /// green on time; none for a closed or paused case; a replied case is green even when
+    /// late (its unit's part is done); the warning board sees only yellow and red.
+    #[test]
+    fn a_case_has_one_light() {
+        let mut c = Case::received("c-1".into(), "jiyang".into(), "noise".into(), "a".into(), 0);
+        assert_eq!(c.light(10), None, "no deadline yet");
+        c.status = CaseStatus::Dispatched;
+        c.deadlines.warning = Some(100);
+        c.deadlines.resolution = Some(200);
+        assert_eq!(c.light(99), Some(Light::Green));
+        assert_eq!(c.alert(99), None);
+        assert_eq!(c.light(100), Some(Light::Yellow));
+        assert_eq!(c.alert(150), Some(Light::Yellow));
+        assert_eq!(c.light(200), Some(Light::Red));
+        assert_eq!(c.alert(200), Some(Light::Red));
+        c.paused_at = Some(150);
+        assert_eq!(c.light(300), None, "a stopped clock cannot be late");
+        c.paused_at = None;
+        c.status = CaseStatus::Replied;
+        assert_eq!(c.light(300), Some(Light::Green));
+        assert_eq!(c.alert(300), None);
+        c.status = CaseStatus::Closed;
+        assert_eq!(c.light(300), None);
+        for l in [Light::Red, Light::Yellow, Light::Green] {
+            assert_eq!(l.as_str().parse::<Light>(), Ok(l));
+            assert_eq!(serde_json::to_value(l).unwrap(), l.as_str());
+        }
+        assert!("amber".parse::<Light>().is_err());
     }
 }

@@ -67,8 +67,8 @@ pub fn replay_decision(
     rec: &DecisionRecord,
 ) -> Result<Replayed, ServiceError> {
     let hook = rec.hook;
-    let plugin = svc.registry.plugin_by_version(&rec.plugin.version)?;
-    let directory = svc.store.directory(rec.directory_version)?;
+    let plugin = svc.registry().plugin_by_version(&rec.plugin.version)?;
+    let directory = svc.store().directory(rec.directory_version)?;
     let input: RecordedInput = rec.input.parse().map_err(|e| {
         ServiceError::Invalid(format!("decision {seq} has an unreadable input: {e}"))
     })?;
@@ -78,7 +78,7 @@ pub fn replay_decision(
         )));
     }
     let result = svc
-        .runtime
+        .runtime()
         .evaluate(&plugin, &input.call(hook, &directory))
         .map(|e| serde_json::to_value(e.output));
     let replayed = match result {
@@ -105,7 +105,7 @@ pub fn replay_decision(
 pub fn replay_case(svc: &Service, id: &str) -> Result<Report, ServiceError> {
     svc.case(id)?;
     let mut decisions = Vec::new();
-    for e in svc.store.history(id)? {
+    for e in svc.store().history(id)? {
         if let EventBody::Decision(rec) = &e.what {
             decisions.push(replay_decision(svc, e.seq, rec)?);
         }

@@ -152,12 +152,12 @@ fn run(svc: &Service, every: Duration, stop: &(Mutex<bool>, Condvar)) {
         }
         let started = Instant::now();
         let swept = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            timers::sweep(svc, svc.clock.now(), SWEEP_LIMIT, SWEEP_THREADS)
+            timers::sweep(svc, svc.clock().now(), SWEEP_LIMIT, SWEEP_THREADS)
         }));
         let backlog = match swept {
             Ok(Ok(r)) => {
                 svc.sweep_heartbeat().beat(true);
-                svc.metrics
+                svc.metrics()
                     .sweep("ok", r.fired as u64, r.panicked as u64, started.elapsed());
                 if r.fired > 0 {
                     tracing::info!(
@@ -176,13 +176,13 @@ fn run(svc: &Service, every: Duration, stop: &(Mutex<bool>, Condvar)) {
             }
             Ok(Err(e)) => {
                 svc.sweep_heartbeat().beat(false);
-                svc.metrics.sweep("error", 0, 0, started.elapsed());
+                svc.metrics().sweep("error", 0, 0, started.elapsed());
                 tracing::error!(error = %e, "timer sweep failed; trying again at the next interval");
                 false
             }
             Err(_) => {
                 svc.sweep_heartbeat().beat(false);
-                svc.metrics.sweep("panic", 0, 0, started.elapsed());
+                svc.metrics().sweep("panic", 0, 0, started.elapsed());
                 tracing::error!("timer sweep panicked; trying again at the next interval");
                 false
             }

@@ -14,7 +14,7 @@ use serde::Serialize;
 use crate::decide::{self, RecordedInput};
 use crate::directory::Directory;
 use crate::lifecycle;
-use crate::model::{Case, CaseStatus, EventBody, Millis, PendingTimer, TimerKind, Urgency};
+use crate::model::{Case, CaseStatus, EventBody, Light, Millis, PendingTimer, TimerKind, Urgency};
 use crate::runtime::{Hook, wit};
 use crate::service::{Service, ServiceError};
 use crate::store::{Change, DueTimer, Staged, StoreError};
@@ -64,7 +64,7 @@ pub fn sweep(
     // timer per kind, so the rounds end.
     for _ in 0..=TIMER_KINDS {
         let due = svc
-            .store
+            .store()
             .due_timers(now, limit.saturating_sub(report.due))?;
         if due.is_empty() {
             break;
@@ -81,7 +81,7 @@ pub fn sweep(
     }
     // What was written is made durable even if a round failed; its timers fire next time.
     if report.fired > 0 {
-        svc.store.sync()?;
+        svc.store().sync()?;
     }
     failed.map_or(Ok(report), Err)
 }
@@ -230,7 +230,7 @@ fn contain<T>(t: &DueTimer, f: impl FnOnce() -> T) -> Result<T, Panicked> {
 /// Writes one decided firing: `false` if its case changed since it was decided (nothing
 /// was written).
 fn write_firing(svc: &Service, staged: Staged) -> Result<bool, ServiceError> {
-    let mut written = svc.store.write_staged(vec![staged])?;
+    let mut written = svc.store().write_staged(vec![staged])?;
     match written.pop().expect("one result per write") {
         Ok(_) => Ok(true),
         Err(StoreError::Conflict { .. }) => Ok(false),
@@ -294,7 +294,7 @@ fn prepare(
 ) -> Result<Option<(Firing, Staged)>, ServiceError> {
     #[cfg(test)]
     tests::panic_point(svc, &t.case_id);
-    let Some(case) = svc.store.get_case(&t.case_id)? else {
+    let Some(case) = svc.store().get_case(&t.case_id)? else {
         return Ok(None);
     };
     let pending = PendingTimer {
@@ -307,7 +307,7 @@ fn prepare(
     let timer = wit::Timer {
         kind: t.kind.into(),
         due_at: t.due_at,
-        working_days_overdue: svc.calendar.working_days_between(t.due_at, now),
+        working_days_overdue: svc.calendar().working_days_between(t.due_at, now),
     };
     let input = RecordedInput {
         case: case.to_wit(),
@@ -316,11 +316,11 @@ fn prepare(
         timer: Some(timer),
     };
     let evaluate =
-        |p: &crate::runtime::Plugin, i: &crate::runtime::Input<'_>| svc.runtime.evaluate(p, i);
+        |p: &crate::runtime::Plugin, i: &crate::runtime::Input<'_>| svc.runtime().evaluate(p, i);
     let decided = decide::decide(
         &decide::Deciders {
-            registry: &svc.registry,
-            metrics: &svc.metrics,
+            registry: svc.registry(),
+            metrics: svc.metrics(),
             evaluate: &evaluate,
         },
         &decide::Request {
@@ -359,7 +359,7 @@ fn prepare(
         now,
     )?;
     for a in &actions {
-        let (name, detail) = apply(&svc.calendar, &mut c, a, now);
+        let (name, detail) = apply(svc.calendar(), &mut c, a, now);
         events.push((
             now,
             "system".into(),
@@ -381,7 +381,7 @@ fn prepare(
             },
         ));
     }
-    let staged = svc.store.stage(&case, Change { case: c, events })?;
+    let staged = svc.store().stage(&case, Change { case: c, events })?;
     Ok(Some((
         Firing {
             actions: actions.len(),
@@ -456,16 +456,6 @@ fn apply(
     }
 }
 
-/// Red (overdue) or yellow (past the warning point).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Light {
-    /// Past the warning point.
-    Yellow,
-    /// Past the resolution deadline.
-    Red,
-}
-
 /// A case on a dispatcher's warning board.
 #[derive(Debug, Clone, Serialize)]
 pub struct Flagged {
@@ -483,21 +473,6 @@ pub struct Flagged {
     pub working_days_overdue: u32,
 }
 
-/// The light of an open case at `now`, if any.
-pub fn light(c: &Case, now: Millis) -> Option<Light> {
-    if !c.is_open()
-        || c.paused_at.is_some()
-        || matches!(c.status, CaseStatus::Replied | CaseStatus::Callback)
-    {
-        return None;
-    }
-    match (c.deadlines.resolution, c.deadlines.warning) {
-        (Some(r), _) if now >= r => Some(Light::Red),
-        (_, Some(w)) if now >= w => Some(Light::Yellow),
-        _ => None,
-    }
-}
-
 /// The district's open cases with a yellow or red light, reddest and oldest first.
 pub fn board(
     svc: &Service,
@@ -510,8 +485,8 @@ pub fn board(
         district: Some(district.to_owned()),
         ..Default::default()
     };
-    svc.store.for_each_case(&filter, |c| {
-        if let Some(l) = light(&c, now) {
+    svc.store().for_each_case(&filter, |c| {
+        if let Some(l) = c.alert(now) {
             if only_red && l != Light::Red {
                 return;
             }
@@ -519,7 +494,7 @@ pub fn board(
                 working_days_overdue: c
                     .deadlines
                     .resolution
-                    .map(|r| svc.calendar.working_days_between(r, now))
+                    .map(|r| svc.calendar().working_days_between(r, now))
                     .unwrap_or(0),
                 light: l,
                 status: c.status,
@@ -619,7 +594,7 @@ mod tests {
             crate::sweeper::Sweeper::start(svc.clone(), Duration::from_millis(10)).unwrap();
         // Wait (without a time bound on correctness) until it has swept at least twice.
         let metric = |outcome: &str| {
-            svc.metrics
+            svc.metrics()
                 .render()
                 .lines()
                 .find(|l| {
@@ -634,7 +609,7 @@ mod tests {
             std::thread::sleep(Duration::from_millis(5));
         }
         assert!(
-            svc.metrics
+            svc.metrics()
                 .render()
                 .contains("civic_timer_firing_panics_total")
         );

@@ -7,58 +7,9 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::calendar;
-use crate::model::{Case, EventBody, Millis};
+use crate::model::{Case, EventBody, Light, Millis};
 use crate::service::{Service, ServiceError};
 use crate::store::{Filter, MAX_PAGE};
-use crate::timers::{self, Light};
-
-/// A case's light on the board.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "kebab-case")]
-pub enum Lamp {
-    /// Overdue.
-    Red,
-    /// Past the warning point.
-    Yellow,
-    /// Open and on time.
-    Green,
-}
-
-impl Lamp {
-    /// The light's name, as in URLs and JSON.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Lamp::Red => "red",
-            Lamp::Yellow => "yellow",
-            Lamp::Green => "green",
-        }
-    }
-}
-
-impl std::str::FromStr for Lamp {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "red" => Ok(Lamp::Red),
-            "yellow" => Ok(Lamp::Yellow),
-            "green" => Ok(Lamp::Green),
-            _ => Err(format!("`{s}` is not a light (green, yellow, red)")),
-        }
-    }
-}
-
-/// The light of `c` at `now`: none for closed cases and for cases whose clock is stopped
-/// (waiting for the citizen, replied, at callback), since nothing can be late there.
-pub fn lamp(c: &Case, now: Millis) -> Option<Lamp> {
-    match timers::light(c, now) {
-        Some(Light::Red) => Some(Lamp::Red),
-        Some(Light::Yellow) => Some(Lamp::Yellow),
-        None if c.is_open() && c.paused_at.is_none() && c.deadlines.resolution.is_some() => {
-            Some(Lamp::Green)
-        }
-        None => None,
-    }
-}
 
 /// Order of a board listing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, utoipa::ToSchema)]
@@ -89,7 +40,7 @@ pub struct BoardCase {
     #[serde(flatten)]
     pub case: Case,
     /// Its light now.
-    pub light: Option<Lamp>,
+    pub light: Option<Light>,
 }
 
 /// One page of the board.
@@ -129,16 +80,16 @@ impl From<crate::store::StoreError> for BoardError {
 pub fn page(
     svc: &Service,
     filter: &Filter,
-    light: Option<Lamp>,
+    light: Option<Light>,
     order: Order,
     cursor: Option<&str>,
     limit: usize,
 ) -> Result<BoardPage, BoardError> {
-    let now = svc.clock.now();
+    let now = svc.clock().now();
     let limit = limit.clamp(1, MAX_PAGE);
-    let keep = |c: &Case| light.is_none_or(|l| lamp(c, now) == Some(l));
+    let keep = |c: &Case| light.is_none_or(|l| c.light(now) == Some(l));
     let board = |case: Case| BoardCase {
-        light: lamp(&case, now),
+        light: case.light(now),
         case,
     };
     match order {
@@ -150,7 +101,7 @@ pub fn page(
                 // Asking only for what is missing means a page never overshoots, so the
                 // store's cursor stays exact.
                 let p = svc
-                    .store
+                    .store()
                     .list(filter, cursor.as_deref(), limit - cases.len())?;
                 cases.extend(p.cases.into_iter().filter(|c| keep(c)).map(board));
                 cursor = p.next;
@@ -175,9 +126,9 @@ pub fn page(
                     .and_then(|n| n.parse::<usize>().ok())
                     .ok_or_else(|| BoardError::Cursor(c.to_owned()))?,
             };
-            let mut lit: Vec<(Lamp, Millis, Case)> = Vec::new();
-            svc.store.for_each_case(filter, |c| {
-                if let Some(l) = lamp(&c, now)
+            let mut lit: Vec<(Light, Millis, Case)> = Vec::new();
+            svc.store().for_each_case(filter, |c| {
+                if let Some(l) = c.light(now)
                     && keep(&c)
                 {
                     lit.push((l, c.deadlines.resolution.unwrap_or(Millis::MAX), c));
@@ -234,10 +185,10 @@ pub struct Overview {
 /// Reads every case of the district and the history of those touched in the window; it is
 /// a page a supervisor opens, not a hot path.
 pub fn overview(svc: &Service, district: &str, days: u32) -> Result<Overview, BoardError> {
-    let now = svc.clock.now();
-    let today = svc.calendar.day_of(now);
+    let now = svc.clock().now();
+    let today = svc.calendar().day_of(now);
     let first = today - (days.max(1) as i64 - 1);
-    let since = svc.calendar.start_of(first);
+    let since = svc.calendar().start_of(first);
     let mut out = Overview {
         district: district.to_owned(),
         now,
@@ -256,7 +207,7 @@ pub fn overview(svc: &Service, district: &str, days: u32) -> Result<Overview, Bo
         ..Filter::default()
     };
     let mut touched = Vec::new();
-    svc.store.for_each_case(&filter, |c| {
+    svc.store().for_each_case(&filter, |c| {
         if c.is_open() {
             *out.open_by_status
                 .entry(c.status.as_str().to_owned())
@@ -264,7 +215,7 @@ pub fn overview(svc: &Service, district: &str, days: u32) -> Result<Overview, Bo
             *out.open_by_unit
                 .entry(c.handler.clone().unwrap_or_else(|| "unassigned".into()))
                 .or_default() += 1;
-            if let Some(l) = lamp(&c, now) {
+            if let Some(l) = c.light(now) {
                 *out.lights.entry(l.as_str().to_owned()).or_default() += 1;
             }
         }
@@ -273,11 +224,11 @@ pub fn overview(svc: &Service, district: &str, days: u32) -> Result<Overview, Bo
         }
     })?;
     for id in touched {
-        for e in svc.store.history(&id)? {
+        for e in svc.store().history(&id)? {
             if e.at < since {
                 continue;
             }
-            let slot = (svc.calendar.day_of(e.at) - first) as usize;
+            let slot = (svc.calendar().day_of(e.at) - first) as usize;
             let Some(day) = out.days.get_mut(slot) else {
                 continue;
             };

@@ -97,7 +97,7 @@ fn service(dir: &std::path::Path, district_share: u32) -> Arc<Service> {
     let svc = Service::open_default(&config).unwrap();
     svc.bootstrap(dir).unwrap();
     let (rec, _) = svc
-        .registry
+        .registry()
         .deploy(
             "tianya",
             Hook::Routing,
@@ -113,7 +113,7 @@ fn service(dir: &std::path::Path, district_share: u32) -> Arc<Service> {
             0,
         )
         .unwrap();
-    svc.registry
+    svc.registry()
         .activate("tianya", Hook::Routing, &rec.version, "bench", 0)
         .unwrap();
     Arc::new(svc)

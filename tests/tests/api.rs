@@ -363,7 +363,7 @@ async fn deploy_activate_roll_back_and_dry_run() {
     assert_eq!(again.status, 200, "same bytes: the existing version");
 
     // Dry-run the candidate: routes to the desk; nothing is stored.
-    let before = s.svc.store.case_count();
+    let before = s.svc.store().case_count();
     let body = json!({"case": {"district": "jiyang", "category": "noise", "location": {"grid": "jiyang/yuehe/grid-01"}}, "version": version});
     let r = s
         .json(
@@ -377,7 +377,7 @@ async fn deploy_activate_roll_back_and_dry_run() {
     assert_eq!(r.json["decision"]["lead"], "jiyang");
     assert_eq!(r.json["reasons"], json!(["route.desk"]));
     assert!(r.json["fuel_used"].as_u64().unwrap() > 0);
-    assert_eq!(s.svc.store.case_count(), before);
+    assert_eq!(s.svc.store().case_count(), before);
     // The active version still routes to the grid.
     assert_eq!(s.json("POST", "/v1/cases", &s.admin, json!({"district": "jiyang", "category": "noise", "location": {"grid": "jiyang/yuehe/grid-01"}})).await.json["handler"], "jiyang/yuehe/grid-01");
 
@@ -546,7 +546,7 @@ async fn a_failing_rule_never_loses_a_case_and_is_suspended() {
 #[tokio::test]
 async fn bad_input_gets_the_right_status_and_changes_nothing() {
     let s = TestServer::start();
-    let count = || s.svc.store.case_count();
+    let count = || s.svc.store().case_count();
     let start = count();
     let cases = [
         (Some("application/json"), b"{\"district\": ".to_vec(), 400, "malformed JSON"),
@@ -738,7 +738,7 @@ async fn openapi_health_and_metrics() {
         json!({"district": "jiyang", "category": "noise"}),
     )
     .await;
-    let m = s.svc.metrics.render();
+    let m = s.svc.metrics().render();
     assert!(m.contains("civic_decisions_total{district=\"jiyang\",hook=\"routing\",plugin=\"civic-plugin-jiyang\",outcome=\"decided\"} 1"), "{m}");
     assert!(
         m.contains("route=\"/v1/cases\""),
@@ -855,7 +855,7 @@ async fn replay_reports_a_difference() {
     let s = TestServer::start();
     let r = s.json("POST", "/v1/cases", &s.admin, json!({"district": "jiyang", "category": "noise", "location": {"grid": "jiyang/yuehe/grid-01"}})).await;
     let id = r.json["id"].as_str().unwrap();
-    let history = s.svc.store.history(id).unwrap();
+    let history = s.svc.store().history(id).unwrap();
     let (seq, mut rec) = history
         .iter()
         .find_map(|e| match &e.what {
@@ -904,7 +904,7 @@ async fn backtest_compares_a_candidate_with_the_active_version() {
         )
         .await;
     let version = put.json["version"].as_str().unwrap().to_owned();
-    let before = s.svc.store.case_count();
+    let before = s.svc.store().case_count();
     let r = s
         .json(
             "POST",
@@ -939,7 +939,7 @@ async fn backtest_compares_a_candidate_with_the_active_version() {
     assert!(rep["sample"][0]["active_reasons"].as_array().is_some());
     assert!(rep["fuel_active"]["max"].as_u64().unwrap() > 0);
     assert_eq!(
-        s.svc.store.case_count(),
+        s.svc.store().case_count(),
         before,
         "a backtest stores nothing"
     );

@@ -48,7 +48,7 @@ fn dispatched_on_monday(dir: &std::path::Path) -> (Arc<ManualClock>, Service, St
 /// (timer, action, detail) → how many times it happened.
 fn escalations(svc: &Service, id: &str) -> BTreeMap<(String, String, String), usize> {
     let mut out = BTreeMap::new();
-    for e in svc.store.history(id).unwrap() {
+    for e in svc.store().history(id).unwrap() {
         if let EventBody::Escalation {
             timer,
             action,
@@ -76,7 +76,7 @@ fn hostile_escalation(svc: &Service, config: &str, limits: civic_host::runtime::
     let hook = civic_host::runtime::Hook::Escalation;
     let bytes = fixture(fixtures::FX_HOSTILE);
     let (rec, _) = svc
-        .registry
+        .registry()
         .deploy(
             "tianya",
             hook,
@@ -88,7 +88,7 @@ fn hostile_escalation(svc: &Service, config: &str, limits: civic_host::runtime::
             monday_9(),
         )
         .unwrap();
-    svc.registry
+    svc.registry()
         .activate("tianya", hook, &rec.version, "test", monday_9())
         .unwrap();
 }
@@ -279,7 +279,7 @@ fn a_failing_escalation_plugin_falls_back_to_the_city_default() {
     clock.set(monday_9() + 2 * 24 * HOUR);
     let r = timers::sweep(&svc, clock.now_ms(), 100, 1).unwrap();
     assert_eq!((r.fired, r.plugin_failures), (2, 2));
-    let h = svc.store.history(&id).unwrap();
+    let h = svc.store().history(&id).unwrap();
     let failures: Vec<_> = h
         .iter()
         .filter_map(|e| match &e.what {
@@ -560,8 +560,8 @@ async fn dispatcher_views_show_yellow_and_red_lights() {
             unit: None,
             expires_in_days: None,
         };
-        let now = svc.clock.now();
-        let (_, secret) = civic_host::auth::issue(&svc.store, None, &new, now).unwrap();
+        let now = svc.clock().now();
+        let (_, secret) = civic_host::auth::issue(svc.store(), None, &new, now).unwrap();
         (secret, ())
     };
     assert_eq!(
@@ -615,7 +615,7 @@ fn the_background_sweeper_fires_due_timers_once_and_stops_when_told() {
     );
     // Sign-off and first contact fall due together here.
     let timers: std::collections::BTreeSet<_> = fired.keys().map(|(t, _, _)| t).collect();
-    let metrics = svc.metrics.render();
+    let metrics = svc.metrics().render();
     assert!(
         metrics.contains(&format!("civic_timers_fired_total {}\n", timers.len())),
         "{timers:?} {metrics}"
@@ -649,7 +649,7 @@ fn a_failing_sweep_is_counted_and_tried_again() {
     // Not bootstrapped: no directory, so every sweep fails.
     let svc = Arc::new(Service::open(&ServiceConfig::new(dir.path()), clock).unwrap());
     let errors = |svc: &Service| -> u64 {
-        let text = svc.metrics.render();
+        let text = svc.metrics().render();
         text.lines()
             .find_map(|l| l.strip_prefix("civic_timer_sweeps_total{outcome=\"error\"} "))
             .map_or(0, |n| n.parse().unwrap())
@@ -660,13 +660,13 @@ fn a_failing_sweep_is_counted_and_tried_again() {
         assert!(
             Instant::now() < deadline,
             "failed sweeps were not retried and counted: {}",
-            svc.metrics.render()
+            svc.metrics().render()
         );
         std::thread::sleep(Duration::from_millis(10));
     }
     sweeper.stop();
     assert!(
-        !svc.metrics.render().contains("outcome=\"ok\""),
+        !svc.metrics().render().contains("outcome=\"ok\""),
         "no sweep can succeed without a directory"
     );
 }
@@ -714,7 +714,7 @@ fn a_case_changed_while_its_timer_is_decided_is_decided_again() {
         "{:?}",
         case.timers
     );
-    let history = svc.store.history(&id).unwrap();
+    let history = svc.store().history(&id).unwrap();
     assert!(
         history.iter().any(|e| matches!(
             &e.what,
@@ -740,7 +740,7 @@ fn a_case_changed_while_its_timer_is_decided_is_decided_again() {
 fn one_sweep_fires_every_due_timer_of_a_case() {
     let dir = tempfile::tempdir().unwrap();
     let (_, svc, id) = dispatched_on_monday(dir.path());
-    let case = svc.store.get_case(&id).unwrap().unwrap();
+    let case = svc.store().get_case(&id).unwrap().unwrap();
     let mut dues: Vec<i64> = case.timers.iter().map(|t| t.due_at).collect();
     dues.sort();
     assert!(dues.len() >= 3, "{:?}", case.timers);
@@ -751,12 +751,12 @@ fn one_sweep_fires_every_due_timer_of_a_case() {
     assert!(expected >= 2);
     let r = timers::sweep(&svc, at, 10_000, 2).unwrap();
     assert_eq!((r.fired, r.due), (expected, expected), "{r:?}");
-    let after = svc.store.get_case(&id).unwrap().unwrap();
+    let after = svc.store().get_case(&id).unwrap().unwrap();
     assert!(
         after.timers.iter().all(|t| t.due_at > at),
         "{:?}",
         after.timers
     );
     assert_eq!(timers::sweep(&svc, at, 10_000, 2).unwrap().fired, 0);
-    assert!(svc.store.check_consistency().unwrap().problems.is_empty());
+    assert!(svc.store().check_consistency().unwrap().problems.is_empty());
 }

@@ -130,7 +130,7 @@ impl World {
     fn deploy_hostile(&self, district: &str, hook: Hook, kind: &Kind) -> String {
         let (rec, _) = self
             .svc
-            .registry
+            .registry()
             .deploy(
                 district,
                 hook,
@@ -143,7 +143,7 @@ impl World {
             )
             .unwrap();
         self.svc
-            .registry
+            .registry()
             .activate(district, hook, &rec.version, "test", monday_9())
             .unwrap();
         rec.version
@@ -175,7 +175,7 @@ impl World {
     /// The rule failures in a case's stored history: (hook, failure code, fallback).
     fn failures(&self, id: &str) -> Vec<(String, String, String)> {
         self.svc
-            .store
+            .store()
             .history(id)
             .unwrap()
             .into_iter()
@@ -298,7 +298,7 @@ fn every_failure_kind_in_every_hook_keeps_the_case_and_the_sweeper() {
             after.timers.iter().all(|t| t.due_at > w.clock.now_ms()),
             "{row}: every due timer fired: {after:?}"
         );
-        let history = w.svc.store.history(&failing.id).unwrap();
+        let history = w.svc.store().history(&failing.id).unwrap();
         assert!(
             history
                 .iter()
@@ -398,7 +398,7 @@ fn a_version_that_fails_often_but_never_five_in_a_row_is_suspended() {
     };
     let version = w.deploy_hostile("jiyang", Hook::Routing, &kind);
     let suspended = || {
-        let slot = w.svc.registry.slot("jiyang", Hook::Routing).unwrap();
+        let slot = w.svc.registry().slot("jiyang", Hook::Routing).unwrap();
         slot.active.as_deref() != Some(version.as_str()) && slot.suspended.contains(&version)
     };
     let mut failed = 0;
@@ -409,7 +409,7 @@ fn a_version_that_fails_often_but_never_five_in_a_row_is_suspended() {
             break;
         }
     }
-    let slot = w.svc.registry.slot("jiyang", Hook::Routing).unwrap();
+    let slot = w.svc.registry().slot("jiyang", Hook::Routing).unwrap();
     assert!(suspended(), "{slot:?}");
     let why = &slot.history.last().unwrap().detail;
     assert!(why.contains("of its last 32 decisions failed"), "{why}");
@@ -453,8 +453,8 @@ fn host_overload_never_suspends_a_plugin() {
         };
         decide::decide(
             &decide::Deciders {
-                registry: &w.svc.registry,
-                metrics: &w.svc.metrics,
+                registry: w.svc.registry(),
+                metrics: w.svc.metrics(),
                 evaluate: &evaluate,
             },
             &decide::Request {
@@ -479,7 +479,12 @@ fn host_overload_never_suspends_a_plugin() {
             matches!(&d.events[0].1, EventBody::RuleFailure { failure, .. } if *failure == overloaded)
         );
     }
-    let active = w.svc.registry.slot("jiyang", Hook::Routing).unwrap().active;
+    let active = w
+        .svc
+        .registry()
+        .slot("jiyang", Hook::Routing)
+        .unwrap()
+        .active;
     assert_eq!(
         active,
         Some(version.clone()),
@@ -488,7 +493,7 @@ fn host_overload_never_suspends_a_plugin() {
     for _ in 0..5 {
         fail_with(PluginFailure::Timeout { limit_ms: 100 });
     }
-    let slot = w.svc.registry.slot("jiyang", Hook::Routing).unwrap();
+    let slot = w.svc.registry().slot("jiyang", Hook::Routing).unwrap();
     assert!(
         slot.suspended.contains(&version),
         "its own timeouts do: {slot:?}"

@@ -88,7 +88,7 @@ async fn view(
 ) -> Result<axum::Json<serde_json::Value>, ApiError> {
     let out = blocking(&state, move |svc| {
         district_visible(svc, &p, &district)?;
-        let now = svc.clock.now();
+        let now = svc.clock().now();
         let cases = timers::board(svc, &district, now, only_red)?;
         Ok(serde_json::json!({"district": district, "now": now, "cases": cases}))
     })

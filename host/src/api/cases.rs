@@ -97,7 +97,7 @@ fn actions(p: &Principal, c: &Case) -> Vec<&'static str> {
 
 fn view(svc: &Service, p: &Principal, case: Case) -> Result<CaseView, ApiError> {
     let decisions = svc
-        .store
+        .store()
         .history_of(&case.id, case.event_count)?
         .into_iter()
         .filter_map(|e| match e.what {
@@ -114,7 +114,7 @@ fn view(svc: &Service, p: &Principal, case: Case) -> Result<CaseView, ApiError> 
 
 /// Reads a case the principal may see; any other case is "not found".
 fn visible(svc: &Service, p: &Principal, id: &str) -> Result<Case, ApiError> {
-    match svc.store.get_case(id)? {
+    match svc.store().get_case(id)? {
         Some(c) if p.can_read(&c) => Ok(c),
         _ => Err(ApiError::NotFound(format!("case {id} does not exist"))),
     }
@@ -159,7 +159,7 @@ async fn history(
 ) -> Result<impl IntoResponse, ApiError> {
     let events: Vec<Event> = blocking(&state, move |svc| {
         let case = visible(svc, &p, &id)?;
-        let mut events = svc.store.history_of(&id, case.event_count)?;
+        let mut events = svc.store().history_of(&id, case.event_count)?;
         if p.role != Role::CityAdmin {
             for e in &mut events {
                 if let EventBody::Decision(r) = &mut e.what {
@@ -184,7 +184,7 @@ fn redact_other_districts(svc: &Service, district: &str, r: &mut crate::model::D
     let before = recent.len();
     recent.retain(|rc| {
         rc["id"].as_str().is_some_and(
-            |id| matches!(svc.store.get_case(id), Ok(Some(c)) if c.district == district),
+            |id| matches!(svc.store().get_case(id), Ok(Some(c)) if c.district == district),
         )
     });
     if recent.len() != before {
@@ -215,7 +215,7 @@ struct ListQuery {
     #[param(minimum = 1, maximum = 200)]
     limit: Option<usize>,
     /// Only cases with this light now.
-    #[param(value_type = Option<views::Lamp>, inline)]
+    #[param(value_type = Option<crate::model::Light>, inline)]
     light: Option<String>,
     /// `newest` (default) or `urgent` (needs a district or a unit).
     #[param(value_type = Option<views::Order>, inline)]
@@ -237,7 +237,7 @@ async fn list(
     let light = q
         .light
         .as_deref()
-        .map(str::parse::<views::Lamp>)
+        .map(str::parse::<crate::model::Light>)
         .transpose()
         .map_err(ApiError::BadRequest)?;
     let order = q

@@ -33,7 +33,8 @@ impl FromRequestParts<AppState> for Auth {
         let svc = state.svc.clone();
         let token = token.to_owned();
         let principal = tokio::task::spawn_blocking(move || {
-            svc.tokens.authenticate(&svc.store, &token, svc.clock.now())
+            svc.tokens()
+                .authenticate(svc.store(), &token, svc.clock().now())
         })
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))??;

@@ -334,7 +334,7 @@ async fn guard(State(state): State<AppState>, req: Request, next: Next) -> Respo
                     Some(c) => Some(c),
                     None => {
                         let r = busy("unauthenticated requests from this address");
-                        state.svc.metrics.request(
+                        state.svc.metrics().request(
                             &route,
                             &method,
                             r.status().as_u16(),
@@ -364,7 +364,7 @@ async fn guard(State(state): State<AppState>, req: Request, next: Next) -> Respo
         },
     };
     let response = as_error_format(response, open311).await;
-    state.svc.metrics.request(
+    state.svc.metrics().request(
         &route,
         &method,
         response.status().as_u16(),

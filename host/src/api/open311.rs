@@ -321,8 +321,8 @@ fn principal(
     format: Format,
 ) -> Result<Option<crate::auth::Principal>, Error311> {
     key.map(|k| {
-        svc.tokens
-            .authenticate(&svc.store, k, svc.clock.now())
+        svc.tokens()
+            .authenticate(svc.store(), k, svc.clock().now())
             .map_err(|_| err(403, "the api_key is not valid", format))
     })
     .transpose()
@@ -515,7 +515,7 @@ fn query_requests(
             .filter(|s| !s.is_empty())
             .take(MAX_RESULTS)
         {
-            if let Ok(Some(c)) = svc.store.get_case(id) {
+            if let Ok(Some(c)) = svc.store().get_case(id) {
                 out.push(request_record(&dir, &c, view_of(p, &c)));
             }
         }
@@ -536,7 +536,7 @@ fn query_requests(
             })
             .transpose()
     };
-    let now = svc.clock.now();
+    let now = svc.clock().now();
     let (start, end) = (date("start_date")?, date("end_date")?);
     let (from, to) = match (start, end) {
         (Some(s), Some(e)) => (s, e),
@@ -578,7 +578,7 @@ fn query_requests(
     let mut scanned = 0;
     loop {
         let page = svc
-            .store
+            .store()
             .list(&filter, cursor.as_deref(), crate::store::MAX_PAGE)
             .map_err(|e| err(503, e.to_string(), format))?;
         scanned += page.scanned;
@@ -619,7 +619,7 @@ async fn one(
     let rec = blocking(&state, move |svc| {
         let dir = svc.directory()?;
         Ok(principal(svc, key.as_deref(), format).map(|p| {
-            svc.store
+            svc.store()
                 .get_case(&id)
                 .ok()
                 .flatten()

@@ -85,7 +85,13 @@ async fn change_slot(
     let h = hook(hook_name)?;
     let slot = blocking(&state, move |svc| {
         scope(svc, &p, &district, true)?;
-        Ok(change(&svc.registry, &district, h, &p.id, svc.clock.now())?)
+        Ok(change(
+            svc.registry(),
+            &district,
+            h,
+            &p.id,
+            svc.clock().now(),
+        )?)
     })
     .await?;
     Ok(axum::Json(slot))
@@ -104,8 +110,8 @@ async fn overview(
         scope(svc, &p, &district, false)?;
         let mut hooks = serde_json::Map::new();
         for h in Hook::ALL {
-            let own = svc.registry.slot(&district, h)?;
-            let resolved = svc.registry.resolve(&district, h);
+            let own = svc.registry().slot(&district, h)?;
+            let resolved = svc.registry().resolve(&district, h);
             hooks.insert(h.as_str().into(), serde_json::json!({
                 "own_active": own.active,
                 "effective": resolved.as_ref().map(|r| serde_json::json!({"name": r.active.record.name, "version": r.active.record.version, "city_default": r.is_city_default})),
@@ -178,7 +184,7 @@ async fn deploy(
         blocking(&state, move |svc| {
             let version = crate::runtime::Runtime::version_of(&bytes);
             scope(svc, &p, &district, true)?;
-            let rt = svc.runtime.config();
+            let rt = svc.runtime().config();
             let (caps, whose) = if p.role == crate::auth::Role::CityAdmin {
                 (
                     Limits {
@@ -191,9 +197,9 @@ async fn deploy(
             } else {
                 (rt.district_max, "a district admin")
             };
-            svc.registry
+            svc.registry()
                 .admit(&district, &name, limits, bytes.len(), caps, whose)?;
-            let started = svc.registry.begin_upload(&district, h, &version);
+            let started = svc.registry().begin_upload(&district, h, &version);
             if !started {
                 return Ok((district, version, None));
             }
@@ -209,12 +215,12 @@ async fn deploy(
     let job = {
         let (svc, district, version) = (state.svc.clone(), district.clone(), version.clone());
         tokio::task::spawn_blocking(move || {
-            let now = svc.clock.now();
+            let now = svc.clock().now();
             let outcome = svc
-                .registry
+                .registry()
                 .deploy(&district, h, &name, &bytes, limits, &config, &actor, now);
             if let Err(e) = svc
-                .registry
+                .registry()
                 .finish_upload(&district, h, &version, now, &outcome)
             {
                 tracing::error!(%district, %version, error = %e, "could not record an upload's outcome");
@@ -266,7 +272,7 @@ async fn upload_status(
     let h = hook(&hook_name)?;
     let out = blocking(&state, move |svc| {
         scope(svc, &p, &district, false)?;
-        svc.registry.upload(&district, h, &version)?.ok_or_else(|| {
+        svc.registry().upload(&district, h, &version)?.ok_or_else(|| {
             ApiError::NotFound(format!(
                 "no upload of {version} to {district}/{}: upload it (again) with PUT; an upload interrupted by a restart leaves no answer",
                 h.as_str()
@@ -285,7 +291,7 @@ async fn delete_version(
     let h = hook(&hook_name)?;
     blocking(&state, move |svc| {
         scope(svc, &p, &district, true)?;
-        Ok(svc.registry.delete(&district, h, &version)?)
+        Ok(svc.registry().delete(&district, h, &version)?)
     })
     .await?;
     Ok(StatusCode::NO_CONTENT)
@@ -299,7 +305,7 @@ async fn versions(
     let h = hook(&hook_name)?;
     let out = blocking(&state, move |svc| {
         scope(svc, &p, &district, false)?;
-        let (versions, slot) = svc.registry.list(&district, h)?;
+        let (versions, slot) = svc.registry().list(&district, h)?;
         Ok(serde_json::json!({"district": district, "hook": h, "versions": versions, "slot": slot}))
     })
     .await?;
@@ -359,9 +365,9 @@ async fn dry_run(
             )));
         }
         let plugin = match &body.version {
-            Some(v) => svc.registry.plugin(&district, h, v)?,
+            Some(v) => svc.registry().plugin(&district, h, v)?,
             None => svc
-                .registry
+                .registry()
                 .resolve(&district, h)
                 .map(|r| r.active.plugin.clone())
                 .ok_or_else(|| {
@@ -369,18 +375,18 @@ async fn dry_run(
                 })?,
         };
         let elig = svc
-            .registry
+            .registry()
             .resolve(&body.case.district, Hook::Eligibility)
             .map(|r| r.active.plugin.clone());
         let dir = svc.directory()?;
         Ok(dryrun::evaluate(
-            &svc.runtime,
+            svc.runtime(),
             &dir,
             &plugin,
             elig.as_deref(),
             h,
             &body,
-            svc.clock.now(),
+            svc.clock().now(),
             &p.id,
         )?)
     })
@@ -444,7 +450,7 @@ async fn shadow(
     let h = hook(&hook_name)?;
     let out = blocking(&state, move |svc| {
         scope(svc, &p, &district, false)?;
-        let s = svc.registry.shadow(&district, h).ok_or_else(|| {
+        let s = svc.registry().shadow(&district, h).ok_or_else(|| {
             ApiError::NotFound(format!("{district}/{} has no shadow candidate", h.as_str()))
         })?;
         Ok(s.summary())

@@ -30,7 +30,7 @@ pub(crate) fn routes() -> Vec<Route> {
 async fn health(State(state): State<AppState>) -> impl IntoResponse {
     let ready = blocking(&state, |svc| {
         Ok(svc
-            .store
+            .store()
             .current_directory()
             .map(|d| d.is_some())
             .unwrap_or(false))
@@ -51,12 +51,13 @@ async fn health(State(state): State<AppState>) -> impl IntoResponse {
 
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let text = blocking(&state, |svc| {
-        if let Ok(counts) = svc.store.status_counts() {
+        if let Ok(counts) = svc.store().status_counts() {
             for ((district, status), n) in counts {
-                svc.metrics.set_cases(&district, status.as_str(), n as i64);
+                svc.metrics()
+                    .set_cases(&district, status.as_str(), n as i64);
             }
         }
-        Ok(svc.metrics.render())
+        Ok(svc.metrics().render())
     })
     .await
     .unwrap_or_default();

@@ -105,21 +105,21 @@ impl ServiceConfig {
 /// The running service.
 pub struct Service {
     /// Cases and records.
-    pub store: Arc<Store>,
+    store: Arc<Store>,
     /// Plug-in runtime.
-    pub runtime: Arc<Runtime>,
+    runtime: Arc<Runtime>,
     /// Plug-in versions.
-    pub registry: Registry,
+    registry: Registry,
     /// Working-time calendar.
-    pub calendar: Calendar,
+    calendar: Calendar,
     /// Time.
-    pub clock: Arc<dyn Clock>,
+    clock: Arc<dyn Clock>,
     /// Metrics.
-    pub metrics: Metrics,
+    metrics: Metrics,
     /// Token cache.
-    pub tokens: crate::auth::Tokens,
+    tokens: crate::auth::Tokens,
     /// When set, rules run natively instead of in Wasm (a baseline for benchmarks).
-    pub native: Option<Arc<dyn NativeRules>>,
+    native: Option<Arc<dyn NativeRules>>,
     caller_secret: Vec<u8>,
     heartbeat: crate::sweeper::Heartbeat,
     backtests: crate::backtest::Running,
@@ -148,6 +148,46 @@ pub use crate::actions::CaseAction;
 const SECRETS: &str = "secrets";
 
 impl Service {
+    /// Cases and records.
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    /// The plug-in runtime.
+    pub fn runtime(&self) -> &Arc<Runtime> {
+        &self.runtime
+    }
+
+    /// Plug-in versions and which is active where.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// The working-time calendar deadlines are counted in.
+    pub fn calendar(&self) -> &Calendar {
+        &self.calendar
+    }
+
+    /// The service's time source.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    /// Counters and histograms.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// The token cache.
+    pub fn tokens(&self) -> &crate::auth::Tokens {
+        &self.tokens
+    }
+
+    /// Runs rules natively instead of in Wasm: the baseline benchmarks compare against.
+    pub fn set_native(&mut self, native: Arc<dyn NativeRules>) {
+        self.native = Some(native);
+    }
+
     /// Opens the store under `config.data_dir` and loads every active plug-in.
     pub fn open(config: &ServiceConfig, clock: Arc<dyn Clock>) -> Result<Self, ServiceError> {
         // Read first: a bad calendar file refuses to start before anything is created.

@@ -302,16 +302,7 @@ fn build(manifest: &Path, out: Option<PathBuf>, target_dir: Option<PathBuf>) -> 
         .canonicalize()
         .with_context(|| format!("{} not found", manifest.display()))?;
     let root = manifest.parent().context("the manifest has no folder")?;
-    let text = std::fs::read_to_string(&manifest)?;
-    let name = text
-        .lines()
-        .find_map(|l| {
-            l.trim()
-                .strip_prefix("name = \"")
-                .and_then(|r| r.strip_suffix('"'))
-        })
-        .context("the manifest has no package name")?
-        .to_owned();
+    let name = civic_guest_build::read_manifest(&manifest)?.name;
     let built = civic_guest_build::build(&civic_guest_build::Request {
         manifest_path: manifest.clone(),
         packages: vec![name.clone()],
@@ -557,19 +548,23 @@ fn message(body: &serde_json::Value) -> String {
         .unwrap_or_else(|| body.to_string())
 }
 
+/// Characters left as they are in a path segment or query value (RFC 3986's unreserved).
+const UNRESERVED: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
 fn encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
+    percent_encoding::utf8_percent_encode(s, UNRESERVED).to_string()
 }
 
-/// A small HTTP/1.1 client for `http://` servers (TLS belongs to a proxy in front).
+/// How long the CLI waits for the server's answer (a large upload compiles for a while
+/// before the server answers 202).
+const ANSWER_WITHIN: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// One request to an `http://` server (TLS belongs to a proxy in front), answered with the
+/// status and the JSON body (null when the body is not JSON).
 fn http(
     server: &str,
     method: &str,
@@ -578,32 +573,47 @@ fn http(
     content_type: &str,
     body: &[u8],
 ) -> anyhow::Result<(u16, serde_json::Value)> {
-    use std::io::{Read, Write};
-    let host = server
-        .strip_prefix("http://")
-        .context("the server must be an http:// address")?
-        .trim_end_matches('/');
-    let mut stream =
-        std::net::TcpStream::connect(host).with_context(|| format!("connecting to {host}"))?;
-    stream.set_read_timeout(Some(std::time::Duration::from_secs(120)))?;
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {token}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    )?;
-    stream.write_all(body)?;
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw)?;
-    let text = String::from_utf8_lossy(&raw);
-    let status: u16 = text
-        .get(9..12)
-        .and_then(|s| s.parse().ok())
-        .context("not an HTTP response")?;
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
-    Ok((
-        status,
-        serde_json::from_str(body).unwrap_or(serde_json::Value::Null),
-    ))
+    use http_body_util::BodyExt;
+    use hyper::header::{AUTHORIZATION, CONTENT_TYPE};
+    let base = server.trim_end_matches('/');
+    if !base.starts_with("http://") {
+        bail!(
+            "the server must be an http:// address (TLS belongs to a proxy in front), not `{server}`"
+        );
+    }
+    let uri: hyper::Uri = format!("{base}{path}")
+        .parse()
+        .with_context(|| format!("`{base}{path}` is not a valid address"))?;
+    let request = hyper::Request::builder()
+        .method(method)
+        .uri(uri)
+        .header(AUTHORIZATION, format!("Bearer {token}"))
+        .header(CONTENT_TYPE, content_type)
+        .body(http_body_util::Full::new(
+            hyper::body::Bytes::copy_from_slice(body),
+        ))?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let client =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build_http();
+        let response = tokio::time::timeout(ANSWER_WITHIN, client.request(request))
+            .await
+            .with_context(|| format!("{base} did not answer within {} s", ANSWER_WITHIN.as_secs()))?
+            .with_context(|| format!("could not reach {base}"))?;
+        let status = response.status().as_u16();
+        let bytes = tokio::time::timeout(ANSWER_WITHIN, response.into_body().collect())
+            .await
+            .with_context(|| format!("{base} did not finish its answer"))?
+            .with_context(|| format!("reading the answer of {base}"))?
+            .to_bytes();
+        Ok((
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
+        ))
+    })
 }
 
 fn scaffold(name: &str, dir: &Path) -> anyhow::Result<()> {
@@ -664,4 +674,31 @@ fn scaffold(name: &str, dir: &Path) -> anyhow::Result<()> {
         root.display()
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    /// Names and ids go into paths and queries percent-encoded: reserved characters,
+    /// spaces and non-ASCII are escaped, unreserved ones are not.
+    #[test]
+    fn path_segments_are_percent_encoded() {
+        assert_eq!(super::encode("c-01_a.b~"), "c-01_a.b~");
+        assert_eq!(super::encode("a b/c?d&e=f#"), "a%20b%2Fc%3Fd%26e%3Df%23");
+        assert_eq!(super::encode("吉阳"), "%E5%90%89%E9%98%B3");
+    }
+
+    /// Only plain http:// servers are spoken to; anything else is refused before connecting.
+    #[test]
+    fn a_server_that_is_not_http_is_refused_with_a_reason() {
+        let e = super::http(
+            "https://x.example",
+            "GET",
+            "/",
+            "t",
+            "application/json",
+            b"",
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("must be an http:// address"), "{e}");
+    }
 }

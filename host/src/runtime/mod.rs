@@ -943,6 +943,3 @@ fn is_hostcall_fuel(e: &wasmtime::Error) -> bool {
             .contains("fuel allocated for hostcalls has been exhausted")
     })
 }
-
-#[cfg(test)]
-mod tests;

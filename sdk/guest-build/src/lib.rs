@@ -39,6 +39,14 @@ pub enum BuildError {
         #[source]
         source: std::io::Error,
     },
+    /// A package manifest is not valid TOML or lacks a package name.
+    #[error("{path}: {message}")]
+    Manifest {
+        /// The manifest.
+        path: PathBuf,
+        /// What is wrong with it.
+        message: String,
+    },
     /// The core module could not be turned into a component.
     #[error("could not componentize {path}: {message}")]
     Componentize {
@@ -160,6 +168,51 @@ pub fn componentize(module: &[u8]) -> Result<Vec<u8>, String> {
         .map_err(|e| format!("{e:#}"))
 }
 
+/// What the build needs to know of a package's `Cargo.toml`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Package {
+    /// The package name.
+    pub name: String,
+    /// Whether it builds a `cdylib` (a plug-in crate does).
+    pub cdylib: bool,
+}
+
+/// Reads a package manifest's name and crate types with a TOML parser, so a `name = ...`
+/// in another table or a comment cannot be taken for the package's.
+pub fn read_manifest(path: &Path) -> Result<Package, BuildError> {
+    #[derive(serde::Deserialize)]
+    struct Manifest {
+        package: Option<PackageTable>,
+        lib: Option<LibTable>,
+    }
+    #[derive(serde::Deserialize)]
+    struct PackageTable {
+        name: String,
+    }
+    #[derive(serde::Deserialize)]
+    struct LibTable {
+        #[serde(rename = "crate-type", default)]
+        crate_type: Vec<String>,
+    }
+    let text = std::fs::read_to_string(path).map_err(|source| BuildError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    let bad = |message: String| BuildError::Manifest {
+        path: path.to_owned(),
+        message,
+    };
+    let m: Manifest = toml::from_str(&text).map_err(|e| bad(e.to_string()))?;
+    let name = m
+        .package
+        .ok_or_else(|| bad("no [package] table (is this a workspace manifest?)".into()))?
+        .name;
+    let cdylib = m
+        .lib
+        .is_some_and(|l| l.crate_type.iter().any(|t| t == "cdylib"));
+    Ok(Package { name, cdylib })
+}
+
 /// The `cdylib` packages in the immediate subfolders of `dir`, sorted by name.
 pub fn cdylib_packages(dir: &Path) -> Result<Vec<(String, PathBuf)>, BuildError> {
     let io = |path: &Path| {
@@ -170,22 +223,12 @@ pub fn cdylib_packages(dir: &Path) -> Result<Vec<(String, PathBuf)>, BuildError>
     for entry in std::fs::read_dir(dir).map_err(io(dir))? {
         let entry = entry.map_err(io(dir))?;
         let manifest = entry.path().join("Cargo.toml");
-        let Ok(text) = std::fs::read_to_string(&manifest) else {
-            continue;
-        };
-        if !text.contains("cdylib") {
+        if !manifest.is_file() {
             continue;
         }
-        let name = text
-            .lines()
-            .find_map(|l| {
-                l.trim()
-                    .strip_prefix("name = \"")
-                    .and_then(|r| r.strip_suffix('"'))
-            })
-            .map(str::to_owned);
-        if let Some(name) = name {
-            found.push((name, entry.path()));
+        let package = read_manifest(&manifest)?;
+        if package.cdylib {
+            found.push((package.name, entry.path()));
         }
     }
     found.sort();
@@ -277,4 +320,45 @@ fn workspace_root(start: &Path) -> PathBuf {
         .find(|p| p.join("Cargo.lock").exists())
         .unwrap_or(start)
         .to_path_buf()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest(text: &str) -> Result<Package, BuildError> {
+        let dir = std::env::temp_dir().join(format!("guest-build-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(format!(
+            "{:x}.toml",
+            text.len() * 31 + text.as_bytes()[0] as usize
+        ));
+        std::fs::write(&path, text).unwrap();
+        let out = read_manifest(&path);
+        std::fs::remove_file(&path).unwrap();
+        out
+    }
+
+    /// The package name is the `[package]` table's, wherever that table stands and whatever
+    /// other tables say `name = ...` first; crate types come from `[lib]`.
+    #[test]
+    fn a_manifest_is_read_as_toml() {
+        let p = manifest(
+            "# name = \"commented\"\n[lib]\nname = \"lib_name\"\ncrate-type = [\"cdylib\", \"rlib\"]\n\n[package]\nname = \"civic-plugin-x\"\nversion = \"0.1.0\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            p,
+            Package {
+                name: "civic-plugin-x".into(),
+                cdylib: true
+            }
+        );
+        let p = manifest("[package]\nname = \"helper\"\n").unwrap();
+        assert!(!p.cdylib);
+        let e = manifest("[workspace]\nmembers = []\n").unwrap_err();
+        assert!(e.to_string().contains("no [package] table"), "{e}");
+        let e = manifest("[package\nname = 1\n").unwrap_err();
+        assert!(matches!(e, BuildError::Manifest { .. }), "{e}");
+    }
 }

@@ -58,20 +58,22 @@ fn main() {
             0,
         )
         .unwrap();
+    let running = backtest::Running::default();
     for round in 0..2 {
-        let r = svc
-            .backtest(
-                "jiyang",
-                Hook::Routing,
-                &Request {
-                    version: rec.version.clone(),
-                    from: None,
-                    to: None,
-                    sample: Some(5),
-                },
-                backtest::Budget::ADMIN,
-            )
-            .unwrap();
+        let r = backtest::run(
+            &svc,
+            &running,
+            "jiyang",
+            Hook::Routing,
+            &Request {
+                version: rec.version.clone(),
+                from: None,
+                to: None,
+                sample: Some(5),
+            },
+            backtest::Budget::ADMIN,
+        )
+        .unwrap();
         println!(
             "round {round}: {} cases backtested in {} ms: {:.0} cases/s; {} changed ({:?})",
             r.evaluated, r.elapsed_ms, r.cases_per_second, r.changed, r.changes

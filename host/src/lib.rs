@@ -19,6 +19,7 @@ pub mod directory;
 pub mod dryrun;
 pub mod fuzzing;
 pub mod golden;
+pub mod health;
 pub mod intake;
 pub mod lifecycle;
 pub mod metrics;

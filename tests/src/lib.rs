@@ -181,6 +181,19 @@ impl TestServer {
         format!("http://{addr}")
     }
 
+    /// Takes in a case as the admin (district, category, grid), checks it was accepted (201)
+    /// and returns the stored case as the API answered it.
+    pub async fn take_in(&self, district: &str, category: &str, grid: &str) -> serde_json::Value {
+        let body = serde_json::json!({"district": district, "category": category, "location": {"grid": grid}});
+        let r = self.json("POST", "/v1/cases", &self.admin, body).await;
+        assert_eq!(
+            r.status, 201,
+            "intake of {category} in {grid}: {:?}",
+            r.json
+        );
+        r.json
+    }
+
     /// Issues a token with the admin token and returns its secret.
     pub async fn token(&self, role: &str, district: Option<&str>, unit: Option<&str>) -> String {
         let r = self.json("POST", "/v1/tokens", &self.admin.clone(), serde_json::json!({"name": format!("{role} test"), "role": role, "district": district, "unit": unit})).await;

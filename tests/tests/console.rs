@@ -323,3 +323,50 @@ async fn a_dispatcher_cannot_see_another_districts_cases_and_markup_stays_text()
     b.open(&format!("{base}/console/#/plugins/yazhou")).await;
     b.wait_text("#flash", "404").await;
 }
+
+/// The console is served by the same process, with headers that keep citizens' text inert.
+#[tokio::test]
+async fn the_console_is_served_from_the_binary_with_a_strict_policy() {
+    use tower::ServiceExt;
+    let s = TestServer::start();
+    let get = |path: &'static str| {
+        s.app.clone().oneshot(
+            axum::http::Request::get(path)
+                .body(axum::body::Body::empty())
+                .unwrap(),
+        )
+    };
+    let root = get("/").await.unwrap();
+    assert_eq!(root.status(), 303);
+    assert_eq!(root.headers()["location"], "/console/");
+    for (path, ty, needle) in [
+        ("/console/", "text/html", "/console/app.js"),
+        ("/console/app.js", "text/javascript", "textContent"),
+        ("/console/app.css", "text/css", ".lamp.red"),
+    ] {
+        let r = get(path).await.unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+        let h = r.headers().clone();
+        assert!(
+            h["content-type"].to_str().unwrap().starts_with(ty),
+            "{path}"
+        );
+        let csp = h["content-security-policy"].to_str().unwrap();
+        assert!(
+            csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"),
+            "{csp}"
+        );
+        assert_eq!(h["x-content-type-options"], "nosniff");
+        let body = http_body_util::BodyExt::collect(r.into_body())
+            .await
+            .unwrap()
+            .to_bytes();
+        assert!(String::from_utf8_lossy(&body).contains(needle), "{path}");
+    }
+    // Anything else under /console is the API's JSON 404, not a page.
+    let (status, body) = s
+        .send_raw("GET", "/console/secrets.txt", None, None, vec![])
+        .await;
+    assert_eq!(status, 404);
+    assert!(body.contains("\"not-found\""), "{body}");
+}

@@ -533,6 +533,12 @@ fn a_guest_cannot_forge_or_colour_the_server_log() {
         .with_writer(move || writer.clone())
         .with_ansi(false)
         .finish();
+    // tracing caches each callsite's interest process-wide, and while one dispatcher is
+    // registered it asks only the registering thread's: a sibling test reaching the same
+    // warning first, with no subscriber on its thread, cached "never" and nothing was
+    // captured (about one run in four). With a second, always-interested dispatcher alive
+    // every registration asks all of them.
+    let _anchor = tracing::Dispatch::new(tracing_subscriber::registry());
     let c = tracing::subscriber::with_default(subscriber, || {
         w.take_in("jiyang", "jiyang/yuehe/grid-01", "13200000001")
     });

@@ -1,11 +1,13 @@
-//! Uploading plug-ins as a careless or hostile district admin would: limits above the
-//! district cap, names that would inject metrics, a quota, a compile slower than the
-//! request, and deleting what was never used.
+//! `/v1/districts/{d}/plugins`: deploying, activating, rolling back, dry-runs, a failing
+//! rule suspended, backtests and shadow candidates; and uploading as a careless or hostile
+//! district admin would: limits above the district cap, names that would inject metrics, a
+//! quota, a compile slower than the request, and deleting what was never used.
 
 use std::time::Duration;
 
 use civic_host::api::ApiConfig;
-use civic_tests::{TestServer, fixture, fixtures};
+use civic_tests::{TestServer, fixture, fixtures, sample_cases};
+use serde_json::json;
 
 fn wasm() -> Vec<u8> {
     fixture(fixtures::FX_HOSTILE)
@@ -200,4 +202,434 @@ async fn a_slow_upload_answers_202_and_its_final_answer_can_be_read() {
         )
         .await;
     assert_eq!(none.status, 404);
+}
+
+#[tokio::test]
+async fn deploy_activate_roll_back_and_dry_run() {
+    let s = TestServer::start();
+    let hostile = fixture(fixtures::FX_HOSTILE);
+    let put = s
+        .send(
+            "PUT",
+            "/v1/districts/jiyang/plugins/routing?name=jiyang-desk-only&config=desk",
+            Some(&s.admin),
+            Some("application/wasm"),
+            hostile.clone(),
+        )
+        .await;
+    assert_eq!(put.status, 201, "{:?}", put.json);
+    let version = put.json["version"].as_str().unwrap().to_owned();
+    assert_eq!(put.json["deployed_by"].as_str().unwrap().len(), 13);
+    let again = s
+        .send(
+            "PUT",
+            "/v1/districts/jiyang/plugins/routing?name=jiyang-desk-only&config=desk",
+            Some(&s.admin),
+            Some("application/wasm"),
+            hostile,
+        )
+        .await;
+    assert_eq!(again.status, 200, "same bytes: the existing version");
+
+    // Dry-run the candidate: routes to the desk; nothing is stored.
+    let before = s.svc.store().case_count();
+    let body = json!({"case": {"district": "jiyang", "category": "noise", "location": {"grid": "jiyang/yuehe/grid-01"}}, "version": version});
+    let r = s
+        .json(
+            "POST",
+            "/v1/districts/jiyang/plugins/routing/dry-run",
+            &s.admin,
+            body,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.json);
+    assert_eq!(r.json["decision"]["lead"], "jiyang");
+    assert_eq!(r.json["reasons"], json!(["route.desk"]));
+    assert!(r.json["fuel_used"].as_u64().unwrap() > 0);
+    assert_eq!(s.svc.store().case_count(), before);
+    // The active version still routes to the grid.
+    assert_eq!(
+        s.take_in("jiyang", "noise", "jiyang/yuehe/grid-01").await["handler"],
+        "jiyang/yuehe/grid-01"
+    );
+
+    let r = s
+        .json(
+            "POST",
+            &format!("/v1/districts/jiyang/plugins/routing/versions/{version}/activate"),
+            &s.admin,
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.json);
+    assert_eq!(r.json["active"], version);
+    assert_eq!(
+        s.take_in("jiyang", "noise", "jiyang/yuehe/grid-01").await["handler"],
+        "jiyang"
+    );
+
+    let r = s
+        .json(
+            "POST",
+            "/v1/districts/jiyang/plugins/routing/rollback",
+            &s.admin,
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    assert_ne!(r.json["active"], version);
+    assert_eq!(
+        r.json["history"].as_array().unwrap().last().unwrap()["what"],
+        "rolled-back"
+    );
+    assert_eq!(
+        s.take_in("jiyang", "noise", "jiyang/yuehe/grid-01").await["handler"],
+        "jiyang/yuehe/grid-01"
+    );
+
+    let list = s
+        .get("/v1/districts/jiyang/plugins/routing", &s.admin)
+        .await;
+    assert_eq!(list.json["versions"].as_array().unwrap().len(), 2);
+    // The same bytes with another configuration is not silently a new version.
+    let put = s
+        .send(
+            "PUT",
+            "/v1/districts/jiyang/plugins/routing?config=panic",
+            Some(&s.admin),
+            Some("application/wasm"),
+            fixture(fixtures::FX_HOSTILE),
+        )
+        .await;
+    assert_eq!(put.status, 409, "{:?}", put.json);
+    // A dry run of a failing candidate reports the typed failure.
+    let put = s
+        .send(
+            "PUT",
+            "/v1/districts/yucai/plugins/routing?config=panic",
+            Some(&s.admin),
+            Some("application/wasm"),
+            fixture(fixtures::FX_HOSTILE),
+        )
+        .await;
+    let v = put.json["version"].as_str().unwrap();
+    let body = json!({"case": {"district": "yucai", "category": "noise"}, "version": v});
+    let r = s
+        .json(
+            "POST",
+            "/v1/districts/yucai/plugins/routing/dry-run",
+            &s.admin,
+            body,
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json["failure"]["code"], "trap");
+    assert!(
+        r.json["failure"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("district rule exploded")
+    );
+    let r = s
+        .json(
+            "POST",
+            "/v1/districts/jiyang/plugins/rollback",
+            &s.admin,
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        r.status, 405,
+        "a hook named `rollback` does not exist; POST is not a method of that route"
+    );
+    assert_eq!(r.json["error"]["code"], "method-not-allowed");
+    let r = s
+        .json(
+            "POST",
+            "/v1/districts/yucai/plugins/escalation/rollback",
+            &s.admin,
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status, 409, "nothing to roll back to: {:?}", r.json);
+}
+
+#[tokio::test]
+async fn a_failing_rule_never_loses_a_case_and_is_suspended() {
+    let s = TestServer::start_with(|mut c| {
+        c.suspend_after = 3;
+        c
+    });
+    let put = s
+        .send(
+            "PUT",
+            "/v1/districts/tianya/plugins/routing?config=panic",
+            Some(&s.admin),
+            Some("application/wasm"),
+            fixture(fixtures::FX_HOSTILE),
+        )
+        .await;
+    let version = put.json["version"].as_str().unwrap().to_owned();
+    s.json(
+        "POST",
+        &format!("/v1/districts/tianya/plugins/routing/versions/{version}/activate"),
+        &s.admin,
+        json!({}),
+    )
+    .await;
+    for i in 0..3 {
+        let r = s.json("POST", "/v1/cases", &s.admin, json!({"district": "tianya", "category": "sanitation", "location": {"grid": "tianya/xidao/grid-01"}})).await;
+        assert_eq!(
+            r.status, 201,
+            "the case is stored even though routing failed"
+        );
+        assert_eq!(
+            r.json["handler"], "tianya",
+            "manual triage at the district desk (case {i})"
+        );
+        let h = s
+            .get(
+                &format!("/v1/cases/{}/history", r.json["id"].as_str().unwrap()),
+                &s.admin,
+            )
+            .await;
+        let failure = h.json["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["what"]["type"] == "rule-failure")
+            .unwrap();
+        assert_eq!(failure["what"]["failure"]["kind"], "trap");
+        assert_eq!(failure["what"]["fallback"], "manual-triage");
+    }
+    // Suspended after 3 failures: tianya's own previous version takes over.
+    let slot = s
+        .get("/v1/districts/tianya/plugins/routing", &s.admin)
+        .await;
+    assert_eq!(slot.json["slot"]["suspended"], json!([version]));
+    assert_eq!(
+        slot.json["slot"]["history"]
+            .as_array()
+            .unwrap()
+            .last()
+            .unwrap()["what"],
+        "suspended"
+    );
+    let c = s
+        .take_in("tianya", "sanitation", "tianya/xidao/grid-01")
+        .await;
+    assert_eq!(c["handler"], "tianya/xidao/grid-01");
+    let metrics = s.send("GET", "/metrics", None, None, vec![]).await;
+    assert_eq!(metrics.status, 200);
+}
+
+#[tokio::test]
+async fn backtest_compares_a_candidate_with_the_active_version() {
+    let s = TestServer::start();
+    for body in sample_cases() {
+        s.json("POST", "/v1/cases", &s.admin, body).await;
+    }
+    // The candidate routes every case to the desk, and traps on noise complaints.
+    let put = s
+        .send(
+            "PUT",
+            "/v1/districts/jiyang/plugins/routing?config=panic-on-noise",
+            Some(&s.admin),
+            Some("application/wasm"),
+            fixture(fixtures::FX_HOSTILE),
+        )
+        .await;
+    let version = put.json["version"].as_str().unwrap().to_owned();
+    let before = s.svc.store().case_count();
+    let r = s
+        .json(
+            "POST",
+            "/v1/districts/jiyang/plugins/routing/backtest",
+            &s.admin,
+            json!({"version": version}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.json);
+    let rep = &r.json;
+    assert_eq!(rep["cases"], 5, "the five jiyang sample cases");
+    assert_eq!(rep["evaluated"], 5);
+    let failures = rep["failures"].as_array().unwrap();
+    assert_eq!(
+        failures.len(),
+        1,
+        "the noise case traps the candidate: {failures:?}"
+    );
+    assert_eq!(failures[0]["version"], "candidate");
+    assert!(
+        failures[0]["failure"]
+            .as_str()
+            .unwrap()
+            .contains("noise breaks this rule")
+    );
+    assert_eq!(rep["changes"]["jiyang/yuehe/grid-01 → failure"], 1);
+    assert_eq!(
+        rep["changes"]["sanya/mediation/industry/labour → jiyang"],
+        1
+    );
+    assert_eq!(rep["changed"], 5);
+    assert!(rep["sample"][0]["active_reasons"].as_array().is_some());
+    assert!(rep["fuel_active"]["max"].as_u64().unwrap() > 0);
+    assert_eq!(
+        s.svc.store().case_count(),
+        before,
+        "a backtest stores nothing"
+    );
+    // The active version is untouched, and a time range outside the cases finds nothing.
+    assert_eq!(
+        s.get("/v1/districts/jiyang/plugins/routing", &s.admin)
+            .await
+            .json["slot"]["active"]
+            .as_str()
+            .unwrap()
+            .len(),
+        64
+    );
+    let r = s
+        .json(
+            "POST",
+            "/v1/districts/jiyang/plugins/routing/backtest",
+            &s.admin,
+            json!({"version": version, "to": 1000}),
+        )
+        .await;
+    assert_eq!(r.json["cases"], 0);
+    let t = s.token("dispatcher", Some("tianya"), None).await;
+    assert_eq!(
+        s.json(
+            "POST",
+            "/v1/districts/jiyang/plugins/routing/backtest",
+            &t,
+            json!({"version": version})
+        )
+        .await
+        .status,
+        404
+    );
+}
+
+#[tokio::test]
+async fn shadow_candidates_run_without_effect_and_are_promoted_in_one_call() {
+    let s = TestServer::start();
+    let put = s
+        .send(
+            "PUT",
+            "/v1/districts/jiyang/plugins/routing?config=panic-on-noise",
+            Some(&s.admin),
+            Some("application/wasm"),
+            fixture(fixtures::FX_HOSTILE),
+        )
+        .await;
+    let version = put.json["version"].as_str().unwrap().to_owned();
+    let r = s
+        .json(
+            "POST",
+            "/v1/districts/jiyang/plugins/routing/shadow",
+            &s.admin,
+            json!({"version": version}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.json);
+    assert_eq!(r.json["shadow"], version);
+    let mut ids = Vec::new();
+    for (category, grid) in [
+        ("noise", "jiyang/yuehe/grid-01"),
+        ("street-facilities", "jiyang/yuechuan/grid-01"),
+        ("water-power", "jiyang/yuehe/grid-02"),
+    ] {
+        let r = s
+            .json(
+                "POST",
+                "/v1/cases",
+                &s.admin,
+                json!({"district": "jiyang", "category": category, "location": {"grid": grid}}),
+            )
+            .await;
+        assert_eq!(r.status, 201, "a trapping shadow breaks nothing");
+        assert_ne!(
+            r.json["handler"], "jiyang",
+            "the active version decided, not the shadow"
+        );
+        ids.push(r.json["id"].as_str().unwrap().to_owned());
+    }
+    let st = s
+        .get("/v1/districts/jiyang/plugins/routing/shadow", &s.admin)
+        .await
+        .json;
+    assert_eq!(
+        (
+            st["evaluated"].as_u64(),
+            st["disagreed"].as_u64(),
+            st["failed"].as_u64()
+        ),
+        (Some(3), Some(2), Some(1)),
+        "{st}"
+    );
+    let notes = st["notes"].as_array().unwrap();
+    assert!(
+        notes.iter().any(|n| n["case"] == ids[0].as_str()
+            && n["candidate"]["failure"]
+                .as_str()
+                .unwrap()
+                .contains("noise breaks this rule")),
+        "{st}"
+    );
+    assert!(
+        notes
+            .iter()
+            .any(|n| n["case"] == ids[1].as_str() && n["candidate"]["lead"] == "jiyang"),
+        "{st}"
+    );
+    for id in &ids {
+        let h = s
+            .get(&format!("/v1/cases/{id}/history"), &s.admin)
+            .await
+            .json
+            .to_string();
+        assert!(
+            !h.contains(&version),
+            "nothing of the shadow run is stored on the case"
+        );
+    }
+    let r = s
+        .json(
+            "POST",
+            "/v1/districts/jiyang/plugins/routing/shadow/promote",
+            &s.admin,
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.json);
+    assert_eq!(r.json["active"], version);
+    assert_eq!(r.json["shadow"], json!(null));
+    assert_eq!(
+        r.json["history"].as_array().unwrap().last().unwrap()["what"],
+        "promoted"
+    );
+    let c = s
+        .take_in("jiyang", "water-power", "jiyang/yuehe/grid-02")
+        .await;
+    assert_eq!(c["handler"], "jiyang", "the promoted version now decides");
+    assert_eq!(
+        s.get("/v1/districts/jiyang/plugins/routing/shadow", &s.admin)
+            .await
+            .status,
+        404
+    );
+    let disp = s.token("dispatcher", Some("jiyang"), None).await;
+    assert_eq!(
+        s.json(
+            "POST",
+            "/v1/districts/jiyang/plugins/routing/shadow",
+            &disp,
+            json!({"version": version})
+        )
+        .await
+        .status,
+        403
+    );
 }

@@ -82,6 +82,8 @@ pub struct AppState {
     per_client: Arc<PerClient>,
     timeout: Duration,
     upload_wait: Duration,
+    /// Districts with a backtest running (one at a time per district).
+    backtests: Arc<crate::backtest::Running>,
 }
 
 /// Anonymous requests in flight per client address.
@@ -235,6 +237,7 @@ pub fn app(svc: Arc<Service>, config: ApiConfig) -> Router {
         }),
         timeout: config.request_timeout,
         upload_wait: config.upload_wait.min(config.request_timeout / 2),
+        backtests: Default::default(),
     };
     let mut router: Router<AppState> = Router::new();
     let mut by_path: Vec<(&'static str, MethodRouter<AppState>)> = Vec::new();

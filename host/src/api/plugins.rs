@@ -401,6 +401,7 @@ async fn backtest(
     Json(body): Json<crate::backtest::Request>,
 ) -> Result<impl IntoResponse, ApiError> {
     let h = hook(&hook_name)?;
+    let running = state.backtests.clone();
     let out = blocking(&state, move |svc| {
         scope(svc, &p, &district, false)?;
         if district == CITY {
@@ -414,7 +415,9 @@ async fn backtest(
             }
             _ => crate::backtest::Budget::DISPATCHER,
         };
-        Ok(svc.backtest(&district, h, &body, budget)?)
+        Ok(crate::backtest::run(
+            svc, &running, &district, h, &body, budget,
+        )?)
     })
     .await?;
     Ok(axum::Json(out))

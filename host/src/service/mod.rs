@@ -121,8 +121,7 @@ pub struct Service {
     /// When set, rules run natively instead of in Wasm (a baseline for benchmarks).
     native: Option<Arc<dyn NativeRules>>,
     caller_secret: Vec<u8>,
-    heartbeat: crate::sweeper::Heartbeat,
-    backtests: crate::backtest::Running,
+    heartbeat: crate::health::Heartbeat,
 }
 
 /// Rules compiled into the host instead of run as plug-ins: the baseline the Wasm runtime
@@ -255,7 +254,6 @@ impl Service {
             native: None,
             caller_secret,
             heartbeat: Default::default(),
-            backtests: Default::default(),
         })
     }
 
@@ -347,20 +345,8 @@ impl Service {
         flow::take_in(self, new, actor)
     }
 
-    /// Backtests `req.version` against the active version of `district`'s `hook`, within
-    /// `budget`, one backtest per district at a time.
-    pub fn backtest(
-        &self,
-        district: &str,
-        hook: Hook,
-        req: &crate::backtest::Request,
-        budget: crate::backtest::Budget,
-    ) -> Result<crate::backtest::Report, ServiceError> {
-        crate::backtest::run(self, &self.backtests, district, hook, req, budget)
-    }
-
     /// When the background sweeper last completed a sweep.
-    pub fn sweep_heartbeat(&self) -> &crate::sweeper::Heartbeat {
+    pub fn sweep_heartbeat(&self) -> &crate::health::Heartbeat {
         &self.heartbeat
     }
 

@@ -5,6 +5,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::runtime::{PluginRef, wit};
 
+mod action;
+pub use action::Action;
+
 /// Milliseconds since the Unix epoch, UTC.
 pub type Millis = i64;
 
@@ -630,7 +633,7 @@ pub enum EventBody {
     /// A lifecycle action moved the case.
     Transition {
         /// The action.
-        action: crate::lifecycle::Action,
+        action: Action,
         /// State before.
         from: CaseStatus,
         /// State after.

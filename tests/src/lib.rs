@@ -2,6 +2,7 @@
 #![deny(missing_docs)]
 
 pub mod browser;
+pub mod postgres;
 
 /// Paths of the fixture components, built from source by the build script.
 pub mod fixtures {

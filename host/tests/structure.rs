@@ -134,3 +134,18 @@ fn only_the_store_touches_sled_and_only_the_runtime_touches_wasmtime() {
         }
     }
 }
+
+#[test]
+fn api_handlers_go_through_the_service_not_the_store() {
+    let api = src().join("api");
+    for file in sources(&api) {
+        let text = code(&file);
+        for reach in [".store()", "&Store", "Arc<Store>", "Store::"] {
+            assert!(
+                !text.contains(reach),
+                "{} reaches into the store ({reach}); add a service method",
+                file.display()
+            );
+        }
+    }
+}

@@ -97,8 +97,7 @@ fn actions(p: &Principal, c: &Case) -> Vec<&'static str> {
 
 fn view(svc: &Service, p: &Principal, case: Case) -> Result<CaseView, ApiError> {
     let decisions = svc
-        .store()
-        .history_of(&case.id, case.event_count)?
+        .history(&case)?
         .into_iter()
         .filter_map(|e| match e.what {
             EventBody::Decision(r) => Some(DecisionSummary::of(&r)),
@@ -114,7 +113,7 @@ fn view(svc: &Service, p: &Principal, case: Case) -> Result<CaseView, ApiError> 
 
 /// Reads a case the principal may see; any other case is "not found".
 fn visible(svc: &Service, p: &Principal, id: &str) -> Result<Case, ApiError> {
-    match svc.store().get_case(id)? {
+    match svc.find_case(id)? {
         Some(c) if p.can_read(&c) => Ok(c),
         _ => Err(ApiError::NotFound(format!("case {id} does not exist"))),
     }
@@ -159,7 +158,7 @@ async fn history(
 ) -> Result<impl IntoResponse, ApiError> {
     let events: Vec<Event> = blocking(&state, move |svc| {
         let case = visible(svc, &p, &id)?;
-        let mut events = svc.store().history_of(&id, case.event_count)?;
+        let mut events = svc.history(&case)?;
         if p.role != Role::CityAdmin {
             for e in &mut events {
                 if let EventBody::Decision(r) = &mut e.what {
@@ -183,9 +182,9 @@ fn redact_other_districts(svc: &Service, district: &str, r: &mut crate::model::D
     };
     let before = recent.len();
     recent.retain(|rc| {
-        rc["id"].as_str().is_some_and(
-            |id| matches!(svc.store().get_case(id), Ok(Some(c)) if c.district == district),
-        )
+        rc["id"]
+            .as_str()
+            .is_some_and(|id| matches!(svc.find_case(id), Ok(Some(c)) if c.district == district))
     });
     if recent.len() != before {
         input["redacted_recent_cases"] = (before - recent.len()).into();

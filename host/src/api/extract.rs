@@ -32,12 +32,9 @@ impl FromRequestParts<AppState> for Auth {
         let token = token.trim();
         let svc = state.svc.clone();
         let token = token.to_owned();
-        let principal = tokio::task::spawn_blocking(move || {
-            svc.tokens()
-                .authenticate(svc.store(), &token, svc.clock().now())
-        })
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))??;
+        let principal = tokio::task::spawn_blocking(move || svc.authenticate(&token))
+            .await
+            .map_err(|e| ApiError::Internal(e.to_string()))??;
         Ok(Auth(principal))
     }
 }

@@ -321,8 +321,7 @@ fn principal(
     format: Format,
 ) -> Result<Option<crate::auth::Principal>, Error311> {
     key.map(|k| {
-        svc.tokens()
-            .authenticate(svc.store(), k, svc.clock().now())
+        svc.authenticate(k)
             .map_err(|_| err(403, "the api_key is not valid", format))
     })
     .transpose()
@@ -515,7 +514,7 @@ fn query_requests(
             .filter(|s| !s.is_empty())
             .take(MAX_RESULTS)
         {
-            if let Ok(Some(c)) = svc.store().get_case(id) {
+            if let Ok(Some(c)) = svc.find_case(id) {
                 out.push(request_record(&dir, &c, view_of(p, &c)));
             }
         }
@@ -578,8 +577,7 @@ fn query_requests(
     let mut scanned = 0;
     loop {
         let page = svc
-            .store()
-            .list(&filter, cursor.as_deref(), crate::store::MAX_PAGE)
+            .list_cases(&filter, cursor.as_deref(), crate::store::MAX_PAGE)
             .map_err(|e| err(503, e.to_string(), format))?;
         scanned += page.scanned;
         for c in &page.cases {
@@ -619,8 +617,7 @@ async fn one(
     let rec = blocking(&state, move |svc| {
         let dir = svc.directory()?;
         Ok(principal(svc, key.as_deref(), format).map(|p| {
-            svc.store()
-                .get_case(&id)
+            svc.find_case(&id)
                 .ok()
                 .flatten()
                 .map(|c| request_record(&dir, &c, view_of(p.as_ref(), &c)))

@@ -28,15 +28,9 @@ pub(crate) fn routes() -> Vec<Route> {
 }
 
 async fn health(State(state): State<AppState>) -> impl IntoResponse {
-    let ready = blocking(&state, |svc| {
-        Ok(svc
-            .store()
-            .current_directory()
-            .map(|d| d.is_some())
-            .unwrap_or(false))
-    })
-    .await
-    .unwrap_or(false);
+    let ready = blocking(&state, |svc| Ok(svc.is_ready()))
+        .await
+        .unwrap_or(false);
     let sweeper = state.svc.sweep_heartbeat().health();
     let (code, status) = match (ready, sweeper.status) {
         (false, _) => (axum::http::StatusCode::SERVICE_UNAVAILABLE, "starting"),
@@ -51,7 +45,7 @@ async fn health(State(state): State<AppState>) -> impl IntoResponse {
 
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let text = blocking(&state, |svc| {
-        if let Ok(counts) = svc.store().status_counts() {
+        if let Ok(counts) = svc.status_counts() {
             for ((district, status), n) in counts {
                 svc.metrics()
                     .set_cases(&district, status.as_str(), n as i64);

@@ -66,7 +66,7 @@ async fn create(
                 )));
             }
         }
-        let (token, secret) = auth::issue(svc.store(), Some(&p), &new, svc.clock().now())?;
+        let (token, secret) = svc.issue_token(&p, &new)?;
         Ok(serde_json::json!({"token": auth::TokenInfo::from(&token), "secret": secret}))
     })
     .await?;
@@ -87,7 +87,8 @@ async fn list(State(state): State<AppState>, Auth(p): Auth) -> Result<impl IntoR
         return Err(ApiError::Forbidden("only admins list tokens".into()));
     }
     let tokens: Vec<auth::TokenInfo> = blocking(&state, move |svc| {
-        Ok(auth::list(svc.store(), &p)?
+        Ok(svc
+            .list_tokens(&p)?
             .iter()
             .map(auth::TokenInfo::from)
             .collect())
@@ -104,10 +105,7 @@ async fn revoke(
     if !matches!(p.role, Role::CityAdmin | Role::DistrictAdmin) {
         return Err(ApiError::Forbidden("only admins revoke tokens".into()));
     }
-    let found = blocking(&state, move |svc| {
-        Ok(svc.tokens().revoke(svc.store(), &p, &id)?)
-    })
-    .await?;
+    let found = blocking(&state, move |svc| Ok(svc.revoke_token(&p, &id)?)).await?;
     if found {
         Ok(StatusCode::NO_CONTENT)
     } else {

@@ -361,6 +361,73 @@ impl Service {
             .ok_or_else(|| ServiceError::NotFound(id.to_owned()))
     }
 
+    /// A case by id, or none.
+    pub fn find_case(&self, id: &str) -> Result<Option<Case>, ServiceError> {
+        Ok(self.store.get_case(id)?)
+    }
+
+    /// A case's history: the events its stored version counts, oldest first.
+    pub fn history(&self, case: &Case) -> Result<Vec<crate::model::Event>, ServiceError> {
+        Ok(self.store.history_of(&case.id, case.event_count)?)
+    }
+
+    /// One page of cases matching `filter`, newest first, after `cursor`.
+    pub fn list_cases(
+        &self,
+        filter: &crate::store::Filter,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<crate::store::Page, ServiceError> {
+        Ok(self.store.list(filter, cursor, limit)?)
+    }
+
+    /// Open and closed cases per district and status (for `/metrics`).
+    pub fn status_counts(
+        &self,
+    ) -> Result<std::collections::HashMap<(String, CaseStatus), u64>, ServiceError> {
+        Ok(self.store.status_counts()?)
+    }
+
+    /// Whether the service can take cases (a directory is loaded).
+    pub fn is_ready(&self) -> bool {
+        self.store.current_directory().is_ok_and(|d| d.is_some())
+    }
+
+    /// Who a bearer token is, now.
+    pub fn authenticate(
+        &self,
+        bearer: &str,
+    ) -> Result<crate::auth::Principal, crate::auth::AuthError> {
+        self.tokens
+            .authenticate(&self.store, bearer, self.clock.now())
+    }
+
+    /// Issues a token on `issuer`'s authority; returns it and its secret (shown once).
+    pub fn issue_token(
+        &self,
+        issuer: &crate::auth::Principal,
+        new: &crate::auth::NewToken,
+    ) -> Result<(crate::auth::Token, String), crate::auth::AuthError> {
+        crate::auth::issue(&self.store, Some(issuer), new, self.clock.now())
+    }
+
+    /// The tokens `p` may see.
+    pub fn list_tokens(
+        &self,
+        p: &crate::auth::Principal,
+    ) -> Result<Vec<crate::auth::Token>, crate::auth::AuthError> {
+        crate::auth::list(&self.store, p)
+    }
+
+    /// Revokes token `id` on `p`'s authority; false when there is no such token.
+    pub fn revoke_token(
+        &self,
+        p: &crate::auth::Principal,
+        id: &str,
+    ) -> Result<bool, crate::auth::AuthError> {
+        self.tokens.revoke(&self.store, p, id)
+    }
+
     /// Applies a lifecycle action by `actor`. With `expected_version`, a case that changed
     /// since is a conflict; without, the action is retried on a fresh read.
     pub fn act(

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use civic_host::directory::sample_city;
-use civic_host::runtime::{Hook, Input, Limits, Runtime, RuntimeConfig, wit};
-use civic_tests::{case, fixture, fixtures};
+use civic_host::runtime::{Limits, Runtime, RuntimeConfig, wit};
+use civic_tests::{case, fixture, fixtures, route};
 
 fn main() {
     let runtime = Runtime::new(RuntimeConfig::default()).unwrap();
@@ -33,19 +33,7 @@ fn main() {
     });
     let mut walls = Vec::new();
     for _ in 0..20 {
-        let e = runtime
-            .evaluate(
-                &spin,
-                &Input {
-                    hook: Hook::Routing,
-                    case: &c,
-                    now: c.created_at,
-                    recent_cases: &[],
-                    directory: &dir,
-                    timer: None,
-                },
-            )
-            .unwrap_err();
+        let e = route(&runtime, &spin, &c, &dir).unwrap_err();
         assert_eq!(e.failure.code(), "timeout", "{e}");
         walls.push(e.duration);
     }

@@ -16,6 +16,33 @@ pub fn fixture(path: &str) -> Vec<u8> {
 
 use civic_host::runtime::wit;
 
+/// Asks `plugin` to route `case` as at its creation (no recent cases, no timer): the one
+/// routing call the runtime tests and benchmarks make. (Its error is the runtime's own
+/// `PluginError`, large by design: it says which plug-in failed and how.)
+#[allow(clippy::result_large_err)]
+pub fn route(
+    runtime: &civic_host::runtime::Runtime,
+    plugin: &civic_host::runtime::Plugin,
+    case: &wit::Case,
+    directory: &std::sync::Arc<civic_host::directory::Directory>,
+) -> Result<civic_host::runtime::Evaluation<wit::RoutingDecision>, civic_host::runtime::PluginError>
+{
+    let input = civic_host::runtime::Input {
+        hook: civic_host::runtime::Hook::Routing,
+        case,
+        now: case.created_at,
+        recent_cases: &[],
+        directory,
+        timer: None,
+    };
+    runtime.evaluate(plugin, &input).map(|e| {
+        e.map(|d| {
+            d.into_routing()
+                .expect("a routing hook answers with a routing decision")
+        })
+    })
+}
+
 /// A case of `district` and `category` located in `grid` (community = the grid's parent),
 /// created 2026-11-30T09:00+08:00 (a Monday).
 pub fn case(district: &str, category: &str, grid: Option<&str>) -> wit::Case {

@@ -9,18 +9,10 @@ use std::time::Duration;
 
 use civic_host::directory::{Directory, sample_city};
 use civic_host::runtime::{
-    Decision, Evaluation, Hook, Input, Limits, MAX_LOG_LINES, Plugin, PluginError, PluginFailure,
-    Runtime, RuntimeConfig, wit,
+    Evaluation, Hook, Limits, MAX_LOG_LINES, Plugin, PluginError, PluginFailure, Runtime,
+    RuntimeConfig, wit,
 };
-use civic_tests::{case, fixture, fixtures};
-
-/// The routing decision of a routing evaluation.
-fn routing_of(e: Evaluation<Decision>) -> Evaluation<wit::RoutingDecision> {
-    e.map(|d| {
-        d.into_routing()
-            .expect("a routing hook answers with a routing decision")
-    })
-}
+use civic_tests::{case, fixture, fixtures, route};
 
 struct World {
     runtime: Runtime,
@@ -69,19 +61,7 @@ impl World {
             grid_admissible: true,
             mediation: None,
         });
-        self.runtime
-            .evaluate(
-                plugin,
-                &Input {
-                    hook: Hook::Routing,
-                    case: &c,
-                    now: c.created_at,
-                    recent_cases: &[],
-                    directory: &self.directory,
-                    timer: None,
-                },
-            )
-            .map(routing_of)
+        route(&self.runtime, plugin, &c, &self.directory)
     }
 
     /// Runs `hostile` while another thread keeps routing with the city default, and
@@ -423,19 +403,7 @@ fn a_burst_beyond_the_instance_pool_waits_instead_of_failing() {
                     mediation: None,
                 });
                 for _ in 0..20 {
-                    let e = runtime
-                        .evaluate(
-                            &city,
-                            &Input {
-                                hook: Hook::Routing,
-                                case: &c,
-                                now: c.created_at,
-                                recent_cases: &[],
-                                directory: &directory,
-                                timer: None,
-                            },
-                        )
-                        .map(routing_of)
+                    let e = route(&runtime, &city, &c, &directory)
                         .expect("more callers than pool slots wait their turn");
                     assert_eq!(e.output.unwrap().lead, "jiyang/yuehe/grid-01");
                 }
@@ -605,19 +573,7 @@ fn a_districts_decisions_run_within_its_share() {
                 mediation: None,
             });
             while done.load(Ordering::SeqCst) < 4 {
-                w.runtime
-                    .evaluate(
-                        &w.city,
-                        &Input {
-                            hook: Hook::Routing,
-                            case: &c,
-                            now: c.created_at,
-                            recent_cases: &[],
-                            directory: &w.directory,
-                            timer: None,
-                        },
-                    )
-                    .map(routing_of)
+                route(&w.runtime, &w.city, &c, &w.directory)
                     .expect("another district decides beside the spinning one");
                 other.fetch_add(1, Ordering::SeqCst);
             }

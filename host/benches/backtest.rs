@@ -10,7 +10,7 @@ use civic_host::clock::ManualClock;
 use civic_host::intake::NewCase;
 use civic_host::runtime::{Hook, Limits};
 use civic_host::service::{Service, ServiceConfig};
-use civic_host::store::Durability;
+use civic_host::store::sled::Durability;
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -25,7 +25,9 @@ fn main() {
         .unwrap_or(20_000);
     let dir = tempfile::tempdir().unwrap();
     let mut config = ServiceConfig::new(dir.path());
-    config.durability = Durability::Unsafe;
+    if let Some(sled) = config.sled_mut() {
+        sled.durability = Durability::Unsafe;
+    }
     let svc = Service::open(&config, Arc::new(ManualClock::new(1_796_000_400_000))).unwrap();
     svc.bootstrap(dir.path()).unwrap();
     let bodies: Vec<serde_json::Value> = include_str!("../../data/sample-cases.jsonl")

@@ -228,7 +228,9 @@ fn main() {
         let mut config = ServiceConfig::new(dir.path());
         // Diagnosis only: LOAD_DURABILITY=unsafe shows what the flushes cost.
         if std::env::var("LOAD_DURABILITY").as_deref() == Ok("unsafe") {
-            config.durability = civic_host::store::Durability::Unsafe;
+            if let Some(sled) = config.sled_mut() {
+                sled.durability = civic_host::store::sled::Durability::Unsafe;
+            }
         }
         let mut svc = Service::open_default(&config).unwrap();
         let token = svc.bootstrap(dir.path()).unwrap().admin_token.unwrap();

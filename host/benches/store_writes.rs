@@ -6,7 +6,8 @@
 use std::time::{Duration, Instant};
 
 use civic_host::model::{Case, Channel, EventBody};
-use civic_host::store::{Change, Durability, Store};
+use civic_host::store::sled::{Durability, SledStore as Store};
+use civic_host::store::{CaseStore, Change};
 
 const RUN: Duration = Duration::from_secs(3);
 

@@ -12,7 +12,8 @@ use std::time::Instant;
 use civic_host::clock::ManualClock;
 use civic_host::model::{Case, CaseStatus, Deadlines, PendingTimer, TimerKind};
 use civic_host::service::{Service, ServiceConfig};
-use civic_host::store::{Change, Durability};
+use civic_host::store::Change;
+use civic_host::store::sled::Durability;
 use civic_host::sweeper::{SWEEP_LIMIT, SWEEP_THREADS};
 use civic_host::timers;
 
@@ -61,7 +62,9 @@ fn main() {
         println!("copied the loaded store from {}", t.display());
     } else {
         let mut config = ServiceConfig::new(dir.path());
-        config.durability = Durability::Unsafe;
+        if let Some(sled) = config.sled_mut() {
+            sled.durability = Durability::Unsafe;
+        }
         let svc = Service::open(&config, clock.clone()).unwrap();
         svc.bootstrap(dir.path()).unwrap();
         let t = Instant::now();
@@ -108,7 +111,9 @@ fn main() {
         .ok()
         .and_then(|s| s.parse::<u64>().ok())
     {
-        config.cache_bytes = mb << 20;
+        if let Some(sled) = config.sled_mut() {
+            sled.cache_bytes = mb << 20;
+        }
     }
     let threads = std::env::var("SWEEP_THREADS")
         .ok()
@@ -116,9 +121,9 @@ fn main() {
         .unwrap_or(SWEEP_THREADS);
     println!(
         "sled page cache {} MiB, {threads} sweep threads",
-        config.cache_bytes >> 20
+        config.sled_mut().map_or(0, |s| s.cache_bytes >> 20)
     );
-    let cache_bytes = config.cache_bytes;
+    let cache_bytes = config.sled_mut().map_or(0, |s| s.cache_bytes);
     let svc = Service::open(&config, clock.clone()).unwrap();
     let t = Instant::now();
     let empty = timers::sweep(&svc, T0, SWEEP_LIMIT, threads).unwrap();

@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::model::{Case, Millis};
-use crate::store::{Store, StoreError};
+use crate::store::{CaseStore, StoreError};
 
 const TOKENS: &str = "tokens";
 
@@ -167,7 +167,7 @@ pub struct NewToken {
 
 /// Issues a token; returns it and the full token string, shown once.
 pub fn issue(
-    store: &Store,
+    store: &dyn CaseStore,
     issuer: Option<&Principal>,
     new: &NewToken,
     now: Millis,
@@ -242,7 +242,7 @@ impl Tokens {
     /// The principal a bearer token string stands for at `now`.
     pub fn authenticate(
         &self,
-        store: &Store,
+        store: &dyn CaseStore,
         bearer: &str,
         now: Millis,
     ) -> Result<Principal, AuthError> {
@@ -266,14 +266,19 @@ impl Tokens {
     }
 
     /// Revokes a token the principal manages; a token it may not see is "not found".
-    pub fn revoke(&self, store: &Store, p: &Principal, id: &str) -> Result<bool, AuthError> {
+    pub fn revoke(
+        &self,
+        store: &dyn CaseStore,
+        p: &Principal,
+        id: &str,
+    ) -> Result<bool, AuthError> {
         let found = revoke(store, p, id)?;
         self.cache.write().remove(id);
         Ok(found)
     }
 }
 
-fn authenticate_stored(store: &Store, id: &str) -> Result<Token, AuthError> {
+fn authenticate_stored(store: &dyn CaseStore, id: &str) -> Result<Token, AuthError> {
     let bytes = store
         .record_get(TOKENS, id)?
         .ok_or(AuthError::Unauthenticated)?;
@@ -302,12 +307,16 @@ fn check(token: &Token, secret: &str, now: Millis) -> Result<Principal, AuthErro
 }
 
 /// The principal a bearer token string stands for at `now`, read from the store.
-pub fn authenticate(store: &Store, bearer: &str, now: Millis) -> Result<Principal, AuthError> {
+pub fn authenticate(
+    store: &dyn CaseStore,
+    bearer: &str,
+    now: Millis,
+) -> Result<Principal, AuthError> {
     Tokens::default().authenticate(store, bearer, now)
 }
 
 /// Tokens the principal may see (its district's, or all for a city admin).
-pub fn list(store: &Store, p: &Principal) -> Result<Vec<Token>, AuthError> {
+pub fn list(store: &dyn CaseStore, p: &Principal) -> Result<Vec<Token>, AuthError> {
     Ok(all(store)?
         .into_iter()
         .filter(|t| {
@@ -316,7 +325,7 @@ pub fn list(store: &Store, p: &Principal) -> Result<Vec<Token>, AuthError> {
         .collect())
 }
 
-fn all(store: &Store) -> Result<Vec<Token>, AuthError> {
+fn all(store: &dyn CaseStore) -> Result<Vec<Token>, AuthError> {
     Ok(store
         .record_scan(TOKENS, "")?
         .into_iter()
@@ -325,7 +334,7 @@ fn all(store: &Store) -> Result<Vec<Token>, AuthError> {
 }
 
 /// Revokes a token in the store (callers holding a [`Tokens`] cache use [`Tokens::revoke`]).
-fn revoke(store: &Store, p: &Principal, id: &str) -> Result<bool, AuthError> {
+fn revoke(store: &dyn CaseStore, p: &Principal, id: &str) -> Result<bool, AuthError> {
     let visible = list(store, p)?.into_iter().any(|t| t.id == id);
     if !visible {
         return Ok(false);
@@ -337,7 +346,7 @@ fn revoke(store: &Store, p: &Principal, id: &str) -> Result<bool, AuthError> {
     if admins.len() == 1 && admins[0].id == id {
         return Err(AuthError::LastAdmin);
     }
-    store.record_update(TOKENS, id, |cur| {
+    crate::store::update_record(store, TOKENS, id, |cur| {
         let mut t: Token = match cur {
             Some(b) => serde_json::from_slice(b).map_err(|e| StoreError::Corrupt {
                 key: id.into(),
@@ -352,7 +361,7 @@ fn revoke(store: &Store, p: &Principal, id: &str) -> Result<bool, AuthError> {
 }
 
 /// Whether any token exists (first start creates the admin token).
-pub fn any(store: &Store) -> Result<bool, AuthError> {
+pub fn any(store: &dyn CaseStore) -> Result<bool, AuthError> {
     Ok(!store.record_scan(TOKENS, "")?.is_empty())
 }
 

@@ -229,7 +229,9 @@ pub fn run(
         ..Filter::default()
     };
     svc.store()
-        .for_each_case(&filter, |c| ids.push((c.id, c.event_count)))?;
+        .for_each_case(&filter, &mut |c: crate::model::Case| {
+            ids.push((c.id, c.event_count))
+        })?;
     let in_range = ids.len();
     ids.truncate(budget.max_cases);
     let sample_size = req.sample.unwrap_or(20).min(200);
@@ -258,7 +260,7 @@ pub fn run(
                         let Ok(input) = rec.input.parse::<RecordedInput>() else {
                             continue;
                         };
-                        let dir = svc.store().directory(rec.directory_version)?;
+                        let dir = svc.directory_version(rec.directory_version)?;
                         let a = evaluate(svc, &active, hook, &input, &dir);
                         let c = evaluate(svc, &candidate, hook, &input, &dir);
                         out.push((id.clone(), a, c));

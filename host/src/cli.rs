@@ -70,15 +70,22 @@ enum Command {
     /// Operator commands on a store this machine holds (the server must be stopped).
     #[command(subcommand)]
     Admin(AdminCommand),
+    /// Move a whole store between engines, or check one (`civic store export | civic store
+    /// import`).
+    #[command(subcommand)]
+    Store(StoreCommand),
     /// Run the server (an empty store gets the sample city and the bundled plug-ins).
     Serve {
-        /// Data directory (store, compiled-plug-in cache, admin token).
+        /// Data directory (compiled-plug-in cache, admin token, and the sled store unless
+        /// --store says otherwise).
         #[arg(long, default_value = "./civic-data", env = "CIVIC_DATA")]
         data: PathBuf,
+        #[command(flatten)]
+        store: StoreArg,
         /// Address to listen on.
         #[arg(long, default_value = "127.0.0.1:8080", env = "CIVIC_LISTEN")]
         listen: SocketAddr,
-        /// Store page cache in MiB; size it to hold the open cases (see BENCHMARKS.md).
+        /// sled's page cache in MiB; size it to hold the open cases (see BENCHMARKS.md).
         #[arg(long, default_value_t = 1024, env = "CIVIC_CACHE_MB", value_parser = clap::value_parser!(u64).range(16..=1 << 20))]
         cache_mb: u64,
         /// How often the background sweeper fires due timers, in milliseconds.
@@ -91,6 +98,170 @@ enum Command {
     },
 }
 
+/// Which store: `--store sled:DIR` or `--store postgres://…`; without it, the sled store
+/// in the data directory.
+#[derive(clap::Args, Debug, Clone)]
+struct StoreArg {
+    /// The case store: `sled:DIR` (embedded, the default: sled:DATA/store) or
+    /// `postgres://user:password@host:port/database` (PostgreSQL, CockroachDB, YugabyteDB).
+    #[arg(long = "store", env = "CIVIC_STORE", hide_env_values = true)]
+    store: Option<crate::store::StoreConfig>,
+}
+
+impl StoreArg {
+    /// The store named, or the sled store under `data`.
+    fn config(&self, data: &std::path::Path) -> crate::store::StoreConfig {
+        self.store.clone().unwrap_or_else(|| {
+            crate::store::StoreConfig::Sled(crate::store::sled::SledConfig::new(data.join("store")))
+        })
+    }
+}
+
+#[derive(Subcommand, Debug)]
+enum StoreCommand {
+    /// Write the whole store as JSON Lines (to standard output, or --out), with a progress
+    /// bar on standard error. Stop writers first for an export of one moment.
+    Export {
+        /// Data directory whose sled store to export (when --store is not given).
+        #[arg(long, default_value = "./civic-data", env = "CIVIC_DATA")]
+        data: PathBuf,
+        #[command(flatten)]
+        store: StoreArg,
+        /// Write here instead of standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Read an export (from standard input, or --file) into a store that holds no cases,
+    /// then check it.
+    Import {
+        /// Data directory whose sled store to import into (when --store is not given).
+        #[arg(long, default_value = "./civic-data", env = "CIVIC_DATA")]
+        data: PathBuf,
+        #[command(flatten)]
+        store: StoreArg,
+        /// Read this file instead of standard input.
+        #[arg(long)]
+        file: Option<PathBuf>,
+    },
+    /// Check that every case has its events and its indexes; prints the report as JSON.
+    Check {
+        /// Data directory whose sled store to check (when --store is not given).
+        #[arg(long, default_value = "./civic-data", env = "CIVIC_DATA")]
+        data: PathBuf,
+        #[command(flatten)]
+        store: StoreArg,
+    },
+}
+
+/// A progress bar on standard error, hidden when it is not a terminal.
+fn progress_bar(total: Option<u64>, what: &'static str) -> indicatif::ProgressBar {
+    let bar = match total {
+        Some(n) => indicatif::ProgressBar::new(n),
+        None => indicatif::ProgressBar::no_length(),
+    };
+    bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+    if let Ok(style) = indicatif::ProgressStyle::with_template(&format!(
+        "{{elapsed_precise}} {{bar:40}} {{pos}}/{{len}} {what}"
+    )) {
+        bar.set_style(style);
+    }
+    bar
+}
+
+fn store_command(cmd: StoreCommand) -> anyhow::Result<()> {
+    use crate::store::backup;
+    match cmd {
+        StoreCommand::Export { data, store, out } => {
+            let config = store.config(&data);
+            let s = config
+                .open()
+                .with_context(|| format!("opening {}", config.describe()))?;
+            let bar = progress_bar(Some(s.case_count()?), "cases");
+            let moved = match out {
+                Some(path) => {
+                    let file = std::fs::File::create(&path)
+                        .with_context(|| format!("creating {}", path.display()))?;
+                    backup::export(&*s, std::io::BufWriter::new(file), &|n| bar.set_position(n))?
+                }
+                None => backup::export(
+                    &*s,
+                    std::io::BufWriter::new(std::io::stdout().lock()),
+                    &|n| bar.set_position(n),
+                )?,
+            };
+            bar.finish_and_clear();
+            eprintln!(
+                "exported {} cases and {} events from {} ({} lines)",
+                moved.cases,
+                moved.events,
+                config.describe(),
+                moved.lines
+            );
+            Ok(())
+        }
+        StoreCommand::Import { data, store, file } => {
+            let config = store.config(&data);
+            if let crate::store::StoreConfig::Sled(c) = &config
+                && let Some(parent) = c.path.parent()
+            {
+                std::fs::create_dir_all(parent)
+                    .with_context(|| format!("creating {}", parent.display()))?;
+            }
+            let s = config
+                .open()
+                .with_context(|| format!("opening {}", config.describe()))?;
+            let bar = progress_bar(None, "lines");
+            let moved = match file {
+                Some(path) => {
+                    let f = std::fs::File::open(&path)
+                        .with_context(|| format!("opening {}", path.display()))?;
+                    backup::import(&*s, std::io::BufReader::new(f), &|n| bar.set_position(n))?
+                }
+                None => backup::import(&*s, std::io::stdin().lock(), &|n| bar.set_position(n))?,
+            };
+            bar.finish_and_clear();
+            let report = s.check_consistency()?;
+            eprintln!(
+                "imported {} cases and {} events into {}; consistency: {} cases, {} events, {} problems",
+                moved.cases,
+                moved.events,
+                config.describe(),
+                report.cases,
+                report.events,
+                report.problems.len()
+            );
+            if !report.problems.is_empty() {
+                anyhow::bail!(
+                    "the imported store is not consistent: {}",
+                    report.problems.join("; ")
+                );
+            }
+            Ok(())
+        }
+        StoreCommand::Check { data, store } => {
+            let config = store.config(&data);
+            let s = config
+                .open()
+                .with_context(|| format!("opening {}", config.describe()))?;
+            let r = s.check_consistency()?;
+            println!(
+                "{}",
+                serde_json::json!({
+                    "store": config.describe(),
+                    "cases": r.cases,
+                    "events": r.events,
+                    "index_entries": r.index_entries,
+                    "problems": r.problems,
+                })
+            );
+            if !r.problems.is_empty() {
+                anyhow::bail!("{} problems found", r.problems.len());
+            }
+            Ok(())
+        }
+    }
+}
+
 #[derive(Subcommand, Debug)]
 enum AdminCommand {
     /// Issue a city admin token straight into the store, for an operator locked out of the
@@ -99,6 +270,8 @@ enum AdminCommand {
         /// Data directory of the store.
         #[arg(long, default_value = "./civic-data", env = "CIVIC_DATA")]
         data: PathBuf,
+        #[command(flatten)]
+        store: StoreArg,
         /// A label for the token.
         #[arg(long, default_value = "operator recovery")]
         name: String,
@@ -110,22 +283,28 @@ enum AdminCommand {
 
 fn admin(cmd: AdminCommand) -> anyhow::Result<()> {
     match cmd {
-        AdminCommand::Token { data, name, days } => {
-            let path = data.join("store");
-            if !path.exists() {
+        AdminCommand::Token {
+            data,
+            store,
+            name,
+            days,
+        } => {
+            let config = store.config(&data);
+            if let crate::store::StoreConfig::Sled(c) = &config
+                && !c.path.exists()
+            {
                 anyhow::bail!(
                     "{} holds no store; start `civic serve --data {}` once to create one",
                     data.display(),
                     data.display()
                 );
             }
-            let store = crate::store::Store::open(&path, crate::store::Durability::GroupCommit)
-                .with_context(|| {
-                    format!(
-                        "opening the store at {} (stop the server using it first)",
-                        path.display()
-                    )
-                })?;
+            let store = config.open().with_context(|| {
+                format!(
+                    "opening the store at {} (stop the server using it first)",
+                    config.describe()
+                )
+            })?;
             let new = crate::auth::NewToken {
                 name,
                 role: crate::auth::Role::CityAdmin,
@@ -134,7 +313,7 @@ fn admin(cmd: AdminCommand) -> anyhow::Result<()> {
                 expires_in_days: Some(days),
             };
             let now = crate::clock::Clock::now(&crate::clock::SystemClock);
-            let (token, secret) = crate::auth::issue(&store, None, &new, now)?;
+            let (token, secret) = crate::auth::issue(&*store, None, &new, now)?;
             eprintln!("issued city admin token {} ({})", token.id, token.name);
             println!("{secret}");
             Ok(())
@@ -154,11 +333,13 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve {
             data,
+            store,
             listen,
             cache_mb,
             sweep_ms,
             calendar,
         } => serve(Serve {
+            store: store.config(&data),
             data,
             listen,
             cache_mb,
@@ -167,6 +348,7 @@ pub fn main() -> ExitCode {
         }),
         Command::Plugin(cmd) => crate::author::run(cmd),
         Command::Admin(cmd) => admin(cmd),
+        Command::Store(cmd) => store_command(cmd),
         Command::Replay {
             case,
             server,
@@ -225,6 +407,7 @@ async fn shutdown_signal() {
 /// `civic serve`'s options.
 struct Serve {
     data: PathBuf,
+    store: crate::store::StoreConfig,
     listen: SocketAddr,
     cache_mb: u64,
     sweep_every: Duration,
@@ -234,16 +417,25 @@ struct Serve {
 fn serve(opts: Serve) -> anyhow::Result<()> {
     let Serve {
         data,
+        store,
         listen,
         cache_mb,
         sweep_every,
         calendar,
     } = opts;
     let mut config = ServiceConfig::new(&data);
-    config.cache_bytes = cache_mb << 20;
+    config.store = store;
+    if let Some(sled) = config.sled_mut() {
+        sled.cache_bytes = cache_mb << 20;
+    }
     config.calendar_file = calendar;
-    let svc = Service::open_default(&config)
-        .with_context(|| format!("opening the data directory {}", data.display()))?;
+    let svc = Service::open_default(&config).with_context(|| {
+        format!(
+            "opening the data directory {} and the store {}",
+            data.display(),
+            config.store.describe()
+        )
+    })?;
     let boot = svc.bootstrap(&data).context("setting up the sample city")?;
     for d in &boot.deployed {
         tracing::info!(slot = %d, "deployed bundled plug-in");

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::Millis;
 use crate::runtime::{Hook, Limits, Plugin, PluginError, Runtime};
-use crate::store::{Store, StoreError};
+use crate::store::{CaseStore, StoreError, update_record};
 
 /// The scope of the city default plug-ins.
 pub const CITY: &str = "city";
@@ -398,7 +398,7 @@ type SlotKey = (String, Hook);
 
 /// The plug-in registry.
 pub struct Registry {
-    store: Arc<Store>,
+    store: Arc<dyn CaseStore>,
     runtime: Arc<Runtime>,
     active: RwLock<HashMap<SlotKey, Arc<Active>>>,
     shadows: RwLock<HashMap<SlotKey, Arc<Shadow>>>,
@@ -434,7 +434,7 @@ fn parse<T: for<'de> Deserialize<'de>>(what: &str, b: &[u8]) -> Result<T, StoreE
 impl Registry {
     /// A registry over `store`, loading every active version into `runtime`.
     pub fn open(
-        store: Arc<Store>,
+        store: Arc<dyn CaseStore>,
         runtime: Arc<Runtime>,
         suspend_after: u32,
         quota: Quota,
@@ -958,16 +958,19 @@ impl Registry {
         hook: Hook,
         f: impl Fn(&mut SlotRecord),
     ) -> Result<SlotRecord, RegistryError> {
-        Ok(self
-            .store
-            .record_update(SLOTS, &slot_key(district, hook), |cur| {
+        Ok(update_record(
+            &*self.store,
+            SLOTS,
+            &slot_key(district, hook),
+            |cur| {
                 let mut s: SlotRecord = cur
                     .map(|b| parse("slot", b))
                     .transpose()?
                     .unwrap_or_default();
                 f(&mut s);
                 Ok((Some(json(&s)), s))
-            })?)
+            },
+        )?)
     }
 
     /// The city default for a hook.
@@ -989,31 +992,29 @@ impl Registry {
             active.record.hook,
             active.record.version.clone(),
         );
-        let next = self
-            .store
-            .record_update(SLOTS, &slot_key(&district, hook), |cur| {
-                let mut s: SlotRecord = cur
-                    .map(|b| parse("slot", b))
-                    .transpose()?
-                    .unwrap_or_default();
-                if s.active.as_deref() != Some(version.as_str()) {
-                    return Ok((cur.map(<[u8]>::to_vec), None));
-                }
-                s.active = s.previous.pop();
-                s.suspended.push(version.clone());
-                let detail = format!(
-                    "{why}; now active: {}",
-                    s.active.as_deref().unwrap_or("the city default")
-                );
-                s.history.push(SlotEvent::new(
-                    now,
-                    "system",
-                    "suspended",
-                    version.clone(),
-                    detail,
-                ));
-                Ok((Some(json(&s)), Some(s.active.clone())))
-            });
+        let next = update_record(&*self.store, SLOTS, &slot_key(&district, hook), |cur| {
+            let mut s: SlotRecord = cur
+                .map(|b| parse("slot", b))
+                .transpose()?
+                .unwrap_or_default();
+            if s.active.as_deref() != Some(version.as_str()) {
+                return Ok((cur.map(<[u8]>::to_vec), None));
+            }
+            s.active = s.previous.pop();
+            s.suspended.push(version.clone());
+            let detail = format!(
+                "{why}; now active: {}",
+                s.active.as_deref().unwrap_or("the city default")
+            );
+            s.history.push(SlotEvent::new(
+                now,
+                "system",
+                "suspended",
+                version.clone(),
+                detail,
+            ));
+            Ok((Some(json(&s)), Some(s.active.clone())))
+        });
         let Ok(Some(next)) = next else { return false };
         let mut map = self.active.write();
         let key = (district.clone(), hook);

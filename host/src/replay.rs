@@ -68,7 +68,7 @@ pub fn replay_decision(
 ) -> Result<Replayed, ServiceError> {
     let hook = rec.hook;
     let plugin = svc.registry().plugin_by_version(&rec.plugin.version)?;
-    let directory = svc.store().directory(rec.directory_version)?;
+    let directory = svc.directory_version(rec.directory_version)?;
     let input: RecordedInput = rec.input.parse().map_err(|e| {
         ServiceError::Invalid(format!("decision {seq} has an unreadable input: {e}"))
     })?;

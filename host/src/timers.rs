@@ -17,7 +17,7 @@ use crate::lifecycle;
 use crate::model::{Case, CaseStatus, EventBody, Light, Millis, PendingTimer, TimerKind, Urgency};
 use crate::runtime::{Hook, wit};
 use crate::service::{Service, ServiceError};
-use crate::store::{Change, DueTimer, Staged, StoreError};
+use crate::store::{Change, DueTimer, StoreError, Versioned};
 
 /// What one sweep did.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -43,7 +43,7 @@ pub struct SweepReport {
 /// makes all of it durable with one flush.
 ///
 /// Each thread reads, decides and writes its share of the firings one by one. A firing is
-/// written as single operations (see [`crate::store::Store::write_staged`]), not as a sled
+/// written as single operations (see [`crate::store::CaseStore::write`]), not as a sled
 /// batch, because sled applies a batch under a lock that stops every reader: with batches,
 /// one thread's write stopped the other's reading. Each case is written only if it is still
 /// as it was when its timer was decided; a case changed meanwhile (a handler signed it,
@@ -229,8 +229,8 @@ fn contain<T>(t: &DueTimer, f: impl FnOnce() -> T) -> Result<T, Panicked> {
 
 /// Writes one decided firing: `false` if its case changed since it was decided (nothing
 /// was written).
-fn write_firing(svc: &Service, staged: Staged) -> Result<bool, ServiceError> {
-    let mut written = svc.store().write_staged(vec![staged])?;
+fn write_firing(svc: &Service, staged: Versioned) -> Result<bool, ServiceError> {
+    let mut written = svc.store().write(vec![staged])?;
     match written.pop().expect("one result per write") {
         Ok(_) => Ok(true),
         Err(StoreError::Conflict { .. }) => Ok(false),
@@ -238,7 +238,7 @@ fn write_firing(svc: &Service, staged: Staged) -> Result<bool, ServiceError> {
     }
 }
 
-/// A decided timer and what it did; its write travels beside it as a [`Staged`].
+/// A decided timer and what it did; its write travels beside it as a [`Versioned`] write.
 struct Firing {
     actions: usize,
     failed: bool,
@@ -291,7 +291,7 @@ fn prepare(
     dir: &Arc<Directory>,
     t: &DueTimer,
     now: Millis,
-) -> Result<Option<(Firing, Staged)>, ServiceError> {
+) -> Result<Option<(Firing, Versioned)>, ServiceError> {
     #[cfg(test)]
     tests::panic_point(svc, &t.case_id);
     let Some(case) = svc.store().get_case(&t.case_id)? else {
@@ -381,7 +381,10 @@ fn prepare(
             },
         ));
     }
-    let staged = svc.store().stage(&case, Change { case: c, events })?;
+    let staged = Versioned {
+        expected: case.version,
+        change: Change { case: c, events },
+    };
     Ok(Some((
         Firing {
             actions: actions.len(),
@@ -485,25 +488,26 @@ pub fn board(
         district: Some(district.to_owned()),
         ..Default::default()
     };
-    svc.store().for_each_case(&filter, |c| {
-        if let Some(l) = c.alert(now) {
-            if only_red && l != Light::Red {
-                return;
+    svc.store()
+        .for_each_case(&filter, &mut |c: crate::model::Case| {
+            if let Some(l) = c.alert(now) {
+                if only_red && l != Light::Red {
+                    return;
+                }
+                out.push(Flagged {
+                    working_days_overdue: c
+                        .deadlines
+                        .resolution
+                        .map(|r| svc.calendar().working_days_between(r, now))
+                        .unwrap_or(0),
+                    light: l,
+                    status: c.status,
+                    resolution: c.deadlines.resolution,
+                    handler: c.handler,
+                    id: c.id,
+                });
             }
-            out.push(Flagged {
-                working_days_overdue: c
-                    .deadlines
-                    .resolution
-                    .map(|r| svc.calendar().working_days_between(r, now))
-                    .unwrap_or(0),
-                light: l,
-                status: c.status,
-                resolution: c.deadlines.resolution,
-                handler: c.handler,
-                id: c.id,
-            });
-        }
-    })?;
+        })?;
     out.sort_by(|a, b| {
         (b.light == Light::Red)
             .cmp(&(a.light == Light::Red))

@@ -127,13 +127,14 @@ pub fn page(
                     .ok_or_else(|| BoardError::Cursor(c.to_owned()))?,
             };
             let mut lit: Vec<(Light, Millis, Case)> = Vec::new();
-            svc.store().for_each_case(filter, |c| {
-                if let Some(l) = c.light(now)
-                    && keep(&c)
-                {
-                    lit.push((l, c.deadlines.resolution.unwrap_or(Millis::MAX), c));
-                }
-            })?;
+            svc.store()
+                .for_each_case(filter, &mut |c: crate::model::Case| {
+                    if let Some(l) = c.light(now)
+                        && keep(&c)
+                    {
+                        lit.push((l, c.deadlines.resolution.unwrap_or(Millis::MAX), c));
+                    }
+                })?;
             lit.sort_by(|a, b| (a.0, a.1, &a.2.id).cmp(&(b.0, b.1, &b.2.id)));
             let total = lit.len();
             let cases: Vec<BoardCase> = lit
@@ -207,22 +208,23 @@ pub fn overview(svc: &Service, district: &str, days: u32) -> Result<Overview, Bo
         ..Filter::default()
     };
     let mut touched = Vec::new();
-    svc.store().for_each_case(&filter, |c| {
-        if c.is_open() {
-            *out.open_by_status
-                .entry(c.status.as_str().to_owned())
-                .or_default() += 1;
-            *out.open_by_unit
-                .entry(c.handler.clone().unwrap_or_else(|| "unassigned".into()))
-                .or_default() += 1;
-            if let Some(l) = c.light(now) {
-                *out.lights.entry(l.as_str().to_owned()).or_default() += 1;
+    svc.store()
+        .for_each_case(&filter, &mut |c: crate::model::Case| {
+            if c.is_open() {
+                *out.open_by_status
+                    .entry(c.status.as_str().to_owned())
+                    .or_default() += 1;
+                *out.open_by_unit
+                    .entry(c.handler.clone().unwrap_or_else(|| "unassigned".into()))
+                    .or_default() += 1;
+                if let Some(l) = c.light(now) {
+                    *out.lights.entry(l.as_str().to_owned()).or_default() += 1;
+                }
             }
-        }
-        if c.updated_at >= since {
-            touched.push(c.id);
-        }
-    })?;
+            if c.updated_at >= since {
+                touched.push(c.id);
+            }
+        })?;
     for id in touched {
         for e in svc.store().history(&id)? {
             if e.at < since {

@@ -13,7 +13,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use civic_host::lifecycle::{self, Action};
 use civic_host::model::{Case, Deadlines, EventBody, PendingTimer, TimerKind};
-use civic_host::store::{Change, Durability, Store};
+use civic_host::store::sled::{Durability, SledStore as Store};
+use civic_host::store::{CaseStore, Change, Versioned};
 
 const CHILD_ENV: &str = "CIVIC_CRASH_CHILD";
 
@@ -61,7 +62,7 @@ fn crash_child() {
                         },
                     ] {
                         let c = store
-                            .update_case(&id, Some(version), |c| {
+                            .update_case(&id, Some(version), &|c| {
                                 Ok(Change {
                                     case: lifecycle::apply(c, &action, 1)?,
                                     events: vec![],
@@ -82,24 +83,22 @@ fn crash_child() {
                         kind: TimerKind::SignOff,
                         due_at: 1_796_000_600_000 + i,
                     }];
-                    let staged = store
-                        .stage(
-                            &old,
-                            Change {
-                                case: next,
-                                events: vec![(
-                                    1_796_000_500_000 + i,
-                                    "system".into(),
-                                    EventBody::Escalation {
-                                        timer: TimerKind::SignOff,
-                                        action: "move-to".into(),
-                                        detail: "jiyang/yuehe".into(),
-                                    },
-                                )],
-                            },
-                        )
-                        .unwrap();
-                    let written = store.write_staged(vec![staged]).unwrap();
+                    let staged = Versioned {
+                        expected: old.version,
+                        change: Change {
+                            case: next,
+                            events: vec![(
+                                1_796_000_500_000 + i,
+                                "system".into(),
+                                EventBody::Escalation {
+                                    timer: TimerKind::SignOff,
+                                    action: "move-to".into(),
+                                    detail: "jiyang/yuehe".into(),
+                                },
+                            )],
+                        },
+                    };
+                    let written = store.write(vec![staged]).unwrap();
                     let c = written.into_iter().next().unwrap().unwrap();
                     store.sync().unwrap();
                     writeln!(out.lock().unwrap(), "ACK {id} {}", c.version).unwrap();

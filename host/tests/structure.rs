@@ -149,3 +149,47 @@ fn api_handlers_go_through_the_service_not_the_store() {
         }
     }
 }
+
+/// Inside the store, each engine alone names its database's crate: the contract, backup and
+/// the other engine speak only the trait.
+#[test]
+fn each_engine_alone_touches_its_database() {
+    let store = src().join("store");
+    let engines: [(&str, &[&str]); 2] = [
+        (
+            "sled",
+            &[
+                "sled::Db",
+                "sled::Tree",
+                "sled::Batch",
+                "sled::Config",
+                "sled::Error",
+                "sled::IVec",
+                "sled::Mode",
+                "sled::Result",
+                "sled::transaction",
+            ],
+        ),
+        ("postgres", &["tokio_postgres", "deadpool_postgres"]),
+    ];
+    for file in sources(&store) {
+        let rel = file
+            .strip_prefix(&store)
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        let text = code(&file);
+        for (engine, names) in engines {
+            let mine = rel == format!("{engine}.rs") || rel.starts_with(&format!("{engine}/"));
+            for name in names {
+                assert!(
+                    mine || !text.contains(name),
+                    "store/{rel} names {name}, which only the {engine} engine may"
+                );
+            }
+        }
+    }
+    // The check sees through to the engines' own files.
+    assert!(code(&store.join("postgres.rs")).contains("tokio_postgres"));
+    assert!(code(&store.join("sled/mod.rs")).contains("sled::Tree"));
+}

@@ -30,6 +30,10 @@ pub struct Postgres {
     dir: tempfile::TempDir,
 }
 
+/// The shared cluster, for the exit handler to stop.
+static CLEANUP: std::sync::atomic::AtomicPtr<Postgres> =
+    std::sync::atomic::AtomicPtr::new(std::ptr::null_mut());
+
 /// The uid and gid the cluster runs as: ours, or `nobody`'s when we are root.
 fn run_as() -> Option<(u32, u32)> {
     // SAFETY: geteuid has no preconditions.
@@ -182,6 +186,76 @@ impl Postgres {
             "postgres://{}@127.0.0.1:{}/{db}?sslmode=disable",
             self.user, self.port
         )
+    }
+
+    /// Creates an empty database with a name never used before in this cluster and
+    /// returns its connection string.
+    pub fn fresh_database(&self) -> String {
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let name = format!(
+            "civic_{}_{}",
+            std::process::id(),
+            NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        );
+        let out = command(&bin_dir(), "createdb", None)
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                &self.user,
+            ])
+            .arg(&name)
+            .output()
+            .expect("createdb runs");
+        assert!(
+            out.status.success(),
+            "createdb {name} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        self.url(&name)
+    }
+
+    /// One cluster for the whole test binary, started on first use and stopped (process
+    /// group killed, folder removed) when the binary exits, whether its tests passed or
+    /// failed: the test harness ends with `exit`, which runs `atexit` handlers.
+    pub fn shared() -> &'static Postgres {
+        static SHARED: std::sync::OnceLock<&'static Postgres> = std::sync::OnceLock::new();
+        SHARED.get_or_init(|| {
+            let pg: &'static mut Postgres = Box::leak(Box::new(Postgres::start()));
+            let ptr: *mut Postgres = pg;
+            CLEANUP.store(ptr, std::sync::atomic::Ordering::SeqCst);
+            extern "C" fn stop_shared() {
+                let ptr = CLEANUP.swap(std::ptr::null_mut(), std::sync::atomic::Ordering::SeqCst);
+                if !ptr.is_null() {
+                    // SAFETY: the pointer came from Box::leak above and is taken once (swap);
+                    // nothing uses the cluster after exit began.
+                    drop(unsafe { Box::from_raw(ptr) });
+                }
+            }
+            // SAFETY: registering a plain extern "C" function with no arguments.
+            unsafe {
+                libc::atexit(stop_shared);
+            }
+            // SAFETY: the cluster lives until exit; the handler runs only then.
+            unsafe { &*ptr }
+        })
+    }
+
+    /// Stops the server at once, as a crash or a lost machine would (`pg_ctl -m immediate`).
+    pub fn stop_immediately(&self) {
+        let out = command(&bin_dir(), "pg_ctl", run_as())
+            .arg("-D")
+            .arg(self.dir.path().join("data"))
+            .args(["-m", "immediate", "-w", "stop"])
+            .output()
+            .expect("pg_ctl runs");
+        assert!(
+            out.status.success(),
+            "pg_ctl stop failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     /// The postmaster's process id.

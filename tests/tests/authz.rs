@@ -620,9 +620,9 @@ async fn tokens_expire_list_without_hashes_and_the_last_admin_stays() {
     );
     assert_eq!(s.get("/v1/me", &short).await.status, 200);
     // Past its expiry it authenticates nothing.
-    let stored = civic_host::auth::authenticate(s.svc.store(), &short, expires);
+    let stored = civic_host::auth::authenticate(&**s.svc.store(), &short, expires);
     assert!(stored.is_err(), "expired at its expiry time");
-    assert!(civic_host::auth::authenticate(s.svc.store(), &short, expires - 1).is_ok());
+    assert!(civic_host::auth::authenticate(&**s.svc.store(), &short, expires - 1).is_ok());
     let r = s
         .json("POST", "/v1/tokens", &admin, json!({"name": "x", "role": "dispatcher", "district": "jiyang", "expires_in_days": 99999}))
         .await;

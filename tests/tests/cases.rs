@@ -338,7 +338,7 @@ async fn listing_filters_and_paginates() {
 #[tokio::test]
 async fn bad_input_gets_the_right_status_and_changes_nothing() {
     let s = TestServer::start();
-    let count = || s.svc.store().case_count();
+    let count = || s.svc.store().case_count().unwrap();
     let start = count();
     let cases = [
         (Some("application/json"), b"{\"district\": ".to_vec(), 400, "malformed JSON"),

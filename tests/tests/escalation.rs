@@ -561,7 +561,7 @@ async fn dispatcher_views_show_yellow_and_red_lights() {
             expires_in_days: None,
         };
         let now = svc.clock().now();
-        let (_, secret) = civic_host::auth::issue(svc.store(), None, &new, now).unwrap();
+        let (_, secret) = civic_host::auth::issue(&**svc.store(), None, &new, now).unwrap();
         (secret, ())
     };
     assert_eq!(

@@ -232,7 +232,7 @@ async fn deploy_activate_roll_back_and_dry_run() {
     assert_eq!(again.status, 200, "same bytes: the existing version");
 
     // Dry-run the candidate: routes to the desk; nothing is stored.
-    let before = s.svc.store().case_count();
+    let before = s.svc.store().case_count().unwrap();
     let body = json!({"case": {"district": "jiyang", "category": "noise", "location": {"grid": "jiyang/yuehe/grid-01"}}, "version": version});
     let r = s
         .json(
@@ -246,7 +246,7 @@ async fn deploy_activate_roll_back_and_dry_run() {
     assert_eq!(r.json["decision"]["lead"], "jiyang");
     assert_eq!(r.json["reasons"], json!(["route.desk"]));
     assert!(r.json["fuel_used"].as_u64().unwrap() > 0);
-    assert_eq!(s.svc.store().case_count(), before);
+    assert_eq!(s.svc.store().case_count().unwrap(), before);
     // The active version still routes to the grid.
     assert_eq!(
         s.take_in("jiyang", "noise", "jiyang/yuehe/grid-01").await["handler"],
@@ -440,7 +440,7 @@ async fn backtest_compares_a_candidate_with_the_active_version() {
         )
         .await;
     let version = put.json["version"].as_str().unwrap().to_owned();
-    let before = s.svc.store().case_count();
+    let before = s.svc.store().case_count().unwrap();
     let r = s
         .json(
             "POST",
@@ -475,7 +475,7 @@ async fn backtest_compares_a_candidate_with_the_active_version() {
     assert!(rep["sample"][0]["active_reasons"].as_array().is_some());
     assert!(rep["fuel_active"]["max"].as_u64().unwrap() > 0);
     assert_eq!(
-        s.svc.store().case_count(),
+        s.svc.store().case_count().unwrap(),
         before,
         "a backtest stores nothing"
     );

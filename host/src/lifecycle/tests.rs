@@ -2,7 +2,8 @@ use proptest::prelude::*;
 
 use super::*;
 use crate::model::{Case, CaseStatus as S};
-use crate::store::{Change, Durability, Store};
+use crate::store::sled::{Durability, SledStore as Store};
+use crate::store::{CaseStore, Change};
 
 const T0: i64 = 1_796_000_400_000;
 
@@ -503,7 +504,7 @@ proptest! {
         for s in &steps {
             let (action, next) = model.step(s);
             let before = store.get_case(id).unwrap().unwrap();
-            let result = store.update_case(id, Some(model.version), |c| {
+            let result = store.update_case(id, Some(model.version), &|c| {
                 Ok(Change { case: apply(c, &action, T0 + 5)?, events: vec![] })
             });
             match next {

@@ -18,7 +18,10 @@ use crate::runtime::{
 };
 
 mod flow;
-use crate::store::{Change, Durability, Store, StoreError};
+use crate::store::{CaseStore, Change, StoreConfig, StoreError};
+use directories::Directories;
+
+mod directories;
 pub use flow::Taken;
 
 /// Why a case operation failed.
@@ -66,18 +69,16 @@ fn load_calendar(path: &Path) -> Result<Calendar, ServiceError> {
 /// How to start the service.
 #[derive(Debug, Clone)]
 pub struct ServiceConfig {
-    /// Data directory: holds `store/`, `plugin-cache/` and `admin-token`.
+    /// Data directory: holds `plugin-cache/`, `admin-token` and (by default) `store/`.
     pub data_dir: PathBuf,
+    /// Where cases are kept: `sled:DATA/store` unless configured.
+    pub store: StoreConfig,
     /// Runtime maxima.
     pub runtime: RuntimeConfig,
     /// Failures in a row before a plug-in version is suspended.
     pub suspend_after: u32,
     /// What each district may store of plug-in versions.
     pub upload_quota: crate::registry::Quota,
-    /// Write acknowledgement.
-    pub durability: Durability,
-    /// sled's page cache in bytes.
-    pub cache_bytes: u64,
     /// A working-time calendar file (the format of `data/calendar.json`) in place of the
     /// bundled one, for an operator to add a year or correct a holiday without a rebuild.
     pub calendar_file: Option<PathBuf>,
@@ -92,12 +93,19 @@ impl ServiceConfig {
                 cache_dir: Some(data_dir.join("plugin-cache")),
                 ..RuntimeConfig::default()
             },
+            store: StoreConfig::Sled(crate::store::sled::SledConfig::new(data_dir.join("store"))),
             data_dir,
             suspend_after: crate::registry::DEFAULT_SUSPEND_AFTER,
             upload_quota: Default::default(),
-            durability: Durability::GroupCommit,
-            cache_bytes: crate::store::DEFAULT_CACHE_BYTES,
             calendar_file: None,
+        }
+    }
+
+    /// The sled engine's settings, when the store is sled (benchmarks tune them).
+    pub fn sled_mut(&mut self) -> Option<&mut crate::store::sled::SledConfig> {
+        match &mut self.store {
+            StoreConfig::Sled(c) => Some(c),
+            StoreConfig::Postgres(_) => None,
         }
     }
 }
@@ -105,7 +113,9 @@ impl ServiceConfig {
 /// The running service.
 pub struct Service {
     /// Cases and records.
-    store: Arc<Store>,
+    store: Arc<dyn CaseStore>,
+    /// Parsed directory versions (the store keeps them as given).
+    directories: Directories,
     /// Plug-in runtime.
     runtime: Arc<Runtime>,
     /// Plug-in versions.
@@ -148,7 +158,7 @@ const SECRETS: &str = "secrets";
 
 impl Service {
     /// Cases and records.
-    pub fn store(&self) -> &Arc<Store> {
+    pub fn store(&self) -> &Arc<dyn CaseStore> {
         &self.store
     }
 
@@ -213,11 +223,7 @@ impl Service {
                     ))
                 })?;
         }
-        let store = Arc::new(Store::open_with_cache(
-            &config.data_dir.join("store"),
-            config.durability,
-            config.cache_bytes,
-        )?);
+        let store = config.store.open()?;
         let runtime = Arc::new(
             Runtime::new(config.runtime.clone())
                 .map_err(|e: RuntimeError| ServiceError::Unavailable(e.to_string()))?,
@@ -245,6 +251,7 @@ impl Service {
         }
         Ok(Self {
             store,
+            directories: Directories::default(),
             runtime,
             registry,
             calendar,
@@ -268,9 +275,9 @@ impl Service {
     pub fn bootstrap(&self, data_dir: &Path) -> Result<Bootstrap, ServiceError> {
         let mut out = Bootstrap::default();
         let now = self.clock.now();
-        if self.store.current_directory()?.is_none() {
-            self.store
-                .put_directory(SAMPLE_DIRECTORY, SAMPLE_CATEGORIES)?;
+        if self.store.current_directory_version()?.is_none() {
+            self.directories
+                .put(&*self.store, SAMPLE_DIRECTORY, SAMPLE_CATEGORIES)?;
         }
         for b in civic_plugin_bundle::all() {
             let scope = b.district.unwrap_or(CITY);
@@ -296,7 +303,7 @@ impl Service {
             }
         }
         let has_tokens =
-            crate::auth::any(&self.store).map_err(|e| ServiceError::Unavailable(e.to_string()))?;
+            crate::auth::any(&*self.store).map_err(|e| ServiceError::Unavailable(e.to_string()))?;
         if !has_tokens {
             let new = crate::auth::NewToken {
                 name: "first admin".into(),
@@ -305,7 +312,7 @@ impl Service {
                 unit: None,
                 expires_in_days: None,
             };
-            let (_, secret) = crate::auth::issue(&self.store, None, &new, now)
+            let (_, secret) = crate::auth::issue(&*self.store, None, &new, now)
                 .map_err(|e| ServiceError::Unavailable(e.to_string()))?;
             write_owner_only(&data_dir.join("admin-token"), &secret).map_err(|e| {
                 ServiceError::Unavailable(format!("cannot write the admin token file: {e}"))
@@ -317,7 +324,7 @@ impl Service {
 
     /// The current directory version.
     pub fn directory(&self) -> Result<Arc<Directory>, ServiceError> {
-        self.store.current_directory()?.ok_or_else(|| {
+        self.directories.current(&*self.store)?.ok_or_else(|| {
             ServiceError::Unavailable(
                 "no directory is loaded; start with `civic serve` once to load the sample city"
                     .into(),
@@ -343,6 +350,22 @@ impl Service {
     /// Takes a case in: validation, eligibility, routing, one durable write.
     pub fn intake(&self, new: &crate::intake::NewCase, actor: &str) -> Result<Taken, ServiceError> {
         flow::take_in(self, new, actor)
+    }
+
+    /// A stored directory version (decisions record the version they were made with).
+    pub fn directory_version(&self, version: u64) -> Result<Arc<Directory>, ServiceError> {
+        Ok(self.directories.version(&*self.store, version)?)
+    }
+
+    /// Stores a new directory version and makes it current.
+    pub fn put_directory(
+        &self,
+        directory_json: &str,
+        categories_json: &str,
+    ) -> Result<Arc<Directory>, ServiceError> {
+        Ok(self
+            .directories
+            .put(&*self.store, directory_json, categories_json)?)
     }
 
     /// When the background sweeper last completed a sweep.
@@ -390,7 +413,9 @@ impl Service {
 
     /// Whether the service can take cases (a directory is loaded).
     pub fn is_ready(&self) -> bool {
-        self.store.current_directory().is_ok_and(|d| d.is_some())
+        self.directories
+            .current(&*self.store)
+            .is_ok_and(|d| d.is_some())
     }
 
     /// Who a bearer token is, now.
@@ -399,7 +424,7 @@ impl Service {
         bearer: &str,
     ) -> Result<crate::auth::Principal, crate::auth::AuthError> {
         self.tokens
-            .authenticate(&self.store, bearer, self.clock.now())
+            .authenticate(&*self.store, bearer, self.clock.now())
     }
 
     /// Issues a token on `issuer`'s authority; returns it and its secret (shown once).
@@ -408,7 +433,7 @@ impl Service {
         issuer: &crate::auth::Principal,
         new: &crate::auth::NewToken,
     ) -> Result<(crate::auth::Token, String), crate::auth::AuthError> {
-        crate::auth::issue(&self.store, Some(issuer), new, self.clock.now())
+        crate::auth::issue(&*self.store, Some(issuer), new, self.clock.now())
     }
 
     /// The tokens `p` may see.
@@ -416,7 +441,7 @@ impl Service {
         &self,
         p: &crate::auth::Principal,
     ) -> Result<Vec<crate::auth::Token>, crate::auth::AuthError> {
-        crate::auth::list(&self.store, p)
+        crate::auth::list(&*self.store, p)
     }
 
     /// Revokes token `id` on `p`'s authority; false when there is no such token.
@@ -425,7 +450,7 @@ impl Service {
         p: &crate::auth::Principal,
         id: &str,
     ) -> Result<bool, crate::auth::AuthError> {
-        self.tokens.revoke(&self.store, p, id)
+        self.tokens.revoke(&*self.store, p, id)
     }
 
     /// Applies a lifecycle action by `actor`. With `expected_version`, a case that changed
@@ -452,7 +477,7 @@ impl Service {
             let change = self.plan(&current, action, actor)?;
             match self
                 .store
-                .update_case(id, Some(current.version), |_| Ok(change.clone()))
+                .update_case(id, Some(current.version), &|_| Ok(change.clone()))
             {
                 Err(StoreError::Conflict { .. }) if expected_version.is_none() && attempt < 5 => {
                     continue;

@@ -1,21 +1,23 @@
 use super::*;
 use crate::lifecycle::{self, Action};
+use crate::model::EventBody;
 use crate::model::{Channel, Deadlines, PendingTimer};
+use crate::store::{CaseStore, backup};
 
 const T0: i64 = 1_796_000_400_000;
 
-fn store() -> (tempfile::TempDir, Store) {
+fn store() -> (tempfile::TempDir, SledStore) {
     let dir = tempfile::tempdir().unwrap();
-    let s = Store::open(&dir.path().join("data"), Durability::GroupCommit).unwrap();
+    let s = SledStore::open(&dir.path().join("data"), Durability::GroupCommit).unwrap();
     (dir, s)
 }
 
-fn new_case(s: &Store, district: &str, category: &str, caller: &str, at: i64) -> Case {
+fn new_case(s: &SledStore, district: &str, category: &str, caller: &str, at: i64) -> Case {
     try_new_case(s, district, category, caller, at).unwrap()
 }
 
 fn try_new_case(
-    s: &Store,
+    s: &SledStore,
     district: &str,
     category: &str,
     caller: &str,
@@ -39,8 +41,8 @@ fn try_new_case(
     s.create_case(Change { case: c, events })
 }
 
-fn act(s: &Store, id: &str, action: Action) -> Result<Case, StoreError> {
-    s.update_case(id, None, |c| {
+fn act(s: &SledStore, id: &str, action: Action) -> Result<Case, StoreError> {
+    s.update_case(id, None, &|c| {
         let new = lifecycle::apply(c, &action, T0 + 10)?;
         let what = EventBody::Transition {
             action: action.clone(),
@@ -74,12 +76,12 @@ fn cases_and_their_history_survive_a_reopen() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("data");
     let id = {
-        let s = Store::open(&path, Durability::GroupCommit).unwrap();
+        let s = SledStore::open(&path, Durability::GroupCommit).unwrap();
         let c = new_case(&s, "jiyang", "noise", "k1", T0);
         act(&s, &c.id, Action::QueueForDispatch).unwrap();
         c.id
     };
-    let s = Store::open(&path, Durability::GroupCommit).unwrap();
+    let s = SledStore::open(&path, Durability::GroupCommit).unwrap();
     let c = s.get_case(&id).unwrap().unwrap();
     assert_eq!(
         (c.status, c.version, c.event_count),
@@ -121,7 +123,7 @@ fn a_stale_version_is_a_conflict_and_loses_nothing() {
     let c = new_case(&s, "jiyang", "noise", "k1", T0);
     let v1 = c.version;
     act(&s, &c.id, Action::QueueForDispatch).unwrap();
-    let stale = s.update_case(&c.id, Some(v1), |c| {
+    let stale = s.update_case(&c.id, Some(v1), &|c| {
         Ok(Change {
             case: c.clone(),
             events: vec![],
@@ -141,7 +143,7 @@ fn a_stale_version_is_a_conflict_and_loses_nothing() {
     let now = s.get_case(&c.id).unwrap().unwrap();
     assert_eq!((now.version, now.status), (2, CaseStatus::PendingDispatch));
     assert!(matches!(
-        s.update_case("c-404", None, |c| Ok(Change {
+        s.update_case("c-404", None, &|c| Ok(Change {
             case: c.clone(),
             events: vec![]
         })),
@@ -158,7 +160,7 @@ fn concurrent_updates_never_lose_a_write() {
             let (s, id) = (&s, c.id.clone());
             scope.spawn(move || {
                 for i in 0..20 {
-                    s.update_case(&id, None, |c| {
+                    s.update_case(&id, None, &|c| {
                         let mut n = c.clone();
                         n.co_handlers.push(format!("u-{t}-{i}"));
                         Ok(Change {
@@ -429,7 +431,7 @@ fn concurrent_writers_share_flushes() {
             });
         }
     });
-    assert_eq!(s.case_count(), 160);
+    assert_eq!(s.case_count().unwrap(), 160);
     assert!(
         s.flush_count() < 160,
         "group commit: {} flushes for 160 writes",
@@ -443,12 +445,12 @@ fn unknown_schema_is_refused_and_left_untouched() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("data");
     {
-        let s = Store::open(&path, Durability::GroupCommit).unwrap();
+        let s = SledStore::open(&path, Durability::GroupCommit).unwrap();
         new_case(&s, "jiyang", "noise", "k", T0);
     }
     std::fs::write(path.join(MARKER), "civic-rules store schema 99\n").unwrap();
     let before = snapshot(&path);
-    let e = Store::open(&path, Durability::GroupCommit)
+    let e = SledStore::open(&path, Durability::GroupCommit)
         .err()
         .expect("refused");
     assert!(
@@ -469,19 +471,21 @@ fn something_else_is_not_opened() {
     let file = dir.path().join("file");
     std::fs::write(&file, "hello").unwrap();
     assert!(matches!(
-        Store::open(&file, Durability::GroupCommit),
+        SledStore::open(&file, Durability::GroupCommit),
         Err(StoreError::NotAStore { .. })
     ));
     let sled_only = dir.path().join("sled-only");
     drop(sled::open(&sled_only).unwrap());
-    let e = Store::open(&sled_only, Durability::GroupCommit)
+    let e = SledStore::open(&sled_only, Durability::GroupCommit)
         .err()
         .unwrap();
     assert!(e.to_string().contains("no CIVIC_STORE"), "{e}");
     let docs = dir.path().join("docs");
     std::fs::create_dir(&docs).unwrap();
     std::fs::write(docs.join("thesis.txt"), "years of work").unwrap();
-    let e = Store::open(&docs, Durability::GroupCommit).err().unwrap();
+    let e = SledStore::open(&docs, Durability::GroupCommit)
+        .err()
+        .unwrap();
     assert!(e.to_string().contains("thesis.txt"), "{e}");
     assert_eq!(
         std::fs::read_to_string(docs.join("thesis.txt")).unwrap(),
@@ -491,92 +495,6 @@ fn something_else_is_not_opened() {
         std::fs::read_dir(&docs).unwrap().count(),
         1,
         "nothing was created"
-    );
-}
-
-#[test]
-fn export_and_import_round_trip() {
-    let (_d, s) = store();
-    s.put_directory(
-        crate::directory::SAMPLE_DIRECTORY,
-        crate::directory::SAMPLE_CATEGORIES,
-    )
-    .unwrap();
-    let a = new_case(&s, "jiyang", "noise", "k1", T0);
-    act(&s, &a.id, Action::QueueForDispatch).unwrap();
-    act(&s, &a.id, dispatch("jiyang/yuehe/grid-01", T0 + 9)).unwrap();
-    new_case(&s, "tianya", "sanitation", "k2", T0 + 1);
-    s.record_put("plugins", &[("k".into(), b"v".to_vec())])
-        .unwrap();
-    let mut buf = Vec::new();
-    let lines = s.export(&mut buf).unwrap();
-    assert!(lines >= 7);
-
-    let (_d2, t) = store();
-    assert_eq!(t.import(std::io::Cursor::new(&buf)).unwrap(), lines);
-    {
-        let id = &a.id;
-        assert_eq!(t.get_case(id).unwrap(), s.get_case(id).unwrap());
-        assert_eq!(t.history(id).unwrap(), s.history(id).unwrap());
-    }
-    assert_eq!(t.case_count(), 2);
-    assert_eq!(
-        t.due_timers(T0 + 9, 10).unwrap().len(),
-        1,
-        "indexes are rebuilt"
-    );
-    assert_eq!(t.current_directory().unwrap().unwrap().version(), 1);
-    assert_eq!(t.record_get("plugins", "k").unwrap().unwrap(), b"v");
-    assert!(t.check_consistency().unwrap().problems.is_empty());
-    let fresh = t.next_case_id().unwrap();
-    assert!(
-        t.get_case(&fresh).unwrap().is_none(),
-        "new ids do not collide with imported ones"
-    );
-    let mut again = Vec::new();
-    t.export(&mut again).unwrap();
-    assert_eq!(again, buf, "export → import → export is identical");
-
-    assert!(
-        matches!(
-            t.import(std::io::Cursor::new(&buf)),
-            Err(StoreError::Invalid(_))
-        ),
-        "import needs an empty store"
-    );
-    let (_d3, u) = store();
-    let bad = b"{\"line\":\"header\",\"schema\":1}\n{\"line\":\"case\",\"oops\":1}\n";
-    assert!(matches!(
-        u.import(std::io::Cursor::new(&bad[..])),
-        Err(StoreError::Import { line: 2, .. })
-    ));
-    assert_eq!(u.case_count(), 0, "a bad import writes nothing");
-}
-
-#[test]
-fn directory_versions_are_kept() {
-    let (_d, s) = store();
-    assert!(s.current_directory().unwrap().is_none());
-    let v1 = s
-        .put_directory(
-            crate::directory::SAMPLE_DIRECTORY,
-            crate::directory::SAMPLE_CATEGORIES,
-        )
-        .unwrap();
-    let v2 = s
-        .put_directory(
-            crate::directory::SAMPLE_DIRECTORY,
-            crate::directory::SAMPLE_CATEGORIES,
-        )
-        .unwrap();
-    assert_eq!((v1.version(), v2.version()), (1, 2));
-    assert_eq!(s.current_directory().unwrap().unwrap().version(), 2);
-    assert_eq!(s.directory(1).unwrap().version(), 1);
-    assert!(s.put_directory("{", "{}").is_err());
-    assert_eq!(
-        s.current_directory().unwrap().unwrap().version(),
-        2,
-        "a refused version changes nothing"
     );
 }
 
@@ -609,8 +527,8 @@ fn walk(p: &std::path::Path) -> Vec<std::path::PathBuf> {
 #[test]
 fn records_are_updated_atomically() {
     let (_d, s) = store();
-    let bump = |s: &Store| {
-        s.record_update("counters", "n", |cur| {
+    let bump = |s: &SledStore| {
+        crate::store::update_record(s, "counters", "n", |cur| {
             let n = cur.map(|b| b[0]).unwrap_or(0) + 1;
             Ok((Some(vec![n]), n))
         })
@@ -636,8 +554,7 @@ fn records_are_updated_atomically() {
     )
     .unwrap();
     assert_eq!(s.record_scan("counters", "a/").unwrap().len(), 2);
-    s.record_update("counters", "a/1", |_| Ok((None, ())))
-        .unwrap();
+    crate::store::update_record(&s, "counters", "a/1", |_| Ok((None, ()))).unwrap();
     assert_eq!(s.record_get("counters", "a/1").unwrap(), None);
 }
 
@@ -667,7 +584,7 @@ fn events_read_back_whether_stored_one_per_value_or_per_write() {
             },
         ),
     ];
-    s.update_case(&c.id, None, |old| {
+    s.update_case(&c.id, None, &|old| {
         Ok(Change {
             case: old.clone(),
             events: two.clone(),
@@ -710,123 +627,13 @@ fn events_read_back_whether_stored_one_per_value_or_per_write() {
     assert!(report.problems.is_empty(), "{:?}", report.problems);
 
     let mut out = Vec::new();
-    s.export(&mut out).unwrap();
+    backup::export(&s, &mut out, &|_| {}).unwrap();
     let text = String::from_utf8(out).unwrap();
     assert_eq!(text.matches("\"line\":\"event\"").count(), 5, "{text}");
 }
 
-/// A multi-case write writes each case only if it is still at the version its change was
-/// staged from; a stale one is a conflict and nothing of it lands, the others do. The same
-/// case twice in one write is refused before anything is written.
-#[test]
-fn a_multi_case_write_skips_cases_that_changed() {
-    let (_dir, s) = store();
-    let a = new_case(&s, "jiyang", "noise", "k1", T0);
-    let b = new_case(&s, "jiyang", "noise", "k2", T0);
-    let note = |c: &Case, at: i64| Change {
-        case: c.clone(),
-        events: vec![(
-            at,
-            "system".into(),
-            EventBody::Received {
-                channel: Channel::Web,
-            },
-        )],
-    };
-    // b moves on after its change was staged.
-    let stale_b = s.stage(&b, note(&b, T0 + 1)).unwrap();
-    act(&s, &b.id, Action::QueueForDispatch).unwrap();
-    let out = s
-        .write_staged(vec![s.stage(&a, note(&a, T0 + 1)).unwrap(), stale_b])
-        .unwrap();
-    assert_eq!(out[0].as_ref().unwrap().version, a.version + 1);
-    assert!(
-        matches!(out[1], Err(StoreError::Conflict { .. })),
-        "{:?}",
-        out[1]
-    );
-    assert_eq!(s.history(&a.id).unwrap().len(), 2);
-    let b_now = s.get_case(&b.id).unwrap().unwrap();
-    assert_eq!(
-        (b_now.status, b_now.version),
-        (CaseStatus::PendingDispatch, 2)
-    );
-    assert_eq!(
-        s.history(&b.id).unwrap().len(),
-        2,
-        "nothing of the stale change"
-    );
-    let a_now = s.get_case(&a.id).unwrap().unwrap();
-    let twice = vec![
-        s.stage(&a_now, note(&a_now, T0 + 2)).unwrap(),
-        s.stage(&a_now, note(&a_now, T0 + 3)).unwrap(),
-    ];
-    assert!(matches!(s.write_staged(twice), Err(StoreError::Invalid(_))));
-    assert_eq!(s.get_case(&a.id).unwrap().unwrap().version, a_now.version);
-    assert!(s.check_consistency().unwrap().problems.is_empty());
-}
-
-/// A write staged off the lock is applied only if its case has not changed since it was
-/// staged: the check happens at write time, not at staging time.
-#[test]
-fn a_staged_write_is_refused_if_its_case_changed_after_staging() {
-    let (_dir, s) = store();
-    let a = new_case(&s, "jiyang", "noise", "k1", T0);
-    let b = new_case(&s, "jiyang", "noise", "k2", T0);
-    let moved = |c: &Case| {
-        let mut next = c.clone();
-        next.status = CaseStatus::PendingDispatch;
-        Change {
-            case: next,
-            events: vec![(
-                T0 + 1,
-                "system".into(),
-                EventBody::Received {
-                    channel: Channel::Web,
-                },
-            )],
-        }
-    };
-    let staged_a = s.stage(&a, moved(&a)).unwrap();
-    let staged_b = s.stage(&b, moved(&b)).unwrap();
-    // a changes between staging and writing.
-    act(&s, &a.id, Action::QueueForDispatch).unwrap();
-    let a_then = s.get_case(&a.id).unwrap().unwrap();
-    let out = s.write_staged(vec![staged_a, staged_b]).unwrap();
-    assert!(
-        matches!(out[0], Err(StoreError::Conflict { .. })),
-        "{:?}",
-        out[0]
-    );
-    assert_eq!(out[1].as_ref().unwrap().version, b.version + 1);
-    assert_eq!(
-        s.get_case(&a.id).unwrap().unwrap(),
-        a_then,
-        "nothing of a's staged write"
-    );
-    assert_eq!(s.history(&a.id).unwrap().len(), a_then.event_count as usize);
-    let b_now = s.get_case(&b.id).unwrap().unwrap();
-    assert_eq!(
-        (b_now.status, b_now.version),
-        (CaseStatus::PendingDispatch, b.version + 1)
-    );
-    assert_eq!(s.history(&b.id).unwrap().len(), 2);
-    // A case missing from the store is reported, not written.
-    let mut ghost = b_now.clone();
-    ghost.id = "c-missing".into();
-    let staged = s.stage(&ghost, moved(&ghost)).unwrap();
-    let out = s.write_staged(vec![staged]).unwrap();
-    assert!(
-        matches!(out[0], Err(StoreError::NotFound(_))),
-        "{:?}",
-        out[0]
-    );
-    assert!(s.get_case("c-missing").unwrap().is_none());
-    assert!(s.check_consistency().unwrap().problems.is_empty());
-}
-
 /// A dispatched case with three timers, the earliest (first contact) due at `T0 + 5`.
-fn case_with_three_timers(s: &Store) -> Case {
+fn case_with_three_timers(s: &SledStore) -> Case {
     let c = new_case(s, "jiyang", "noise", "k", T0);
     act(s, &c.id, Action::QueueForDispatch).unwrap();
     let timer = |kind, due_at| PendingTimer { kind, due_at };
@@ -852,7 +659,7 @@ fn case_with_three_timers(s: &Store) -> Case {
     .unwrap()
 }
 
-fn due(s: &Store) -> Vec<(TimerKind, Millis)> {
+fn due(s: &SledStore) -> Vec<(TimerKind, Millis)> {
     s.due_timers(i64::MAX - 1, 100)
         .unwrap()
         .into_iter()
@@ -867,7 +674,7 @@ fn only_a_cases_earliest_timer_is_indexed_and_the_next_follows() {
     assert_eq!(due(&s), [(TimerKind::FirstContact, T0 + 5)]);
     // Consuming the earliest (as a sweep does) indexes the next one in the same write.
     let set_timers = |change: &dyn Fn(&mut Vec<PendingTimer>)| {
-        s.update_case(&c.id, None, |c| {
+        s.update_case(&c.id, None, &|c| {
             let mut n = c.clone();
             change(&mut n.timers);
             Ok(Change {
@@ -897,7 +704,7 @@ fn only_a_cases_earliest_timer_is_indexed_and_the_next_follows() {
 /// Turns a schema-2 store into what schema 1 wrote: every pending timer indexed, an index
 /// by creation time, the schema recorded as 1 inside and in the marker.
 fn make_schema_1(path: &std::path::Path) {
-    let s = Store::open(path, Durability::GroupCommit).unwrap();
+    let s = SledStore::open(path, Durability::GroupCommit).unwrap();
     let mut c = 0;
     for kv in s.cases.iter() {
         let (k, v) = kv.unwrap();
@@ -926,14 +733,14 @@ fn a_schema_1_store_is_upgraded_in_place_and_an_interrupted_upgrade_finishes() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("data");
     let id = {
-        let s = Store::open(&path, Durability::GroupCommit).unwrap();
+        let s = SledStore::open(&path, Durability::GroupCommit).unwrap();
         case_with_three_timers(&s).id
     };
     make_schema_1(&path);
     {
         // As schema 1 left it: three timer entries for one case, which schema 2 reads as
         // two entries that belong to no case.
-        let s = Store::open(&path, Durability::GroupCommit);
+        let s = SledStore::open(&path, Durability::GroupCommit);
         let s = s.unwrap();
         assert_eq!(due(&s), [(TimerKind::FirstContact, T0 + 5)]);
         assert!(s.check_consistency().unwrap().problems.is_empty());
@@ -947,14 +754,14 @@ fn a_schema_1_store_is_upgraded_in_place_and_an_interrupted_upgrade_finishes() {
     // Interrupted after recording schema 2 inside, before the marker: opens and finishes.
     make_schema_1(&path);
     {
-        let s = Store::open(&path, Durability::GroupCommit).unwrap();
+        let s = SledStore::open(&path, Durability::GroupCommit).unwrap();
         s.meta
             .insert(META_SCHEMA, SCHEMA_VERSION.to_string().as_bytes())
             .unwrap();
         s.db.flush().unwrap();
     }
     std::fs::write(path.join(MARKER), "civic-rules store schema 1\n").unwrap();
-    let s = Store::open(&path, Durability::GroupCommit).unwrap();
+    let s = SledStore::open(&path, Durability::GroupCommit).unwrap();
     assert_eq!(due(&s), [(TimerKind::FirstContact, T0 + 5)]);
     assert!(s.check_consistency().unwrap().problems.is_empty());
     drop(s);
@@ -966,7 +773,9 @@ fn a_schema_1_store_is_upgraded_in_place_and_an_interrupted_upgrade_finishes() {
         format!("civic-rules store schema {SCHEMA_VERSION}\n"),
     )
     .unwrap();
-    let e = Store::open(&path, Durability::GroupCommit).err().unwrap();
+    let e = SledStore::open(&path, Durability::GroupCommit)
+        .err()
+        .unwrap();
     assert!(e.to_string().contains("disagree"), "{e}");
 }
 
@@ -975,24 +784,24 @@ fn a_schema_1_export_imports() {
     let (_d, s) = store();
     let c = case_with_three_timers(&s);
     let mut buf = Vec::new();
-    s.export(&mut buf).unwrap();
+    backup::export(&s, &mut buf, &|_| {}).unwrap();
     let text = String::from_utf8(buf).unwrap();
     let v1 = text.replacen(&format!("\"schema\":{SCHEMA_VERSION}"), "\"schema\":1", 1);
     assert_ne!(v1, text);
     let (_d2, t) = store();
-    t.import(std::io::Cursor::new(v1.as_bytes())).unwrap();
+    backup::import(&t, std::io::Cursor::new(v1.as_bytes()), &|_| {}).unwrap();
     assert_eq!(t.get_case(&c.id).unwrap(), s.get_case(&c.id).unwrap());
     assert_eq!(due(&t), [(TimerKind::FirstContact, T0 + 5)]);
     let (_d3, u) = store();
     let v9 = text.replacen(&format!("\"schema\":{SCHEMA_VERSION}"), "\"schema\":9", 1);
     assert!(matches!(
-        u.import(std::io::Cursor::new(v9.as_bytes())),
+        backup::import(&u, std::io::Cursor::new(v9.as_bytes()), &|_| {}),
         Err(StoreError::Import { line: 1, .. })
     ));
 }
 
 /// Asserts the store is consistent (`what` says when, for the message); returns the report.
-fn consistent(s: &Store, what: &str) -> Consistency {
+fn consistent(s: &SledStore, what: &str) -> Consistency {
     let report = s.check_consistency().unwrap();
     assert!(report.problems.is_empty(), "{what}: {:?}", report.problems);
     report
@@ -1000,7 +809,7 @@ fn consistent(s: &Store, what: &str) -> Consistency {
 
 /// The timer sweep's kind of change to `c`: moved up to another unit, its earliest timer
 /// consumed, and an escalation event.
-fn fired(s: &Store, c: &Case) -> Staged {
+fn fired(c: &Case) -> Versioned {
     let mut next = c.clone();
     next.handler = Some("jiyang/yuehe".into());
     next.escalation_level += 1;
@@ -1010,14 +819,13 @@ fn fired(s: &Store, c: &Case) -> Staged {
         action: "move-to".into(),
         detail: "jiyang/yuehe".into(),
     };
-    s.stage(
-        c,
-        Change {
+    Versioned {
+        expected: c.version,
+        change: Change {
             case: next,
             events: vec![(T0 + 6, "system".into(), event)],
         },
-    )
-    .unwrap()
+    }
 }
 
 /// A staged write is single sled operations inside a pending record. Cut short after any
@@ -1030,13 +838,15 @@ fn a_staged_write_cut_short_anywhere_is_settled_when_the_store_opens() {
     for cut in 0.. {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("data");
-        let s = Store::open(&path, Durability::GroupCommit).unwrap();
+        let s = SledStore::open(&path, Durability::GroupCommit).unwrap();
         let before = case_with_three_timers(&s);
-        let staged = fired(&s, &before);
-        let after = staged.case.clone();
+        let staged = fired(&before);
+        let after = crate::store::next_version(&before, staged.change.clone())
+            .unwrap()
+            .0;
         s.crash_after
             .store(cut, std::sync::atomic::Ordering::SeqCst);
-        let result = s.write_staged(vec![staged]);
+        let result = s.write(vec![staged]);
         let stored = s.get_case(&before.id).unwrap().unwrap();
         assert_eq!(
             s.history(&before.id).unwrap().len() as u64,
@@ -1053,7 +863,7 @@ fn a_staged_write_cut_short_anywhere_is_settled_when_the_store_opens() {
         s.sync().unwrap();
         drop(s);
 
-        let s = Store::open(&path, Durability::GroupCommit).unwrap();
+        let s = SledStore::open(&path, Durability::GroupCommit).unwrap();
         let now = s.get_case(&before.id).unwrap().unwrap();
         let settled = s.settled_on_open();
         if now == before {
@@ -1083,8 +893,8 @@ fn a_staged_write_cut_short_anywhere_is_settled_when_the_store_opens() {
         assert_eq!(s.history(&before.id).unwrap().len() as u64, now.event_count);
         consistent(&s, &format!("cut after {cut}"));
         // The store writes on as usual.
-        let again = fired(&s, &now);
-        assert!(s.write_staged(vec![again]).unwrap()[0].is_ok());
+        let again = fired(&now);
+        assert!(s.write(vec![again]).unwrap()[0].is_ok());
         consistent(&s, "");
     }
     assert!(
@@ -1103,7 +913,7 @@ fn a_staged_write_that_fails_half_way_is_settled_at_once() {
         .store(true, std::sync::atomic::Ordering::SeqCst);
     s.crash_after.store(2, std::sync::atomic::Ordering::SeqCst);
     assert!(matches!(
-        s.write_staged(vec![fired(&s, &before)]),
+        s.write(vec![fired(&before)]),
         Err(StoreError::Io(_))
     ));
     s.crash_after
@@ -1111,7 +921,7 @@ fn a_staged_write_that_fails_half_way_is_settled_at_once() {
     assert_eq!(s.get_case(&before.id).unwrap().unwrap(), before);
     consistent(&s, "");
     assert_eq!(due(&s), [(TimerKind::FirstContact, T0 + 5)]);
-    let written = s.write_staged(vec![fired(&s, &before)]).unwrap();
+    let written = s.write(vec![fired(&before)]).unwrap();
     assert_eq!(written[0].as_ref().unwrap().version, before.version + 1);
     consistent(&s, "");
 }
@@ -1125,9 +935,9 @@ fn an_export_holds_only_the_events_its_cases_count() {
     let before = case_with_three_timers(&s);
     // The write's events are stored; then it stops, before its case.
     s.crash_after.store(1, std::sync::atomic::Ordering::SeqCst);
-    assert!(s.write_staged(vec![fired(&s, &before)]).is_err());
+    assert!(s.write(vec![fired(&before)]).is_err());
     let mut out = Vec::new();
-    s.export(&mut out).unwrap();
+    backup::export(&s, &mut out, &|_| {}).unwrap();
     let text = String::from_utf8(out).unwrap();
     assert_eq!(
         text.matches("\"line\":\"event\"").count() as u64,
@@ -1135,7 +945,7 @@ fn an_export_holds_only_the_events_its_cases_count() {
         "{text}"
     );
     let (_dir2, copy) = store();
-    copy.import(text.as_bytes()).unwrap();
+    backup::import(&copy, text.as_bytes(), &|_| {}).unwrap();
     consistent(&copy, "");
     assert_eq!(copy.get_case(&before.id).unwrap().unwrap(), before);
 }
@@ -1151,7 +961,7 @@ fn a_new_case_cut_short_anywhere_is_settled_when_the_store_opens() {
     for cut in 0.. {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("data");
-        let s = Store::open(&path, Durability::GroupCommit).unwrap();
+        let s = SledStore::open(&path, Durability::GroupCommit).unwrap();
         let first = new_case(&s, "jiyang", "noise", "k1", T0);
         s.crash_after
             .store(cut, std::sync::atomic::Ordering::SeqCst);
@@ -1159,7 +969,7 @@ fn a_new_case_cut_short_anywhere_is_settled_when_the_store_opens() {
         s.crash_after
             .store(usize::MAX, std::sync::atomic::Ordering::SeqCst);
         let second = "c-0000000002";
-        let listed = |s: &Store, status: Option<CaseStatus>| {
+        let listed = |s: &SledStore, status: Option<CaseStatus>| {
             let filter = Filter {
                 district: Some("jiyang".into()),
                 status,
@@ -1168,7 +978,7 @@ fn a_new_case_cut_short_anywhere_is_settled_when_the_store_opens() {
             let page = s.list(&filter, None, MAX_PAGE).unwrap();
             page.cases.into_iter().map(|c| c.id).collect::<Vec<_>>()
         };
-        let callers = |s: &Store| {
+        let callers = |s: &SledStore| {
             let found = s.caller_cases("k1", T0, 10).unwrap();
             found.into_iter().map(|c| c.id).collect::<Vec<_>>()
         };
@@ -1191,7 +1001,7 @@ fn a_new_case_cut_short_anywhere_is_settled_when_the_store_opens() {
         s.sync().unwrap();
         drop(s);
 
-        let s = Store::open(&path, Durability::GroupCommit).unwrap();
+        let s = SledStore::open(&path, Durability::GroupCommit).unwrap();
         let settled = s.settled_on_open();
         if there {
             assert_eq!(
@@ -1234,10 +1044,10 @@ fn a_new_case_cut_short_anywhere_is_settled_when_the_store_opens() {
 fn a_store_in_use_is_refused_and_opens_once_closed() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("data");
-    let first = Store::open(&path, Durability::GroupCommit).unwrap();
+    let first = SledStore::open(&path, Durability::GroupCommit).unwrap();
     let id = new_case(&first, "jiyang", "noise", "k1", T0).id;
     let started = std::time::Instant::now();
-    match Store::open(&path, Durability::GroupCommit) {
+    match SledStore::open(&path, Durability::GroupCommit) {
         Err(StoreError::Open { message, .. }) => {
             assert!(message.contains("another process is using it"), "{message}")
         }
@@ -1245,7 +1055,7 @@ fn a_store_in_use_is_refused_and_opens_once_closed() {
     }
     assert!(started.elapsed() >= LOCK_WAIT);
     drop(first);
-    let again = Store::open(&path, Durability::GroupCommit).unwrap();
+    let again = SledStore::open(&path, Durability::GroupCommit).unwrap();
     assert!(again.get_case(&id).unwrap().is_some());
 }
 
@@ -1257,23 +1067,23 @@ fn a_write_that_cannot_be_settled_stops_writes_until_the_store_is_opened_again()
     use std::sync::atomic::Ordering::SeqCst;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("data");
-    let s = Store::open(&path, Durability::GroupCommit).unwrap();
+    let s = SledStore::open(&path, Durability::GroupCommit).unwrap();
     let before = case_with_three_timers(&s);
     s.settle_when_cut.store(true, SeqCst);
     s.settling_fails.store(true, SeqCst);
     s.crash_after.store(2, SeqCst);
-    assert!(s.write_staged(vec![fired(&s, &before)]).is_err());
+    assert!(s.write(vec![fired(&before)]).is_err());
     s.crash_after.store(usize::MAX, SeqCst);
     s.settling_fails.store(false, SeqCst);
     match try_new_case(&s, "jiyang", "noise", "k2", T0) {
         Err(StoreError::Io(m)) => assert!(m.contains("restart"), "{m}"),
         other => panic!("wrote after an unsettled failure: {other:?}"),
     }
-    assert!(s.write_staged(vec![fired(&s, &before)]).is_err());
+    assert!(s.write(vec![fired(&before)]).is_err());
     s.sync().unwrap();
     drop(s);
 
-    let s = Store::open(&path, Durability::GroupCommit).unwrap();
+    let s = SledStore::open(&path, Durability::GroupCommit).unwrap();
     assert_eq!(
         s.settled_on_open(),
         Settled {
@@ -1283,7 +1093,7 @@ fn a_write_that_cannot_be_settled_stops_writes_until_the_store_is_opened_again()
     );
     assert_eq!(s.get_case(&before.id).unwrap().unwrap(), before);
     consistent(&s, "");
-    let written = s.write_staged(vec![fired(&s, &before)]).unwrap();
+    let written = s.write(vec![fired(&before)]).unwrap();
     assert!(written[0].is_ok());
     new_case(&s, "jiyang", "noise", "k2", T0);
     consistent(&s, "");
@@ -1325,7 +1135,7 @@ mod cut_short {
         ) {
             let dir = tempfile::tempdir().unwrap();
             let path = dir.path().join("data");
-            let s = Store::open(&path, Durability::GroupCommit).unwrap();
+            let s = SledStore::open(&path, Durability::GroupCommit).unwrap();
             let before = case_with_three_timers(&s);
             let mut next = before.clone();
             next.status = status;
@@ -1342,14 +1152,17 @@ mod cut_short {
                     (T0 + 20 + i as i64, "tester".to_string(), what)
                 })
                 .collect();
-            let staged = s.stage(&before, Change { case: next, events }).unwrap();
-            let after = staged.case.clone();
+            let staged = Versioned {
+                expected: before.version,
+                change: Change { case: next, events },
+            };
+            let after = crate::store::next_version(&before, staged.change.clone()).unwrap().0;
             s.crash_after.store(cut, std::sync::atomic::Ordering::SeqCst);
-            let whole = s.write_staged(vec![staged]).is_ok();
+            let whole = s.write(vec![staged]).is_ok();
             s.sync().unwrap();
             drop(s);
 
-            let s = Store::open(&path, Durability::GroupCommit).unwrap();
+            let s = SledStore::open(&path, Durability::GroupCommit).unwrap();
             let now = s.get_case(&before.id).unwrap().unwrap();
             prop_assert!(now == before || now == after, "cut after {}: {:?}", cut, now);
             if whole {
@@ -1359,7 +1172,7 @@ mod cut_short {
             let report = s.check_consistency().unwrap();
             prop_assert!(report.problems.is_empty(), "cut after {}: {:?}", cut, report.problems);
             prop_assert_eq!(s.history(&now.id).unwrap().len() as u64, now.event_count);
-            let earliest = keys::next_timer(&now).map(|t| (t.kind, t.due_at));
+            let earliest = crate::store::next_timer(&now).map(|t| (t.kind, t.due_at));
             prop_assert_eq!(due(&s).first().copied(), earliest);
             prop_assert!(due(&s).len() <= 1);
         }
@@ -1408,7 +1221,7 @@ fn date_windows_read_only_their_span() {
     // Opening the store again keeps the markers; a store without them gets them at open.
     let path = s.path().to_owned();
     drop(s);
-    let s = Store::open(&path, Durability::GroupCommit).unwrap();
+    let s = SledStore::open(&path, Durability::GroupCommit).unwrap();
     s.meta.remove(META_DAYS_MARKED).unwrap();
     for kv in s.meta.scan_prefix(META_DAY) {
         s.meta.remove(kv.unwrap().0).unwrap();
@@ -1418,7 +1231,7 @@ fn date_windows_read_only_their_span() {
         "no markers: a walk"
     );
     drop(s);
-    let s = Store::open(&path, Durability::GroupCommit).unwrap();
+    let s = SledStore::open(&path, Durability::GroupCommit).unwrap();
     let page = s.list(&window, None, MAX_PAGE).unwrap();
     assert_eq!(page.cases.len(), 5);
     assert!(

@@ -1,7 +1,8 @@
 //! Key layout. Every index key is derived from the case alone, so the keys to remove on an
 //! update are the old case's and the keys to add are the new case's.
 
-use crate::model::{Case, CaseStatus, Millis, PendingTimer, TimerKind};
+use crate::model::{Case, CaseStatus, Millis, TimerKind};
+use crate::store::{next_timer, timer_kind_from_name, timer_kind_name};
 
 /// Index prefixes in the `idx` tree.
 pub const BY_DISTRICT_STATUS: u8 = b'D';
@@ -88,31 +89,6 @@ pub fn parse_timer_key(k: &[u8]) -> Option<(Millis, String, TimerKind)> {
     Some((due, id.to_owned(), timer_kind_from_name(kind)?))
 }
 
-/// Every timer kind's key name.
-pub fn timer_kind_name(k: TimerKind) -> &'static str {
-    match k {
-        TimerKind::Warning => "warning",
-        TimerKind::SignOff => "sign-off",
-        TimerKind::FirstContact => "first-contact",
-        TimerKind::Resolution => "resolution",
-        TimerKind::Overdue => "overdue",
-        TimerKind::Repeat => "repeat",
-    }
-}
-
-fn timer_kind_from_name(s: &str) -> Option<TimerKind> {
-    [
-        TimerKind::Warning,
-        TimerKind::SignOff,
-        TimerKind::FirstContact,
-        TimerKind::Resolution,
-        TimerKind::Overdue,
-        TimerKind::Repeat,
-    ]
-    .into_iter()
-    .find(|k| timer_kind_name(*k) == s)
-}
-
 /// Event key: case id ‖ 0 ‖ seq.
 pub fn event_key(id: &str, seq: u64) -> Vec<u8> {
     let mut k = id.as_bytes().to_vec();
@@ -134,16 +110,6 @@ pub fn district_status_prefix(district: &str, status: CaseStatus) -> Vec<u8> {
         BY_DISTRICT_STATUS,
         &[district.as_bytes(), status.as_str().as_bytes()],
     )
-}
-
-/// The one timer of `c` in the timer index: its earliest, ties broken the way the index
-/// sorts them. Indexing only the earliest keeps a new case's write to one timer entry
-/// instead of one per deadline (sled's cost grows with the keys a write touches); firing
-/// it re-indexes the case under its next timer, which the same sweep fires too if due.
-pub fn next_timer(c: &Case) -> Option<&PendingTimer> {
-    c.timers
-        .iter()
-        .min_by_key(|t| (t.due_at, timer_kind_name(t.kind)))
 }
 
 /// Every index key of `case`.

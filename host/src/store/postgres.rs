@@ -1,0 +1,1316 @@
+//! The PostgreSQL-protocol engine: the only code that touches a SQL database.
+//!
+//! # The SQL subset
+//!
+//! Everything here runs on PostgreSQL 15 and is meant to run unchanged on the distributed
+//! engines that speak its protocol (CockroachDB, YugabyteDB), so a city moves from one
+//! database machine to a cluster by changing `--store`. So it uses only:
+//!
+//! - plain tables with `TEXT` / `BIGINT` columns and composite primary keys, secondary
+//!   indexes (one partial index, `WHERE due_at IS NOT NULL`), `CREATE … IF NOT EXISTS`;
+//! - `SERIALIZABLE` transactions, retried on SQLSTATE 40001 (and 40P01) with a bounded,
+//!   jittered back-off — distributed engines abort on conflict far more often than
+//!   PostgreSQL does, so every write is written to be retried whole;
+//! - `INSERT … ON CONFLICT`, `UPDATE … WHERE version = $n`, row-value comparison for
+//!   keyset pagination (`(created_at, id) < ($1, $2)`), `GREATEST`, `count(*)`.
+//!
+//! And never: advisory locks, `LISTEN`/`NOTIFY`, sequences or `SERIAL` ids (one sequence
+//! every insert hits is a hotspot on a distributed engine: case ids come from a counter
+//! row in blocks of [`ID_BLOCK`], one increment per block), triggers, stored procedures,
+//! `JSONB` operators, temporary tables.
+//!
+//! # Schema
+//!
+//! `civic_meta` (key → BIGINT: `schema`, `next_case`, `directory`), `civic_cases` (the case
+//! as JSON, plus the columns listings and the sweep filter on: district, status, category,
+//! created_at, created_by, caller_key, the earliest timer's `due_at`/`due_kind`, version),
+//! `civic_case_units` (one row per unit handling a case, for the unit listing),
+//! `civic_events` (case, seq → event JSON), `civic_records` (collection, key → bytes),
+//! `civic_directories` (version → directory and categories). Every listing and the due
+//! timer scan are served by an index (see [`SCHEMA`]; the contract tests check the plans
+//! with `EXPLAIN`). The schema is created on first start and migrated by version; a
+//! database with a newer schema than this build knows is refused untouched.
+//!
+//! # Driver and pool
+//!
+//! tokio-postgres (the maintained pure-Rust driver of the rust-postgres project, with
+//! pipelining and binary parameters) behind deadpool-postgres (a small, actively kept pool
+//! made for it, with wait, create and recycle time-outs, which is how a database that is
+//! down becomes a prompt [`StoreError::Unavailable`] instead of a hang). The store is
+//! called from blocking threads, so the engine owns a small tokio runtime and blocks on it.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::str::FromStr;
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime, Timeouts};
+use parking_lot::Mutex;
+use tokio_postgres::error::SqlState;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{IsolationLevel, NoTls, Row, Transaction};
+
+use super::{
+    CaseStore, Change, Consistency, DirectoryRecord, DueTimer, Filter, Imported, MAX_PAGE, Page,
+    StoreError, Versioned, decode, encode, first_version, id_number, next_version,
+};
+use crate::model::{Case, CaseStatus, Event, Millis, TimerKind};
+
+/// The schema this build reads and writes.
+pub const SCHEMA_VERSION: i64 = 1;
+
+/// Case ids taken from the counter row at a time: one increment per block, not per case.
+pub const ID_BLOCK: i64 = 100;
+
+/// Attempts at a transaction that keeps failing on serialization before giving up.
+const ATTEMPTS: u32 = 12;
+
+/// The longest one store operation may take before it is reported unavailable (a database
+/// that stopped answering must not hold a request past its own time-out).
+const OP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a call waits for a pooled connection, or for a new one to open.
+const POOL_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// The schema, statement by statement; each is idempotent, so two hosts starting on an
+/// empty database at once both succeed.
+pub const SCHEMA: &[&str] = &[
+    "CREATE TABLE IF NOT EXISTS civic_meta (key TEXT PRIMARY KEY, value BIGINT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS civic_cases (
+        id TEXT PRIMARY KEY,
+        district TEXT NOT NULL,
+        status TEXT NOT NULL,
+        category TEXT NOT NULL,
+        created_at BIGINT NOT NULL,
+        created_by TEXT NOT NULL,
+        caller_key TEXT NOT NULL,
+        due_at BIGINT,
+        due_kind TEXT,
+        version BIGINT NOT NULL,
+        event_count BIGINT NOT NULL,
+        body TEXT NOT NULL
+    )",
+    "CREATE INDEX IF NOT EXISTS civic_cases_by_time ON civic_cases (created_at, id)",
+    "CREATE INDEX IF NOT EXISTS civic_cases_by_district ON civic_cases (district, created_at, id)",
+    "CREATE INDEX IF NOT EXISTS civic_cases_by_district_status ON civic_cases (district, status, created_at, id)",
+    "CREATE INDEX IF NOT EXISTS civic_cases_by_due ON civic_cases (due_at, id) WHERE due_at IS NOT NULL",
+    "CREATE INDEX IF NOT EXISTS civic_cases_by_caller ON civic_cases (caller_key, created_at, id)",
+    "CREATE TABLE IF NOT EXISTS civic_case_units (
+        unit TEXT NOT NULL,
+        created_at BIGINT NOT NULL,
+        case_id TEXT NOT NULL,
+        PRIMARY KEY (unit, created_at, case_id)
+    )",
+    "CREATE TABLE IF NOT EXISTS civic_events (
+        case_id TEXT NOT NULL,
+        seq BIGINT NOT NULL,
+        body TEXT NOT NULL,
+        PRIMARY KEY (case_id, seq)
+    )",
+    "CREATE TABLE IF NOT EXISTS civic_records (
+        collection TEXT NOT NULL,
+        key TEXT NOT NULL,
+        value BYTEA NOT NULL,
+        PRIMARY KEY (collection, key)
+    )",
+    "CREATE TABLE IF NOT EXISTS civic_directories (
+        version BIGINT PRIMARY KEY,
+        directory TEXT NOT NULL,
+        categories TEXT NOT NULL
+    )",
+    "INSERT INTO civic_meta (key, value) VALUES ('next_case', 0), ('directory', 0) ON CONFLICT (key) DO NOTHING",
+];
+
+/// Upgrades from each older schema: `(from, statements)`. None yet; a new schema adds its
+/// statements here and bumps [`SCHEMA_VERSION`].
+const MIGRATIONS: &[(i64, &[&str])] = &[];
+
+/// The PostgreSQL engine's settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PostgresConfig {
+    /// The connection string (`postgres://user:password@host:port/database?…`).
+    pub url: String,
+    /// Connections kept open at most.
+    pub pool_size: usize,
+}
+
+impl PostgresConfig {
+    /// Checks a connection string; the pool defaults to 16 connections.
+    pub fn new(url: &str) -> Result<Self, StoreError> {
+        tokio_postgres::Config::from_str(url).map_err(|e| {
+            StoreError::Invalid(format!(
+                "--store {} is not a PostgreSQL connection string: {e}",
+                redact(url)
+            ))
+        })?;
+        Ok(Self {
+            url: url.to_owned(),
+            pool_size: 16,
+        })
+    }
+
+    /// The address without its password, for messages.
+    pub fn describe(&self) -> String {
+        redact(&self.url)
+    }
+}
+
+/// A connection string with any password replaced by `***`.
+pub fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let (auth, host) = match rest.rsplit_once('@') {
+        Some((a, h)) => (a, h),
+        None => return url.to_owned(),
+    };
+    match auth.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+        None => url.to_owned(),
+    }
+}
+
+/// Why a transaction attempt failed: a serialization failure is retried whole, anything
+/// else is the caller's answer.
+enum Fail {
+    Retry(String),
+    Store(StoreError),
+}
+
+impl From<StoreError> for Fail {
+    fn from(e: StoreError) -> Self {
+        Fail::Store(e)
+    }
+}
+
+impl From<tokio_postgres::Error> for Fail {
+    fn from(e: tokio_postgres::Error) -> Self {
+        match e.code() {
+            Some(c)
+                if *c == SqlState::T_R_SERIALIZATION_FAILURE
+                    || *c == SqlState::T_R_DEADLOCK_DETECTED =>
+            {
+                Fail::Retry(e.to_string())
+            }
+            _ => Fail::Store(pg_error(e)),
+        }
+    }
+}
+
+/// A driver error in the contract's terms: a connection that is gone (the database
+/// stopped, restarted or is unreachable) is [`StoreError::Unavailable`].
+fn pg_error(e: tokio_postgres::Error) -> StoreError {
+    let unavailable = e.is_closed()
+        || e.code().is_some_and(|c| {
+            *c == SqlState::ADMIN_SHUTDOWN
+                || *c == SqlState::CRASH_SHUTDOWN
+                || *c == SqlState::CANNOT_CONNECT_NOW
+                || *c == SqlState::CONNECTION_FAILURE
+                || *c == SqlState::CONNECTION_EXCEPTION
+                || *c == SqlState::TOO_MANY_CONNECTIONS
+        })
+        || e.code().is_none();
+    let text = match e.as_db_error() {
+        Some(db) => format!("{} ({})", db.message(), db.code().code()),
+        None => e.to_string(),
+    };
+    if unavailable {
+        StoreError::Unavailable(format!("the database connection failed: {text}"))
+    } else {
+        StoreError::Io(format!("the database refused a statement: {text}"))
+    }
+}
+
+fn pool_error(e: deadpool_postgres::PoolError) -> StoreError {
+    StoreError::Unavailable(format!("no database connection could be had: {e}"))
+}
+
+/// The PostgreSQL engine.
+pub struct PostgresStore {
+    pool: Pool,
+    /// The engine's own runtime: the store is called from blocking threads.
+    rt: Option<tokio::runtime::Runtime>,
+    location: String,
+    /// This process's block of case ids: `(next, end)`.
+    ids: Mutex<(i64, i64)>,
+}
+
+impl Drop for PostgresStore {
+    fn drop(&mut self) {
+        // A runtime dropped inside another's async context panics; this one may be.
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+/// A value as a statement parameter.
+type Param<'a> = &'a (dyn ToSql + Sync);
+
+/// The columns a case is listed and swept by, derived from the case alone.
+struct Columns {
+    status: &'static str,
+    due_at: Option<i64>,
+    due_kind: Option<&'static str>,
+    version: i64,
+    event_count: i64,
+    body: String,
+}
+
+impl Columns {
+    fn of(c: &Case) -> Result<Self, StoreError> {
+        let next = super::next_timer(c);
+        Ok(Self {
+            status: c.status.as_str(),
+            due_at: next.map(|t| t.due_at),
+            due_kind: next.map(|t| super::timer_kind_name(t.kind)),
+            version: c.version as i64,
+            event_count: c.event_count as i64,
+            body: String::from_utf8(encode(c)?)
+                .map_err(|e| StoreError::Invalid(format!("a case is not UTF-8 JSON: {e}")))?,
+        })
+    }
+}
+
+/// The units handling a case (lead first, then co-handlers), once each.
+fn units(c: &Case) -> Vec<&str> {
+    let mut out: Vec<&str> = Vec::new();
+    for u in c.handler.iter().chain(c.co_handlers.iter()) {
+        if !out.contains(&u.as_str()) {
+            out.push(u);
+        }
+    }
+    out
+}
+
+fn case_of(row: &Row, col: usize) -> Result<Case, StoreError> {
+    let body: &str = row.get(col);
+    decode(b"civic_cases.body", body.as_bytes())
+}
+
+async fn insert_case(tx: &Transaction<'_>, c: &Case, events: &[Event]) -> Result<(), Fail> {
+    let col = Columns::of(c)?;
+    let n = tx
+        .execute(
+            "INSERT INTO civic_cases (id, district, status, category, created_at, created_by,
+                caller_key, due_at, due_kind, version, event_count, body)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+             ON CONFLICT (id) DO NOTHING",
+            &[
+                &c.id,
+                &c.district,
+                &col.status,
+                &c.category,
+                &c.created_at,
+                &c.created_by,
+                &c.caller_key,
+                &col.due_at,
+                &col.due_kind,
+                &col.version,
+                &col.event_count,
+                &col.body,
+            ],
+        )
+        .await?;
+    if n == 0 {
+        return Err(StoreError::Exists(c.id.clone()).into());
+    }
+    insert_units(tx, c, &units(c)).await?;
+    insert_events(tx, &c.id, events).await
+}
+
+async fn insert_units(tx: &Transaction<'_>, c: &Case, units: &[&str]) -> Result<(), Fail> {
+    for u in units {
+        tx.execute(
+            "INSERT INTO civic_case_units (unit, created_at, case_id) VALUES ($1, $2, $3)
+             ON CONFLICT DO NOTHING",
+            &[u, &c.created_at, &c.id],
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+async fn insert_events(tx: &Transaction<'_>, id: &str, events: &[Event]) -> Result<(), Fail> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    // One statement for all of a write's events.
+    let mut sql = String::from("INSERT INTO civic_events (case_id, seq, body) VALUES ");
+    let mut seqs = Vec::with_capacity(events.len());
+    let mut bodies = Vec::with_capacity(events.len());
+    for e in events {
+        seqs.push(e.seq as i64);
+        bodies.push(
+            String::from_utf8(encode(e)?)
+                .map_err(|e| StoreError::Invalid(format!("an event is not UTF-8 JSON: {e}")))?,
+        );
+    }
+    let mut params: Vec<Param<'_>> = vec![&id];
+    for i in 0..events.len() {
+        if i > 0 {
+            sql.push_str(", ");
+        }
+        sql.push_str(&format!("($1, ${}, ${})", 2 + 2 * i, 3 + 2 * i));
+        params.push(&seqs[i]);
+        params.push(&bodies[i]);
+    }
+    tx.execute(sql.as_str(), &params).await?;
+    Ok(())
+}
+
+/// Writes one version-checked change inside `tx`.
+async fn write_one(tx: &Transaction<'_>, w: &Versioned) -> Result<Result<Case, StoreError>, Fail> {
+    let id = &w.change.case.id;
+    let Some(row) = tx
+        .query_opt("SELECT body FROM civic_cases WHERE id = $1", &[id])
+        .await?
+    else {
+        return Ok(Err(StoreError::NotFound(id.clone())));
+    };
+    let old = case_of(&row, 0)?;
+    if old.version != w.expected {
+        return Ok(Err(StoreError::Conflict {
+            case: id.clone(),
+            expected: w.expected,
+            actual: old.version,
+        }));
+    }
+    let (new, events) = match next_version(&old, w.change.clone()) {
+        Ok(x) => x,
+        Err(e) => return Ok(Err(e)),
+    };
+    let col = Columns::of(&new)?;
+    let n = tx
+        .execute(
+            "UPDATE civic_cases SET status = $2, category = $3, created_by = $4, caller_key = $5,
+                due_at = $6, due_kind = $7, version = $8, event_count = $9, body = $10
+             WHERE id = $1 AND version = $11",
+            &[
+                id,
+                &col.status,
+                &new.category,
+                &new.created_by,
+                &new.caller_key,
+                &col.due_at,
+                &col.due_kind,
+                &col.version,
+                &col.event_count,
+                &col.body,
+                &(old.version as i64),
+            ],
+        )
+        .await?;
+    if n != 1 {
+        // Another writer got in between: decided again from the start.
+        return Err(Fail::Retry(format!("case {id} changed during its write")));
+    }
+    let (was, now) = (units(&old), units(&new));
+    for u in was.iter().filter(|u| !now.contains(u)) {
+        tx.execute(
+            "DELETE FROM civic_case_units WHERE unit = $1 AND created_at = $2 AND case_id = $3",
+            &[u, &old.created_at, id],
+        )
+        .await?;
+    }
+    let added: Vec<&str> = now.iter().filter(|u| !was.contains(u)).copied().collect();
+    insert_units(tx, &new, &added).await?;
+    insert_events(tx, id, &events).await?;
+    Ok(Ok(new))
+}
+
+/// What a cursor of a listing says: where the last page ended, and which listing it was.
+fn cursor_text(created_at: i64, id: &str, filter_tag: u64) -> String {
+    format!("{filter_tag:016x}.{created_at}.{id}")
+}
+
+fn parse_cursor(c: &str, filter_tag: u64) -> Result<(i64, String), StoreError> {
+    let bad = || StoreError::Invalid("the cursor is not one this store issued".into());
+    let mut parts = c.splitn(3, '.');
+    let (Some(tag), Some(at), Some(id)) = (parts.next(), parts.next(), parts.next()) else {
+        return Err(bad());
+    };
+    let tag = u64::from_str_radix(tag, 16).map_err(|_| bad())?;
+    let at: i64 = at.parse().map_err(|_| bad())?;
+    if tag != filter_tag {
+        return Err(StoreError::Invalid(
+            "the cursor belongs to another listing".into(),
+        ));
+    }
+    Ok((at, id.to_owned()))
+}
+
+/// A stable fingerprint of a filter, so a cursor cannot continue another listing.
+fn filter_tag(f: &Filter) -> u64 {
+    use sha2::Digest;
+    let text = format!("{f:?}");
+    let d = sha2::Sha256::digest(text.as_bytes());
+    u64::from_be_bytes(d[..8].try_into().expect("8 bytes"))
+}
+
+fn timer_kind(name: &str) -> Option<TimerKind> {
+    super::timer_kind_from_name(name)
+}
+
+impl PostgresStore {
+    /// Connects, creates the schema on an empty database or checks (and migrates) the one
+    /// there; a database of a newer schema is refused untouched.
+    pub fn open(config: &PostgresConfig) -> Result<Self, StoreError> {
+        let location = config.describe();
+        let open_err = |message: String| StoreError::Open {
+            location: location.clone(),
+            message,
+        };
+        let pg_config = tokio_postgres::Config::from_str(&config.url)
+            .map_err(|e| open_err(format!("not a connection string: {e}")))?;
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("civic-postgres")
+            .enable_all()
+            .build()
+            .map_err(|e| open_err(format!("cannot start the driver's runtime: {e}")))?;
+        let manager = Manager::from_config(
+            pg_config,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = {
+            let _guard = rt.enter();
+            Pool::builder(manager)
+                .max_size(config.pool_size)
+                .runtime(Runtime::Tokio1)
+                .timeouts(Timeouts {
+                    wait: Some(POOL_TIMEOUT),
+                    create: Some(POOL_TIMEOUT),
+                    recycle: Some(POOL_TIMEOUT),
+                })
+                .build()
+                .map_err(|e| open_err(format!("cannot make a connection pool: {e}")))?
+        };
+        let store = Self {
+            pool,
+            rt: Some(rt),
+            location: location.clone(),
+            ids: Mutex::new((0, 0)),
+        };
+        store.prepare_schema().map_err(|e| match e {
+            StoreError::Unavailable(m) | StoreError::Io(m) => open_err(m),
+            other => other,
+        })?;
+        Ok(store)
+    }
+
+    /// Runs `f` on the engine's runtime, bounded by [`OP_TIMEOUT`].
+    fn block<T>(&self, f: impl Future<Output = Result<T, StoreError>>) -> Result<T, StoreError> {
+        let rt = self
+            .rt
+            .as_ref()
+            .expect("the runtime lives as long as the store");
+        rt.block_on(async {
+            match tokio::time::timeout(OP_TIMEOUT, f).await {
+                Ok(r) => r,
+                Err(_) => Err(StoreError::Unavailable(format!(
+                    "the database did not answer within {} s",
+                    OP_TIMEOUT.as_secs()
+                ))),
+            }
+        })
+    }
+
+    /// Runs `f` in a SERIALIZABLE transaction, committed before this returns, retrying the
+    /// whole transaction on a serialization failure with a jittered, doubling back-off (at
+    /// most [`ATTEMPTS`] tries).
+    fn txn<T>(
+        &self,
+        f: impl AsyncFn(&Transaction<'_>) -> Result<T, Fail>,
+    ) -> Result<T, StoreError> {
+        self.block(async {
+            let mut last = String::new();
+            for attempt in 0..ATTEMPTS {
+                if attempt > 0 {
+                    let cap = 2u64 << attempt.min(6);
+                    let mut b = [0u8; 2];
+                    let _ = getrandom::fill(&mut b);
+                    let jitter = u64::from(u16::from_le_bytes(b)) % cap.max(1);
+                    tokio::time::sleep(Duration::from_millis(cap / 2 + jitter)).await;
+                }
+                let mut client = self.pool.get().await.map_err(pool_error)?;
+                let tx = match client
+                    .build_transaction()
+                    .isolation_level(IsolationLevel::Serializable)
+                    .start()
+                    .await
+                {
+                    Ok(tx) => tx,
+                    Err(e) => match Fail::from(e) {
+                        Fail::Retry(m) => {
+                            last = m;
+                            continue;
+                        }
+                        Fail::Store(e) => return Err(e),
+                    },
+                };
+                let done = match f(&tx).await {
+                    Ok(v) => tx.commit().await.map(|_| v).map_err(Fail::from),
+                    Err(e) => {
+                        let _ = tx.rollback().await;
+                        Err(e)
+                    }
+                };
+                match done {
+                    Ok(v) => return Ok(v),
+                    Err(Fail::Retry(m)) => last = m,
+                    Err(Fail::Store(e)) => return Err(e),
+                }
+            }
+            Err(StoreError::Unavailable(format!(
+                "a transaction kept conflicting with others ({ATTEMPTS} tries; last: {last})"
+            )))
+        })
+    }
+
+    /// Runs a read outside an explicit transaction.
+    fn read<T>(
+        &self,
+        f: impl AsyncFn(&deadpool_postgres::Client) -> Result<T, tokio_postgres::Error>,
+    ) -> Result<T, StoreError> {
+        self.block(async {
+            let client = self.pool.get().await.map_err(pool_error)?;
+            f(&client).await.map_err(pg_error)
+        })
+    }
+
+    fn prepare_schema(&self) -> Result<(), StoreError> {
+        let location = self.location.clone();
+        self.block(async {
+            let client = self.pool.get().await.map_err(pool_error)?;
+            let found: Option<i64> = match client
+                .query_opt("SELECT value FROM civic_meta WHERE key = 'schema'", &[])
+                .await
+            {
+                Ok(row) => row.map(|r| r.get(0)),
+                Err(e) if e.code() == Some(&SqlState::UNDEFINED_TABLE) => None,
+                Err(e) => return Err(pg_error(e)),
+            };
+            match found {
+                Some(v) if v == SCHEMA_VERSION => {}
+                Some(v) if v > SCHEMA_VERSION => {
+                    return Err(StoreError::UnknownSchema {
+                        location,
+                        found: v.to_string(),
+                        supported: SCHEMA_VERSION as u32,
+                    });
+                }
+                Some(v) => {
+                    for (from, statements) in MIGRATIONS.iter().filter(|(f, _)| *f >= v) {
+                        for s in *statements {
+                            client.batch_execute(s).await.map_err(pg_error)?;
+                        }
+                        client
+                            .execute(
+                                "UPDATE civic_meta SET value = $1 WHERE key = 'schema'",
+                                &[&(from + 1)],
+                            )
+                            .await
+                            .map_err(pg_error)?;
+                    }
+                    tracing::info!(
+                        from = v,
+                        to = SCHEMA_VERSION,
+                        "migrated the database schema"
+                    );
+                }
+                None => {
+                    for s in SCHEMA {
+                        client.batch_execute(s).await.map_err(pg_error)?;
+                    }
+                    client
+                        .execute(
+                            "INSERT INTO civic_meta (key, value) VALUES ('schema', $1)
+                             ON CONFLICT (key) DO NOTHING",
+                            &[&SCHEMA_VERSION],
+                        )
+                        .await
+                        .map_err(pg_error)?;
+                    tracing::info!(
+                        schema = SCHEMA_VERSION,
+                        location = %location,
+                        "created the civic-rules schema"
+                    );
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// The query plans of the listings and the due-timer scan (for tests and benchmarks:
+    /// each must use an index, never a scan of the whole table).
+    pub fn explain_hot_queries(&self) -> Result<Vec<(String, String)>, StoreError> {
+        let queries = [
+            (
+                "due timers",
+                "SELECT id, due_at, due_kind FROM civic_cases WHERE due_at IS NOT NULL AND due_at <= 5 ORDER BY due_at, id LIMIT 100",
+            ),
+            (
+                "district listing",
+                "SELECT body FROM civic_cases WHERE district = 'x' AND (created_at, id) < (5, 'c') ORDER BY created_at DESC, id DESC LIMIT 51",
+            ),
+            (
+                "district and status listing",
+                "SELECT body FROM civic_cases WHERE district = 'x' AND status = 'received' ORDER BY created_at DESC, id DESC LIMIT 51",
+            ),
+            (
+                "unit listing",
+                "SELECT u.case_id FROM civic_case_units u WHERE u.unit = 'x' ORDER BY u.created_at DESC, u.case_id DESC LIMIT 51",
+            ),
+            (
+                "city-wide listing",
+                "SELECT body FROM civic_cases ORDER BY created_at DESC, id DESC LIMIT 51",
+            ),
+            (
+                "caller window",
+                "SELECT body FROM civic_cases WHERE caller_key = 'k' AND created_at >= 5 ORDER BY created_at DESC, id DESC LIMIT 20",
+            ),
+        ];
+        let mut out = Vec::new();
+        for (name, q) in queries {
+            let sql = format!("EXPLAIN {q}");
+            let plan = self.read(async |c| {
+                // Small tables make a sequential scan the cheapest plan; this asks for the
+                // plan the indexes give, which is the one a large table gets.
+                c.batch_execute("SET enable_seqscan = off").await?;
+                let rows = c.query(sql.as_str(), &[]).await;
+                c.batch_execute("RESET enable_seqscan").await?;
+                Ok(rows?
+                    .iter()
+                    .map(|r| r.get::<_, String>(0))
+                    .collect::<Vec<_>>()
+                    .join("\n"))
+            })?;
+            out.push((name.to_owned(), plan));
+        }
+        Ok(out)
+    }
+}
+
+impl CaseStore for PostgresStore {
+    fn engine(&self) -> &'static str {
+        "postgres"
+    }
+
+    fn location(&self) -> String {
+        self.location.clone()
+    }
+
+    fn ping(&self) -> Result<(), StoreError> {
+        self.read(async |c| c.query_one("SELECT 1", &[]).await.map(|_| ()))
+    }
+
+    fn next_case_id(&self) -> Result<String, StoreError> {
+        {
+            let mut ids = self.ids.lock();
+            if ids.0 < ids.1 {
+                ids.0 += 1;
+                return Ok(super::case_id(ids.0 as u64));
+            }
+        }
+        let end: i64 = self.txn(async |tx| {
+            let row = tx
+                .query_one(
+                    "UPDATE civic_meta SET value = value + $1 WHERE key = 'next_case' RETURNING value",
+                    &[&ID_BLOCK],
+                )
+                .await?;
+            Ok(row.get(0))
+        })?;
+        let mut ids = self.ids.lock();
+        // Another thread may have taken a block meanwhile; the newer block wins, the rest of
+        // the older is skipped (gaps are allowed, repeats are not).
+        if end > ids.1 {
+            *ids = (end - ID_BLOCK, end);
+        }
+        ids.0 += 1;
+        Ok(super::case_id(ids.0 as u64))
+    }
+
+    fn create_case(&self, change: Change) -> Result<Case, StoreError> {
+        let (case, events) = first_version(change);
+        self.txn(async |tx| insert_case(tx, &case, &events).await)?;
+        Ok(case)
+    }
+
+    fn get_case(&self, id: &str) -> Result<Option<Case>, StoreError> {
+        let row = self.read(async |c| {
+            c.query_opt("SELECT body FROM civic_cases WHERE id = $1", &[&id])
+                .await
+        })?;
+        row.map(|r| case_of(&r, 0)).transpose()
+    }
+
+    /// Each change in its own transaction: one case's conflict never holds back another's.
+    fn write(&self, writes: Vec<Versioned>) -> Result<Vec<Result<Case, StoreError>>, StoreError> {
+        super::once_each(&writes)?;
+        writes
+            .iter()
+            .map(|w| self.txn(async |tx| write_one(tx, w).await))
+            .collect()
+    }
+
+    /// Every write is committed before it returns.
+    fn sync(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    fn history_of(&self, id: &str, event_count: u64) -> Result<Vec<Event>, StoreError> {
+        let count = event_count as i64;
+        let rows = self.read(async |c| {
+            c.query(
+                "SELECT body FROM civic_events WHERE case_id = $1 AND seq < $2 ORDER BY seq",
+                &[&id, &count],
+            )
+            .await
+        })?;
+        rows.iter()
+            .map(|r| decode(b"civic_events.body", r.get::<_, &str>(0).as_bytes()))
+            .collect()
+    }
+
+    fn list(
+        &self,
+        filter: &Filter,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<Page, StoreError> {
+        let limit = limit.clamp(1, MAX_PAGE);
+        let tag = filter_tag(filter);
+        let after = cursor.map(|c| parse_cursor(c, tag)).transpose()?;
+        let status = filter.status.map(|s| s.as_str());
+        // Each condition with its parameters, `?` standing for each.
+        let mut conds: Vec<(String, Vec<Param<'_>>)> = Vec::new();
+        // The unit listing walks the unit table in time order; the others walk an index of
+        // the case table chosen by the filter's leading fields.
+        let (from, time, id) = match &filter.unit {
+            Some(unit) => {
+                conds.push(("u.unit = ?".into(), vec![unit]));
+                (
+                    "civic_case_units u JOIN civic_cases c ON c.id = u.case_id",
+                    "u.created_at",
+                    "u.case_id",
+                )
+            }
+            None => ("civic_cases c", "c.created_at", "c.id"),
+        };
+        if let Some(d) = &filter.district {
+            conds.push(("c.district = ?".into(), vec![d]));
+        }
+        if let Some(s) = &status {
+            conds.push(("c.status = ?".into(), vec![s]));
+        }
+        if let Some(x) = &filter.category {
+            conds.push(("c.category = ?".into(), vec![x]));
+        }
+        if let Some(b) = &filter.created_by {
+            conds.push(("c.created_by = ?".into(), vec![b]));
+        }
+        if let Some(t) = &filter.created_from {
+            conds.push((format!("{time} >= ?"), vec![t]));
+        }
+        if let Some(t) = &filter.created_to {
+            conds.push((format!("{time} < ?"), vec![t]));
+        }
+        if let Some((at, aid)) = &after {
+            conds.push((format!("({time}, {id}) < (?, ?)"), vec![at, aid]));
+        }
+        let mut params: Vec<Param<'_>> = Vec::new();
+        let mut rendered = Vec::new();
+        for (sql, ps) in conds {
+            let mut out = String::new();
+            let mut ps = ps.into_iter();
+            for ch in sql.chars() {
+                match (ch, ch == '?') {
+                    (_, true) => {
+                        params.push(ps.next().expect("a parameter for each placeholder"));
+                        out.push_str(&format!("${}", params.len()));
+                    }
+                    (ch, false) => out.push(ch),
+                }
+            }
+            rendered.push(out);
+        }
+        let conds = rendered;
+        let fetch = (limit + 1) as i64;
+        params.push(&fetch);
+        let sql = format!(
+            "SELECT c.body FROM {from} {} {} ORDER BY {time} DESC, {id} DESC LIMIT ${}",
+            if conds.is_empty() { "" } else { "WHERE" },
+            conds.join(" AND "),
+            params.len()
+        );
+        let rows = self.read(async |c| c.query(sql.as_str(), &params).await)?;
+        let scanned = rows.len();
+        let mut cases = rows
+            .iter()
+            .take(limit)
+            .map(|r| case_of(r, 0))
+            .collect::<Result<Vec<_>, _>>()?;
+        let next = if rows.len() > limit {
+            cases.last().map(|c| cursor_text(c.created_at, &c.id, tag))
+        } else {
+            None
+        };
+        cases.truncate(limit);
+        Ok(Page {
+            cases,
+            next,
+            scanned,
+        })
+    }
+
+    fn due_timers(&self, now: Millis, limit: usize) -> Result<Vec<DueTimer>, StoreError> {
+        let limit = limit as i64;
+        let rows = self.read(async |c| {
+            c.query(
+                "SELECT id, due_at, due_kind FROM civic_cases
+                 WHERE due_at IS NOT NULL AND due_at <= $1 ORDER BY due_at, id LIMIT $2",
+                &[&now, &limit],
+            )
+            .await
+        })?;
+        rows.iter()
+            .map(|r| {
+                let id: String = r.get(0);
+                let kind: &str = r.get(2);
+                Ok(DueTimer {
+                    kind: timer_kind(kind).ok_or_else(|| StoreError::Corrupt {
+                        key: id.clone(),
+                        message: format!("unknown timer kind {kind:?}"),
+                    })?,
+                    case_id: id,
+                    due_at: r.get(1),
+                })
+            })
+            .collect()
+    }
+
+    fn caller_cases(
+        &self,
+        caller_key: &str,
+        since: Millis,
+        limit: usize,
+    ) -> Result<Vec<Case>, StoreError> {
+        let limit = limit as i64;
+        let rows = self.read(async |c| {
+            c.query(
+                "SELECT body FROM civic_cases WHERE caller_key = $1 AND created_at >= $2
+                 ORDER BY created_at DESC, id DESC LIMIT $3",
+                &[&caller_key, &since, &limit],
+            )
+            .await
+        })?;
+        rows.iter().map(|r| case_of(r, 0)).collect()
+    }
+
+    fn cases_after(&self, after: Option<&str>, limit: usize) -> Result<Vec<Case>, StoreError> {
+        let after = after.unwrap_or("");
+        let limit = limit as i64;
+        let rows = self.read(async |c| {
+            c.query(
+                "SELECT body FROM civic_cases WHERE id > $1 ORDER BY id LIMIT $2",
+                &[&after, &limit],
+            )
+            .await
+        })?;
+        rows.iter().map(|r| case_of(r, 0)).collect()
+    }
+
+    fn case_count(&self) -> Result<u64, StoreError> {
+        let n: i64 = self.read(async |c| {
+            Ok(c.query_one("SELECT count(*) FROM civic_cases", &[])
+                .await?
+                .get(0))
+        })?;
+        Ok(n as u64)
+    }
+
+    fn status_counts(&self) -> Result<HashMap<(String, CaseStatus), u64>, StoreError> {
+        let rows = self.read(async |c| {
+            c.query(
+                "SELECT district, status, count(*) FROM civic_cases GROUP BY district, status",
+                &[],
+            )
+            .await
+        })?;
+        let mut out = HashMap::new();
+        for r in rows {
+            let status: &str = r.get(1);
+            let Ok(status) = status.parse::<CaseStatus>() else {
+                continue;
+            };
+            out.insert((r.get::<_, String>(0), status), r.get::<_, i64>(2) as u64);
+        }
+        Ok(out)
+    }
+
+    fn put_directory(&self, record: &DirectoryRecord) -> Result<u64, StoreError> {
+        let v: i64 = self.txn(async |tx| {
+            let row = tx
+                .query_one(
+                    "SELECT COALESCE(MAX(version), 0) + 1 FROM civic_directories",
+                    &[],
+                )
+                .await?;
+            let v: i64 = row.get(0);
+            tx.execute(
+                "INSERT INTO civic_directories (version, directory, categories) VALUES ($1, $2, $3)",
+                &[&v, &record.directory, &record.categories],
+            )
+            .await?;
+            tx.execute(
+                "UPDATE civic_meta SET value = $1 WHERE key = 'directory'",
+                &[&v],
+            )
+            .await?;
+            Ok(v)
+        })?;
+        Ok(v as u64)
+    }
+
+    fn directory_record(&self, version: u64) -> Result<Option<DirectoryRecord>, StoreError> {
+        let v = version as i64;
+        let row = self.read(async |c| {
+            c.query_opt(
+                "SELECT directory, categories FROM civic_directories WHERE version = $1",
+                &[&v],
+            )
+            .await
+        })?;
+        Ok(row.map(|r| DirectoryRecord {
+            directory: r.get(0),
+            categories: r.get(1),
+        }))
+    }
+
+    fn current_directory_version(&self) -> Result<Option<u64>, StoreError> {
+        let v: Option<i64> = self.read(async |c| {
+            Ok(
+                c.query_opt("SELECT value FROM civic_meta WHERE key = 'directory'", &[])
+                    .await?
+                    .map(|r| r.get(0)),
+            )
+        })?;
+        Ok(v.filter(|v| *v > 0).map(|v| v as u64))
+    }
+
+    fn directory_versions(&self) -> Result<Vec<u64>, StoreError> {
+        let rows = self.read(async |c| {
+            c.query(
+                "SELECT version FROM civic_directories ORDER BY version",
+                &[],
+            )
+            .await
+        })?;
+        Ok(rows.iter().map(|r| r.get::<_, i64>(0) as u64).collect())
+    }
+
+    fn record_get(&self, collection: &str, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let row = self.read(async |c| {
+            c.query_opt(
+                "SELECT value FROM civic_records WHERE collection = $1 AND key = $2",
+                &[&collection, &key],
+            )
+            .await
+        })?;
+        Ok(row.map(|r| r.get(0)))
+    }
+
+    fn record_put(
+        &self,
+        collection: &str,
+        entries: &[(String, Vec<u8>)],
+    ) -> Result<(), StoreError> {
+        self.txn(async |tx| {
+            for (k, v) in entries {
+                upsert_record(tx, collection, k, v).await?;
+            }
+            Ok(())
+        })
+    }
+
+    fn record_remove(&self, collection: &str, key: &str) -> Result<(), StoreError> {
+        self.txn(async |tx| {
+            tx.execute(
+                "DELETE FROM civic_records WHERE collection = $1 AND key = $2",
+                &[&collection, &key],
+            )
+            .await?;
+            Ok(())
+        })
+    }
+
+    fn record_change(
+        &self,
+        collection: &str,
+        key: &str,
+        f: &dyn Fn(Option<&[u8]>) -> Result<Option<Vec<u8>>, StoreError>,
+    ) -> Result<(), StoreError> {
+        self.txn(async |tx| {
+            let cur: Option<Vec<u8>> = tx
+                .query_opt(
+                    "SELECT value FROM civic_records WHERE collection = $1 AND key = $2",
+                    &[&collection, &key],
+                )
+                .await?
+                .map(|r| r.get(0));
+            match f(cur.as_deref())? {
+                Some(v) => upsert_record(tx, collection, key, &v).await?,
+                None => {
+                    tx.execute(
+                        "DELETE FROM civic_records WHERE collection = $1 AND key = $2",
+                        &[&collection, &key],
+                    )
+                    .await?;
+                }
+            }
+            Ok(())
+        })
+    }
+
+    fn record_scan(
+        &self,
+        collection: &str,
+        prefix: &str,
+    ) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        // A prefix as a key range, not LIKE: no escaping, and an index range scan.
+        let rows = self.read(async |c| {
+            c.query(
+                "SELECT key, value FROM civic_records WHERE collection = $1 AND key >= $2
+                 ORDER BY key",
+                &[&collection, &prefix],
+            )
+            .await
+        })?;
+        Ok(rows
+            .iter()
+            .map(|r| (r.get::<_, String>(0), r.get::<_, Vec<u8>>(1)))
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .collect())
+    }
+
+    fn record_collections(&self) -> Result<Vec<String>, StoreError> {
+        let rows = self.read(async |c| {
+            c.query(
+                "SELECT DISTINCT collection FROM civic_records ORDER BY collection",
+                &[],
+            )
+            .await
+        })?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    fn import(&self, items: Vec<Imported>) -> Result<(), StoreError> {
+        self.txn(async |tx| {
+            let mut max_case = 0i64;
+            for item in &items {
+                match item {
+                    Imported::Directory { version, record } => {
+                        let v = *version as i64;
+                        tx.execute(
+                            "INSERT INTO civic_directories (version, directory, categories)
+                             VALUES ($1, $2, $3)
+                             ON CONFLICT (version) DO UPDATE
+                             SET directory = EXCLUDED.directory, categories = EXCLUDED.categories",
+                            &[&v, &record.directory, &record.categories],
+                        )
+                        .await?;
+                        tx.execute(
+                            "UPDATE civic_meta SET value = GREATEST(value, $1) WHERE key = 'directory'",
+                            &[&v],
+                        )
+                        .await?;
+                    }
+                    Imported::Case(c) => {
+                        insert_case(tx, c, &[]).await?;
+                        max_case = max_case.max(id_number(&c.id) as i64);
+                    }
+                    Imported::Events { case, events } => insert_events(tx, case, events).await?,
+                    Imported::Record {
+                        collection,
+                        key,
+                        value,
+                    } => upsert_record(tx, collection, key, value).await?,
+                }
+            }
+            tx.execute(
+                "UPDATE civic_meta SET value = GREATEST(value, $1) WHERE key = 'next_case'",
+                &[&max_case],
+            )
+            .await?;
+            Ok(())
+        })
+    }
+
+    fn finish_import(&self) -> Result<(), StoreError> {
+        // Ids handed out from blocks taken before the import may collide with imported ones.
+        *self.ids.lock() = (0, 0);
+        Ok(())
+    }
+
+    /// Every case has its events; the columns and unit rows derived from a case agree with
+    /// it; no event or unit row belongs to no case.
+    fn check_consistency(&self) -> Result<Consistency, StoreError> {
+        let mut report = Consistency::default();
+        let mut after: Option<String> = None;
+        loop {
+            let last = after.clone().unwrap_or_default();
+            let rows = self.read(async |c| {
+                c.query(
+                    "SELECT c.id, c.district, c.status, c.category, c.created_at, c.created_by,
+                        c.caller_key, c.due_at, c.due_kind, c.version, c.event_count, c.body,
+                        (SELECT count(*) FROM civic_events e WHERE e.case_id = c.id),
+                        (SELECT string_agg(u.unit, '\n' ORDER BY u.unit) FROM civic_case_units u
+                         WHERE u.case_id = c.id AND u.created_at = c.created_at)
+                     FROM civic_cases c WHERE c.id > $1 ORDER BY c.id LIMIT 500",
+                    &[&last],
+                )
+                .await
+            })?;
+            let Some(tail) = rows.last() else { break };
+            after = Some(tail.get(0));
+            for r in &rows {
+                let c = case_of(r, 11)?;
+                report.cases += 1;
+                let col = Columns::of(&c)?;
+                let stored = (
+                    r.get::<_, String>(0),
+                    r.get::<_, String>(1),
+                    r.get::<_, String>(2),
+                    r.get::<_, String>(3),
+                    r.get::<_, i64>(4),
+                    r.get::<_, String>(5),
+                    r.get::<_, String>(6),
+                    r.get::<_, Option<i64>>(7),
+                    r.get::<_, Option<String>>(8),
+                    r.get::<_, i64>(9),
+                    r.get::<_, i64>(10),
+                );
+                let derived = (
+                    c.id.clone(),
+                    c.district.clone(),
+                    col.status.to_owned(),
+                    c.category.clone(),
+                    c.created_at,
+                    c.created_by.clone(),
+                    c.caller_key.clone(),
+                    col.due_at,
+                    col.due_kind.map(str::to_owned),
+                    col.version,
+                    col.event_count,
+                );
+                if stored != derived {
+                    report.problems.push(format!(
+                        "case {}: its columns {stored:?} disagree with its body {derived:?}",
+                        c.id
+                    ));
+                }
+                let events: i64 = r.get(12);
+                report.events += events as usize;
+                if events as u64 != c.event_count {
+                    report.problems.push(format!(
+                        "case {} has {events} events, expected {}",
+                        c.id, c.event_count
+                    ));
+                }
+                let mut want: Vec<&str> = units(&c);
+                want.sort();
+                let have: Option<String> = r.get(13);
+                let have: Vec<&str> = have
+                    .as_deref()
+                    .map(|h| h.split('\n').collect())
+                    .unwrap_or_default();
+                report.index_entries += have.len();
+                if have != want {
+                    report.problems.push(format!(
+                        "case {} is listed for units {have:?}, it is handled by {want:?}",
+                        c.id
+                    ));
+                }
+            }
+        }
+        let orphans = self.read(async |c| {
+            c.query(
+                "SELECT 'event', e.case_id FROM civic_events e
+                 WHERE NOT EXISTS (SELECT 1 FROM civic_cases c WHERE c.id = e.case_id)
+                 UNION ALL
+                 SELECT 'unit', u.case_id FROM civic_case_units u
+                 WHERE NOT EXISTS (SELECT 1 FROM civic_cases c
+                                   WHERE c.id = u.case_id AND c.created_at = u.created_at)
+                 LIMIT 100",
+                &[],
+            )
+            .await
+        })?;
+        for r in orphans {
+            report.problems.push(format!(
+                "{} row of case {} belongs to no case",
+                r.get::<_, &str>(0),
+                r.get::<_, &str>(1)
+            ));
+        }
+        Ok(report)
+    }
+}
+
+async fn upsert_record(
+    tx: &Transaction<'_>,
+    collection: &str,
+    key: &str,
+    value: &[u8],
+) -> Result<(), Fail> {
+    tx.execute(
+        "INSERT INTO civic_records (collection, key, value) VALUES ($1, $2, $3)
+         ON CONFLICT (collection, key) DO UPDATE SET value = EXCLUDED.value",
+        &[&collection, &key, &value],
+    )
+    .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_password_never_shows_in_messages() {
+        assert_eq!(
+            redact("postgres://civic:s3cret@db.example:5432/civic"),
+            "postgres://civic:***@db.example:5432/civic"
+        );
+        assert_eq!(
+            redact("postgres://civic@127.0.0.1:5432/civic"),
+            "postgres://civic@127.0.0.1:5432/civic"
+        );
+        let e = PostgresConfig::new("postgres://civic:s3cret@host:notaport/db").unwrap_err();
+        assert!(!e.to_string().contains("s3cret"), "{e}");
+    }
+
+    #[test]
+    fn a_cursor_continues_only_its_own_listing() {
+        let f = Filter {
+            district: Some("jiyang".into()),
+            ..Filter::default()
+        };
+        let tag = filter_tag(&f);
+        let c = cursor_text(1_700_000_000_000, "c-0000000042", tag);
+        assert_eq!(
+            parse_cursor(&c, tag).unwrap(),
+            (1_700_000_000_000, "c-0000000042".to_owned())
+        );
+        let other = filter_tag(&Filter::default());
+        assert!(
+            matches!(parse_cursor(&c, other), Err(StoreError::Invalid(m)) if m.contains("another listing"))
+        );
+        assert!(parse_cursor("zz", tag).is_err());
+    }
+}

@@ -78,6 +78,27 @@ fn chown_to(path: &Path, owner: Option<(u32, u32)>) {
     }
 }
 
+/// Starts `postgres` on the cluster in `dir`, its log appended to `dir/server.log`.
+fn spawn_server(bin: &Path, owner: Option<(u32, u32)>, dir: &Path, port: u16) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .append(true)
+        .open(dir.join("server.log"))
+        .expect("the server log");
+    command(bin, "postgres", owner)
+        .arg("-D")
+        .arg(dir.join("data"))
+        .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+        .arg("-k")
+        .arg(dir)
+        .current_dir(dir)
+        .process_group(0)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("postgres starts")
+}
+
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -123,21 +144,9 @@ impl Postgres {
         );
         let port = free_port();
         let log_path = dir.path().join("server.log");
-        let log = std::fs::File::create(&log_path).unwrap();
+        std::fs::File::create(&log_path).unwrap();
         chown_to(&log_path, owner);
-        let server = command(&bin, "postgres", owner)
-            .arg("-D")
-            .arg(&data)
-            .args(["-h", "127.0.0.1", "-p", &port.to_string()])
-            .arg("-k")
-            .arg(dir.path())
-            .current_dir(dir.path())
-            .process_group(0)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("postgres starts");
+        let server = spawn_server(&bin, owner, dir.path(), port);
         let mut pg = Postgres {
             port,
             user,
@@ -149,6 +158,19 @@ impl Postgres {
         } else {
             Err(pg.log())
         }
+    }
+
+    /// Starts the server again on the same folder and port after [`Postgres::stop_immediately`]
+    /// (crash recovery runs as it would after a lost machine); returns once it accepts
+    /// connections.
+    pub fn restart(&mut self) {
+        let _ = self.server.wait();
+        self.server = spawn_server(&bin_dir(), run_as(), self.dir.path(), self.port);
+        assert!(
+            self.wait_ready(&bin_dir()),
+            "PostgreSQL did not restart: {}",
+            self.log()
+        );
     }
 
     /// Waits until the server accepts connections; false if it exited first.

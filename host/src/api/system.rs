@@ -28,18 +28,19 @@ pub(crate) fn routes() -> Vec<Route> {
 }
 
 async fn health(State(state): State<AppState>) -> impl IntoResponse {
-    let ready = blocking(&state, |svc| Ok(svc.is_ready()))
+    let (ready, store) = blocking(&state, |svc| Ok((svc.is_ready(), svc.store_health())))
         .await
-        .unwrap_or(false);
+        .unwrap_or((false, crate::service::StoreHealth::unknown()));
     let sweeper = state.svc.sweep_heartbeat().health();
-    let (code, status) = match (ready, sweeper.status) {
-        (false, _) => (axum::http::StatusCode::SERVICE_UNAVAILABLE, "starting"),
-        (true, "stalled") => (axum::http::StatusCode::OK, "degraded"),
-        (true, _) => (axum::http::StatusCode::OK, "ok"),
+    let (code, status) = match (ready, store.error.is_some(), sweeper.status) {
+        (_, true, _) => (axum::http::StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+        (false, _, _) => (axum::http::StatusCode::SERVICE_UNAVAILABLE, "starting"),
+        (true, _, "stalled") => (axum::http::StatusCode::OK, "degraded"),
+        (true, _, _) => (axum::http::StatusCode::OK, "ok"),
     };
     (
         code,
-        axum::Json(serde_json::json!({"status": status, "sweeper": sweeper})),
+        axum::Json(serde_json::json!({"status": status, "store": store, "sweeper": sweeper})),
     )
 }
 

@@ -134,6 +134,29 @@ pub struct Service {
     heartbeat: crate::health::Heartbeat,
 }
 
+/// What `/healthz` says of the case store.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct StoreHealth {
+    /// The engine (`sled`, `postgres`).
+    pub engine: &'static str,
+    /// `ok` or `unavailable`.
+    pub status: &'static str,
+    /// Why it is unavailable.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl StoreHealth {
+    /// When the check itself could not run.
+    pub fn unknown() -> Self {
+        Self {
+            engine: "unknown",
+            status: "unavailable",
+            error: Some("the store check could not run".into()),
+        }
+    }
+}
+
 /// Rules compiled into the host instead of run as plug-ins: the baseline the Wasm runtime
 /// is measured against. Never used by `civic serve`.
 pub trait NativeRules: Send + Sync {
@@ -409,6 +432,16 @@ impl Service {
         &self,
     ) -> Result<std::collections::HashMap<(String, CaseStatus), u64>, ServiceError> {
         Ok(self.store.status_counts()?)
+    }
+
+    /// Whether the case store answers now.
+    pub fn store_health(&self) -> StoreHealth {
+        let error = self.store.ping().err().map(|e| e.to_string());
+        StoreHealth {
+            engine: self.store.engine(),
+            status: if error.is_some() { "unavailable" } else { "ok" },
+            error,
+        }
     }
 
     /// Whether the service can take cases (a directory is loaded).

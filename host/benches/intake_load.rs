@@ -227,10 +227,10 @@ fn main() {
         let dir = tempfile::tempdir().unwrap();
         let mut config = ServiceConfig::new(dir.path());
         // Diagnosis only: LOAD_DURABILITY=unsafe shows what the flushes cost.
-        if std::env::var("LOAD_DURABILITY").as_deref() == Ok("unsafe") {
-            if let Some(sled) = config.sled_mut() {
-                sled.durability = civic_host::store::sled::Durability::Unsafe;
-            }
+        if std::env::var("LOAD_DURABILITY").as_deref() == Ok("unsafe")
+            && let Some(sled) = config.sled_mut()
+        {
+            sled.durability = civic_host::store::sled::Durability::Unsafe;
         }
         let mut svc = Service::open_default(&config).unwrap();
         let token = svc.bootstrap(dir.path()).unwrap().admin_token.unwrap();

@@ -110,10 +110,9 @@ fn main() {
     if let Some(mb) = std::env::var("SWEEP_CACHE_MB")
         .ok()
         .and_then(|s| s.parse::<u64>().ok())
+        && let Some(sled) = config.sled_mut()
     {
-        if let Some(sled) = config.sled_mut() {
-            sled.cache_bytes = mb << 20;
-        }
+        sled.cache_bytes = mb << 20;
     }
     let threads = std::env::var("SWEEP_THREADS")
         .ok()

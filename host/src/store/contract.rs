@@ -563,7 +563,7 @@ pub fn keeps_opaque_records(fresh: Factory<'_>) {
     assert_eq!(s.record_scan("plugins", "").unwrap().len(), 3);
     let n: u32 = update_record(s, "counters", "c", |cur| {
         let n = cur.map_or(0, |b| {
-            u32::from_str_radix(std::str::from_utf8(b).unwrap(), 10).unwrap()
+            std::str::from_utf8(b).unwrap().parse::<u32>().unwrap()
         });
         Ok((Some((n + 1).to_string().into_bytes()), n + 1))
     })

@@ -260,6 +260,9 @@ pub enum Imported {
     },
 }
 
+/// How a record changes: the current value (if any) → the new one (`None` deletes).
+pub type RecordChange<'a> = dyn Fn(Option<&[u8]>) -> Result<Option<Vec<u8>>, StoreError> + 'a;
+
 /// The cases, their history and the records of a civic-rules deployment.
 ///
 /// Every method may block on i/o and is called from blocking threads. Writes are durable
@@ -356,7 +359,7 @@ pub trait CaseStore: Send + Sync + 'static {
         &self,
         collection: &str,
         key: &str,
-        f: &dyn Fn(Option<&[u8]>) -> Result<Option<Vec<u8>>, StoreError>,
+        f: &RecordChange<'_>,
     ) -> Result<(), StoreError>;
 
     /// Records of `collection` whose key starts with `prefix`, in key order.

@@ -1053,7 +1053,7 @@ impl CaseStore for PostgresStore {
         &self,
         collection: &str,
         key: &str,
-        f: &dyn Fn(Option<&[u8]>) -> Result<Option<Vec<u8>>, StoreError>,
+        f: &super::RecordChange<'_>,
     ) -> Result<(), StoreError> {
         self.txn(async |tx| {
             let cur: Option<Vec<u8>> = tx

@@ -1146,7 +1146,7 @@ impl CaseStore for SledStore {
         &self,
         collection: &str,
         key: &str,
-        f: &dyn Fn(Option<&[u8]>) -> Result<Option<Vec<u8>>, StoreError>,
+        f: &super::RecordChange<'_>,
     ) -> Result<(), StoreError> {
         let tree = self.records(collection)?;
         tree.transaction(|t| {

@@ -41,3 +41,20 @@ mod postgres {
 
     civic_host::store_contract_tests!(fresh);
 }
+
+/// Every listing and the due-timer scan are answered from an index, never a walk of the
+/// table (the plans PostgreSQL gives them, read with EXPLAIN).
+#[test]
+fn postgres_answers_listings_and_the_sweep_from_indexes() {
+    use civic_tests::postgres::Postgres;
+    let url = Postgres::shared().fresh_database();
+    let store = PostgresStore::open(&PostgresConfig::new(&url).unwrap()).unwrap();
+    let plans = store.explain_hot_queries().unwrap();
+    assert!(plans.len() >= 6);
+    for (query, plan) in plans {
+        assert!(
+            plan.contains("Index") && !plan.contains("Seq Scan"),
+            "{query} is not answered from an index:\n{plan}"
+        );
+    }
+}

@@ -2,7 +2,8 @@
 #![deny(missing_docs)]
 
 pub mod browser;
-pub mod postgres;
+/// The PostgreSQL the tests start (a crate of its own, so the host's process tests use it too).
+pub use civic_pg_harness as postgres;
 
 /// Paths of the fixture components, built from source by the build script.
 pub mod fixtures {

@@ -2,7 +2,10 @@
 //! socket, durable acknowledgement) at 1, 16 and 64 concurrent keep-alive clients, with
 //! the bundled Wasm plug-ins and again with the same rules compiled natively into the host.
 //!
-//! `cargo bench -p civic-host --bench intake_load` (env `LOAD_SECONDS`, default 5)
+//! `cargo bench -p civic-host --bench intake_load` (env `LOAD_SECONDS`, default 5;
+//! `LOAD_STORES=sled,postgres` also runs every row on the PostgreSQL engine, against a
+//! cluster the benchmark starts itself, and measures that database's `pgbench` rate of
+//! single-row inserts as the engine's ceiling; `LOAD_NATIVE=0` skips the native rows)
 
 use std::io::Write as _;
 use std::sync::Arc;
@@ -218,14 +221,35 @@ fn main() {
             (before.to_owned(), after.to_owned())
         })
         .collect();
+    let stores: Vec<String> = std::env::var("LOAD_STORES")
+        .unwrap_or_else(|_| "sled".into())
+        .split(',')
+        .map(str::to_owned)
+        .collect();
+    let natives: &[bool] = if std::env::var("LOAD_NATIVE").as_deref() == Ok("0") {
+        &[false]
+    } else {
+        &[false, true]
+    };
+    let pg = stores
+        .iter()
+        .any(|s| s == "postgres")
+        .then(civic_pg_harness::Postgres::start);
     println!("POST /v1/cases over loopback, durable acknowledgement, {seconds} s per row");
     println!(
-        "{:<8} {:>8} {:>10} {:>9} {:>9} {:>9} {:>9}",
-        "rules", "clients", "cases/s", "p50 ms", "p90 ms", "p99 ms", "max ms"
+        "{:<9} {:<8} {:>8} {:>10} {:>9} {:>9} {:>9} {:>9}",
+        "store", "rules", "clients", "cases/s", "p50 ms", "p90 ms", "p99 ms", "max ms"
     );
-    for native in [false, true] {
+    for (store, native) in stores
+        .iter()
+        .flat_map(|s| natives.iter().map(move |n| (s.as_str(), *n)))
+    {
         let dir = tempfile::tempdir().unwrap();
         let mut config = ServiceConfig::new(dir.path());
+        if store == "postgres" {
+            let url = pg.as_ref().unwrap().fresh_database();
+            config.store = civic_host::store::StoreConfig::parse(&url).unwrap();
+        }
         // Diagnosis only: LOAD_DURABILITY=unsafe shows what the flushes cost.
         if std::env::var("LOAD_DURABILITY").as_deref() == Ok("unsafe")
             && let Some(sled) = config.sled_mut()
@@ -304,7 +328,7 @@ fn main() {
                 (rate, q(0.5), q(0.9), q(0.99), q(1.0))
             });
             println!(
-                "{:<8} {clients:>8} {rate:>10.0} {p50:>9.2} {p90:>9.2} {p99:>9.2} {max:>9.2}",
+                "{store:<9} {:<8} {clients:>8} {rate:>10.0} {p50:>9.2} {p90:>9.2} {p99:>9.2} {max:>9.2}",
                 if native { "native" } else { "wasm" }
             );
         }
@@ -317,5 +341,65 @@ fn main() {
             }
         }
         rt.shutdown_timeout(Duration::from_secs(1));
+    }
+    if let Some(pg) = &pg {
+        pgbench(pg, seconds);
+    }
+}
+
+/// The database's own ceiling: `pgbench` committing single-row inserts of a case-sized
+/// row (1.5 KB) in autocommit, at 1, 16 and 64 clients, on the same cluster.
+fn pgbench(pg: &civic_pg_harness::Postgres, seconds: u64) {
+    let url = pg.fresh_database();
+    let bin = civic_pg_harness::bin_dir();
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("insert.sql");
+    std::fs::write(
+        &script,
+        "\\set id random(1, 2000000000)\nINSERT INTO bench_insert (id, body) VALUES (:id, repeat('x', 1500)) ON CONFLICT DO NOTHING;\n",
+    )
+    .unwrap();
+    let psql = std::process::Command::new(bin.join("psql"))
+        .args([
+            &url,
+            "-c",
+            "CREATE TABLE bench_insert (id BIGINT PRIMARY KEY, body TEXT NOT NULL)",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        psql.status.success(),
+        "{}",
+        String::from_utf8_lossy(&psql.stderr)
+    );
+    println!(
+        "pgbench: single-row inserts of 1.5 KB in autocommit, same cluster, {seconds} s per row"
+    );
+    for clients in [1, 16, 64] {
+        let out = std::process::Command::new(bin.join("pgbench"))
+            .args([
+                "-n",
+                "-c",
+                &clients.to_string(),
+                "-j",
+                "2",
+                "-T",
+                &seconds.to_string(),
+                "-f",
+            ])
+            .arg(&script)
+            .arg(&url)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        let tps = text
+            .lines()
+            .find(|l| l.starts_with("tps"))
+            .unwrap_or("tps = ? (no result)");
+        let lat = text
+            .lines()
+            .find(|l| l.starts_with("latency average"))
+            .unwrap_or("");
+        println!("pgbench   {clients:>3} clients  {tps}  {lat}");
     }
 }

@@ -44,11 +44,12 @@ use std::future::Future;
 use std::str::FromStr;
 use std::time::Duration;
 
+use deadpool_postgres::Transaction;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime, Timeouts};
 use parking_lot::Mutex;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{IsolationLevel, NoTls, Row, Transaction};
+use tokio_postgres::{IsolationLevel, NoTls, Row};
 
 use super::{
     CaseStore, Change, Consistency, DirectoryRecord, DueTimer, Filter, Imported, MAX_PAGE, Page,
@@ -174,6 +175,8 @@ pub fn redact(url: &str) -> String {
 /// else is the caller's answer.
 enum Fail {
     Retry(String),
+    /// A unique key was taken (a case created twice).
+    Duplicate(String),
     Store(StoreError),
 }
 
@@ -192,6 +195,7 @@ impl From<tokio_postgres::Error> for Fail {
             {
                 Fail::Retry(e.to_string())
             }
+            Some(c) if *c == SqlState::UNIQUE_VIOLATION => Fail::Duplicate(pg_error(e).to_string()),
             _ => Fail::Store(pg_error(e)),
         }
     }
@@ -288,14 +292,30 @@ fn case_of(row: &Row, col: usize) -> Result<Case, StoreError> {
     decode(b"civic_cases.body", body.as_bytes())
 }
 
+const INSERT_CASE: &str = "INSERT INTO civic_cases (id, district, status, category, created_at,
+        created_by, caller_key, due_at, due_kind, version, event_count, body)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+     ON CONFLICT (id) DO NOTHING";
+const INSERT_UNITS: &str = "INSERT INTO civic_case_units (unit, created_at, case_id)
+     SELECT u, $2, $3 FROM unnest($1::TEXT[]) AS u
+     ON CONFLICT DO NOTHING";
+const DELETE_UNITS: &str = "DELETE FROM civic_case_units
+     WHERE unit = ANY($1::TEXT[]) AND created_at = $2 AND case_id = $3";
+const INSERT_EVENTS: &str = "INSERT INTO civic_events (case_id, seq, body)
+     SELECT $1, e.seq, e.body FROM unnest($2::BIGINT[], $3::TEXT[]) AS e (seq, body)";
+const SELECT_CASE: &str = "SELECT body FROM civic_cases WHERE id = $1";
+const UPDATE_CASE: &str = "UPDATE civic_cases SET status = $2, category = $3, created_by = $4,
+        caller_key = $5, due_at = $6, due_kind = $7, version = $8, event_count = $9, body = $10
+     WHERE id = $1 AND version = $11";
+
+/// Inserts a case with its unit rows and events: the statements are sent together
+/// (pipelined on the connection) and prepared once per connection.
 async fn insert_case(tx: &Transaction<'_>, c: &Case, events: &[Event]) -> Result<(), Fail> {
     let col = Columns::of(c)?;
-    let n = tx
-        .execute(
-            "INSERT INTO civic_cases (id, district, status, category, created_at, created_by,
-                caller_key, due_at, due_kind, version, event_count, body)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
-             ON CONFLICT (id) DO NOTHING",
+    let stmt = tx.prepare_cached(INSERT_CASE).await?;
+    let case = async {
+        tx.execute(
+            &stmt,
             &[
                 &c.id,
                 &c.district,
@@ -311,23 +331,37 @@ async fn insert_case(tx: &Transaction<'_>, c: &Case, events: &[Event]) -> Result
                 &col.body,
             ],
         )
-        .await?;
-    if n == 0 {
-        return Err(StoreError::Exists(c.id.clone()).into());
+        .await
+        .map_err(Fail::from)
+    };
+    let units = units(c);
+    let written = tokio::try_join!(
+        case,
+        insert_units(tx, c, &units),
+        insert_events(tx, &c.id, events)
+    );
+    match written {
+        Ok((1, (), ())) => Ok(()),
+        Ok(_) | Err(Fail::Duplicate(_)) => Err(StoreError::Exists(c.id.clone()).into()),
+        Err(e) => Err(e),
     }
-    insert_units(tx, c, &units(c)).await?;
-    insert_events(tx, &c.id, events).await
 }
 
 async fn insert_units(tx: &Transaction<'_>, c: &Case, units: &[&str]) -> Result<(), Fail> {
-    for u in units {
-        tx.execute(
-            "INSERT INTO civic_case_units (unit, created_at, case_id) VALUES ($1, $2, $3)
-             ON CONFLICT DO NOTHING",
-            &[u, &c.created_at, &c.id],
-        )
-        .await?;
+    if units.is_empty() {
+        return Ok(());
     }
+    let stmt = tx.prepare_cached(INSERT_UNITS).await?;
+    tx.execute(&stmt, &[&units, &c.created_at, &c.id]).await?;
+    Ok(())
+}
+
+async fn delete_units(tx: &Transaction<'_>, c: &Case, units: &[&str]) -> Result<(), Fail> {
+    if units.is_empty() {
+        return Ok(());
+    }
+    let stmt = tx.prepare_cached(DELETE_UNITS).await?;
+    tx.execute(&stmt, &[&units, &c.created_at, &c.id]).await?;
     Ok(())
 }
 
@@ -335,8 +369,6 @@ async fn insert_events(tx: &Transaction<'_>, id: &str, events: &[Event]) -> Resu
     if events.is_empty() {
         return Ok(());
     }
-    // One statement for all of a write's events.
-    let mut sql = String::from("INSERT INTO civic_events (case_id, seq, body) VALUES ");
     let mut seqs = Vec::with_capacity(events.len());
     let mut bodies = Vec::with_capacity(events.len());
     for e in events {
@@ -346,26 +378,16 @@ async fn insert_events(tx: &Transaction<'_>, id: &str, events: &[Event]) -> Resu
                 .map_err(|e| StoreError::Invalid(format!("an event is not UTF-8 JSON: {e}")))?,
         );
     }
-    let mut params: Vec<Param<'_>> = vec![&id];
-    for i in 0..events.len() {
-        if i > 0 {
-            sql.push_str(", ");
-        }
-        sql.push_str(&format!("($1, ${}, ${})", 2 + 2 * i, 3 + 2 * i));
-        params.push(&seqs[i]);
-        params.push(&bodies[i]);
-    }
-    tx.execute(sql.as_str(), &params).await?;
+    let stmt = tx.prepare_cached(INSERT_EVENTS).await?;
+    tx.execute(&stmt, &[&id, &seqs, &bodies]).await?;
     Ok(())
 }
 
 /// Writes one version-checked change inside `tx`.
 async fn write_one(tx: &Transaction<'_>, w: &Versioned) -> Result<Result<Case, StoreError>, Fail> {
     let id = &w.change.case.id;
-    let Some(row) = tx
-        .query_opt("SELECT body FROM civic_cases WHERE id = $1", &[id])
-        .await?
-    else {
+    let select = tx.prepare_cached(SELECT_CASE).await?;
+    let Some(row) = tx.query_opt(&select, &[id]).await? else {
         return Ok(Err(StoreError::NotFound(id.clone())));
     };
     let old = case_of(&row, 0)?;
@@ -381,41 +403,42 @@ async fn write_one(tx: &Transaction<'_>, w: &Versioned) -> Result<Result<Case, S
         Err(e) => return Ok(Err(e)),
     };
     let col = Columns::of(&new)?;
-    let n = tx
-        .execute(
-            "UPDATE civic_cases SET status = $2, category = $3, created_by = $4, caller_key = $5,
-                due_at = $6, due_kind = $7, version = $8, event_count = $9, body = $10
-             WHERE id = $1 AND version = $11",
-            &[
-                id,
-                &col.status,
-                &new.category,
-                &new.created_by,
-                &new.caller_key,
-                &col.due_at,
-                &col.due_kind,
-                &col.version,
-                &col.event_count,
-                &col.body,
-                &(old.version as i64),
-            ],
-        )
-        .await?;
-    if n != 1 {
-        // Another writer got in between: decided again from the start.
-        return Err(Fail::Retry(format!("case {id} changed during its write")));
-    }
     let (was, now) = (units(&old), units(&new));
-    for u in was.iter().filter(|u| !now.contains(u)) {
-        tx.execute(
-            "DELETE FROM civic_case_units WHERE unit = $1 AND created_at = $2 AND case_id = $3",
-            &[u, &old.created_at, id],
-        )
-        .await?;
-    }
+    let gone: Vec<&str> = was.iter().filter(|u| !now.contains(u)).copied().collect();
     let added: Vec<&str> = now.iter().filter(|u| !was.contains(u)).copied().collect();
-    insert_units(tx, &new, &added).await?;
-    insert_events(tx, id, &events).await?;
+    let update = tx.prepare_cached(UPDATE_CASE).await?;
+    let case = async {
+        let n = tx
+            .execute(
+                &update,
+                &[
+                    id,
+                    &col.status,
+                    &new.category,
+                    &new.created_by,
+                    &new.caller_key,
+                    &col.due_at,
+                    &col.due_kind,
+                    &col.version,
+                    &col.event_count,
+                    &col.body,
+                    &(old.version as i64),
+                ],
+            )
+            .await?;
+        if n == 1 {
+            Ok(())
+        } else {
+            // Another writer got in between: decided again from the start.
+            Err(Fail::Retry(format!("case {id} changed during its write")))
+        }
+    };
+    tokio::try_join!(
+        case,
+        delete_units(tx, &old, &gone),
+        insert_units(tx, &new, &added),
+        insert_events(tx, id, &events)
+    )?;
     Ok(Ok(new))
 }
 
@@ -549,6 +572,7 @@ impl PostgresStore {
                             last = m;
                             continue;
                         }
+                        Fail::Duplicate(m) => return Err(StoreError::Io(m)),
                         Fail::Store(e) => return Err(e),
                     },
                 };
@@ -562,6 +586,7 @@ impl PostgresStore {
                 match done {
                     Ok(v) => return Ok(v),
                     Err(Fail::Retry(m)) => last = m,
+                    Err(Fail::Duplicate(m)) => return Err(StoreError::Io(m)),
                     Err(Fail::Store(e)) => return Err(e),
                 }
             }
@@ -743,8 +768,8 @@ impl CaseStore for PostgresStore {
 
     fn get_case(&self, id: &str) -> Result<Option<Case>, StoreError> {
         let row = self.read(async |c| {
-            c.query_opt("SELECT body FROM civic_cases WHERE id = $1", &[&id])
-                .await
+            let stmt = c.prepare_cached(SELECT_CASE).await?;
+            c.query_opt(&stmt, &[&id]).await
         })?;
         row.map(|r| case_of(&r, 0)).transpose()
     }
@@ -766,11 +791,12 @@ impl CaseStore for PostgresStore {
     fn history_of(&self, id: &str, event_count: u64) -> Result<Vec<Event>, StoreError> {
         let count = event_count as i64;
         let rows = self.read(async |c| {
-            c.query(
-                "SELECT body FROM civic_events WHERE case_id = $1 AND seq < $2 ORDER BY seq",
-                &[&id, &count],
-            )
-            .await
+            let stmt = c
+                .prepare_cached(
+                    "SELECT body FROM civic_events WHERE case_id = $1 AND seq < $2 ORDER BY seq",
+                )
+                .await?;
+            c.query(&stmt, &[&id, &count]).await
         })?;
         rows.iter()
             .map(|r| decode(b"civic_events.body", r.get::<_, &str>(0).as_bytes()))
@@ -902,12 +928,13 @@ impl CaseStore for PostgresStore {
     ) -> Result<Vec<Case>, StoreError> {
         let limit = limit as i64;
         let rows = self.read(async |c| {
-            c.query(
-                "SELECT body FROM civic_cases WHERE caller_key = $1 AND created_at >= $2
-                 ORDER BY created_at DESC, id DESC LIMIT $3",
-                &[&caller_key, &since, &limit],
-            )
-            .await
+            let stmt = c
+                .prepare_cached(
+                    "SELECT body FROM civic_cases WHERE caller_key = $1 AND created_at >= $2
+                     ORDER BY created_at DESC, id DESC LIMIT $3",
+                )
+                .await?;
+            c.query(&stmt, &[&caller_key, &since, &limit]).await
         })?;
         rows.iter().map(|r| case_of(r, 0)).collect()
     }

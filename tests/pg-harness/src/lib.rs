@@ -50,7 +50,8 @@ fn run_as() -> Option<(u32, u32)> {
     Some(unsafe { ((*pw).pw_uid, (*pw).pw_gid) })
 }
 
-fn bin_dir() -> PathBuf {
+/// The folder holding PostgreSQL's programs (`CIVIC_PG_BIN`, else Debian's).
+pub fn bin_dir() -> PathBuf {
     std::env::var_os("CIVIC_PG_BIN")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(DEBIAN_PG_BIN))

@@ -58,3 +58,63 @@ fn postgres_answers_listings_and_the_sweep_from_indexes() {
         );
     }
 }
+
+/// A database whose schema is newer than this build's is refused with a message that says
+/// so, and left as it was; an empty one gets the schema, and opening it again changes
+/// nothing.
+#[test]
+fn postgres_refuses_a_newer_schema_untouched() {
+    use civic_host::store::{CaseStore, StoreError};
+    use civic_tests::postgres::Postgres;
+    let url = Postgres::shared().fresh_database();
+    let config = PostgresConfig::new(&url).unwrap();
+    let store = PostgresStore::open(&config).unwrap();
+    store
+        .record_put("tokens", &[("t".into(), b"kept".to_vec())])
+        .unwrap();
+    drop(store);
+    // Opening again keeps what is there.
+    let store = PostgresStore::open(&config).unwrap();
+    assert_eq!(
+        store.record_get("tokens", "t").unwrap(),
+        Some(b"kept".to_vec())
+    );
+    drop(store);
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        client
+            .execute("UPDATE civic_meta SET value = 99 WHERE key = 'schema'", &[])
+            .await
+            .unwrap();
+    });
+    let e = PostgresStore::open(&config).err().expect("a newer schema is refused");
+    assert!(
+        matches!(&e, StoreError::UnknownSchema { found, .. } if found == "99"),
+        "{e}"
+    );
+    assert!(e.to_string().contains("was not changed"), "{e}");
+    rt.block_on(async {
+        let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        let row = client
+            .query_one(
+                "SELECT (SELECT value FROM civic_meta WHERE key = 'schema'),
+                        (SELECT value FROM civic_records WHERE key = 't')",
+                &[],
+            )
+            .await
+            .unwrap();
+        assert_eq!(row.get::<_, i64>(0), 99, "the schema marker is untouched");
+        assert_eq!(row.get::<_, Vec<u8>>(1), b"kept".to_vec());
+    });
+}

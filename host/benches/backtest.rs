@@ -1,7 +1,8 @@
 //! Backtest throughput: past cases re-evaluated per second under a candidate and the
 //! active version (two Wasm decisions per case, on both cores).
 //!
-//! `cargo bench -p civic-host --bench backtest` (env `BACKTEST_CASES`, default 20,000)
+//! `cargo bench -p civic-host --bench backtest` (env `BACKTEST_CASES`, default 20,000;
+//! `BACKTEST_STORE=postgres` on the PostgreSQL engine, against a cluster it starts itself)
 
 use std::sync::Arc;
 
@@ -28,6 +29,12 @@ fn main() {
     if let Some(sled) = config.sled_mut() {
         sled.durability = Durability::Unsafe;
     }
+    let pg = (std::env::var("BACKTEST_STORE").as_deref() == Ok("postgres"))
+        .then(civic_pg_harness::Postgres::start);
+    if let Some(pg) = &pg {
+        config.store = civic_host::store::StoreConfig::parse(&pg.fresh_database()).unwrap();
+    }
+    println!("store: {}", config.store.describe());
     let svc = Service::open(&config, Arc::new(ManualClock::new(1_796_000_400_000))).unwrap();
     svc.bootstrap(dir.path()).unwrap();
     let bodies: Vec<serde_json::Value> = include_str!("../../data/sample-cases.jsonl")

@@ -95,7 +95,9 @@ fn postgres_refuses_a_newer_schema_untouched() {
             .await
             .unwrap();
     });
-    let e = PostgresStore::open(&config).err().expect("a newer schema is refused");
+    let e = PostgresStore::open(&config)
+        .err()
+        .expect("a newer schema is refused");
     assert!(
         matches!(&e, StoreError::UnknownSchema { found, .. } if found == "99"),
         "{e}"

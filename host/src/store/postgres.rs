@@ -303,6 +303,24 @@ const DELETE_UNITS: &str = "DELETE FROM civic_case_units
      WHERE unit = ANY($1::TEXT[]) AND created_at = $2 AND case_id = $3";
 const INSERT_EVENTS: &str = "INSERT INTO civic_events (case_id, seq, body)
      SELECT $1, e.seq, e.body FROM unnest($2::BIGINT[], $3::TEXT[]) AS e (seq, body)";
+/// A new case, its unit rows and its events, in one statement (see
+/// [`PostgresStore::create_case`]); the unit rows and events are inserted only with a new case
+/// row.
+const CREATE_CASE: &str = "WITH c AS (
+        INSERT INTO civic_cases (id, district, status, category, created_at, created_by,
+            caller_key, due_at, due_kind, version, event_count, body)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+        ON CONFLICT (id) DO NOTHING
+        RETURNING id, created_at
+    ), u AS (
+        INSERT INTO civic_case_units (unit, created_at, case_id)
+        SELECT x.unit, c.created_at, c.id FROM c, unnest($13::TEXT[]) AS x (unit)
+        ON CONFLICT DO NOTHING
+    ), e AS (
+        INSERT INTO civic_events (case_id, seq, body)
+        SELECT c.id, ev.seq, ev.body FROM c, unnest($14::BIGINT[], $15::TEXT[]) AS ev (seq, body)
+    )
+    SELECT count(*) FROM c";
 const SELECT_CASE: &str = "SELECT body FROM civic_cases WHERE id = $1";
 const UPDATE_CASE: &str = "UPDATE civic_cases SET status = $2, category = $3, created_by = $4,
         caller_key = $5, due_at = $6, due_kind = $7, version = $8, event_count = $9, body = $10
@@ -369,6 +387,14 @@ async fn insert_events(tx: &Transaction<'_>, id: &str, events: &[Event]) -> Resu
     if events.is_empty() {
         return Ok(());
     }
+    let (seqs, bodies) = event_columns(events)?;
+    let stmt = tx.prepare_cached(INSERT_EVENTS).await?;
+    tx.execute(&stmt, &[&id, &seqs, &bodies]).await?;
+    Ok(())
+}
+
+/// Events as the two arrays the event statements take: sequence numbers and JSON.
+fn event_columns(events: &[Event]) -> Result<(Vec<i64>, Vec<String>), StoreError> {
     let mut seqs = Vec::with_capacity(events.len());
     let mut bodies = Vec::with_capacity(events.len());
     for e in events {
@@ -378,9 +404,7 @@ async fn insert_events(tx: &Transaction<'_>, id: &str, events: &[Event]) -> Resu
                 .map_err(|e| StoreError::Invalid(format!("an event is not UTF-8 JSON: {e}")))?,
         );
     }
-    let stmt = tx.prepare_cached(INSERT_EVENTS).await?;
-    tx.execute(&stmt, &[&id, &seqs, &bodies]).await?;
-    Ok(())
+    Ok((seqs, bodies))
 }
 
 /// Writes one version-checked change inside `tx`.
@@ -484,8 +508,14 @@ impl PostgresStore {
             location: location.clone(),
             message,
         };
-        let pg_config = tokio_postgres::Config::from_str(&config.url)
+        let mut pg_config = tokio_postgres::Config::from_str(&config.url)
             .map_err(|e| open_err(format!("not a connection string: {e}")))?;
+        // Statements run on their own (not in an explicit transaction) are SERIALIZABLE too.
+        let options = match pg_config.get_options() {
+            Some(o) => format!("{o} -c default_transaction_isolation=serializable"),
+            None => "-c default_transaction_isolation=serializable".to_owned(),
+        };
+        pg_config.options(&options);
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("civic-postgres")
@@ -542,48 +572,20 @@ impl PostgresStore {
         })
     }
 
-    /// Runs `f` in a SERIALIZABLE transaction, committed before this returns, retrying the
-    /// whole transaction on a serialization failure with a jittered, doubling back-off (at
-    /// most [`ATTEMPTS`] tries).
-    fn txn<T>(
-        &self,
-        f: impl AsyncFn(&Transaction<'_>) -> Result<T, Fail>,
-    ) -> Result<T, StoreError> {
+    /// Runs `attempt` until it does not fail on serialization, with a jittered, doubling
+    /// back-off between tries (at most [`ATTEMPTS`]).
+    fn retrying<T>(&self, attempt: impl AsyncFn() -> Result<T, Fail>) -> Result<T, StoreError> {
         self.block(async {
             let mut last = String::new();
-            for attempt in 0..ATTEMPTS {
-                if attempt > 0 {
-                    let cap = 2u64 << attempt.min(6);
+            for n in 0..ATTEMPTS {
+                if n > 0 {
+                    let cap = 2u64 << n.min(6);
                     let mut b = [0u8; 2];
                     let _ = getrandom::fill(&mut b);
                     let jitter = u64::from(u16::from_le_bytes(b)) % cap.max(1);
                     tokio::time::sleep(Duration::from_millis(cap / 2 + jitter)).await;
                 }
-                let mut client = self.pool.get().await.map_err(pool_error)?;
-                let tx = match client
-                    .build_transaction()
-                    .isolation_level(IsolationLevel::Serializable)
-                    .start()
-                    .await
-                {
-                    Ok(tx) => tx,
-                    Err(e) => match Fail::from(e) {
-                        Fail::Retry(m) => {
-                            last = m;
-                            continue;
-                        }
-                        Fail::Duplicate(m) => return Err(StoreError::Io(m)),
-                        Fail::Store(e) => return Err(e),
-                    },
-                };
-                let done = match f(&tx).await {
-                    Ok(v) => tx.commit().await.map(|_| v).map_err(Fail::from),
-                    Err(e) => {
-                        let _ = tx.rollback().await;
-                        Err(e)
-                    }
-                };
-                match done {
+                match attempt().await {
                     Ok(v) => return Ok(v),
                     Err(Fail::Retry(m)) => last = m,
                     Err(Fail::Duplicate(m)) => return Err(StoreError::Io(m)),
@@ -593,6 +595,42 @@ impl PostgresStore {
             Err(StoreError::Unavailable(format!(
                 "a transaction kept conflicting with others ({ATTEMPTS} tries; last: {last})"
             )))
+        })
+    }
+
+    /// Runs `f` in a SERIALIZABLE transaction, committed before this returns, retried whole
+    /// on a serialization failure.
+    fn txn<T>(
+        &self,
+        f: impl AsyncFn(&Transaction<'_>) -> Result<T, Fail>,
+    ) -> Result<T, StoreError> {
+        self.retrying(async || {
+            let mut client = self.pool.get().await.map_err(pool_error)?;
+            let tx = client
+                .build_transaction()
+                .isolation_level(IsolationLevel::Serializable)
+                .start()
+                .await?;
+            match f(&tx).await {
+                Ok(v) => tx.commit().await.map(|_| v).map_err(Fail::from),
+                Err(e) => {
+                    let _ = tx.rollback().await;
+                    Err(e)
+                }
+            }
+        })
+    }
+
+    /// Runs one statement on its own: atomic by itself, committed (at the session's
+    /// SERIALIZABLE isolation) before this returns, retried on a serialization failure. One
+    /// round trip where a transaction takes three.
+    fn statement<T>(
+        &self,
+        f: impl AsyncFn(&deadpool_postgres::Client) -> Result<T, Fail>,
+    ) -> Result<T, StoreError> {
+        self.retrying(async || {
+            let client = self.pool.get().await.map_err(pool_error)?;
+            f(&client).await
         })
     }
 
@@ -741,28 +779,61 @@ impl CaseStore for PostgresStore {
                 return Ok(super::case_id(ids.0 as u64));
             }
         }
-        let end: i64 = self.txn(async |tx| {
-            let row = tx
-                .query_one(
-                    "UPDATE civic_meta SET value = value + $1 WHERE key = 'next_case' RETURNING value",
-                    &[&ID_BLOCK],
-                )
-                .await?;
-            Ok(row.get(0))
-        })?;
+        // One thread takes the next block while the others wait for it (they would
+        // otherwise all update the counter row at once and retry on each other's conflicts).
         let mut ids = self.ids.lock();
-        // Another thread may have taken a block meanwhile; the newer block wins, the rest of
-        // the older is skipped (gaps are allowed, repeats are not).
-        if end > ids.1 {
+        if ids.0 >= ids.1 {
+            let end: i64 = self.statement(async |c| {
+                let row = c
+                    .query_one(
+                        "UPDATE civic_meta SET value = value + $1 WHERE key = 'next_case' RETURNING value",
+                        &[&ID_BLOCK],
+                    )
+                    .await?;
+                Ok(row.get(0))
+            })?;
             *ids = (end - ID_BLOCK, end);
         }
         ids.0 += 1;
         Ok(super::case_id(ids.0 as u64))
     }
 
+    /// One statement (the case, its unit rows and its events in writable CTEs that insert
+    /// the rest only if the case row was new): one round trip per intake.
     fn create_case(&self, change: Change) -> Result<Case, StoreError> {
         let (case, events) = first_version(change);
-        self.txn(async |tx| insert_case(tx, &case, &events).await)?;
+        let col = Columns::of(&case)?;
+        let units = units(&case);
+        let (seqs, bodies) = event_columns(&events)?;
+        let created = self.statement(async |c| {
+            let stmt = c.prepare_cached(CREATE_CASE).await?;
+            let row = c
+                .query_one(
+                    &stmt,
+                    &[
+                        &case.id,
+                        &case.district,
+                        &col.status,
+                        &case.category,
+                        &case.created_at,
+                        &case.created_by,
+                        &case.caller_key,
+                        &col.due_at,
+                        &col.due_kind,
+                        &col.version,
+                        &col.event_count,
+                        &col.body,
+                        &units,
+                        &seqs,
+                        &bodies,
+                    ],
+                )
+                .await?;
+            Ok(row.get::<_, i64>(0))
+        })?;
+        if created != 1 {
+            return Err(StoreError::Exists(case.id));
+        }
         Ok(case)
     }
 

@@ -42,6 +42,31 @@ mod postgres {
     civic_host::store_contract_tests!(fresh);
 }
 
+/// The same contract on a database whose text collation is linguistic (ICU `en-US`, as
+/// many installations are set up), not byte order: nothing may depend on how the database
+/// sorts or compares ranges of text.
+mod postgres_linguistic_collation {
+    use super::*;
+    use civic_tests::postgres::Postgres;
+
+    fn fresh() -> Fresh {
+        let url = Postgres::shared().fresh_database_with(&[
+            "--template=template0",
+            "--locale-provider=icu",
+            "--icu-locale=en-US",
+        ]);
+        let config = PostgresConfig::new(&url).expect("the harness's url");
+        let store = PostgresStore::open(&config)
+            .unwrap_or_else(|e| panic!("open {url}: {e}; log: {}", Postgres::shared().log()));
+        Fresh {
+            store: Arc::new(store),
+            keep: Box::new(()),
+        }
+    }
+
+    civic_host::store_contract_tests!(fresh);
+}
+
 /// Every listing and the due-timer scan are answered from an index, never a walk of the
 /// table (the plans PostgreSQL gives them, read with EXPLAIN).
 #[test]

@@ -1180,31 +1180,34 @@ impl CaseStore for PostgresStore {
         collection: &str,
         prefix: &str,
     ) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
-        // A prefix as a key range, not LIKE: no escaping, and an index range scan.
+        // An equality on the key's start, not a range or LIKE: the database's collation
+        // (linguistic in many installations) orders and compares ranges of text in ways
+        // that are not byte order, but equality is equality; the order is made here.
         let rows = self.read(async |c| {
             c.query(
-                "SELECT key, value FROM civic_records WHERE collection = $1 AND key >= $2
-                 ORDER BY key",
+                "SELECT key, value FROM civic_records
+                 WHERE collection = $1 AND left(key, length($2)) = $2",
                 &[&collection, &prefix],
             )
             .await
         })?;
-        Ok(rows
+        let mut out: Vec<(String, Vec<u8>)> = rows
             .iter()
             .map(|r| (r.get::<_, String>(0), r.get::<_, Vec<u8>>(1)))
-            .take_while(|(k, _)| k.starts_with(prefix))
-            .collect())
+            .filter(|(k, _)| k.starts_with(prefix))
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(out)
     }
 
     fn record_collections(&self) -> Result<Vec<String>, StoreError> {
         let rows = self.read(async |c| {
-            c.query(
-                "SELECT DISTINCT collection FROM civic_records ORDER BY collection",
-                &[],
-            )
-            .await
+            c.query("SELECT DISTINCT collection FROM civic_records", &[])
+                .await
         })?;
-        Ok(rows.iter().map(|r| r.get(0)).collect())
+        let mut out: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+        out.sort();
+        Ok(out)
     }
 
     fn import(&self, items: Vec<Imported>) -> Result<(), StoreError> {
@@ -1323,10 +1326,11 @@ impl CaseStore for PostgresStore {
                 let mut want: Vec<&str> = units(&c);
                 want.sort();
                 let have: Option<String> = r.get(13);
-                let have: Vec<&str> = have
+                let mut have: Vec<&str> = have
                     .as_deref()
                     .map(|h| h.split('\n').collect())
                     .unwrap_or_default();
+                have.sort();
                 report.index_entries += have.len();
                 if have != want {
                     report.problems.push(format!(

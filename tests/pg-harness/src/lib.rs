@@ -214,6 +214,11 @@ impl Postgres {
     /// Creates an empty database with a name never used before in this cluster and
     /// returns its connection string.
     pub fn fresh_database(&self) -> String {
+        self.fresh_database_with(&[])
+    }
+
+    /// [`Postgres::fresh_database`] with more `createdb` options (a collation, say).
+    pub fn fresh_database_with(&self, options: &[&str]) -> String {
         static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let name = format!(
             "civic_{}_{}",
@@ -229,6 +234,7 @@ impl Postgres {
                 "-U",
                 &self.user,
             ])
+            .args(options)
             .arg(&name)
             .output()
             .expect("createdb runs");

@@ -53,7 +53,7 @@ use tokio_postgres::{IsolationLevel, NoTls, Row};
 
 use super::{
     CaseStore, Change, Consistency, DirectoryRecord, DueTimer, Filter, Imported, MAX_PAGE, Page,
-    StoreError, Versioned, decode, encode, first_version, id_number, next_version,
+    StoreError, Versioned, decode, encode, first_version, next_version,
 };
 use crate::model::{Case, CaseStatus, Event, Millis, TimerKind};
 
@@ -193,7 +193,7 @@ impl From<tokio_postgres::Error> for Fail {
                 if *c == SqlState::T_R_SERIALIZATION_FAILURE
                     || *c == SqlState::T_R_DEADLOCK_DETECTED =>
             {
-                Fail::Retry(e.to_string())
+                Fail::Retry(pg_error(e).to_string())
             }
             Some(c) if *c == SqlState::UNIQUE_VIOLATION => Fail::Duplicate(pg_error(e).to_string()),
             _ => Fail::Store(pg_error(e)),
@@ -1212,7 +1212,6 @@ impl CaseStore for PostgresStore {
 
     fn import(&self, items: Vec<Imported>) -> Result<(), StoreError> {
         self.txn(async |tx| {
-            let mut max_case = 0i64;
             for item in &items {
                 match item {
                     Imported::Directory { version, record } => {
@@ -1231,10 +1230,7 @@ impl CaseStore for PostgresStore {
                         )
                         .await?;
                     }
-                    Imported::Case(c) => {
-                        insert_case(tx, c, &[]).await?;
-                        max_case = max_case.max(id_number(&c.id) as i64);
-                    }
+                    Imported::Case(c) => insert_case(tx, c, &[]).await?,
                     Imported::Events { case, events } => insert_events(tx, case, events).await?,
                     Imported::Record {
                         collection,
@@ -1243,16 +1239,24 @@ impl CaseStore for PostgresStore {
                     } => upsert_record(tx, collection, key, value).await?,
                 }
             }
-            tx.execute(
-                "UPDATE civic_meta SET value = GREATEST(value, $1) WHERE key = 'next_case'",
-                &[&max_case],
-            )
-            .await?;
             Ok(())
         })
     }
 
+    /// The id counter moves past the highest imported id here, once, not in every batch:
+    /// batches written side by side would all update that one row and keep conflicting.
     fn finish_import(&self) -> Result<(), StoreError> {
+        self.statement(async |c| {
+            c.execute(
+                "UPDATE civic_meta SET value = GREATEST(value,
+                    COALESCE((SELECT max(CAST(substr(id, 3) AS BIGINT)) FROM civic_cases
+                              WHERE id LIKE 'c-%'), 0))
+                 WHERE key = 'next_case'",
+                &[],
+            )
+            .await?;
+            Ok(())
+        })?;
         // Ids handed out from blocks taken before the import may collide with imported ones.
         *self.ids.lock() = (0, 0);
         Ok(())

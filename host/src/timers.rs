@@ -382,7 +382,7 @@ fn prepare(
         ));
     }
     let staged = Versioned {
-        expected: case.version,
+        read: case,
         change: Change { case: c, events },
     };
     Ok(Some((

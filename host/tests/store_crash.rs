@@ -84,7 +84,7 @@ fn crash_child() {
                         due_at: 1_796_000_600_000 + i,
                     }];
                     let staged = Versioned {
-                        expected: old.version,
+                        read: old.clone(),
                         change: Change {
                             case: next,
                             events: vec![(

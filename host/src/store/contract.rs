@@ -109,9 +109,13 @@ fn moved(c: &Case, status: CaseStatus, unit: Option<&str>) -> Change {
     }
 }
 
-fn write1(s: &dyn CaseStore, expected: u64, change: Change) -> Result<Case, StoreError> {
+/// Writes `change` to the case as `read` showed it.
+fn write1(s: &dyn CaseStore, read: &Case, change: Change) -> Result<Case, StoreError> {
     let mut out = s
-        .write(vec![Versioned { expected, change }])
+        .write(vec![Versioned {
+            read: read.clone(),
+            change,
+        }])
         .expect("the write call");
     s.sync().expect("sync");
     out.pop().expect("one result")
@@ -136,13 +140,13 @@ pub fn creates_reads_and_refuses_stale_writes(fresh: Factory<'_>) {
 
     let b = write1(
         s,
-        1,
+        &a,
         moved(&a, CaseStatus::Dispatched, Some("jiyang/yuehe")),
     )
     .unwrap();
     assert_eq!((b.version, b.event_count), (2, 2));
     assert_eq!(s.get_case(&a.id).unwrap().unwrap(), b);
-    let stale = write1(s, 1, moved(&a, CaseStatus::Closed, None));
+    let stale = write1(s, &a, moved(&a, CaseStatus::Closed, None));
     assert!(
         matches!(
             stale,
@@ -164,13 +168,13 @@ pub fn creates_reads_and_refuses_stale_writes(fresh: Factory<'_>) {
     let mut ghost = a.clone();
     ghost.id = "c-0000999999".into();
     assert!(matches!(
-        write1(s, 1, moved(&ghost, CaseStatus::Closed, None)),
+        write1(s, &ghost, moved(&ghost, CaseStatus::Closed, None)),
         Err(StoreError::NotFound(_))
     ));
     let mut other_district = moved(&b, CaseStatus::Closed, None);
     other_district.case.district = "yazhou".into();
     assert!(matches!(
-        write1(s, 2, other_district),
+        write1(s, &b, other_district),
         Err(StoreError::Invalid(_))
     ));
 
@@ -207,15 +211,15 @@ pub fn writes_each_case_of_a_batch_on_its_own(fresh: Factory<'_>) {
     let s = &*f.store;
     let a = create(s, case(s, "jiyang", "noise", 0));
     let b = create(s, case(s, "jiyang", "noise", 1));
-    let b2 = write1(s, 1, moved(&b, CaseStatus::Dispatched, Some("u1"))).unwrap();
+    let b2 = write1(s, &b, moved(&b, CaseStatus::Dispatched, Some("u1"))).unwrap();
     let out = s
         .write(vec![
             Versioned {
-                expected: 1,
+                read: a.clone(),
                 change: moved(&a, CaseStatus::Dispatched, Some("u2")),
             },
             Versioned {
-                expected: 1,
+                read: b.clone(),
                 change: moved(&b, CaseStatus::Closed, None),
             },
         ])
@@ -227,11 +231,11 @@ pub fn writes_each_case_of_a_batch_on_its_own(fresh: Factory<'_>) {
     let a2 = s.get_case(&a.id).unwrap().unwrap();
     let twice = s.write(vec![
         Versioned {
-            expected: 2,
+            read: a2.clone(),
             change: moved(&a2, CaseStatus::Signed, Some("u2")),
         },
         Versioned {
-            expected: 2,
+            read: a2.clone(),
             change: moved(&a2, CaseStatus::Closed, None),
         },
     ]);
@@ -268,7 +272,7 @@ fn populate(s: &dyn CaseStore, n: i64) -> Vec<Case> {
             if i % 7 == 0 {
                 change.case.co_handlers = vec!["police".into()];
             }
-            write1(s, 1, change).unwrap()
+            write1(s, &c, change).unwrap()
         })
         .collect()
 }
@@ -409,7 +413,7 @@ pub fn pages_have_no_duplicates_or_gaps_while_writes_go_on(fresh: Factory<'_>) {
                 let cur = s.get_case(&c.id).unwrap().unwrap();
                 let mut change = moved(&cur, cur.status, cur.handler.as_deref());
                 change.case.marks.push("touched".into());
-                write1(s, cur.version, change).unwrap();
+                write1(s, &cur, change).unwrap();
             }
             match page.next {
                 Some(n) => cursor = Some(n),
@@ -497,7 +501,7 @@ pub fn gives_due_timers_in_time_order(fresh: Factory<'_>) {
     let c0 = s.get_case(&ids[0]).unwrap().unwrap();
     let mut change = moved(&c0, c0.status, None);
     change.case.timers.retain(|t| t.kind != TimerKind::SignOff);
-    write1(s, 1, change).unwrap();
+    write1(s, &c0, change).unwrap();
     let due = s.due_timers(T0 + 100 * MINUTE, 100).unwrap();
     assert_eq!(
         due.iter()

@@ -212,13 +212,25 @@ pub struct Change {
     pub events: Vec<(Millis, String, EventBody)>,
 }
 
-/// A change to an existing case, to be written only if the case is still at `expected`.
+/// A change to an existing case, to be written only if the case is still as its writer
+/// read it (at `read.version`).
+///
+/// The writer hands over the case it read, not just its version: an engine then knows what
+/// the change replaces (the index entries and unit rows to remove, the events to number
+/// after) without reading and decoding the case again.
 #[derive(Debug, Clone)]
 pub struct Versioned {
-    /// The version the writer read and decided from.
-    pub expected: u64,
+    /// The case as the writer read it and decided from.
+    pub read: Case,
     /// What to write.
     pub change: Change,
+}
+
+impl Versioned {
+    /// The version the write expects to find.
+    pub fn expected(&self) -> u64 {
+        self.read.version
+    }
 }
 
 /// One stored version of the directory and category list, as given.
@@ -409,10 +421,7 @@ pub trait CaseStore: Send + Sync + 'static {
                 });
             }
             let change = f(&old)?;
-            let mut out = self.write(vec![Versioned {
-                expected: old.version,
-                change,
-            }])?;
+            let mut out = self.write(vec![Versioned { read: old, change }])?;
             match out.pop() {
                 Some(Err(StoreError::Conflict { .. })) if expected_version.is_none() => continue,
                 Some(Ok(case)) => {

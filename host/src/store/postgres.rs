@@ -407,59 +407,55 @@ fn event_columns(events: &[Event]) -> Result<(Vec<i64>, Vec<String>), StoreError
     Ok((seqs, bodies))
 }
 
-/// Writes one version-checked change inside `tx`.
+/// Writes one version-checked change inside `tx`: the case row only if it is still at the
+/// version its writer read (the unit rows and events are worked out from the case as read,
+/// so the common case is one round trip of pipelined statements).
 async fn write_one(tx: &Transaction<'_>, w: &Versioned) -> Result<Result<Case, StoreError>, Fail> {
-    let id = &w.change.case.id;
-    let select = tx.prepare_cached(SELECT_CASE).await?;
-    let Some(row) = tx.query_opt(&select, &[id]).await? else {
-        return Ok(Err(StoreError::NotFound(id.clone())));
-    };
-    let old = case_of(&row, 0)?;
-    if old.version != w.expected {
-        return Ok(Err(StoreError::Conflict {
-            case: id.clone(),
-            expected: w.expected,
-            actual: old.version,
-        }));
-    }
-    let (new, events) = match next_version(&old, w.change.clone()) {
+    let old = &w.read;
+    let id = &old.id;
+    let (new, events) = match next_version(old, w.change.clone()) {
         Ok(x) => x,
         Err(e) => return Ok(Err(e)),
     };
     let col = Columns::of(&new)?;
-    let (was, now) = (units(&old), units(&new));
+    let (was, now) = (units(old), units(&new));
     let gone: Vec<&str> = was.iter().filter(|u| !now.contains(u)).copied().collect();
     let added: Vec<&str> = now.iter().filter(|u| !was.contains(u)).copied().collect();
     let update = tx.prepare_cached(UPDATE_CASE).await?;
-    let case = async {
-        let n = tx
-            .execute(
-                &update,
-                &[
-                    id,
-                    &col.status,
-                    &new.category,
-                    &new.created_by,
-                    &new.caller_key,
-                    &col.due_at,
-                    &col.due_kind,
-                    &col.version,
-                    &col.event_count,
-                    &col.body,
-                    &(old.version as i64),
-                ],
-            )
+    let written = tx
+        .execute(
+            &update,
+            &[
+                id,
+                &col.status,
+                &new.category,
+                &new.created_by,
+                &new.caller_key,
+                &col.due_at,
+                &col.due_kind,
+                &col.version,
+                &col.event_count,
+                &col.body,
+                &(old.version as i64),
+            ],
+        )
+        .await?;
+    if written == 0 {
+        // Not at the version read: say which it is at, if it exists at all.
+        let found = tx
+            .query_opt("SELECT version FROM civic_cases WHERE id = $1", &[id])
             .await?;
-        if n == 1 {
-            Ok(())
-        } else {
-            // Another writer got in between: decided again from the start.
-            Err(Fail::Retry(format!("case {id} changed during its write")))
-        }
-    };
+        return Ok(Err(match found {
+            None => StoreError::NotFound(id.clone()),
+            Some(r) => StoreError::Conflict {
+                case: id.clone(),
+                expected: old.version,
+                actual: r.get::<_, i64>(0) as u64,
+            },
+        }));
+    }
     tokio::try_join!(
-        case,
-        delete_units(tx, &old, &gone),
+        delete_units(tx, old, &gone),
         insert_units(tx, &new, &added),
         insert_events(tx, id, &events)
     )?;

@@ -567,27 +567,31 @@ impl SledStore {
             .transpose()
     }
 
-    /// One version-checked write: the case is read and checked under its lock, then
-    /// written operation by operation inside a [`Pending`] record.
+    /// One version-checked write: what it writes is prepared (encoded, index changes
+    /// worked out from the case as the writer read it) before the case's lock is taken;
+    /// under the lock only the stored version is checked and the operations made, inside a
+    /// [`Pending`] record.
     fn write_one(&self, w: Versioned) -> Result<Result<Case, StoreError>, StoreError> {
-        let id = w.change.case.id.clone();
-        let _guard = self.lock(&id);
-        let Some(old) = self.read_case(&id)? else {
-            return Ok(Err(StoreError::NotFound(id)));
-        };
-        if old.version != w.expected {
-            return Ok(Err(StoreError::Conflict {
-                case: id,
-                expected: w.expected,
-                actual: old.version,
-            }));
-        }
+        let Versioned { read, change } = w;
         let mut ops = ops::Ops::default();
-        let new = match self.stage_into(&old, w.change, &mut ops) {
+        let new = match self.stage_into(&read, change, &mut ops) {
             Ok(new) => new,
             Err(e) => return Ok(Err(e)),
         };
-        self.write_unbatched(&id, old.version, &ops)?;
+        let id = read.id.as_str();
+        let _guard = self.lock(id);
+        match self.case_version(id)? {
+            None => return Ok(Err(StoreError::NotFound(id.to_owned()))),
+            Some(v) if v != read.version => {
+                return Ok(Err(StoreError::Conflict {
+                    case: id.to_owned(),
+                    expected: read.version,
+                    actual: v,
+                }));
+            }
+            Some(_) => {}
+        }
+        self.write_unbatched(id, read.version, &ops)?;
         Ok(Ok(new))
     }
 

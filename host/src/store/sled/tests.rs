@@ -820,7 +820,7 @@ fn fired(c: &Case) -> Versioned {
         detail: "jiyang/yuehe".into(),
     };
     Versioned {
-        expected: c.version,
+        read: c.clone(),
         change: Change {
             case: next,
             events: vec![(T0 + 6, "system".into(), event)],
@@ -1153,7 +1153,7 @@ mod cut_short {
                 })
                 .collect();
             let staged = Versioned {
-                expected: before.version,
+                read: before.clone(),
                 change: Change { case: next, events },
             };
             let after = crate::store::next_version(&before, staged.change.clone()).unwrap().0;

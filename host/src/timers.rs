@@ -148,7 +148,12 @@ struct Part {
     retry: Vec<DueTimer>,
 }
 
-/// Decides a share of a sweep's timers and writes each as soon as it is decided. On an
+/// Decided firings a sweep thread hands to the store in one write call: an engine that
+/// commits each call (PostgreSQL) makes them durable with one commit instead of one each;
+/// each is still written only if its case is unchanged.
+const WRITE_BATCH: usize = 32;
+
+/// Decides a share of a sweep's timers and writes them [`WRITE_BATCH`] at a time. On an
 /// error, what was already written stays written (each firing is atomic on its own).
 fn fire_part(
     svc: &Service,
@@ -160,15 +165,54 @@ fn fire_part(
         report: SweepReport::default(),
         retry: Vec::new(),
     };
-    for t in timers {
-        match fire_one(svc, dir, t, now)? {
-            Outcome::Panicked => part.report.panicked += 1,
-            Outcome::Gone => part.report.skipped += 1,
-            Outcome::Fired(f) => part.report.count(&f),
-            Outcome::Changed => part.retry.push(t.clone()),
+    let mut decided: Vec<(DueTimer, Firing, Versioned)> = Vec::with_capacity(WRITE_BATCH);
+    for (i, t) in timers.iter().enumerate() {
+        match contain(t, || prepare(svc, dir, t, now)) {
+            Err(Panicked) => part.report.panicked += 1,
+            Ok(Err(e)) => {
+                write_decided(svc, std::mem::take(&mut decided), &mut part)?;
+                return Err(e);
+            }
+            Ok(Ok(None)) => part.report.skipped += 1,
+            Ok(Ok(Some((f, w)))) => decided.push((t.clone(), f, w)),
+        }
+        if decided.len() == WRITE_BATCH || i + 1 == timers.len() {
+            write_decided(svc, std::mem::take(&mut decided), &mut part)?;
         }
     }
     Ok(part)
+}
+
+/// Writes decided firings in one call: each case that changed since its timer was decided
+/// goes back to be decided again alone; a panic in the write costs these firings alone
+/// (their timers stay due).
+fn write_decided(
+    svc: &Service,
+    decided: Vec<(DueTimer, Firing, Versioned)>,
+    part: &mut Part,
+) -> Result<(), ServiceError> {
+    let Some((first, _, _)) = decided.first() else {
+        return Ok(());
+    };
+    let first = first.clone();
+    let (meta, writes): (Vec<(DueTimer, Firing)>, Vec<Versioned>) =
+        decided.into_iter().map(|(t, f, w)| ((t, f), w)).unzip();
+    let written = match contain(&first, || svc.store().write(writes)) {
+        Ok(w) => w?,
+        Err(Panicked) => {
+            part.report.panicked += meta.len();
+            return Ok(());
+        }
+    };
+    for ((t, f), result) in meta.into_iter().zip(written) {
+        match result {
+            Ok(_) => part.report.count(&f),
+            Err(StoreError::Conflict { .. }) => part.retry.push(t),
+            Err(StoreError::NotFound(_)) => part.report.skipped += 1,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
 }
 
 /// What trying to fire one timer came to.

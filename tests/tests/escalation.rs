@@ -18,10 +18,26 @@ fn monday_9() -> i64 {
     Calendar::bundled().start_of(parse_date("2026-11-30").unwrap()) + 9 * HOUR
 }
 
+/// The service on `dir`: its sled store, or the PostgreSQL database named in
+/// `dir/postgres-url` (see [`on_postgres`]).
 fn open(dir: &std::path::Path, clock: Arc<ManualClock>) -> Service {
-    let svc = Service::open(&ServiceConfig::new(dir), clock).unwrap();
+    let mut config = ServiceConfig::new(dir);
+    if let Ok(url) = std::fs::read_to_string(dir.join("postgres-url")) {
+        config.store = civic_host::store::StoreConfig::parse(&url).unwrap();
+    }
+    let svc = Service::open(&config, clock).unwrap();
     svc.bootstrap(dir).unwrap();
     svc
+}
+
+/// A data directory whose service keeps its cases in a fresh PostgreSQL database: the
+/// escalation checks that matter most across engines (exactly once across a restart,
+/// sweeps racing, the caller window) run on both.
+fn on_postgres() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let url = civic_tests::postgres::Postgres::shared().fresh_database();
+    std::fs::write(dir.path().join("postgres-url"), url).unwrap();
+    dir
 }
 
 fn new_case(svc: &Service, district: &str, category: &str, grid: &str, phone: &str) -> String {
@@ -99,7 +115,15 @@ fn key(t: &str, a: &str, d: &str) -> (String, String, String) {
 
 #[test]
 fn weeks_of_deadlines_fire_once_each_across_a_restart() {
-    let dir = tempfile::tempdir().unwrap();
+    weeks_of_deadlines(tempfile::tempdir().unwrap());
+}
+
+#[test]
+fn weeks_of_deadlines_fire_once_each_across_a_restart_on_postgres() {
+    weeks_of_deadlines(on_postgres());
+}
+
+fn weeks_of_deadlines(dir: tempfile::TempDir) {
     let clock = Arc::new(ManualClock::new(monday_9()));
     let mut svc = open(dir.path(), clock.clone());
     let neglected = new_case(
@@ -232,7 +256,15 @@ fn weeks_of_deadlines_fire_once_each_across_a_restart() {
 
 #[test]
 fn a_sweep_interrupted_after_deciding_fires_again_but_applies_once() {
-    let dir = tempfile::tempdir().unwrap();
+    racing_sweeps(tempfile::tempdir().unwrap());
+}
+
+#[test]
+fn racing_sweeps_apply_each_firing_once_on_postgres() {
+    racing_sweeps(on_postgres());
+}
+
+fn racing_sweeps(dir: tempfile::TempDir) {
     let (clock, svc, id) = dispatched_on_monday(dir.path());
     clock.set(monday_9() + 2 * 24 * HOUR);
     // Two sweeps racing over the same due timers: each timer is consumed by exactly one.
@@ -307,7 +339,15 @@ fn a_failing_escalation_plugin_falls_back_to_the_city_default() {
 
 #[test]
 fn the_third_case_from_one_caller_is_flagged_and_supervised_at_once() {
-    let dir = tempfile::tempdir().unwrap();
+    third_case_from_one_caller(tempfile::tempdir().unwrap());
+}
+
+#[test]
+fn the_third_case_from_one_caller_is_flagged_and_supervised_at_once_on_postgres() {
+    third_case_from_one_caller(on_postgres());
+}
+
+fn third_case_from_one_caller(dir: tempfile::TempDir) {
     let clock = Arc::new(ManualClock::new(monday_9()));
     let svc = open(dir.path(), clock.clone());
     let ids: Vec<String> = (0..3)

@@ -841,13 +841,18 @@ impl CaseStore for PostgresStore {
         row.map(|r| case_of(&r, 0)).transpose()
     }
 
-    /// Each change in its own transaction: one case's conflict never holds back another's.
+    /// All of a call's changes in one transaction (one commit for a batch of firings): a
+    /// case not at the version read is reported for itself and the others are written; a
+    /// serialization failure retries the whole call.
     fn write(&self, writes: Vec<Versioned>) -> Result<Vec<Result<Case, StoreError>>, StoreError> {
         super::once_each(&writes)?;
-        writes
-            .iter()
-            .map(|w| self.txn(async |tx| write_one(tx, w).await))
-            .collect()
+        self.txn(async |tx| {
+            let mut out = Vec::with_capacity(writes.len());
+            for w in &writes {
+                out.push(write_one(tx, w).await?);
+            }
+            Ok(out)
+        })
     }
 
     /// Every write is committed before it returns.

@@ -326,8 +326,8 @@ const UPDATE_CASE: &str = "UPDATE civic_cases SET status = $2, category = $3, cr
         caller_key = $5, due_at = $6, due_kind = $7, version = $8, event_count = $9, body = $10
      WHERE id = $1 AND version = $11";
 
-/// Inserts a case with its unit rows and events: the statements are sent together
-/// (pipelined on the connection) and prepared once per connection.
+/// Inserts a case with its unit rows and events (the import's way; intake's is one
+/// statement, [`CREATE_CASE`]), with statements prepared once per connection.
 async fn insert_case(tx: &Transaction<'_>, c: &Case, events: &[Event]) -> Result<(), Fail> {
     let col = Columns::of(c)?;
     let stmt = tx.prepare_cached(INSERT_CASE).await?;
@@ -353,16 +353,14 @@ async fn insert_case(tx: &Transaction<'_>, c: &Case, events: &[Event]) -> Result
         .map_err(Fail::from)
     };
     let units = units(c);
-    let written = tokio::try_join!(
-        case,
-        insert_units(tx, c, &units),
-        insert_events(tx, &c.id, events)
-    );
-    match written {
-        Ok((1, (), ())) => Ok(()),
-        Ok(_) | Err(Fail::Duplicate(_)) => Err(StoreError::Exists(c.id.clone()).into()),
-        Err(e) => Err(e),
+    // One after the other (see `write_one`), the rest only with a new case row.
+    match case.await {
+        Ok(1) => {}
+        Ok(_) | Err(Fail::Duplicate(_)) => return Err(StoreError::Exists(c.id.clone()).into()),
+        Err(e) => return Err(e),
     }
+    insert_units(tx, c, &units).await?;
+    insert_events(tx, &c.id, events).await
 }
 
 async fn insert_units(tx: &Transaction<'_>, c: &Case, units: &[&str]) -> Result<(), Fail> {
@@ -454,11 +452,12 @@ async fn write_one(tx: &Transaction<'_>, w: &Versioned) -> Result<Result<Case, S
             },
         }));
     }
-    tokio::try_join!(
-        delete_units(tx, old, &gone),
-        insert_units(tx, &new, &added),
-        insert_events(tx, id, &events)
-    )?;
+    // One after the other, not pipelined: when a statement fails, the ones sent behind it
+    // fail too ("transaction is aborted"), and which error comes back first would decide
+    // whether the failure is retried.
+    delete_units(tx, old, &gone).await?;
+    insert_units(tx, &new, &added).await?;
+    insert_events(tx, id, &events).await?;
     Ok(Ok(new))
 }
 

@@ -230,7 +230,9 @@ fn on_postgres(total: usize, dir: &std::path::Path, clock: Arc<ManualClock>) {
         "postgres: loaded {total} open cases in {:.1} s",
         t.elapsed().as_secs_f64()
     );
-    let threads = SWEEP_THREADS;
+    // As the server's sweeper does: the engine says how many writers serve it well.
+    let threads = SWEEP_THREADS.max(svc.store().writers());
+    println!("postgres: {threads} sweep threads");
     let t = Instant::now();
     let empty = timers::sweep(&svc, T0, SWEEP_LIMIT, threads).unwrap();
     println!(

@@ -19,7 +19,8 @@ use crate::timers;
 /// Timers fired by one sweep at most; more due than this and the next sweep starts at once.
 pub const SWEEP_LIMIT: usize = 10_000;
 
-/// Threads one sweep decides on.
+/// Threads one sweep decides on at least (an engine that waits on a database asks for more,
+/// see [`crate::store::CaseStore::writers`]).
 pub const SWEEP_THREADS: usize = 2;
 
 /// The running background sweeper; stops (and waits for a sweep in progress) when stopped
@@ -74,7 +75,12 @@ fn run(svc: &Service, every: Duration, stop: &(Mutex<bool>, Condvar)) {
         }
         let started = Instant::now();
         let swept = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            timers::sweep(svc, svc.clock().now(), SWEEP_LIMIT, SWEEP_THREADS)
+            timers::sweep(
+                svc,
+                svc.clock().now(),
+                SWEEP_LIMIT,
+                SWEEP_THREADS.max(svc.store().writers()),
+            )
         }));
         let backlog = match swept {
             Ok(Ok(r)) => {

@@ -288,6 +288,13 @@ pub trait CaseStore: Send + Sync + 'static {
     /// password.
     fn location(&self) -> String;
 
+    /// How many threads a batch job (the timer sweep) should write from at once: as many as
+    /// there are cores for an engine that works in this process, more for one that mostly
+    /// waits on a database.
+    fn writers(&self) -> usize {
+        2
+    }
+
     /// Whether the store answers now; `Err` says why not (for `/healthz`).
     fn ping(&self) -> Result<(), StoreError>;
 

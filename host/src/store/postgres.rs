@@ -322,9 +322,23 @@ const CREATE_CASE: &str = "WITH c AS (
     )
     SELECT count(*) FROM c";
 const SELECT_CASE: &str = "SELECT body FROM civic_cases WHERE id = $1";
-const UPDATE_CASE: &str = "UPDATE civic_cases SET status = $2, category = $3, created_by = $4,
-        caller_key = $5, due_at = $6, due_kind = $7, version = $8, event_count = $9, body = $10
-     WHERE id = $1 AND version = $11";
+/// A case row moved to its next version only if still at the version read (`$11`), with
+/// its new unit rows (`$12`) and events (`$13`, `$14`) inserted only if it was; answers 1
+/// or 0.
+const UPDATE_CASE: &str = "WITH c AS (
+        UPDATE civic_cases SET status = $2, category = $3, created_by = $4, caller_key = $5,
+            due_at = $6, due_kind = $7, version = $8, event_count = $9, body = $10
+        WHERE id = $1 AND version = $11
+        RETURNING id, created_at
+    ), u AS (
+        INSERT INTO civic_case_units (unit, created_at, case_id)
+        SELECT x.unit, c.created_at, c.id FROM c, unnest($12::TEXT[]) AS x (unit)
+        ON CONFLICT DO NOTHING
+    ), e AS (
+        INSERT INTO civic_events (case_id, seq, body)
+        SELECT c.id, ev.seq, ev.body FROM c, unnest($13::BIGINT[], $14::TEXT[]) AS ev (seq, body)
+    )
+    SELECT count(*) FROM c";
 
 /// Inserts a case with its unit rows and events (the import's way; intake's is one
 /// statement, [`CREATE_CASE`]), with statements prepared once per connection.
@@ -406,8 +420,9 @@ fn event_columns(events: &[Event]) -> Result<(Vec<i64>, Vec<String>), StoreError
 }
 
 /// Writes one version-checked change inside `tx`: the case row only if it is still at the
-/// version its writer read (the unit rows and events are worked out from the case as read,
-/// so the common case is one round trip of pipelined statements).
+/// version its writer read, with its new unit rows and events in the same statement
+/// ([`UPDATE_CASE`]); unit rows it no longer has are removed after (CockroachDB refuses two
+/// changes to one table in one statement).
 async fn write_one(tx: &Transaction<'_>, w: &Versioned) -> Result<Result<Case, StoreError>, Fail> {
     let old = &w.read;
     let id = &old.id;
@@ -419,9 +434,10 @@ async fn write_one(tx: &Transaction<'_>, w: &Versioned) -> Result<Result<Case, S
     let (was, now) = (units(old), units(&new));
     let gone: Vec<&str> = was.iter().filter(|u| !now.contains(u)).copied().collect();
     let added: Vec<&str> = now.iter().filter(|u| !was.contains(u)).copied().collect();
+    let (seqs, bodies) = event_columns(&events)?;
     let update = tx.prepare_cached(UPDATE_CASE).await?;
-    let written = tx
-        .execute(
+    let written: i64 = tx
+        .query_one(
             &update,
             &[
                 id,
@@ -435,9 +451,13 @@ async fn write_one(tx: &Transaction<'_>, w: &Versioned) -> Result<Result<Case, S
                 &col.event_count,
                 &col.body,
                 &(old.version as i64),
+                &added,
+                &seqs,
+                &bodies,
             ],
         )
-        .await?;
+        .await?
+        .get(0);
     if written == 0 {
         // Not at the version read: say which it is at, if it exists at all.
         let found = tx
@@ -452,12 +472,7 @@ async fn write_one(tx: &Transaction<'_>, w: &Versioned) -> Result<Result<Case, S
             },
         }));
     }
-    // One after the other, not pipelined: when a statement fails, the ones sent behind it
-    // fail too ("transaction is aborted"), and which error comes back first would decide
-    // whether the failure is retried.
     delete_units(tx, old, &gone).await?;
-    insert_units(tx, &new, &added).await?;
-    insert_events(tx, id, &events).await?;
     Ok(Ok(new))
 }
 
@@ -756,6 +771,12 @@ impl PostgresStore {
 impl CaseStore for PostgresStore {
     fn engine(&self) -> &'static str {
         "postgres"
+    }
+
+    /// Each writer mostly waits on round trips to the database, so more of them than cores
+    /// keep it busy.
+    fn writers(&self) -> usize {
+        8
     }
 
     fn location(&self) -> String {

@@ -144,16 +144,17 @@ fn civic_store_export_and_import_move_a_city_from_sled_to_postgres_and_back() {
     drop(server);
 
     let data_arg = data.to_str().unwrap();
-    let export = Command::new(env!("CARGO_BIN_EXE_civic"))
+    let mut export = Command::new(env!("CARGO_BIN_EXE_civic"))
         .args(["store", "export", "--data", data_arg])
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
     let import = Command::new(env!("CARGO_BIN_EXE_civic"))
         .args(["store", "import", "--store", &url])
-        .stdin(export.stdout.unwrap())
+        .stdin(export.stdout.take().unwrap())
         .output()
         .unwrap();
+    assert!(export.wait().unwrap().success(), "the export failed");
     assert!(
         import.status.success(),
         "{}",

@@ -29,7 +29,11 @@ mod postgres {
     use civic_tests::postgres::Postgres;
 
     fn fresh() -> Fresh {
-        let url = Postgres::shared().fresh_database();
+        on(Postgres::shared().fresh_database())
+    }
+
+    /// The PostgreSQL engine on the database at `url`.
+    pub(super) fn on(url: String) -> Fresh {
         let config = PostgresConfig::new(&url).expect("the harness's url");
         let store = PostgresStore::open(&config)
             .unwrap_or_else(|e| panic!("open {url}: {e}; log: {}", Postgres::shared().log()));
@@ -50,18 +54,11 @@ mod postgres_linguistic_collation {
     use civic_tests::postgres::Postgres;
 
     fn fresh() -> Fresh {
-        let url = Postgres::shared().fresh_database_with(&[
+        super::postgres::on(Postgres::shared().fresh_database_with(&[
             "--template=template0",
             "--locale-provider=icu",
             "--icu-locale=en-US",
-        ]);
-        let config = PostgresConfig::new(&url).expect("the harness's url");
-        let store = PostgresStore::open(&config)
-            .unwrap_or_else(|e| panic!("open {url}: {e}; log: {}", Postgres::shared().log()));
-        Fresh {
-            store: Arc::new(store),
-            keep: Box::new(()),
-        }
+        ]))
     }
 
     civic_host::store_contract_tests!(fresh);

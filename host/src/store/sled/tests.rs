@@ -118,40 +118,6 @@ fn ids_are_unique_and_creating_twice_is_refused() {
 }
 
 #[test]
-fn a_stale_version_is_a_conflict_and_loses_nothing() {
-    let (_d, s) = store();
-    let c = new_case(&s, "jiyang", "noise", "k1", T0);
-    let v1 = c.version;
-    act(&s, &c.id, Action::QueueForDispatch).unwrap();
-    let stale = s.update_case(&c.id, Some(v1), &|c| {
-        Ok(Change {
-            case: c.clone(),
-            events: vec![],
-        })
-    });
-    assert!(
-        matches!(
-            stale,
-            Err(StoreError::Conflict {
-                expected: 1,
-                actual: 2,
-                ..
-            })
-        ),
-        "{stale:?}"
-    );
-    let now = s.get_case(&c.id).unwrap().unwrap();
-    assert_eq!((now.version, now.status), (2, CaseStatus::PendingDispatch));
-    assert!(matches!(
-        s.update_case("c-404", None, &|c| Ok(Change {
-            case: c.clone(),
-            events: vec![]
-        })),
-        Err(StoreError::NotFound(_))
-    ));
-}
-
-#[test]
 fn concurrent_updates_never_lose_a_write() {
     let (_d, s) = store();
     let c = new_case(&s, "jiyang", "noise", "k1", T0);

@@ -513,6 +513,27 @@ pub fn gives_due_timers_in_time_order(fresh: Factory<'_>) {
             (ids[0].as_str(), 50)
         ]
     );
+    // A case whose last timer is consumed leaves the scan; a write that keeps its timer
+    // keeps it there.
+    let c1 = s.get_case(&ids[1]).unwrap().unwrap();
+    let mut change = moved(&c1, c1.status, None);
+    change.case.timers.clear();
+    write1(s, &c1, change).unwrap();
+    let c3 = s.get_case(&ids[3]).unwrap().unwrap();
+    let same = moved(&c3, CaseStatus::Signed, Some("u9"));
+    write1(s, &c3, same).unwrap();
+    let due = s.due_timers(T0 + 100 * MINUTE, 100).unwrap();
+    assert_eq!(
+        due.iter()
+            .map(|d| (d.case_id.as_str(), d.kind))
+            .collect::<Vec<_>>(),
+        vec![
+            (ids[3].as_str(), TimerKind::FirstContact),
+            (ids[0].as_str(), TimerKind::Resolution)
+        ]
+    );
+    let r = s.check_consistency().unwrap();
+    assert!(r.problems.is_empty(), "{:?}", r.problems);
 }
 
 /// The repeat rule's window: a caller's cases since a time, newest first, at most `limit`.

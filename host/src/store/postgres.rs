@@ -6,13 +6,17 @@
 //! engines that speak its protocol (CockroachDB, YugabyteDB), so a city moves from one
 //! database machine to a cluster by changing `--store`. So it uses only:
 //!
-//! - plain tables with `TEXT` / `BIGINT` columns and composite primary keys, secondary
-//!   indexes (one partial index, `WHERE due_at IS NOT NULL`), `CREATE … IF NOT EXISTS`;
+//! - plain tables with `TEXT` / `BIGINT` / `BYTEA` columns and composite primary keys,
+//!   secondary indexes, `CREATE … IF NOT EXISTS`;
 //! - `SERIALIZABLE` transactions, retried on SQLSTATE 40001 (and 40P01) with a bounded,
 //!   jittered back-off — distributed engines abort on conflict far more often than
 //!   PostgreSQL does, so every write is written to be retried whole;
 //! - `INSERT … ON CONFLICT`, `UPDATE … WHERE version = $n`, row-value comparison for
-//!   keyset pagination (`(created_at, id) < ($1, $2)`), `GREATEST`, `count(*)`.
+//!   keyset pagination (`(created_at, id) < ($1, $2)`), `GREATEST`, `count(*)`,
+//!   `unnest` of array parameters, and writable CTEs that change each table at most once
+//!   per statement (CockroachDB refuses two changes to one table in one statement);
+//! - nothing whose result depends on the database's collation (prefixes are compared by
+//!   equality, and orders of text this engine promises are made in the engine).
 //!
 //! And never: advisory locks, `LISTEN`/`NOTIFY`, sequences or `SERIAL` ids (one sequence
 //! every insert hits is a hotspot on a distributed engine: case ids come from a counter
@@ -23,8 +27,10 @@
 //!
 //! `civic_meta` (key → BIGINT: `schema`, `next_case`, `directory`), `civic_cases` (the case
 //! as JSON, plus the columns listings and the sweep filter on: district, status, category,
-//! created_at, created_by, caller_key, the earliest timer's `due_at`/`due_kind`, version),
-//! `civic_case_units` (one row per unit handling a case, for the unit listing),
+//! created_at, created_by, caller_key, version), `civic_timers` (each case's earliest
+//! pending timer, apart from the wide case row so that the sweep's write leaves the case
+//! row's indexed columns alone), `civic_case_units` (one row per unit handling a case, for
+//! the unit listing),
 //! `civic_events` (case, seq → event JSON), `civic_records` (collection, key → bytes),
 //! `civic_directories` (version → directory and categories). Every listing and the due
 //! timer scan are served by an index (see [`SCHEMA`]; the contract tests check the plans
@@ -85,8 +91,6 @@ pub const SCHEMA: &[&str] = &[
         created_at BIGINT NOT NULL,
         created_by TEXT NOT NULL,
         caller_key TEXT NOT NULL,
-        due_at BIGINT,
-        due_kind TEXT,
         version BIGINT NOT NULL,
         event_count BIGINT NOT NULL,
         body TEXT NOT NULL
@@ -94,7 +98,14 @@ pub const SCHEMA: &[&str] = &[
     "CREATE INDEX IF NOT EXISTS civic_cases_by_time ON civic_cases (created_at, id)",
     "CREATE INDEX IF NOT EXISTS civic_cases_by_district ON civic_cases (district, created_at, id)",
     "CREATE INDEX IF NOT EXISTS civic_cases_by_district_status ON civic_cases (district, status, created_at, id)",
-    "CREATE INDEX IF NOT EXISTS civic_cases_by_due ON civic_cases (due_at, id) WHERE due_at IS NOT NULL",
+    // Each case's earliest pending timer, in a narrow table of its own: the sweep's write
+    // changes it, and leaves the wide case row's indexed columns as they were.
+    "CREATE TABLE IF NOT EXISTS civic_timers (
+        case_id TEXT PRIMARY KEY,
+        due_at BIGINT NOT NULL,
+        due_kind TEXT NOT NULL
+    )",
+    "CREATE INDEX IF NOT EXISTS civic_timers_by_due ON civic_timers (due_at, case_id)",
     "CREATE INDEX IF NOT EXISTS civic_cases_by_caller ON civic_cases (caller_key, created_at, id)",
     "CREATE TABLE IF NOT EXISTS civic_case_units (
         unit TEXT NOT NULL,
@@ -292,10 +303,17 @@ fn case_of(row: &Row, col: usize) -> Result<Case, StoreError> {
     decode(b"civic_cases.body", body.as_bytes())
 }
 
-const INSERT_CASE: &str = "INSERT INTO civic_cases (id, district, status, category, created_at,
-        created_by, caller_key, due_at, due_kind, version, event_count, body)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
-     ON CONFLICT (id) DO NOTHING";
+const INSERT_CASE: &str = "WITH c AS (
+        INSERT INTO civic_cases (id, district, status, category, created_at, created_by,
+            caller_key, version, event_count, body)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $10, $11, $12)
+        ON CONFLICT (id) DO NOTHING
+        RETURNING id
+    ), t AS (
+        INSERT INTO civic_timers (case_id, due_at, due_kind)
+        SELECT c.id, $8, $9 FROM c WHERE $8::BIGINT IS NOT NULL
+    )
+    SELECT count(*) FROM c";
 const INSERT_UNITS: &str = "INSERT INTO civic_case_units (unit, created_at, case_id)
      SELECT u, $2, $3 FROM unnest($1::TEXT[]) AS u
      ON CONFLICT DO NOTHING";
@@ -308,10 +326,13 @@ const INSERT_EVENTS: &str = "INSERT INTO civic_events (case_id, seq, body)
 /// row.
 const CREATE_CASE: &str = "WITH c AS (
         INSERT INTO civic_cases (id, district, status, category, created_at, created_by,
-            caller_key, due_at, due_kind, version, event_count, body)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+            caller_key, version, event_count, body)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $10, $11, $12)
         ON CONFLICT (id) DO NOTHING
         RETURNING id, created_at
+    ), t AS (
+        INSERT INTO civic_timers (case_id, due_at, due_kind)
+        SELECT c.id, $8, $9 FROM c WHERE $8::BIGINT IS NOT NULL
     ), u AS (
         INSERT INTO civic_case_units (unit, created_at, case_id)
         SELECT x.unit, c.created_at, c.id FROM c, unnest($13::TEXT[]) AS x (unit)
@@ -322,23 +343,43 @@ const CREATE_CASE: &str = "WITH c AS (
     )
     SELECT count(*) FROM c";
 const SELECT_CASE: &str = "SELECT body FROM civic_cases WHERE id = $1";
-/// A case row moved to its next version only if still at the version read (`$11`), with
-/// its new unit rows (`$12`) and events (`$13`, `$14`) inserted only if it was; answers 1
-/// or 0.
-const UPDATE_CASE: &str = "WITH c AS (
-        UPDATE civic_cases SET status = $2, category = $3, created_by = $4, caller_key = $5,
-            due_at = $6, due_kind = $7, version = $8, event_count = $9, body = $10
-        WHERE id = $1 AND version = $11
-        RETURNING id, created_at
-    ), u AS (
-        INSERT INTO civic_case_units (unit, created_at, case_id)
-        SELECT x.unit, c.created_at, c.id FROM c, unnest($12::TEXT[]) AS x (unit)
-        ON CONFLICT DO NOTHING
-    ), e AS (
-        INSERT INTO civic_events (case_id, seq, body)
-        SELECT c.id, ev.seq, ev.body FROM c, unnest($13::BIGINT[], $14::TEXT[]) AS ev (seq, body)
-    )
-    SELECT count(*) FROM c";
+/// A case row moved to its next version only if still at the version read (`$9`), with its
+/// new unit rows (`$10`) and events (`$11`, `$12`) inserted only if it was, and its timer
+/// row as `$timer` says; answers 1 or 0.
+macro_rules! update_case {
+    ($timer:literal) => {
+        concat!(
+            "WITH c AS (
+                UPDATE civic_cases SET status = $2, category = $3, created_by = $4,
+                    caller_key = $5, version = $6, event_count = $7, body = $8
+                WHERE id = $1 AND version = $9
+                RETURNING id, created_at
+            ), u AS (
+                INSERT INTO civic_case_units (unit, created_at, case_id)
+                SELECT x.unit, c.created_at, c.id FROM c, unnest($10::TEXT[]) AS x (unit)
+                ON CONFLICT DO NOTHING
+            ), e AS (
+                INSERT INTO civic_events (case_id, seq, body)
+                SELECT c.id, ev.seq, ev.body
+                FROM c, unnest($11::BIGINT[], $12::TEXT[]) AS ev (seq, body)
+            )",
+            $timer,
+            " SELECT count(*) FROM c"
+        )
+    };
+}
+/// The update when the case's earliest timer stays as it was.
+const UPDATE_CASE: &str = update_case!("");
+/// The update when the case's earliest timer is now `$13` / `$14`.
+const UPDATE_CASE_TIMER: &str = update_case!(
+    ", t AS (
+        INSERT INTO civic_timers (case_id, due_at, due_kind) SELECT c.id, $13, $14 FROM c
+        ON CONFLICT (case_id) DO UPDATE SET due_at = EXCLUDED.due_at, due_kind = EXCLUDED.due_kind
+    )"
+);
+/// The update when the case has no pending timer any more.
+const UPDATE_CASE_NO_TIMER: &str =
+    update_case!(", t AS (DELETE FROM civic_timers WHERE case_id IN (SELECT id FROM c))");
 
 /// Inserts a case with its unit rows and events (the import's way; intake's is one
 /// statement, [`CREATE_CASE`]), with statements prepared once per connection.
@@ -346,7 +387,7 @@ async fn insert_case(tx: &Transaction<'_>, c: &Case, events: &[Event]) -> Result
     let col = Columns::of(c)?;
     let stmt = tx.prepare_cached(INSERT_CASE).await?;
     let case = async {
-        tx.execute(
+        tx.query_one(
             &stmt,
             &[
                 &c.id,
@@ -364,6 +405,7 @@ async fn insert_case(tx: &Transaction<'_>, c: &Case, events: &[Event]) -> Result
             ],
         )
         .await
+        .map(|r| r.get::<_, i64>(0))
         .map_err(Fail::from)
     };
     let units = units(c);
@@ -435,29 +477,36 @@ async fn write_one(tx: &Transaction<'_>, w: &Versioned) -> Result<Result<Case, S
     let gone: Vec<&str> = was.iter().filter(|u| !now.contains(u)).copied().collect();
     let added: Vec<&str> = now.iter().filter(|u| !was.contains(u)).copied().collect();
     let (seqs, bodies) = event_columns(&events)?;
-    let update = tx.prepare_cached(UPDATE_CASE).await?;
-    let written: i64 = tx
-        .query_one(
-            &update,
-            &[
-                id,
-                &col.status,
-                &new.category,
-                &new.created_by,
-                &new.caller_key,
-                &col.due_at,
-                &col.due_kind,
-                &col.version,
-                &col.event_count,
-                &col.body,
-                &(old.version as i64),
-                &added,
-                &seqs,
-                &bodies,
-            ],
-        )
-        .await?
-        .get(0);
+    // The timer row is written only when the earliest timer changed: a firing moves it,
+    // most people's actions leave it.
+    let was_due = super::next_timer(old).map(|t| (t.due_at, super::timer_kind_name(t.kind)));
+    let timer_changed = was_due != col.due_at.zip(col.due_kind);
+    let sql = match (timer_changed, col.due_at) {
+        (false, _) => UPDATE_CASE,
+        (true, Some(_)) => UPDATE_CASE_TIMER,
+        (true, None) => UPDATE_CASE_NO_TIMER,
+    };
+    let update = tx.prepare_cached(sql).await?;
+    let old_version = old.version as i64;
+    let mut params: Vec<Param<'_>> = vec![
+        id,
+        &col.status,
+        &new.category,
+        &new.created_by,
+        &new.caller_key,
+        &col.version,
+        &col.event_count,
+        &col.body,
+        &old_version,
+        &added,
+        &seqs,
+        &bodies,
+    ];
+    if sql == UPDATE_CASE_TIMER {
+        params.push(&col.due_at);
+        params.push(&col.due_kind);
+    }
+    let written: i64 = tx.query_one(&update, &params).await?.get(0);
     if written == 0 {
         // Not at the version read: say which it is at, if it exists at all.
         let found = tx
@@ -699,6 +748,21 @@ impl PostgresStore {
                     for s in SCHEMA {
                         client.batch_execute(s).await.map_err(pg_error)?;
                     }
+                    // PostgreSQL itself only: room in each page of the case table, so that a
+                    // write leaving the indexed columns alone (most of them: the timer and
+                    // the units live in tables of their own) is a heap-only update that adds
+                    // no index entries. The distributed engines store rows otherwise.
+                    let server: String = client
+                        .query_one("SELECT version()", &[])
+                        .await
+                        .map_err(pg_error)?
+                        .get(0);
+                    if server.starts_with("PostgreSQL") && !server.contains("-YB-") {
+                        client
+                            .batch_execute("ALTER TABLE civic_cases SET (fillfactor = 80)")
+                            .await
+                            .map_err(pg_error)?;
+                    }
                     client
                         .execute(
                             "INSERT INTO civic_meta (key, value) VALUES ('schema', $1)
@@ -724,7 +788,7 @@ impl PostgresStore {
         let queries = [
             (
                 "due timers",
-                "SELECT id, due_at, due_kind FROM civic_cases WHERE due_at IS NOT NULL AND due_at <= 5 ORDER BY due_at, id LIMIT 100",
+                "SELECT case_id, due_at, due_kind FROM civic_timers WHERE due_at <= 5 ORDER BY due_at, case_id LIMIT 100",
             ),
             (
                 "district listing",
@@ -990,8 +1054,8 @@ impl CaseStore for PostgresStore {
         let limit = limit as i64;
         let rows = self.read(async |c| {
             c.query(
-                "SELECT id, due_at, due_kind FROM civic_cases
-                 WHERE due_at IS NOT NULL AND due_at <= $1 ORDER BY due_at, id LIMIT $2",
+                "SELECT case_id, due_at, due_kind FROM civic_timers
+                 WHERE due_at <= $1 ORDER BY due_at, case_id LIMIT $2",
                 &[&now, &limit],
             )
             .await
@@ -1293,11 +1357,12 @@ impl CaseStore for PostgresStore {
             let rows = self.read(async |c| {
                 c.query(
                     "SELECT c.id, c.district, c.status, c.category, c.created_at, c.created_by,
-                        c.caller_key, c.due_at, c.due_kind, c.version, c.event_count, c.body,
+                        c.caller_key, t.due_at, t.due_kind, c.version, c.event_count, c.body,
                         (SELECT count(*) FROM civic_events e WHERE e.case_id = c.id),
                         (SELECT string_agg(u.unit, '\n' ORDER BY u.unit) FROM civic_case_units u
                          WHERE u.case_id = c.id AND u.created_at = c.created_at)
-                     FROM civic_cases c WHERE c.id > $1 ORDER BY c.id LIMIT 500",
+                     FROM civic_cases c LEFT JOIN civic_timers t ON t.case_id = c.id
+                     WHERE c.id > $1 ORDER BY c.id LIMIT 500",
                     &[&last],
                 )
                 .await
@@ -1369,6 +1434,9 @@ impl CaseStore for PostgresStore {
             c.query(
                 "SELECT 'event', e.case_id FROM civic_events e
                  WHERE NOT EXISTS (SELECT 1 FROM civic_cases c WHERE c.id = e.case_id)
+                 UNION ALL
+                 SELECT 'timer', t.case_id FROM civic_timers t
+                 WHERE NOT EXISTS (SELECT 1 FROM civic_cases c WHERE c.id = t.case_id)
                  UNION ALL
                  SELECT 'unit', u.case_id FROM civic_case_units u
                  WHERE NOT EXISTS (SELECT 1 FROM civic_cases c

@@ -226,6 +226,9 @@ fn on_postgres(total: usize, dir: &std::path::Path, clock: Arc<ManualClock>) {
         }
     });
     svc.store().finish_import().unwrap();
+    if std::env::var_os("SWEEP_PG_STATEMENTS").is_some() {
+        statements(&url, "SELECT pg_stat_statements_reset()");
+    }
     println!(
         "postgres: loaded {total} open cases in {:.1} s",
         t.elapsed().as_secs_f64()
@@ -262,8 +265,50 @@ fn on_postgres(total: usize, dir: &std::path::Path, clock: Arc<ManualClock>) {
         warm[8],
         warm[4] * 1000.0 / total.div_ceil(1000) as f64
     );
+    if std::env::var_os("SWEEP_PG_STATEMENTS").is_some() {
+        statements(
+            &url,
+            "SELECT calls, total_exec_time, mean_exec_time,
+                left(regexp_replace(query, '\\s+', ' ', 'g'), 90)
+             FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 12",
+        );
+    }
     drop(svc);
     drop(pg);
+}
+
+/// Where the database's time went in the sweeps: `pg_stat_statements`, reset after the load
+/// and read after the sweeps (run with `SWEEP_PG_STATEMENTS=1
+/// CIVIC_PG_OPTIONS="-c shared_preload_libraries=pg_stat_statements"`).
+fn statements(url: &str, sql: &str) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        client
+            .batch_execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+            .await
+            .unwrap();
+        let rows = client.query(sql, &[]).await.unwrap();
+        if rows.first().is_none_or(|r| r.len() < 4) {
+            return;
+        }
+        println!("postgres: the sweeps' statements by total execution time");
+        for r in rows {
+            println!(
+                "  {:>9} calls {:>10.1} ms total {:>8.3} ms mean  {}",
+                r.get::<_, i64>(0),
+                r.get::<_, f64>(1),
+                r.get::<_, f64>(2),
+                r.get::<_, String>(3)
+            );
+        }
+    });
 }
 
 /// Copies a store directory (files and subdirectories).

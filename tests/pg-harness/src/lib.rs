@@ -91,6 +91,7 @@ fn spawn_server(bin: &Path, owner: Option<(u32, u32)>, dir: &Path, port: u16) ->
         .args(["-h", "127.0.0.1", "-p", &port.to_string()])
         .arg("-k")
         .arg(dir)
+        .args(server_options())
         .current_dir(dir)
         .process_group(0)
         .stdin(Stdio::null())
@@ -98,6 +99,14 @@ fn spawn_server(bin: &Path, owner: Option<(u32, u32)>, dir: &Path, port: u16) ->
         .stderr(log)
         .spawn()
         .expect("postgres starts")
+}
+
+/// Extra `postgres` options for diagnosis, from `CIVIC_PG_OPTIONS` (space-separated, as
+/// `-c shared_preload_libraries=pg_stat_statements`); none by default.
+fn server_options() -> Vec<String> {
+    std::env::var("CIVIC_PG_OPTIONS")
+        .map(|o| o.split_whitespace().map(str::to_owned).collect())
+        .unwrap_or_default()
 }
 
 fn free_port() -> u16 {

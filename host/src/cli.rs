@@ -104,16 +104,23 @@ enum Command {
 struct StoreArg {
     /// The case store: `sled:DIR` (embedded, the default: sled:DATA/store) or
     /// `postgres://user:password@host:port/database` (PostgreSQL, CockroachDB, YugabyteDB).
+    ///
+    /// Read as text and checked here, not by the argument parser, whose error message would
+    /// repeat the value — and with it a database password.
     #[arg(long = "store", env = "CIVIC_STORE", hide_env_values = true)]
-    store: Option<crate::store::StoreConfig>,
+    store: Option<String>,
 }
 
 impl StoreArg {
-    /// The store named, or the sled store under `data`.
-    fn config(&self, data: &std::path::Path) -> crate::store::StoreConfig {
-        self.store.clone().unwrap_or_else(|| {
-            crate::store::StoreConfig::Sled(crate::store::sled::SledConfig::new(data.join("store")))
-        })
+    /// The store named, or the sled store under `data`; a value that names no store is an
+    /// error that never shows its password.
+    fn config(&self, data: &std::path::Path) -> anyhow::Result<crate::store::StoreConfig> {
+        match &self.store {
+            Some(s) => Ok(crate::store::StoreConfig::parse(s)?),
+            None => Ok(crate::store::StoreConfig::Sled(
+                crate::store::sled::SledConfig::new(data.join("store")),
+            )),
+        }
     }
 }
 
@@ -172,7 +179,7 @@ fn store_command(cmd: StoreCommand) -> anyhow::Result<()> {
     use crate::store::backup;
     match cmd {
         StoreCommand::Export { data, store, out } => {
-            let config = store.config(&data);
+            let config = store.config(&data)?;
             let s = config
                 .open()
                 .with_context(|| format!("opening {}", config.describe()))?;
@@ -200,7 +207,7 @@ fn store_command(cmd: StoreCommand) -> anyhow::Result<()> {
             Ok(())
         }
         StoreCommand::Import { data, store, file } => {
-            let config = store.config(&data);
+            let config = store.config(&data)?;
             if let crate::store::StoreConfig::Sled(c) = &config
                 && let Some(parent) = c.path.parent()
             {
@@ -239,7 +246,7 @@ fn store_command(cmd: StoreCommand) -> anyhow::Result<()> {
             Ok(())
         }
         StoreCommand::Check { data, store } => {
-            let config = store.config(&data);
+            let config = store.config(&data)?;
             let s = config
                 .open()
                 .with_context(|| format!("opening {}", config.describe()))?;
@@ -289,7 +296,7 @@ fn admin(cmd: AdminCommand) -> anyhow::Result<()> {
             name,
             days,
         } => {
-            let config = store.config(&data);
+            let config = store.config(&data)?;
             if let crate::store::StoreConfig::Sled(c) = &config
                 && !c.path.exists()
             {
@@ -338,13 +345,15 @@ pub fn main() -> ExitCode {
             cache_mb,
             sweep_ms,
             calendar,
-        } => serve(Serve {
-            store: store.config(&data),
-            data,
-            listen,
-            cache_mb,
-            sweep_every: Duration::from_millis(sweep_ms),
-            calendar,
+        } => store.config(&data).and_then(|store| {
+            serve(Serve {
+                store,
+                data,
+                listen,
+                cache_mb,
+                sweep_every: Duration::from_millis(sweep_ms),
+                calendar,
+            })
         }),
         Command::Plugin(cmd) => crate::author::run(cmd),
         Command::Admin(cmd) => admin(cmd),

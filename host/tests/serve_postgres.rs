@@ -239,3 +239,55 @@ fn civic_store_export_and_import_move_a_city_from_sled_to_postgres_and_back() {
     let (status, _) = http(&server.addr, "GET", "/v1/cases?limit=5", &token, "").unwrap();
     assert_eq!(status, 200, "the admin token moved with the city");
 }
+
+/// A `--store` that names no store is refused before anything is created, and one that
+/// cannot be reached is refused with the address; neither ever prints the password.
+#[test]
+fn a_store_that_cannot_be_named_or_reached_is_refused_without_its_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    for bad in [
+        "bogus",
+        "sled:",
+        "mysql://civic:s3cret@db/civic",
+        "postgres://civic:s3cret@db:notaport/civic",
+    ] {
+        let out = common::serve_command(&data)
+            .args(["--store", bad])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{bad} accepted");
+        assert!(err.contains("--store"), "{bad}: {err}");
+        assert!(!err.contains("s3cret"), "{bad}: {err}");
+    }
+    assert!(!data.exists(), "nothing created for a store named wrongly");
+
+    // A port nothing listens on: bound, then let go.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("postgres://civic:s3cret@127.0.0.1:{port}/civic");
+    let out = common::serve_command(&data)
+        .args(["--store", &url])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("could not open the store") && err.contains(&format!("127.0.0.1:{port}")),
+        "{err}"
+    );
+    assert!(!err.contains("s3cret"), "{err}");
+    for args in [
+        vec!["store", "export", "--store", &url],
+        vec!["admin", "token", "--store", &url],
+    ] {
+        let out = civic(&args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?}");
+        assert!(!err.contains("s3cret"), "{args:?}: {err}");
+    }
+}

@@ -649,9 +649,37 @@ impl StoreConfig {
     }
 }
 
-impl std::str::FromStr for StoreConfig {
-    type Err = StoreError;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::parse(s)
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_store_is_named_by_its_engine_and_a_bad_name_says_how_without_the_password() {
+        assert!(matches!(
+            StoreConfig::parse("sled:/var/lib/civic/store"),
+            Ok(StoreConfig::Sled(c)) if c.path == std::path::Path::new("/var/lib/civic/store")
+        ));
+        assert!(matches!(
+            StoreConfig::parse("postgresql://civic@db:5432/civic"),
+            Ok(StoreConfig::Postgres(_))
+        ));
+        for bad in [
+            "",
+            "sled:",
+            "bogus",
+            "./civic-data",
+            "mysql://civic:s3cret@db/civic",
+            "postgres://civic:s3cret@db:notaport/civic",
+        ] {
+            let e = StoreConfig::parse(bad)
+                .err()
+                .unwrap_or_else(|| panic!("{bad:?} accepted"));
+            let m = e.to_string();
+            assert!(matches!(e, StoreError::Invalid(_)), "{bad:?}: {m}");
+            assert!(m.contains("--store"), "{bad:?}: {m}");
+            assert!(!m.contains("s3cret"), "{bad:?}: {m}");
+        }
+        let pg = StoreConfig::parse("postgres://civic:s3cret@db:5432/civic").unwrap();
+        assert!(!pg.describe().contains("s3cret"), "{}", pg.describe());
     }
 }

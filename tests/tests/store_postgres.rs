@@ -118,7 +118,7 @@ async fn a_database_stopped_under_intake_answers_503_and_the_server_recovers() {
     // Pooled connections to the old server are found dead and replaced; a bounded number
     // of attempts, not a time limit.
     let mut taken = None;
-    for _ in 0..20 {
+    for _ in 0..100 {
         let r = s.json("POST", "/v1/cases", &s.admin.clone(), body()).await;
         assert!(matches!(r.status, 201 | 503), "{:?}", r.json);
         if r.status == 201 {

@@ -303,27 +303,12 @@ fn case_of(row: &Row, col: usize) -> Result<Case, StoreError> {
     decode(b"civic_cases.body", body.as_bytes())
 }
 
-const INSERT_CASE: &str = "WITH c AS (
-        INSERT INTO civic_cases (id, district, status, category, created_at, created_by,
-            caller_key, version, event_count, body)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $10, $11, $12)
-        ON CONFLICT (id) DO NOTHING
-        RETURNING id
-    ), t AS (
-        INSERT INTO civic_timers (case_id, due_at, due_kind)
-        SELECT c.id, $8, $9 FROM c WHERE $8::BIGINT IS NOT NULL
-    )
-    SELECT count(*) FROM c";
-const INSERT_UNITS: &str = "INSERT INTO civic_case_units (unit, created_at, case_id)
-     SELECT u, $2, $3 FROM unnest($1::TEXT[]) AS u
-     ON CONFLICT DO NOTHING";
 const DELETE_UNITS: &str = "DELETE FROM civic_case_units
      WHERE unit = ANY($1::TEXT[]) AND created_at = $2 AND case_id = $3";
 const INSERT_EVENTS: &str = "INSERT INTO civic_events (case_id, seq, body)
      SELECT $1, e.seq, e.body FROM unnest($2::BIGINT[], $3::TEXT[]) AS e (seq, body)";
-/// A new case, its unit rows and its events, in one statement (see
-/// [`PostgresStore::create_case`]); the unit rows and events are inserted only with a new case
-/// row.
+/// A new case, its timer row, its unit rows and its events, in one statement (see
+/// [`create_row`]); the rest are inserted only with a new case row.
 const CREATE_CASE: &str = "WITH c AS (
         INSERT INTO civic_cases (id, district, status, category, created_at, created_by,
             caller_key, version, event_count, body)
@@ -381,51 +366,41 @@ const UPDATE_CASE_TIMER: &str = update_case!(
 const UPDATE_CASE_NO_TIMER: &str =
     update_case!(", t AS (DELETE FROM civic_timers WHERE case_id IN (SELECT id FROM c))");
 
-/// Inserts a case with its unit rows and events (the import's way; intake's is one
-/// statement, [`CREATE_CASE`]), with statements prepared once per connection.
-async fn insert_case(tx: &Transaction<'_>, c: &Case, events: &[Event]) -> Result<(), Fail> {
-    let col = Columns::of(c)?;
-    let stmt = tx.prepare_cached(INSERT_CASE).await?;
-    let case = async {
-        tx.query_one(
+/// Inserts a new case with its timer row, unit rows and events in one statement
+/// ([`CREATE_CASE`]) on a connection or inside a transaction; `false` if the id is taken
+/// (nothing is written then).
+async fn create_row(
+    client: &impl deadpool_postgres::GenericClient,
+    case: &Case,
+    events: &[Event],
+) -> Result<bool, Fail> {
+    let col = Columns::of(case)?;
+    let units = units(case);
+    let (seqs, bodies) = event_columns(events)?;
+    let stmt = client.prepare_cached(CREATE_CASE).await?;
+    let row = client
+        .query_one(
             &stmt,
             &[
-                &c.id,
-                &c.district,
+                &case.id,
+                &case.district,
                 &col.status,
-                &c.category,
-                &c.created_at,
-                &c.created_by,
-                &c.caller_key,
+                &case.category,
+                &case.created_at,
+                &case.created_by,
+                &case.caller_key,
                 &col.due_at,
                 &col.due_kind,
                 &col.version,
                 &col.event_count,
                 &col.body,
+                &units,
+                &seqs,
+                &bodies,
             ],
         )
-        .await
-        .map(|r| r.get::<_, i64>(0))
-        .map_err(Fail::from)
-    };
-    let units = units(c);
-    // One after the other (see `write_one`), the rest only with a new case row.
-    match case.await {
-        Ok(1) => {}
-        Ok(_) | Err(Fail::Duplicate(_)) => return Err(StoreError::Exists(c.id.clone()).into()),
-        Err(e) => return Err(e),
-    }
-    insert_units(tx, c, &units).await?;
-    insert_events(tx, &c.id, events).await
-}
-
-async fn insert_units(tx: &Transaction<'_>, c: &Case, units: &[&str]) -> Result<(), Fail> {
-    if units.is_empty() {
-        return Ok(());
-    }
-    let stmt = tx.prepare_cached(INSERT_UNITS).await?;
-    tx.execute(&stmt, &[&units, &c.created_at, &c.id]).await?;
-    Ok(())
+        .await?;
+    Ok(row.get::<_, i64>(0) == 1)
 }
 
 async fn delete_units(tx: &Transaction<'_>, c: &Case, units: &[&str]) -> Result<(), Fail> {
@@ -878,40 +853,10 @@ impl CaseStore for PostgresStore {
         Ok(super::case_id(ids.0 as u64))
     }
 
-    /// One statement (the case, its unit rows and its events in writable CTEs that insert
-    /// the rest only if the case row was new): one round trip per intake.
+    /// One statement ([`create_row`]): one round trip per intake.
     fn create_case(&self, change: Change) -> Result<Case, StoreError> {
         let (case, events) = first_version(change);
-        let col = Columns::of(&case)?;
-        let units = units(&case);
-        let (seqs, bodies) = event_columns(&events)?;
-        let created = self.statement(async |c| {
-            let stmt = c.prepare_cached(CREATE_CASE).await?;
-            let row = c
-                .query_one(
-                    &stmt,
-                    &[
-                        &case.id,
-                        &case.district,
-                        &col.status,
-                        &case.category,
-                        &case.created_at,
-                        &case.created_by,
-                        &case.caller_key,
-                        &col.due_at,
-                        &col.due_kind,
-                        &col.version,
-                        &col.event_count,
-                        &col.body,
-                        &units,
-                        &seqs,
-                        &bodies,
-                    ],
-                )
-                .await?;
-            Ok(row.get::<_, i64>(0))
-        })?;
-        if created != 1 {
+        if !self.statement(async |c| create_row(c, &case, &events).await)? {
             return Err(StoreError::Exists(case.id));
         }
         Ok(case)
@@ -1315,7 +1260,11 @@ impl CaseStore for PostgresStore {
                         )
                         .await?;
                     }
-                    Imported::Case(c) => insert_case(tx, c, &[]).await?,
+                    Imported::Case(c) => {
+                        if !create_row(tx, c, &[]).await? {
+                            return Err(StoreError::Exists(c.id.clone()).into());
+                        }
+                    }
                     Imported::Events { case, events } => insert_events(tx, case, events).await?,
                     Imported::Record {
                         collection,

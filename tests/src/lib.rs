@@ -2,6 +2,7 @@
 #![deny(missing_docs)]
 
 pub mod browser;
+pub mod year;
 /// The PostgreSQL the tests start (a crate of its own, so the host's process tests use it too).
 pub use civic_pg_harness as postgres;
 

@@ -19,6 +19,11 @@ use civic_host::sweeper::{SWEEP_LIMIT, SWEEP_THREADS};
 /// 2026-01-01T00:00:00+08:00.
 pub const YEAR_START: i64 = 1_767_196_800_000;
 const DAY_MS: i64 = 86_400_000;
+/// Days after intake that the late share of cases is signed.
+const LATE: usize = 30;
+/// Threads taking cases in and handling them, as many agents and desks work at once (with
+/// durable writes, concurrent writers share each flush).
+const WRITERS: usize = 16;
 
 /// What to load.
 #[derive(Debug, Clone)]
@@ -27,8 +32,8 @@ pub struct Plan {
     pub cases: usize,
     /// Days they are spread over (the clock ends on the day after the last).
     pub days: usize,
-    /// Of every ten cases, how many their units handle to the end (the rest stay open and
-    /// their timers fire).
+    /// Of every ten cases, how many their units handle within days; the rest are handled a
+    /// month late, after their timers fired.
     pub handled_of_ten: usize,
 }
 
@@ -142,30 +147,72 @@ pub fn run(plan: &Plan, config: &ServiceConfig, say: &mut dyn FnMut(&str)) -> Fi
     for day in 0..plan.days {
         let morning = YEAR_START + day as i64 * DAY_MS + 8 * 3_600_000;
         clock.set(morning);
-        let mut today = Vec::with_capacity(per_day);
+        let count = per_day.min(plan.cases - n);
         let step = (10 * 3_600_000 / per_day as i64).max(1);
-        while today.len() < per_day && n < plan.cases {
-            let mut b = bodies[n % bodies.len()].clone();
-            b["caller"] = serde_json::json!({"phone": format!("1{n:010}")});
-            let new: NewCase = serde_json::from_value(b).expect("a sample case");
-            let t = svc.intake(&new, "year").expect("intake");
-            today.push(t.case.id);
-            n += 1;
-            clock.advance(step);
-        }
+        // Many callers at once, as the hotline's agents are: writers share each flush.
+        let today: Vec<String> = std::thread::scope(|s| {
+            let workers: Vec<_> = (0..WRITERS)
+                .map(|w| {
+                    let (svc, clock, bodies) = (&svc, &clock, &bodies);
+                    s.spawn(move || {
+                        let mut ids = Vec::new();
+                        for k in (w..count).step_by(WRITERS) {
+                            let i = n + k;
+                            let mut b = bodies[i % bodies.len()].clone();
+                            b["caller"] = serde_json::json!({"phone": format!("1{i:010}")});
+                            let new: NewCase = serde_json::from_value(b).expect("a sample case");
+                            ids.push(svc.intake(&new, "year").expect("intake").case.id);
+                            clock.advance(step);
+                        }
+                        ids
+                    })
+                })
+                .collect();
+            let mut ids: Vec<String> = workers
+                .into_iter()
+                .flat_map(|h| h.join().expect("an intake worker"))
+                .collect();
+            ids.sort();
+            ids
+        });
+        n += count;
         taken.push(today);
         // The units' and the callback desk's day: cases from earlier days move on.
         clock.set(morning + 11 * 3_600_000);
-        for (back, step) in [(1, Step::Sign), (3, Step::Reply), (5, Step::Close)] {
+        // Most cases are handled within days; the rest a month late, after their
+        // deadlines fired (the escalation plug-in moves them up meanwhile).
+        let steps = [
+            (1, Step::Sign, false),
+            (3, Step::Reply, false),
+            (5, Step::Close, false),
+            (LATE, Step::Sign, true),
+            (LATE + 2, Step::Reply, true),
+            (LATE + 4, Step::Close, true),
+        ];
+        for (back, step, late) in steps {
             let Some(ids) = day.checked_sub(back).and_then(|d| taken.get(d)) else {
                 continue;
             };
-            for (i, id) in ids.iter().enumerate() {
-                if i % 10 >= plan.handled_of_ten {
-                    continue;
-                }
-                actions += step.apply(&svc, id, i);
-            }
+            actions += std::thread::scope(|s| {
+                let workers: Vec<_> = (0..WRITERS)
+                    .map(|w| {
+                        let svc = &svc;
+                        s.spawn(move || {
+                            let mut applied = 0;
+                            for (i, id) in ids.iter().enumerate().skip(w).step_by(WRITERS) {
+                                if (i % 10 >= plan.handled_of_ten) == late {
+                                    applied += step.apply(svc, id, i);
+                                }
+                            }
+                            applied
+                        })
+                    })
+                    .collect();
+                workers
+                    .into_iter()
+                    .map(|h| h.join().expect("a desk worker"))
+                    .sum::<u64>()
+            });
         }
         // The end of the day: every timer due fires.
         clock.set(morning + 15 * 3_600_000);

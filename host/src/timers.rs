@@ -532,26 +532,25 @@ pub fn board(
         district: Some(district.to_owned()),
         ..Default::default()
     };
-    svc.store()
-        .for_each_case(&filter, &mut |c: crate::model::Case| {
-            if let Some(l) = c.alert(now) {
-                if only_red && l != Light::Red {
-                    return;
-                }
-                out.push(Flagged {
-                    working_days_overdue: c
-                        .deadlines
-                        .resolution
-                        .map(|r| svc.calendar().working_days_between(r, now))
-                        .unwrap_or(0),
-                    light: l,
-                    status: c.status,
-                    resolution: c.deadlines.resolution,
-                    handler: c.handler,
-                    id: c.id,
-                });
+    crate::store::for_each_open_case(&**svc.store(), &filter, &mut |c| {
+        if let Some(l) = c.alert(now) {
+            if only_red && l != Light::Red {
+                return;
             }
-        })?;
+            out.push(Flagged {
+                working_days_overdue: c
+                    .deadlines
+                    .resolution
+                    .map(|r| svc.calendar().working_days_between(r, now))
+                    .unwrap_or(0),
+                light: l,
+                status: c.status,
+                resolution: c.deadlines.resolution,
+                handler: c.handler,
+                id: c.id,
+            });
+        }
+    })?;
     out.sort_by(|a, b| {
         (b.light == Light::Red)
             .cmp(&(a.light == Light::Red))

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::calendar;
-use crate::model::{Case, EventBody, Light, Millis};
+use crate::model::{Case, Light, Millis};
 use crate::service::{Service, ServiceError};
 use crate::store::{Filter, MAX_PAGE};
 
@@ -127,14 +127,14 @@ pub fn page(
                     .ok_or_else(|| BoardError::Cursor(c.to_owned()))?,
             };
             let mut lit: Vec<(Light, Millis, Case)> = Vec::new();
-            svc.store()
-                .for_each_case(filter, &mut |c: crate::model::Case| {
-                    if let Some(l) = c.light(now)
-                        && keep(&c)
-                    {
-                        lit.push((l, c.deadlines.resolution.unwrap_or(Millis::MAX), c));
-                    }
-                })?;
+            // Only open cases have a light.
+            crate::store::for_each_open_case(&**svc.store(), filter, &mut |c| {
+                if let Some(l) = c.light(now)
+                    && keep(&c)
+                {
+                    lit.push((l, c.deadlines.resolution.unwrap_or(Millis::MAX), c));
+                }
+            })?;
             lit.sort_by(|a, b| (a.0, a.1, &a.2.id).cmp(&(b.0, b.1, &b.2.id)));
             let total = lit.len();
             let cases: Vec<BoardCase> = lit
@@ -183,8 +183,8 @@ pub struct Overview {
 
 /// The overview of `district` with rule activity over the last `days` days (today included).
 ///
-/// Reads every case of the district and the history of those touched in the window; it is
-/// a page a supervisor opens, not a hot path.
+/// Reads the district's open cases (through the status index) and the rule activity the
+/// store counts per hour; never the district's closed cases or their histories.
 pub fn overview(svc: &Service, district: &str, days: u32) -> Result<Overview, BoardError> {
     let now = svc.clock().now();
     let today = svc.calendar().day_of(now);
@@ -207,46 +207,32 @@ pub fn overview(svc: &Service, district: &str, days: u32) -> Result<Overview, Bo
         district: Some(district.to_owned()),
         ..Filter::default()
     };
-    let mut touched = Vec::new();
-    svc.store()
-        .for_each_case(&filter, &mut |c: crate::model::Case| {
-            if c.is_open() {
-                *out.open_by_status
-                    .entry(c.status.as_str().to_owned())
-                    .or_default() += 1;
-                *out.open_by_unit
-                    .entry(c.handler.clone().unwrap_or_else(|| "unassigned".into()))
-                    .or_default() += 1;
-                if let Some(l) = c.light(now) {
-                    *out.lights.entry(l.as_str().to_owned()).or_default() += 1;
-                }
+    crate::store::for_each_open_case(&**svc.store(), &filter, &mut |c| {
+        *out.open_by_status
+            .entry(c.status.as_str().to_owned())
+            .or_default() += 1;
+        *out.open_by_unit
+            .entry(c.handler.clone().unwrap_or_else(|| "unassigned".into()))
+            .or_default() += 1;
+        if let Some(l) = c.light(now) {
+            *out.lights.entry(l.as_str().to_owned()).or_default() += 1;
+        }
+    })?;
+    for a in svc.store().activity(district, since, now + 1)? {
+        let slot = (svc.calendar().day_of(a.hour) - first) as usize;
+        let Some(day) = out.days.get_mut(slot) else {
+            continue;
+        };
+        match a.plugin {
+            Some(p) => {
+                // `name@version`, the version cut to 12 characters as the console shows it.
+                let label = match p.split_once('@') {
+                    Some((name, v)) => format!("{name}@{}", &v[..v.len().min(12)]),
+                    None => p,
+                };
+                *day.decisions.entry(label).or_default() += a.count;
             }
-            if c.updated_at >= since {
-                touched.push(c.id);
-            }
-        })?;
-    for id in touched {
-        for e in svc.store().history(&id)? {
-            if e.at < since {
-                continue;
-            }
-            let slot = (svc.calendar().day_of(e.at) - first) as usize;
-            let Some(day) = out.days.get_mut(slot) else {
-                continue;
-            };
-            match e.what {
-                EventBody::Decision(r) => {
-                    *day.decisions
-                        .entry(format!(
-                            "{}@{}",
-                            r.plugin.name,
-                            &r.plugin.version[..r.plugin.version.len().min(12)]
-                        ))
-                        .or_default() += 1;
-                }
-                EventBody::RuleFailure { .. } => day.failures += 1,
-                _ => {}
-            }
+            None => day.failures += a.count,
         }
     }
     Ok(out)

@@ -178,6 +178,14 @@ fn acknowledged_writes_survive_sigkill() {
             report.problems
         );
         assert!(report.cases >= total_acked.len());
+        // The counts `/metrics` and the overview read were not saved by a killed process:
+        // opening rebuilt them, and they agree with the index.
+        assert!(store.counts_rebuilt_on_open(), "round {round}");
+        assert_eq!(
+            store.status_counts().unwrap(),
+            store.status_counts_by_index().unwrap(),
+            "round {round}: kept counts differ from the index"
+        );
     }
     assert!(
         !total_acked.is_empty(),

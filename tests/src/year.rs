@@ -137,7 +137,9 @@ pub fn run(plan: &Plan, config: &ServiceConfig, say: &mut dyn FnMut(&str)) -> Fi
     let clock = Arc::new(ManualClock::new(YEAR_START));
     let svc = Arc::new(Service::open(config, clock.clone()).expect("open the service"));
     let boot = svc.bootstrap(&config.data_dir).expect("bootstrap");
-    let admin = boot.admin_token.expect("a fresh store makes an admin token");
+    let admin = boot
+        .admin_token
+        .expect("a fresh store makes an admin token");
     let bodies = bodies();
     let per_day = plan.cases.div_ceil(plan.days).max(1);
     let threads = SWEEP_THREADS.max(svc.store().writers());
@@ -254,7 +256,10 @@ pub fn run(plan: &Plan, config: &ServiceConfig, say: &mut dyn FnMut(&str)) -> Fi
         let (status, body) = rt.block_on(send(&app, path, token));
         let took = ms(t);
         assert_eq!(status, 200, "GET {path}: {body}");
-        (took, serde_json::from_str(&body).unwrap_or(serde_json::Value::Null))
+        (
+            took,
+            serde_json::from_str(&body).unwrap_or(serde_json::Value::Null),
+        )
     };
     let (metrics_ms, _) = timed_text(&rt, &app, "/metrics", None);
     let metrics_text = rt.block_on(send(&app, "/metrics", None)).1;

@@ -15,16 +15,28 @@ fn a_small_year_prints_figures_that_agree_with_a_full_count() {
     };
     let f = run(&plan, &config, &mut |_| {});
     assert_eq!(f.cases, 2_000, "{f:?}");
-    assert_eq!(f.all_by_metrics, f.cases, "/metrics counts every case: {f:?}");
+    assert_eq!(
+        f.all_by_metrics, f.cases,
+        "/metrics counts every case: {f:?}"
+    );
     assert_eq!(
         f.jiyang_open_by_overview, f.jiyang_open_by_walk,
         "the overview's open cases are the walk's: {f:?}"
     );
-    assert!(f.jiyang_open_by_walk > 0 && f.open_by_metrics >= f.jiyang_open_by_walk, "{f:?}");
+    assert!(
+        f.jiyang_open_by_walk > 0 && f.open_by_metrics >= f.jiyang_open_by_walk,
+        "{f:?}"
+    );
     assert!(f.open_by_metrics < f.cases, "most cases were closed: {f:?}");
     assert_eq!(f.jiyang_warnings, f.jiyang_alerts_by_walk, "{f:?}");
-    assert!(f.jiyang_overdue <= f.jiyang_warnings && f.jiyang_overdue > 0, "{f:?}");
+    assert!(
+        f.jiyang_overdue <= f.jiyang_warnings && f.jiyang_overdue > 0,
+        "{f:?}"
+    );
     assert!(f.fired > 0 && f.actions > 0, "{f:?}");
-    assert!(f.overview_decisions > 0, "the last week's decisions are counted: {f:?}");
+    assert!(
+        f.overview_decisions > 0,
+        "the last week's decisions are counted: {f:?}"
+    );
     assert!(f.bytes_per_case > 0 && f.disk_bytes > 0, "{f:?}");
 }

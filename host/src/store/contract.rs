@@ -40,6 +40,7 @@ macro_rules! store_contract_tests {
             keeps_opaque_records,
             keeps_directory_versions,
             counts_cases_by_district_and_status,
+            counts_rule_activity_per_hour,
             hands_out_ids_once,
             exports_and_imports_with_nothing_lost,
             refuses_imports_it_cannot_take_whole,
@@ -669,6 +670,149 @@ pub fn counts_cases_by_district_and_status(fresh: Factory<'_>) {
     }
     let got: BTreeMap<_, _> = s.status_counts().unwrap().into_iter().collect();
     assert_eq!(got, want);
+}
+
+/// A decision event by plug-in `plugin` at `at`.
+fn decision(at: i64, plugin: &str) -> (i64, String, EventBody) {
+    (
+        at,
+        "rules".into(),
+        EventBody::Decision(Box::new(crate::model::DecisionRecord {
+            hook: crate::runtime::Hook::Routing,
+            plugin: crate::runtime::PluginRef {
+                name: plugin.into(),
+                version: "0123456789abcdef".into(),
+            },
+            contract_version: "0.1.0".into(),
+            directory_version: 1,
+            input_digest: "d".into(),
+            input: crate::model::RawJson::of(&serde_json::json!({"n": at})),
+            output: crate::model::RawJson::of(&serde_json::Value::Null),
+            reasons: vec![],
+            fuel_used: 1,
+            duration_us: 1,
+            fallback: false,
+        })),
+    )
+}
+
+/// A rule failure event at `at`.
+fn failure(at: i64) -> (i64, String, EventBody) {
+    (
+        at,
+        "rules".into(),
+        EventBody::RuleFailure {
+            hook: crate::runtime::Hook::Routing,
+            plugin: crate::runtime::PluginRef {
+                name: "district-rules".into(),
+                version: "0123456789abcdef".into(),
+            },
+            failure: crate::runtime::PluginFailure::OutOfFuel { budget: 1 },
+            fallback: "city-default".into(),
+        },
+    )
+}
+
+/// Decisions per plug-in and failures per hour, at intake and on later writes, are what
+/// was written: per district, per hour, only the hours asked for; status counts follow
+/// cases moved back and forth.
+pub fn counts_rule_activity_per_hour(fresh: Factory<'_>) {
+    use super::Activity;
+    const HOUR: i64 = super::tally::HOUR_MS;
+    let f = fresh();
+    let s = &*f.store;
+    // Hour-aligned start, so "the hours from T" are whole.
+    let h0 = T0.div_euclid(HOUR) * HOUR;
+    let mut want: BTreeMap<(String, i64, Option<String>), u64> = BTreeMap::new();
+    let mut cases = Vec::new();
+    for i in 0..12i64 {
+        let district = if i % 3 == 0 { "yazhou" } else { "jiyang" };
+        let at = h0 + i * 20 * MINUTE;
+        let c = Case::received(
+            s.next_case_id().unwrap(),
+            district.into(),
+            "noise".into(),
+            "token-a".into(),
+            at,
+        );
+        let plugin = if i % 2 == 0 {
+            "city-default"
+        } else {
+            "district-rules"
+        };
+        let mut events = received(at);
+        events.push(decision(at, plugin));
+        *want
+            .entry((
+                district.into(),
+                at.div_euclid(HOUR) * HOUR,
+                Some(format!("{plugin}@0123456789abcdef")),
+            ))
+            .or_default() += 1;
+        let c = s.create_case(Change { case: c, events }).unwrap();
+        cases.push(c);
+    }
+    // Later writes: a failure and a decision hours later, and status changes back and forth.
+    for (i, c) in cases.iter().enumerate() {
+        let later = h0 + (5 + i as i64 % 2) * HOUR + 7 * MINUTE;
+        let mut change = moved(c, CaseStatus::Dispatched, Some("jiyang/u1"));
+        change.case.updated_at = later;
+        change.events = vec![failure(later), decision(later, "escalation")];
+        *want
+            .entry((c.district.clone(), later.div_euclid(HOUR) * HOUR, None))
+            .or_default() += 1;
+        *want
+            .entry((
+                c.district.clone(),
+                later.div_euclid(HOUR) * HOUR,
+                Some("escalation@0123456789abcdef".into()),
+            ))
+            .or_default() += 1;
+        let c = write1(s, c, change).unwrap();
+        if i % 4 == 0 {
+            let back = moved(&c, CaseStatus::Received, None);
+            let c = write1(s, &c, back).unwrap();
+            let mut again = moved(&c, CaseStatus::Closed, None);
+            again.events.clear();
+            write1(s, &c, again).unwrap();
+        }
+    }
+    for district in ["jiyang", "yazhou", "tianya"] {
+        let expect = |from: i64, to: i64| -> Vec<Activity> {
+            want.iter()
+                .filter(|((d, h, _), _)| d == district && (from..to).contains(h))
+                .map(|((_, h, p), n)| Activity {
+                    hour: *h,
+                    plugin: p.clone(),
+                    count: *n,
+                })
+                .collect()
+        };
+        let end = h0 + 10 * HOUR;
+        assert_eq!(
+            s.activity(district, h0, end).unwrap(),
+            expect(h0, end),
+            "{district}, all hours"
+        );
+        let (from, to) = (h0 + HOUR, h0 + 6 * HOUR);
+        assert_eq!(
+            s.activity(district, from, to).unwrap(),
+            expect(from, to),
+            "{district}, hours 1-5"
+        );
+        assert!(s.activity(district, end, end + HOUR).unwrap().is_empty());
+    }
+    let mut by_walk: BTreeMap<(String, CaseStatus), u64> = BTreeMap::new();
+    s.for_each_case(&Filter::default(), &mut |c| {
+        *by_walk.entry((c.district, c.status)).or_default() += 1
+    })
+    .unwrap();
+    let got: BTreeMap<_, _> = s.status_counts().unwrap().into_iter().collect();
+    assert_eq!(got, by_walk);
+    assert_eq!(
+        got.get(&("jiyang".to_owned(), CaseStatus::Closed)),
+        Some(&2)
+    );
 }
 
 /// Ids are never handed out twice, from any number of threads.

@@ -23,6 +23,7 @@ pub mod backup;
 pub mod contract;
 pub mod postgres;
 pub mod sled;
+pub mod tally;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -129,6 +130,17 @@ impl From<std::io::Error> for StoreError {
     fn from(e: std::io::Error) -> Self {
         StoreError::Io(e.to_string())
     }
+}
+
+/// A count of rule activity in one hour of one district (see [`CaseStore::activity`]).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Activity {
+    /// The hour's start.
+    pub hour: Millis,
+    /// The plug-in (`name@version`) whose decisions these are; `None` for rule failures.
+    pub plugin: Option<String>,
+    /// How many.
+    pub count: u64,
 }
 
 /// What a listing filters on. Every field is optional.
@@ -348,6 +360,18 @@ pub trait CaseStore: Send + Sync + 'static {
     /// Counts of cases by (district, status).
     fn status_counts(&self) -> Result<HashMap<(String, CaseStatus), u64>, StoreError>;
 
+    /// `district`'s decisions per plug-in and rule failures per hour, for the hours that
+    /// start in `[from, to)`. By default from the histories of the district's cases changed
+    /// since `from`; an engine that keeps [`tally`] counts answers from them.
+    fn activity(
+        &self,
+        district: &str,
+        from: Millis,
+        to: Millis,
+    ) -> Result<Vec<Activity>, StoreError> {
+        tally::activity_by_walk(self, district, from, to)
+    }
+
     /// Stores a new directory version and makes it current; returns its number. The
     /// caller has checked that it parses.
     fn put_directory(&self, record: &DirectoryRecord) -> Result<u64, StoreError>;
@@ -462,6 +486,33 @@ pub trait CaseStore: Send + Sync + 'static {
             }
         }
     }
+}
+
+/// [`CaseStore::for_each_case`] for open cases only: through the (district, status) index
+/// one open status at a time when the filter allows it, so desk views read the cases still
+/// being handled and never the years of closed ones.
+pub fn for_each_open_case(
+    store: &(impl CaseStore + ?Sized),
+    filter: &Filter,
+    each: &mut dyn FnMut(Case),
+) -> Result<(), StoreError> {
+    let mut open_only = |c: Case| {
+        if c.is_open() {
+            each(c)
+        }
+    };
+    // A unit's listing has an index of its own; a status is already one listing.
+    if filter.status.is_some() || filter.unit.is_some() || filter.district.is_none() {
+        return store.for_each_case(filter, &mut open_only);
+    }
+    for status in CaseStatus::ALL.into_iter().filter(|s| !s.is_terminal()) {
+        let f = Filter {
+            status: Some(status),
+            ..filter.clone()
+        };
+        store.for_each_case(&f, &mut open_only)?;
+    }
+    Ok(())
 }
 
 /// [`CaseStore::record_change`] for a change that also computes a value: `f` returns the

@@ -36,9 +36,11 @@ pub use durability::Durability;
 use durability::GroupCommit;
 pub use keys::time_key;
 
+use super::tally::{self, Tallies};
 use super::{
-    CaseStore, Change, Consistency, DirectoryRecord, DueTimer, Filter, Imported, MAX_PAGE,
-    MAX_SCAN, Page, StoreError, Versioned, decode, encode, first_version, id_number, next_version,
+    Activity, CaseStore, Change, Consistency, DirectoryRecord, DueTimer, Filter, Imported,
+    MAX_PAGE, MAX_SCAN, Page, StoreError, Versioned, decode, encode, first_version, id_number,
+    next_version,
 };
 use crate::model::{Case, CaseStatus, Event, Millis, PendingTimer, TimerKind};
 
@@ -128,6 +130,15 @@ pub struct SledStore {
     unsettled: std::sync::atomic::AtomicBool,
     /// What opening the store found half-made and settled.
     settled: Settled,
+    /// Counts kept as cases change (see [`tally`]): in memory, saved when the store is
+    /// closed and taken back when it is opened; rebuilt from the cases when they were not
+    /// saved (after a crash).
+    tallies: parking_lot::Mutex<Tallies>,
+    /// Cleared when a write failed half-way and was settled while running: the counts may
+    /// then be off by that write, so they are not saved and the next open rebuilds them.
+    tallies_exact: std::sync::atomic::AtomicBool,
+    /// Whether opening rebuilt the counts (none were saved) instead of taking them back.
+    rebuilt: bool,
     /// Tests only: the number of sled operations case writes may still make before they
     /// fail as if the process had died there (`usize::MAX`: never).
     #[cfg(test)]
@@ -139,6 +150,15 @@ pub struct SledStore {
     /// Tests only: settling a write fails, as it would if sled kept failing.
     #[cfg(test)]
     pub(crate) settling_fails: std::sync::atomic::AtomicBool,
+}
+
+impl Drop for SledStore {
+    /// Saves the counts, so the next open takes them instead of walking every case.
+    fn drop(&mut self) {
+        if let Err(e) = self.save_tallies() {
+            tracing::error!(error = %e, "could not save the case counts; the next start rebuilds them");
+        }
+    }
 }
 
 /// A stored case's creation time, without decoding the rest of it.
@@ -196,6 +216,12 @@ const META_SCHEMA: &[u8] = b"schema";
 /// The file that names the schema, read before sled opens anything.
 pub const MARKER: &str = "CIVIC_STORE";
 const META_DIRECTORY: &[u8] = b"directory_version";
+/// The counts (see [`tally`]) as the store was closed; removed when it is opened, so a
+/// store that crashed has none and rebuilds them.
+const META_TALLIES: &[u8] = b"tallies";
+/// Days of rule activity kept in the counts, and rebuilt after a crash: the overview shows
+/// at most 31.
+const ACTIVITY_DAYS: i64 = 32;
 /// `day ‖ day number` → the id of a case created early that day (see [`SledStore::mark_day`]).
 const META_DAY: &[u8] = b"day:";
 /// Set once every day of the stored cases has its marker (stores from before markers get
@@ -372,6 +398,9 @@ impl SledStore {
             db,
             unsettled: std::sync::atomic::AtomicBool::new(false),
             settled: Settled::default(),
+            tallies: parking_lot::Mutex::new(Tallies::default()),
+            tallies_exact: std::sync::atomic::AtomicBool::new(true),
+            rebuilt: false,
             #[cfg(test)]
             crash_after: std::sync::atomic::AtomicUsize::new(usize::MAX),
             #[cfg(test)]
@@ -385,6 +414,7 @@ impl SledStore {
             }
             store.settled = store.settle_all()?;
             store.mark_every_day()?;
+            store.take_tallies()?;
             Ok(store)
         })
     }
@@ -553,6 +583,7 @@ impl SledStore {
             }
             ops.insert(self.cases.key(case.id.as_bytes()), encode(&case)?);
             self.write_unbatched(&case.id, 0, &ops)?;
+            self.tally(tally::deltas(None, &case, &events));
         }
         self.mark_day(&case.id, case.created_at)?;
         self.commit.sync()?;
@@ -574,8 +605,8 @@ impl SledStore {
     fn write_one(&self, w: Versioned) -> Result<Result<Case, StoreError>, StoreError> {
         let Versioned { read, change } = w;
         let mut ops = ops::Ops::default();
-        let new = match self.stage_into(&read, change, &mut ops) {
-            Ok(new) => new,
+        let (new, deltas) = match self.stage_into(&read, change, &mut ops) {
+            Ok(x) => x,
             Err(e) => return Ok(Err(e)),
         };
         let id = read.id.as_str();
@@ -592,6 +623,7 @@ impl SledStore {
             Some(_) => {}
         }
         self.write_unbatched(id, read.version, &ops)?;
+        self.tally(deltas);
         Ok(Ok(new))
     }
 
@@ -645,6 +677,7 @@ impl SledStore {
                 return Err(e);
             }
             tracing::error!(case = id, error = %e, "a write failed half-way; settling it");
+            self.tallies_exact.store(false, Ordering::Release);
             if let Err(again) = self.settle(id.as_bytes()) {
                 tracing::error!(case = id, error = %again, "could not settle the failed write; the store refuses writes until it is opened again");
                 self.unsettled.store(true, Ordering::Release);
@@ -657,6 +690,104 @@ impl SledStore {
     /// The writes a crash had left half-made that opening this store settled.
     pub fn settled_on_open(&self) -> Settled {
         self.settled
+    }
+
+    /// Whether opening rebuilt the counts from the cases (they were not saved: the store
+    /// was not closed cleanly, or is older than them) instead of taking back saved ones.
+    pub fn counts_rebuilt_on_open(&self) -> bool {
+        self.rebuilt
+    }
+
+    /// Applies a written case's deltas to the counts; when a new hour starts, activity
+    /// older than the kept window is dropped, so the counts stay small over years.
+    fn tally(&self, deltas: Vec<(tally::Key, i64)>) {
+        let mut t = self.tallies.lock();
+        let before = t.latest_hour();
+        t.apply(deltas);
+        let after = t.latest_hour();
+        if after > before {
+            t.forget_activity_before(after.saturating_sub(ACTIVITY_DAYS * DAY_MS));
+        }
+    }
+
+    /// Takes back the counts saved when the store was last closed, removing them durably
+    /// before anything is written (so a crash from now on leaves none); rebuilds them from
+    /// the cases when there are none.
+    fn take_tallies(&mut self) -> Result<(), StoreError> {
+        let saved = self.meta.get(META_TALLIES)?;
+        let counts = match saved {
+            Some(bytes) => {
+                let t = Tallies::decode(META_TALLIES, &bytes)?;
+                self.meta.remove(META_TALLIES)?;
+                self.meta.flush()?;
+                t
+            }
+            None => {
+                self.rebuilt = true;
+                self.recount()?
+            }
+        };
+        *self.tallies.lock() = counts;
+        Ok(())
+    }
+
+    /// The counts computed from every case, and the recent history of the cases changed in
+    /// the last [`ACTIVITY_DAYS`] (older activity is not kept).
+    fn recount(&self) -> Result<Tallies, StoreError> {
+        let started = std::time::Instant::now();
+        let mut t = Tallies::default();
+        let mut recent = Vec::new();
+        let mut latest = Millis::MIN;
+        for kv in self.cases.iter() {
+            let (k, v) = kv?;
+            let c: Case = decode(&k, &v)?;
+            latest = latest.max(c.updated_at);
+            t.apply(tally::deltas(None, &c, &[]));
+            recent.push((c.updated_at, c));
+            // Only what may fall in the kept window needs its history read.
+            if recent.len() > 4096 {
+                let since = latest - ACTIVITY_DAYS * DAY_MS;
+                recent.retain(|(at, _)| *at >= since);
+            }
+        }
+        let since = latest.saturating_sub(ACTIVITY_DAYS * DAY_MS);
+        let mut cases = 0u64;
+        for (at, c) in &recent {
+            if *at < since {
+                continue;
+            }
+            cases += 1;
+            let events: Vec<Event> = self
+                .history_of(&c.id, c.event_count)?
+                .into_iter()
+                .filter(|e| e.at >= since)
+                .collect();
+            let mut only_events = tally::deltas(None, c, &events);
+            only_events.retain(|((_, k), _)| !matches!(k, tally::Tally::Status(_)));
+            t.apply(only_events);
+        }
+        if !recent.is_empty() || latest != Millis::MIN {
+            tracing::info!(
+                took_ms = started.elapsed().as_millis() as u64,
+                recent_cases = cases,
+                "rebuilt the case counts (the store was not closed cleanly, or is new to them)"
+            );
+        }
+        Ok(t)
+    }
+
+    /// Saves the counts for the next open, unless a write failed half-way while running
+    /// (then the next open rebuilds them). Called when the store is closed.
+    fn save_tallies(&self) -> Result<(), StoreError> {
+        use std::sync::atomic::Ordering;
+        if !self.tallies_exact.load(Ordering::Acquire) || self.unsettled.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let mut t = self.tallies.lock().clone();
+        t.forget_activity_before(t.latest_hour().saturating_sub(ACTIVITY_DAYS * DAY_MS));
+        self.meta.insert(META_TALLIES, t.encode()?)?;
+        self.db.flush()?;
+        Ok(())
     }
 
     /// Tests only: fails like a crash once `crash_after` operations have been made.
@@ -756,14 +887,16 @@ impl SledStore {
     }
 
     /// Adds the writes that turn `old` into `change` to `ops`: the events, the index
-    /// entries that changed, the case with its next version. Returns the case as written.
+    /// entries that changed, the case with its next version. Returns the case as written
+    /// and what it changes in the counts.
     fn stage_into(
         &self,
         old: &Case,
         change: Change,
         batch: &mut ops::Ops,
-    ) -> Result<Case, StoreError> {
+    ) -> Result<(Case, Vec<(tally::Key, i64)>), StoreError> {
         let (new, events) = next_version(old, change)?;
+        let deltas = tally::deltas(Some(old), &new, &events);
         if !events.is_empty() {
             batch.insert(
                 self.events.key(&keys::event_key(&old.id, old.event_count)),
@@ -780,7 +913,7 @@ impl SledStore {
         for k in old_keys.iter().filter(|k| !new_keys.contains(k)) {
             batch.remove(self.idx.key(k));
         }
-        Ok(new)
+        Ok((new, deltas))
     }
 
     /// [`SledStore::list`] reading at most `max_scan` entries.
@@ -1058,23 +1191,19 @@ impl CaseStore for SledStore {
         Ok(self.cases.len() as u64)
     }
 
-    /// Counts of cases by (district, status), from the index (for metrics: a case whose
-    /// status is being written may be counted under both statuses for that moment).
+    /// Counts of cases by (district, status), as kept with every write.
     fn status_counts(&self) -> Result<HashMap<(String, CaseStatus), u64>, StoreError> {
-        let mut out = HashMap::new();
-        for kv in self.idx.scan_prefix([keys::BY_DISTRICT_STATUS]) {
-            let (k, _) = kv?;
-            let mut parts = k[1..].split(|b| *b == 0);
-            let (Some(d), Some(s)) = (parts.next(), parts.next()) else {
-                continue;
-            };
-            let Ok(status) = std::str::from_utf8(s).unwrap_or("").parse::<CaseStatus>() else {
-                continue;
-            };
-            *out.entry((String::from_utf8_lossy(d).into_owned(), status))
-                .or_default() += 1;
-        }
-        Ok(out)
+        Ok(self.tallies.lock().status_counts())
+    }
+
+    /// From the counts kept with every write (the last [`ACTIVITY_DAYS`] days).
+    fn activity(
+        &self,
+        district: &str,
+        from: Millis,
+        to: Millis,
+    ) -> Result<Vec<Activity>, StoreError> {
+        Ok(self.tallies.lock().activity(district, from, to))
     }
 
     fn put_directory(&self, record: &DirectoryRecord) -> Result<u64, StoreError> {
@@ -1237,9 +1366,10 @@ impl CaseStore for SledStore {
     }
 
     fn finish_import(&self) -> Result<(), StoreError> {
-        // The imported cases' days get their markers afresh.
+        // The imported cases' days get their markers afresh, and the counts are rebuilt.
         self.meta.remove(META_DAYS_MARKED)?;
         self.mark_every_day()?;
+        *self.tallies.lock() = self.recount()?;
         self.db.flush()?;
         Ok(())
     }
@@ -1294,6 +1424,27 @@ impl CaseStore for SledStore {
             }
         }
         Ok(report)
+    }
+}
+
+impl SledStore {
+    /// Counts of cases by (district, status) from the index, not the kept counts (what the
+    /// tests compare those with).
+    pub fn status_counts_by_index(&self) -> Result<HashMap<(String, CaseStatus), u64>, StoreError> {
+        let mut out = HashMap::new();
+        for kv in self.idx.scan_prefix([keys::BY_DISTRICT_STATUS]) {
+            let (k, _) = kv?;
+            let mut parts = k[1..].split(|b| *b == 0);
+            let (Some(d), Some(s)) = (parts.next(), parts.next()) else {
+                continue;
+            };
+            let Ok(status) = std::str::from_utf8(s).unwrap_or("").parse::<CaseStatus>() else {
+                continue;
+            };
+            *out.entry((String::from_utf8_lossy(d).into_owned(), status))
+                .or_default() += 1;
+        }
+        Ok(out)
     }
 }
 

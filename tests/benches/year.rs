@@ -4,7 +4,7 @@
 //! `cargo bench -p civic-tests --bench year` (env `YEAR_CASES`, default 1,000,000;
 //! `YEAR_DAYS`, default 365; `YEAR_HANDLED`, cases of every ten handled to the end, default
 //! 9; `YEAR_STORE=postgres`, on a PostgreSQL cluster the bench starts itself; `YEAR_CACHE_MB`,
-//! sled's page cache).
+//! sled's page cache; `YEAR_DIR`, a directory to load into and keep).
 
 use civic_host::service::ServiceConfig;
 
@@ -24,8 +24,10 @@ fn main() {
         days: env("YEAR_DAYS", 365),
         handled_of_ten: env("YEAR_HANDLED", 9),
     };
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = ServiceConfig::new(dir.path());
+    // `YEAR_DIR` keeps the loaded store for later runs (start-up, views); else a temp dir.
+    let temp = tempfile::tempdir().unwrap();
+    let dir = std::env::var_os("YEAR_DIR").map_or_else(|| temp.path().to_owned(), Into::into);
+    let mut config = ServiceConfig::new(&dir);
     let pg = (std::env::var("YEAR_STORE").as_deref() == Ok("postgres"))
         .then(civic_tests::postgres::Postgres::start);
     if let Some(pg) = &pg {

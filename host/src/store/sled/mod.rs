@@ -98,10 +98,35 @@ fn untx(e: TransactionError<StoreError>) -> StoreError {
 /// under the key of the first (every sled insert copies its node, so one larger value is
 /// cheaper than several); stores written before held one event per value, and still read.
 fn decode_events(key: &[u8], bytes: &[u8]) -> Result<Vec<Event>, StoreError> {
+    if bytes.starts_with(&ZSTD_MAGIC) {
+        let json = zstd::stream::decode_all(bytes).map_err(|e| StoreError::Corrupt {
+            key: hex::encode(key),
+            message: format!("compressed events do not decompress: {e}"),
+        })?;
+        return decode(key, &json);
+    }
     match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
         Some(b'[') => decode(key, bytes),
         _ => Ok(vec![decode(key, bytes)?]),
     }
+}
+
+/// How a zstd frame starts (JSON never does).
+const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
+
+/// zstd's level for event values: the fastest levels take most of what repetitive JSON
+/// gives (see BENCHMARKS.md, "a year of cases").
+const EVENTS_LEVEL: i32 = 3;
+
+/// One write's events as stored: their JSON array, zstd-compressed. Events are most of a
+/// store (each decision record carries its whole input for replay) and are read rarely
+/// (history, replay, backtest), so they are compressed in the engine, value by value;
+/// compressing sled's pages instead made opening a store replay and decompress its log
+/// (see BENCHMARKS.md). Stores written before hold plain JSON, which still reads.
+fn encode_events(events: &[Event]) -> Result<Vec<u8>, StoreError> {
+    let json = encode(&events)?;
+    zstd::bulk::compress(&json, EVENTS_LEVEL)
+        .map_err(|e| StoreError::Io(format!("compressing events: {e}")))
 }
 
 /// The sled engine.
@@ -574,7 +599,7 @@ impl SledStore {
             if !events.is_empty() {
                 ops.insert(
                     self.events.key(&keys::event_key(&case.id, 0)),
-                    encode(&events)?,
+                    encode_events(&events)?,
                 );
             }
             // Additions before the case, as `write_unbatched` needs them.
@@ -900,7 +925,7 @@ impl SledStore {
         if !events.is_empty() {
             batch.insert(
                 self.events.key(&keys::event_key(&old.id, old.event_count)),
-                encode(&events)?,
+                encode_events(&events)?,
             );
         }
         // In this order — additions, the case, removals — so a write made of single
@@ -1346,7 +1371,7 @@ impl CaseStore for SledStore {
                     if let Some(first) = events.first() {
                         batch.insert(
                             self.events.key(&keys::event_key(&case, first.seq)),
-                            encode(&events)?,
+                            encode_events(&events)?,
                         );
                     }
                 }

@@ -148,6 +148,21 @@ fn counts_are_saved_when_closed_and_rebuilt_when_not() {
 }
 
 #[test]
+fn events_are_stored_compressed_and_plain_ones_still_read() {
+    let (_dir, s) = store();
+    let c = new_case(&s, "jiyang", "noise", "k", T0);
+    let key = s.events.key(&keys::event_key(&c.id, 0));
+    let stored = s.data.get(&key).unwrap().unwrap();
+    assert!(stored.starts_with(&ZSTD_MAGIC), "new events are compressed");
+    let history = s.history(&c.id).unwrap();
+    assert_eq!(history.len(), 1);
+    // As a store written before compression holds them: plain JSON, one array per write.
+    s.data.insert(&key, encode(&history).unwrap()).unwrap();
+    assert_eq!(s.history(&c.id).unwrap(), history);
+    assert!(s.check_consistency().unwrap().problems.is_empty());
+}
+
+#[test]
 fn ids_are_unique_and_creating_twice_is_refused() {
     let (_d, s) = store();
     let a = s.next_case_id().unwrap();

@@ -199,6 +199,19 @@ pub fn parse_date(s: &str) -> Option<Day> {
     (civil_from_days(day) == (y, m, d)).then_some(day)
 }
 
+/// The same calendar date `years` earlier (29 February becomes 28 February in a year
+/// without one).
+pub fn years_before(day: Day, years: u32) -> Day {
+    let (y, m, d) = civil_from_days(day);
+    let y = y - years as i32;
+    let d = if m == 2 && d == 29 && civil_from_days(days_from_civil(y, 2, 29)).1 != 2 {
+        28
+    } else {
+        d
+    };
+    days_from_civil(y, m, d)
+}
+
 /// Formats a day as `YYYY-MM-DD`.
 pub fn format_date(day: Day) -> String {
     let (y, m, d) = civil_from_days(day);
@@ -274,6 +287,15 @@ fn civil_from_days(z: Day) -> (i32, u32, u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn years_before_keeps_the_date_and_moves_29_february() {
+        let d = |s| parse_date(s).unwrap();
+        assert_eq!(years_before(d("2026-12-05"), 3), d("2023-12-05"));
+        assert_eq!(years_before(d("2028-02-29"), 1), d("2027-02-28"));
+        assert_eq!(years_before(d("2028-02-29"), 4), d("2024-02-29"));
+        assert_eq!(years_before(d("2026-03-01"), 0), d("2026-03-01"));
+    }
 
     fn at(date: &str, hh: i64, mm: i64) -> Millis {
         let cal = Calendar::bundled();

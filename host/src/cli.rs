@@ -95,6 +95,14 @@ enum Command {
         /// of the bundled one; same format as `data/calendar.json`.
         #[arg(long, env = "CIVIC_CALENDAR")]
         calendar: Option<PathBuf>,
+        /// Retention: keep finished cases this many years after their last change; at start
+        /// and then daily, older ones are archived to --archive-dir and removed from the
+        /// store (see README, "Retention"). Without it nothing is ever removed.
+        #[arg(long, env = "CIVIC_KEEP_YEARS", value_parser = clap::value_parser!(u32).range(1..=100))]
+        keep_years: Option<u32>,
+        /// Where the retention policy writes its archives (default: DATA/archives).
+        #[arg(long, env = "CIVIC_ARCHIVE_DIR", requires = "keep_years")]
+        archive_dir: Option<PathBuf>,
     },
 }
 
@@ -149,6 +157,40 @@ enum StoreCommand {
         /// Read this file instead of standard input.
         #[arg(long)]
         file: Option<PathBuf>,
+    },
+    /// Move finished cases past the retention period to an archive file and remove them
+    /// from the store (see README, "Retention"). Open cases are never touched. The archive
+    /// is what `civic store export` writes, with an archive header: `civic store import`
+    /// reads it into an empty store, or back into this one. Prints the run's audit record.
+    Archive {
+        /// Data directory whose sled store to archive from (when --store is not given). The
+        /// server must be stopped: sled is one process's; on PostgreSQL run it any time.
+        #[arg(long, default_value = "./civic-data", env = "CIVIC_DATA")]
+        data: PathBuf,
+        #[command(flatten)]
+        store: StoreArg,
+        /// Keep finished cases this many years after their last change.
+        #[arg(
+            long,
+            required_unless_present = "closed_before",
+            conflicts_with = "closed_before"
+        )]
+        keep_years: Option<u32>,
+        /// Archive finished cases last changed before this date (YYYY-MM-DD, midnight UTC)
+        /// or time (RFC 3339).
+        #[arg(long)]
+        closed_before: Option<String>,
+        /// The archive file to write; an existing file is refused, never overwritten.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// List every retention run's audit record as JSON.
+    Archives {
+        /// Data directory whose sled store to read (when --store is not given).
+        #[arg(long, default_value = "./civic-data", env = "CIVIC_DATA")]
+        data: PathBuf,
+        #[command(flatten)]
+        store: StoreArg,
     },
     /// Check that every case has its events and its indexes; prints the report as JSON.
     Check {
@@ -242,6 +284,60 @@ fn store_command(cmd: StoreCommand) -> anyhow::Result<()> {
                     "the imported store is not consistent: {}",
                     report.problems.join("; ")
                 );
+            }
+            Ok(())
+        }
+        StoreCommand::Archive {
+            data,
+            store,
+            keep_years,
+            closed_before,
+            out,
+        } => {
+            use crate::store::retention::{self, Policy};
+            let now = crate::clock::Clock::now(&crate::clock::SystemClock);
+            let policy = match (keep_years, closed_before) {
+                (Some(years), _) => Policy::keep_years(now, years)?,
+                (None, Some(date)) => Policy::closed_before(&date, now)?,
+                (None, None) => anyhow::bail!("give --keep-years N or --closed-before DATE"),
+            };
+            let config = store.config(&data)?;
+            let s = config
+                .open()
+                .with_context(|| format!("opening {}", config.describe()))?;
+            let bar = progress_bar(None, "cases archived");
+            let run = retention::run(&*s, &policy, &out, "cli", now, &|n| {
+                bar.set_position(n);
+                true
+            })?;
+            bar.finish_and_clear();
+            if run.cases == 0 {
+                eprintln!(
+                    "no finished case was last changed before {}: nothing archived, no file written",
+                    crate::calendar::format_datetime(run.closed_before, 0)
+                );
+                return Ok(());
+            }
+            eprintln!(
+                "archived {} finished cases ({} events) last changed before {} to {} ({} bytes, sha256 {}); {} changed meanwhile and stayed",
+                run.cases,
+                run.events,
+                crate::calendar::format_datetime(run.closed_before, 0),
+                run.archive,
+                run.bytes,
+                run.sha256,
+                run.kept_changed
+            );
+            println!("{}", serde_json::to_string(&run)?);
+            Ok(())
+        }
+        StoreCommand::Archives { data, store } => {
+            let config = store.config(&data)?;
+            let s = config
+                .open()
+                .with_context(|| format!("opening {}", config.describe()))?;
+            for run in crate::store::retention::runs(&*s)? {
+                println!("{}", serde_json::to_string(&run)?);
             }
             Ok(())
         }
@@ -345,7 +441,13 @@ pub fn main() -> ExitCode {
             cache_mb,
             sweep_ms,
             calendar,
+            keep_years,
+            archive_dir,
         } => store.config(&data).and_then(|store| {
+            let retention = keep_years.map(|keep_years| crate::archiver::RetentionConfig {
+                keep_years,
+                dir: archive_dir.unwrap_or_else(|| data.join("archives")),
+            });
             serve(Serve {
                 store,
                 data,
@@ -353,6 +455,7 @@ pub fn main() -> ExitCode {
                 cache_mb,
                 sweep_every: Duration::from_millis(sweep_ms),
                 calendar,
+                retention,
             })
         }),
         Command::Plugin(cmd) => crate::author::run(cmd),
@@ -421,6 +524,7 @@ struct Serve {
     cache_mb: u64,
     sweep_every: Duration,
     calendar: Option<PathBuf>,
+    retention: Option<crate::archiver::RetentionConfig>,
 }
 
 fn serve(opts: Serve) -> anyhow::Result<()> {
@@ -431,6 +535,7 @@ fn serve(opts: Serve) -> anyhow::Result<()> {
         cache_mb,
         sweep_every,
         calendar,
+        retention,
     } = opts;
     let mut config = ServiceConfig::new(&data);
     config.store = store;
@@ -457,6 +562,16 @@ fn serve(opts: Serve) -> anyhow::Result<()> {
     }
     let svc = Arc::new(svc);
     let sweeper = Sweeper::start(svc.clone(), sweep_every).context("starting the timer sweeper")?;
+    let archiver = match retention {
+        Some(r) => {
+            tracing::info!(keep_years = r.keep_years, dir = %r.dir.display(), "retention policy on");
+            Some(
+                crate::archiver::Archiver::start(svc.clone(), r, crate::archiver::EVERY)
+                    .context("starting the retention policy")?,
+            )
+        }
+        None => None,
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -474,7 +589,11 @@ fn serve(opts: Serve) -> anyhow::Result<()> {
         .await?;
         anyhow::Ok(())
     })?;
-    // Let a sweep in progress finish its write before the store closes.
+    // Let a sweep in progress finish its write, and a retention run its batch, before the
+    // store closes.
     sweeper.stop();
+    if let Some(a) = archiver {
+        a.stop();
+    }
     Ok(())
 }

@@ -7,6 +7,7 @@
 pub mod actions;
 pub mod alloc;
 pub mod api;
+pub mod archiver;
 pub mod auth;
 pub mod author;
 pub mod backtest;
@@ -24,6 +25,7 @@ pub mod intake;
 pub mod lifecycle;
 pub mod metrics;
 pub mod model;
+pub mod periodic;
 pub mod registry;
 pub mod replay;
 pub mod runtime;

@@ -1,30 +1,10 @@
 //! `civic serve` as a newcomer runs it: first start on an empty data directory, real socket,
 //! the printed admin token, a case created and read over HTTP, and a restart that keeps it.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::process::Command;
 
 mod common;
-use common::{serve_command, start, start_with};
-
-fn http(addr: &str, method: &str, path: &str, token: &str, body: &str) -> (u16, serde_json::Value) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: test\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    let status = out[9..12].parse().unwrap();
-    let body = out.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
-    (
-        status,
-        serde_json::from_str(body).unwrap_or(serde_json::Value::Null),
-    )
-}
+use common::{http, serve_command, start, start_with};
 
 #[test]
 fn first_start_then_restart_over_a_real_socket() {

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use civic_pg_harness::Postgres;
 
 mod common;
-use common::start_with;
+use common::{civic, start_with};
 
 /// One HTTP request on its own connection; `None` when the server is gone.
 fn http(addr: &str, method: &str, path: &str, token: &str, body: &str) -> Option<(u16, String)> {
@@ -27,13 +27,6 @@ fn http(addr: &str, method: &str, path: &str, token: &str, body: &str) -> Option
     let status = out.get(9..12)?.parse().ok()?;
     let body = out.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
     Some((status, body.to_owned()))
-}
-
-fn civic(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_civic"))
-        .args(args)
-        .output()
-        .expect("civic runs")
 }
 
 #[test]

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{CaseStore, DirectoryRecord, Imported, StoreError};
 use crate::directory::Directory;
-use crate::model::{Case, Event};
+use crate::model::{Case, Event, Millis};
 
 /// The export format this build writes. 1 was the format of sled schema 1 (the same lines;
 /// only its indexes differed, and indexes are rebuilt on import).
@@ -22,12 +22,29 @@ const READS_FROM: u32 = 1;
 /// Lines written to the target per import call, and cases read per export call.
 pub const BATCH: usize = 500;
 
+/// What the header of an archive (see [`super::retention`]) says: the cases that follow
+/// were removed from a store, and which.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ArchiveInfo {
+    /// When the archive was made.
+    pub at: Millis,
+    /// It holds finished cases whose last change was before this time.
+    pub closed_before: Millis,
+    /// The store they were removed from (for messages; no password).
+    pub from: String,
+}
+
 /// One line of an export.
 #[derive(Serialize, Deserialize)]
 #[serde(tag = "line", rename_all = "kebab-case", deny_unknown_fields)]
 enum Line {
     Header {
         schema: u32,
+        /// Set on an archive: its cases were removed from a store that goes on, so it can be
+        /// imported back into that store (beside its other cases).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        archive: Option<ArchiveInfo>,
     },
     RefData {
         version: u64,
@@ -57,6 +74,45 @@ pub struct Moved {
     pub events: u64,
 }
 
+/// Writes one line.
+fn write_line(out: &mut impl Write, l: &Line) -> Result<(), StoreError> {
+    serde_json::to_writer(&mut *out, l).map_err(|e| StoreError::Io(e.to_string()))?;
+    out.write_all(b"\n")?;
+    Ok(())
+}
+
+/// Writes the header line, of an archive when `archive` is given.
+pub fn write_header(out: &mut impl Write, archive: Option<&ArchiveInfo>) -> Result<(), StoreError> {
+    write_line(
+        out,
+        &Line::Header {
+            schema: FORMAT,
+            archive: archive.cloned(),
+        },
+    )
+}
+
+/// Writes a case's line and one line per event it counts; returns the events written.
+pub fn write_case(
+    store: &dyn CaseStore,
+    case: &Case,
+    out: &mut impl Write,
+) -> Result<u64, StoreError> {
+    let history = store.history_of(&case.id, case.event_count)?;
+    write_line(out, &Line::Case(Box::new(case.clone())))?;
+    let events = history.len() as u64;
+    for e in history {
+        write_line(
+            out,
+            &Line::Event {
+                case: case.id.clone(),
+                event: Box::new(e),
+            },
+        )?;
+    }
+    Ok(events)
+}
+
 /// Writes the whole store as JSON Lines; `progress` is told the cases written so far.
 ///
 /// Each case's events are those the exported case counts: a write that lands while the
@@ -68,63 +124,56 @@ pub fn export(
     progress: &dyn Fn(u64),
 ) -> Result<Moved, StoreError> {
     let mut moved = Moved::default();
-    let mut line = |l: &Line| -> Result<(), StoreError> {
-        serde_json::to_writer(&mut out, l).map_err(|e| StoreError::Io(e.to_string()))?;
-        out.write_all(b"\n")?;
-        moved.lines += 1;
-        Ok(())
-    };
-    line(&Line::Header { schema: FORMAT })?;
+    write_header(&mut out, None)?;
+    moved.lines += 1;
     for version in store.directory_versions()? {
         let Some(r) = store.directory_record(version)? else {
             continue;
         };
-        line(&Line::RefData {
-            version,
-            directory: r.directory,
-            categories: r.categories,
-        })?;
+        write_line(
+            &mut out,
+            &Line::RefData {
+                version,
+                directory: r.directory,
+                categories: r.categories,
+            },
+        )?;
+        moved.lines += 1;
     }
     let mut after: Option<String> = None;
-    let (mut cases, mut events) = (0u64, 0u64);
     loop {
         let page = store.cases_after(after.as_deref(), BATCH)?;
         let Some(last) = page.last() else { break };
         after = Some(last.id.clone());
         for c in page {
-            let history = store.history_of(&c.id, c.event_count)?;
-            let id = c.id.clone();
-            line(&Line::Case(Box::new(c)))?;
-            for e in history {
-                events += 1;
-                line(&Line::Event {
-                    case: id.clone(),
-                    event: Box::new(e),
-                })?;
-            }
-            cases += 1;
+            let events = write_case(store, &c, &mut out)?;
+            moved.events += events;
+            moved.lines += 1 + events as usize;
+            moved.cases += 1;
         }
-        progress(cases);
+        progress(moved.cases);
     }
     let mut collections = store.record_collections()?;
     collections.sort();
     for collection in collections {
         for (key, value) in store.record_scan(&collection, "")? {
-            line(&Line::Record {
-                tree: collection.clone(),
-                key: hex::encode(key.as_bytes()),
-                value: hex::encode(value),
-            })?;
+            write_line(
+                &mut out,
+                &Line::Record {
+                    tree: collection.clone(),
+                    key: hex::encode(key.as_bytes()),
+                    value: hex::encode(value),
+                },
+            )?;
+            moved.lines += 1;
         }
     }
     out.flush()?;
-    moved.cases = cases;
-    moved.events = events;
     Ok(moved)
 }
 
-/// Reads an export into `store`, which must hold no cases; `progress` is told the lines
-/// read so far.
+/// Reads an export into `store`, which must hold no cases, or an archive into any store
+/// that holds none of its cases; `progress` is told the lines read so far.
 ///
 /// Lines are checked as they are read and written in batches: a bad line stops the import
 /// with its line number, and what came before it has been written — start again on an
@@ -134,13 +183,7 @@ pub fn import(
     input: impl BufRead,
     progress: &dyn Fn(u64),
 ) -> Result<Moved, StoreError> {
-    if store.case_count()? > 0 {
-        return Err(StoreError::Invalid(format!(
-            "import needs a store without cases; {} holds {} (import into a new data directory or an empty database)",
-            store.location(),
-            store.case_count()?
-        )));
-    }
+    let held = store.case_count()?;
     let mut moved = Moved::default();
     let mut batch: Vec<Imported> = Vec::with_capacity(BATCH);
     let mut written_before = 0usize;
@@ -153,6 +196,8 @@ pub fn import(
             })
     };
     let mut header = false;
+    // An archive goes back beside the store's other cases, each checked absent first.
+    let mut archive = false;
     for (i, l) in input.lines().enumerate() {
         let n = i + 1;
         let partial = |message: String| StoreError::Import {
@@ -172,7 +217,14 @@ pub fn import(
         let parsed: Line = serde_json::from_str(&l).map_err(|e| partial(e.to_string()))?;
         if !header {
             match parsed {
-                Line::Header { schema } if (READS_FROM..=FORMAT).contains(&schema) => {
+                Line::Header { schema, archive: a } if (READS_FROM..=FORMAT).contains(&schema) => {
+                    if a.is_none() && held > 0 {
+                        return Err(StoreError::Invalid(format!(
+                            "import needs a store without cases; {} holds {held} (import into a new data directory or an empty database)",
+                            store.location(),
+                        )));
+                    }
+                    archive = a.is_some();
                     header = true;
                     moved.lines += 1;
                     continue;
@@ -202,6 +254,13 @@ pub fn import(
                 }
             }
             Line::Case(c) => {
+                if archive && held > 0 && store.get_case(&c.id)?.is_some() {
+                    return Err(partial(format!(
+                        "case {} is in {} already (was this archive imported before?)",
+                        c.id,
+                        store.location()
+                    )));
+                }
                 moved.cases += 1;
                 Imported::Case(c)
             }

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 use super::{
-    CaseStore, Change, DirectoryRecord, Filter, MAX_PAGE, StoreError, Versioned, backup,
+    CaseStore, Change, DirectoryRecord, Filter, MAX_PAGE, StoreError, Versioned, backup, retention,
     update_record,
 };
 use crate::model::{Case, CaseStatus, Channel, EventBody, PendingTimer, TimerKind};
@@ -44,6 +44,8 @@ macro_rules! store_contract_tests {
             hands_out_ids_once,
             exports_and_imports_with_nothing_lost,
             refuses_imports_it_cannot_take_whole,
+            removes_cases_only_at_the_version_read,
+            archives_old_finished_cases_and_takes_them_back_identically,
         );
     };
     (@each $fresh:expr; $($name:ident),* $(,)?) => {
@@ -926,4 +928,238 @@ pub fn refuses_imports_it_cannot_take_whole(fresh: Factory<'_>) {
         0,
         "lines before a bad one in the same batch are not written"
     );
+}
+
+/// Every listing a case can be found through, with the case's own filters: none may still
+/// name a removed case.
+fn findable(s: &dyn CaseStore, c: &Case) -> bool {
+    let by_district = Filter {
+        district: Some(c.district.clone()),
+        ..Filter::default()
+    };
+    let by_status = Filter {
+        status: Some(c.status),
+        ..by_district.clone()
+    };
+    let mut listings = vec![Filter::default(), by_district, by_status];
+    for unit in c.handler.iter().chain(&c.co_handlers) {
+        listings.push(Filter {
+            unit: Some(unit.clone()),
+            ..Filter::default()
+        });
+    }
+    listings
+        .iter()
+        .any(|f| all_pages(s, f, 50).iter().any(|x| x.id == c.id))
+        || s.caller_cases(&c.caller_key, i64::MIN, 1000)
+            .unwrap()
+            .iter()
+            .any(|x| x.id == c.id)
+        || s.due_timers(i64::MAX, 1000)
+            .unwrap()
+            .iter()
+            .any(|d| d.case_id == c.id)
+}
+
+/// A removal is version-checked like a write: a stale one is refused and leaves the case
+/// whole; a current one takes the case, its events and every index entry (no listing, caller
+/// window or timer scan names it, the counts drop it); a second one finds nothing.
+pub fn removes_cases_only_at_the_version_read(fresh: Factory<'_>) {
+    let f = fresh();
+    let s = &*f.store;
+    let all = populate(s, 12);
+    let mut c = case(s, "jiyang", "noise", 30);
+    c.timers = vec![PendingTimer {
+        kind: TimerKind::Warning,
+        due_at: T0,
+    }];
+    let timed = create(s, c);
+    let target = all
+        .iter()
+        .find(|c| !c.co_handlers.is_empty() && c.handler.is_some())
+        .expect("a case with a lead and a co-handler")
+        .clone();
+    let before = s.status_counts().unwrap();
+
+    let stale = {
+        let mut x = target.clone();
+        x.version -= 1;
+        x
+    };
+    let out = s.remove_cases(&[stale]).unwrap();
+    assert!(
+        matches!(&out[..], [Err(StoreError::Conflict { actual, .. })] if *actual == target.version),
+        "{out:?}"
+    );
+    assert_eq!(s.get_case(&target.id).unwrap().as_ref(), Some(&target));
+    assert!(findable(s, &target));
+
+    let out = s.remove_cases(&[target.clone(), timed.clone()]).unwrap();
+    assert!(out.iter().all(Result::is_ok), "{out:?}");
+    for gone in [&target, &timed] {
+        assert_eq!(s.get_case(&gone.id).unwrap(), None);
+        assert!(s.history(&gone.id).unwrap().is_empty());
+        assert!(!findable(s, gone), "{} is still listed", gone.id);
+    }
+    let after = s.status_counts().unwrap();
+    let key = (target.district.clone(), target.status);
+    assert_eq!(after.get(&key).copied().unwrap_or(0) + 1, before[&key]);
+    assert_eq!(s.case_count().unwrap(), all.len() as u64 - 1);
+    let r = s.check_consistency().unwrap();
+    assert!(r.problems.is_empty(), "{:?}", r.problems);
+    // The others are as they were.
+    for c in all.iter().filter(|c| c.id != target.id) {
+        assert_eq!(s.get_case(&c.id).unwrap().as_ref(), Some(c));
+    }
+    let out = s.remove_cases(std::slice::from_ref(&target)).unwrap();
+    assert!(
+        matches!(&out[..], [Err(StoreError::NotFound(_))]),
+        "{out:?}"
+    );
+}
+
+/// A retention run archives the finished cases last changed before its cut-off, with
+/// their histories, and removes them; open cases, recently finished ones and a case merged
+/// into an open one stay. The archive imports back into the same store (the histories
+/// identical, the store consistent, the counts as before) and into an empty one; a second
+/// import is refused. The run's audit record names the archive's sha256.
+pub fn archives_old_finished_cases_and_takes_them_back_identically(fresh: Factory<'_>) {
+    let a = fresh();
+    let s = &*a.store;
+    let cutoff = T0 + 100 * MINUTE;
+    let mut made = Vec::new();
+    // (district, status, minutes of the last change, merged into the open case)
+    let plan = [
+        ("jiyang", CaseStatus::Closed, 10, false),
+        ("jiyang", CaseStatus::Closed, 20, false),
+        ("yazhou", CaseStatus::Rejected, 30, false),
+        ("jiyang", CaseStatus::AnsweredAtIntake, 40, false),
+        ("jiyang", CaseStatus::Signed, 50, false), // open: stays
+        ("yazhou", CaseStatus::Received, 5, false), // open: stays
+        ("jiyang", CaseStatus::Closed, 150, false), // finished after the cut-off: stays
+        ("jiyang", CaseStatus::Merged, 60, true),  // merged into an open case: stays
+        ("yazhou", CaseStatus::Merged, 70, false), // merged into a finished one: goes
+    ];
+    let open_target = plan.iter().position(|p| p.1 == CaseStatus::Signed).unwrap();
+    for (i, (district, status, minutes, _)) in plan.iter().enumerate() {
+        let c = create(s, case(s, district, "noise", i as i64));
+        let mut change = moved(&c, *status, Some(&format!("{district}/u1")));
+        change.case.updated_at = T0 + minutes * MINUTE;
+        made.push(write1(s, &c, change).unwrap());
+    }
+    for (i, p) in plan.iter().enumerate() {
+        if p.1 != CaseStatus::Merged {
+            continue;
+        }
+        let into = if p.3 { open_target } else { 0 };
+        let c = made[i].clone();
+        let mut change = moved(&c, CaseStatus::Merged, None);
+        change.case.merged_into = Some(made[into].id.clone());
+        change.case.updated_at = c.updated_at;
+        made[i] = write1(s, &c, change).unwrap();
+    }
+    let goes: Vec<&Case> = made
+        .iter()
+        .enumerate()
+        .filter(|(i, c)| c.status.is_terminal() && c.updated_at < cutoff && !plan[*i].3)
+        .map(|(_, c)| c)
+        .collect();
+    assert_eq!(goes.len(), 5);
+    let histories: BTreeMap<String, _> = made
+        .iter()
+        .map(|c| (c.id.clone(), s.history(&c.id).unwrap()))
+        .collect();
+    let counts = s.status_counts().unwrap();
+
+    let file = TempFile::new("archive.jsonl");
+    let path = file.0.clone();
+    let policy = retention::Policy {
+        closed_before: cutoff,
+    };
+    let run = retention::run(s, &policy, &path, "tester", T0 + 1000 * MINUTE, &|_| true).unwrap();
+    assert_eq!((run.cases, run.kept_changed), (5, 0));
+    assert_eq!(
+        run.events,
+        goes.iter()
+            .map(|c| histories[&c.id].len() as u64)
+            .sum::<u64>()
+    );
+    for c in &made {
+        let live = s.get_case(&c.id).unwrap();
+        if goes.iter().any(|g| g.id == c.id) {
+            assert_eq!(live, None, "{} should be archived", c.id);
+        } else {
+            assert_eq!(live.as_ref(), Some(c), "{} should stay", c.id);
+        }
+    }
+    let r = s.check_consistency().unwrap();
+    assert!(r.problems.is_empty(), "{:?}", r.problems);
+    let bytes = std::fs::read(&path).unwrap();
+    let digest = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(&bytes))
+    };
+    assert_eq!(
+        retention::runs(s).unwrap(),
+        vec![retention::Run {
+            state: "finished".into(),
+            bytes: bytes.len() as u64,
+            sha256: digest,
+            ..run.clone()
+        }]
+    );
+    assert!(
+        retention::run(s, &policy, &path, "tester", T0, &|_| true).is_err(),
+        "an archive is never overwritten"
+    );
+
+    // Into an empty store, for reading.
+    let b = fresh();
+    let t = &*b.store;
+    let moved = backup::import(t, std::io::Cursor::new(&bytes), &|_| {}).unwrap();
+    assert_eq!(moved.cases, 5);
+    for g in &goes {
+        assert_eq!(t.get_case(&g.id).unwrap().as_ref(), Some(*g));
+        assert_eq!(t.history(&g.id).unwrap(), histories[&g.id]);
+    }
+    // Back into the store it came from: everything as before the run.
+    backup::import(s, std::io::Cursor::new(&bytes), &|_| {}).unwrap();
+    for c in &made {
+        let back = s.get_case(&c.id).unwrap();
+        assert_eq!(back.as_ref(), Some(c));
+        assert_eq!(s.history(&c.id).unwrap(), histories[&c.id]);
+    }
+    assert_eq!(s.status_counts().unwrap(), counts);
+    let r = s.check_consistency().unwrap();
+    assert!(r.problems.is_empty(), "{:?}", r.problems);
+    let again = backup::import(s, std::io::Cursor::new(&bytes), &|_| {}).unwrap_err();
+    assert!(
+        again.to_string().contains("already"),
+        "a second import is refused: {again}"
+    );
+}
+
+/// A file path in the temp dir, removed when dropped (the contract is library code, without
+/// the test-only `tempfile`).
+struct TempFile(std::path::PathBuf);
+
+impl TempFile {
+    fn new(name: &str) -> Self {
+        static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        Self(std::env::temp_dir().join(format!(
+            "civic-contract-{}-{n}-{nanos}-{name}",
+            std::process::id()
+        )))
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
 }

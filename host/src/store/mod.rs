@@ -22,6 +22,7 @@
 pub mod backup;
 pub mod contract;
 pub mod postgres;
+pub mod retention;
 pub mod sled;
 pub mod tally;
 
@@ -328,6 +329,12 @@ pub trait CaseStore: Send + Sync + 'static {
 
     /// Waits until every write made before this call is durable.
     fn sync(&self) -> Result<(), StoreError>;
+
+    /// Removes each case as its caller read it — only if it is still at the version read,
+    /// else that case's result is [`StoreError::Conflict`] (or [`StoreError::NotFound`]) and
+    /// it stays — with its events and every index entry; durable when this returns.
+    /// Retention ([`retention`]) calls it once the cases are safely in an archive.
+    fn remove_cases(&self, cases: &[Case]) -> Result<Vec<Result<(), StoreError>>, StoreError>;
 
     /// The first `event_count` events of a case (what a case read earlier counts), oldest
     /// first.

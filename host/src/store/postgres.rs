@@ -483,21 +483,48 @@ async fn write_one(tx: &Transaction<'_>, w: &Versioned) -> Result<Result<Case, S
     }
     let written: i64 = tx.query_one(&update, &params).await?.get(0);
     if written == 0 {
-        // Not at the version read: say which it is at, if it exists at all.
-        let found = tx
-            .query_opt("SELECT version FROM civic_cases WHERE id = $1", &[id])
-            .await?;
-        return Ok(Err(match found {
-            None => StoreError::NotFound(id.clone()),
-            Some(r) => StoreError::Conflict {
-                case: id.clone(),
-                expected: old.version,
-                actual: r.get::<_, i64>(0) as u64,
-            },
-        }));
+        return Ok(Err(not_at(tx, old).await?));
     }
     delete_units(tx, old, &gone).await?;
     Ok(Ok(new))
+}
+
+/// Why a statement conditioned on `read`'s version touched no row: the case is gone, or at
+/// another version (which it says).
+async fn not_at(tx: &Transaction<'_>, read: &Case) -> Result<StoreError, Fail> {
+    let found = tx
+        .query_opt("SELECT version FROM civic_cases WHERE id = $1", &[&read.id])
+        .await?;
+    Ok(match found {
+        None => StoreError::NotFound(read.id.clone()),
+        Some(r) => StoreError::Conflict {
+            case: read.id.clone(),
+            expected: read.version,
+            actual: r.get::<_, i64>(0) as u64,
+        },
+    })
+}
+
+/// Removes one case if it is still at the version read, with its events, timer row and
+/// unit rows (the case's own columns go with its row).
+async fn remove_one(tx: &Transaction<'_>, c: &Case) -> Result<Result<(), StoreError>, Fail> {
+    let id = &c.id;
+    let version = c.version as i64;
+    let gone = tx
+        .execute(
+            "DELETE FROM civic_cases WHERE id = $1 AND version = $2",
+            &[id, &version],
+        )
+        .await?;
+    if gone == 0 {
+        return Ok(Err(not_at(tx, c).await?));
+    }
+    tx.execute("DELETE FROM civic_events WHERE case_id = $1", &[id])
+        .await?;
+    tx.execute("DELETE FROM civic_timers WHERE case_id = $1", &[id])
+        .await?;
+    delete_units(tx, c, &units(c)).await?;
+    Ok(Ok(()))
 }
 
 /// What a cursor of a listing says: where the last page ended, and which listing it was.
@@ -887,6 +914,17 @@ impl CaseStore for PostgresStore {
     /// Every write is committed before it returns.
     fn sync(&self) -> Result<(), StoreError> {
         Ok(())
+    }
+
+    /// One transaction for the call; a case not at the version read stays.
+    fn remove_cases(&self, cases: &[Case]) -> Result<Vec<Result<(), StoreError>>, StoreError> {
+        self.txn(async |tx| {
+            let mut out = Vec::with_capacity(cases.len());
+            for c in cases {
+                out.push(remove_one(tx, c).await?);
+            }
+            Ok(out)
+        })
     }
 
     fn history_of(&self, id: &str, event_count: u64) -> Result<Vec<Event>, StoreError> {

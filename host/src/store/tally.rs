@@ -54,6 +54,12 @@ pub fn deltas(old: Option<&Case>, new: &Case, events: &[Event]) -> Vec<(Key, i64
     out
 }
 
+/// The counts removing `case` from the store changes: it leaves its status. Its rule
+/// activity stays counted — the decisions were made, whatever is kept of the case.
+pub fn removed(case: &Case) -> Vec<(Key, i64)> {
+    vec![((case.district.clone(), Tally::Status(case.status)), -1)]
+}
+
 /// The activity count an event adds to, if any.
 fn of_event(e: &Event) -> Option<Tally> {
     let hour = e.at.div_euclid(HOUR_MS) * HOUR_MS;

@@ -1,6 +1,7 @@
 //! Starting the real `civic serve` on a free loopback port for a test.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 
 /// A running server; killed and waited for when dropped.
@@ -63,4 +64,41 @@ pub fn start_with(data: &std::path::Path, extra: &[&str]) -> Server {
             return server;
         }
     }
+}
+
+/// One HTTP/1.1 request with a bearer token; the status and the body as JSON (`Null` when
+/// it is not JSON).
+#[allow(dead_code)] // not every test binary sharing this module calls it
+pub fn http(
+    addr: &str,
+    method: &str,
+    path: &str,
+    token: &str,
+    body: &str,
+) -> (u16, serde_json::Value) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: test\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    let status = out[9..12].parse().unwrap();
+    let body = out.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+    (
+        status,
+        serde_json::from_str(body).unwrap_or(serde_json::Value::Null),
+    )
+}
+
+/// Runs `civic ARGS` to the end.
+#[allow(dead_code)] // not every test binary sharing this module calls it
+pub fn civic(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_civic"))
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("civic runs")
 }

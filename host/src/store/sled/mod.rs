@@ -229,6 +229,11 @@ struct Pending {
     added: Vec<String>,
     /// Keys it removes after the case (old index entries), hex.
     removed: Vec<String>,
+    /// Whether the write removes the case (retention): then `removed` holds the case and
+    /// everything of it, and settling always finishes the removal, which was decided
+    /// before its first operation.
+    #[serde(default)]
+    removes: bool,
 }
 
 /// How long opening a store waits for sled's lock on its files.
@@ -636,20 +641,50 @@ impl SledStore {
         };
         let id = read.id.as_str();
         let _guard = self.lock(id);
-        match self.case_version(id)? {
-            None => return Ok(Err(StoreError::NotFound(id.to_owned()))),
-            Some(v) if v != read.version => {
-                return Ok(Err(StoreError::Conflict {
-                    case: id.to_owned(),
-                    expected: read.version,
-                    actual: v,
-                }));
-            }
-            Some(_) => {}
+        if let Some(stale) = self.stale(&read)? {
+            return Ok(Err(stale));
         }
         self.write_unbatched(id, read.version, &ops)?;
         self.tally(deltas);
         Ok(Ok(new))
+    }
+
+    /// Why a writer that read `read` may not write it now (it is gone, or at another
+    /// version), if so. The caller holds the case's lock.
+    fn stale(&self, read: &Case) -> Result<Option<StoreError>, StoreError> {
+        let id = read.id.as_str();
+        Ok(match self.case_version(id)? {
+            None => Some(StoreError::NotFound(id.to_owned())),
+            Some(v) if v != read.version => Some(StoreError::Conflict {
+                case: id.to_owned(),
+                expected: read.version,
+                actual: v,
+            }),
+            Some(_) => None,
+        })
+    }
+
+    /// Removes one case if it is still at the version read: the case first (readers skip
+    /// index entries whose case is gone), then its index entries and events, inside a
+    /// [`Pending`] record that opening the store finishes after a crash.
+    fn remove_one(&self, read: &Case) -> Result<Result<(), StoreError>, StoreError> {
+        let id = read.id.as_str();
+        let _guard = self.lock(id);
+        if let Some(stale) = self.stale(read)? {
+            return Ok(Err(stale));
+        }
+        let mut ops = ops::Ops::default();
+        ops.remove(self.cases.key(id.as_bytes()));
+        for k in keys::index_keys(read) {
+            ops.remove(self.idx.key(&k));
+        }
+        for kv in self.events.scan_prefix(keys::events_prefix(id)) {
+            let (k, _) = kv?;
+            ops.remove(self.events.key(&k));
+        }
+        self.write_unbatched(id, read.version, &ops)?;
+        self.tally(tally::removed(read));
+        Ok(Ok(()))
     }
 
     /// Writes `ops` (as [`SledStore::stage_into`] orders them: additions, the case, removals)
@@ -677,6 +712,9 @@ impl SledStore {
                 .filter(|(_, v)| v.is_none())
                 .map(|(k, _)| hex::encode(k))
                 .collect(),
+            removes: ops
+                .iter()
+                .any(|(k, v)| v.is_none() && k == case_key.as_slice()),
         };
         let marker = self.pending.key(id.as_bytes());
         let written = (|| -> Result<(), StoreError> {
@@ -873,6 +911,7 @@ impl SledStore {
         let p: Pending = decode(id, &bytes)?;
         let name = String::from_utf8_lossy(id);
         let undo = match self.case_version(&name)? {
+            _ if p.removes => false,
             Some(v) if v == p.from + 1 => false,
             Some(v) if v == p.from => true,
             None if p.from == 0 => true,
@@ -1115,6 +1154,15 @@ impl CaseStore for SledStore {
 
     /// The events its stored version counts (a write in progress stores its events before
     /// the case that counts them), read without decoding the case.
+    fn remove_cases(&self, cases: &[Case]) -> Result<Vec<Result<(), StoreError>>, StoreError> {
+        let out = cases
+            .iter()
+            .map(|c| self.remove_one(c))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.commit.sync()?;
+        Ok(out)
+    }
+
     fn history(&self, id: &str) -> Result<Vec<Event>, StoreError> {
         match self.case_header(id)? {
             Some(h) => self.history_of(id, h.event_count),
@@ -1430,6 +1478,23 @@ impl CaseStore for SledStore {
                     c.id, c.event_count
                 ));
             }
+        }
+        // Events whose case is gone (a removal that left them behind).
+        // A case's events are adjacent, so each case is looked up once.
+        let mut last: Option<Vec<u8>> = None;
+        for kv in self.events.iter() {
+            let (k, _) = kv?;
+            let id = &k[..k.iter().position(|b| *b == 0).unwrap_or(k.len())];
+            if last.as_deref() == Some(id) {
+                continue;
+            }
+            if !self.cases.contains_key(id)? {
+                report.problems.push(format!(
+                    "events of case {} belong to no case",
+                    String::from_utf8_lossy(id)
+                ));
+            }
+            last = Some(id.to_vec());
         }
         for kv in self.pending.iter() {
             let (k, _) = kv?;

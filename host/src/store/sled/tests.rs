@@ -1108,10 +1108,7 @@ fn a_write_that_cannot_be_settled_stops_writes_until_the_store_is_opened_again()
         other => panic!("wrote after an unsettled failure: {other:?}"),
     }
     assert!(s.write(vec![fired(&before)]).is_err());
-    s.sync().unwrap();
-    drop(s);
-
-    let s = SledStore::open(&path, Durability::GroupCommit).unwrap();
+    let s = reopened(s, &path);
     assert_eq!(
         s.settled_on_open(),
         Settled {
@@ -1315,4 +1312,54 @@ fn a_listing_stops_at_its_scan_budget_with_a_cursor() {
     mine.sort();
     assert_eq!(found, mine);
     assert!(calls >= 5, "{calls}");
+}
+
+/// A removal (retention) is single sled operations inside a pending record, the case
+/// first. Cut short after any of them, the case is already gone for readers, and opening
+/// the store again finishes the removal: no event or index entry of it is left.
+#[test]
+fn a_removal_cut_short_anywhere_is_finished_when_the_store_opens() {
+    for cut in 0.. {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("data");
+        let s = SledStore::open(&path, Durability::GroupCommit).unwrap();
+        let keep = case_with_three_timers(&s);
+        let gone = case_with_three_timers(&s);
+        s.crash_after
+            .store(cut, std::sync::atomic::Ordering::SeqCst);
+        let result = s.remove_cases(std::slice::from_ref(&gone));
+        if let Ok(out) = result {
+            assert!(out[0].is_ok());
+            consistent(&s, "");
+            assert!(
+                cut > 3,
+                "a removal is the case, its events and its index entries"
+            );
+            break;
+        }
+        if cut > 0 {
+            assert_eq!(s.get_case(&gone.id).unwrap(), None, "cut after {cut}");
+        }
+        let s = reopened(s, &path);
+        assert_eq!(
+            s.settled_on_open(),
+            Settled {
+                finished: 1,
+                undone: 0
+            },
+            "cut after {cut}"
+        );
+        assert_eq!(s.get_case(&gone.id).unwrap(), None);
+        assert_eq!(s.get_case(&keep.id).unwrap().unwrap(), keep);
+        consistent(&s, &format!("cut after {cut}"));
+        let by_index = s.status_counts_by_index().unwrap();
+        assert_eq!(by_index.values().sum::<u64>(), 1, "cut after {cut}");
+    }
+}
+
+/// `s` synced, closed and opened again (settling what it left half-made).
+fn reopened(s: SledStore, path: &std::path::Path) -> SledStore {
+    s.sync().unwrap();
+    drop(s);
+    SledStore::open(path, Durability::GroupCommit).unwrap()
 }

@@ -39,4 +39,22 @@ fn main() {
     println!("store: {}; plan: {plan:?}", config.store.describe());
     let f = civic_tests::year::run(&plan, &config, &mut |line| println!("{line}"));
     println!("{}", serde_json::to_string_pretty(&f).unwrap());
+    // What the sled files hold live, part by part, against their size.
+    if let civic_host::store::StoreConfig::Sled(sled) = &config.store {
+        let store = civic_host::store::sled::SledStore::open_config(sled).unwrap();
+        let live = store.live_bytes().unwrap();
+        for (part, entries, bytes) in &live.parts {
+            println!(
+                "live {part}: {entries} entries, {bytes} bytes, {} per case",
+                bytes / f.cases.max(1)
+            );
+        }
+        let total: u64 = live.parts.iter().map(|p| p.2).sum();
+        println!(
+            "live total {total} bytes ({} per case); sled's size on disk {} ({} per case)",
+            total / f.cases.max(1),
+            live.on_disk,
+            live.on_disk / f.cases.max(1)
+        );
+    }
 }

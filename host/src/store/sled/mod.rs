@@ -1517,7 +1517,54 @@ impl CaseStore for SledStore {
     }
 }
 
+/// What a store holds, part by part, as sled's live keys and values (not its files, which
+/// also hold old versions until sled cleans its segments): what disk figures are
+/// compared against.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct LiveBytes {
+    /// `(part, entries, bytes of keys and values)`: cases, events, index, other.
+    pub parts: Vec<(String, u64, u64)>,
+    /// The files' size on disk (sled's own figure).
+    pub on_disk: u64,
+}
+
 impl SledStore {
+    /// The live bytes of each part of the store (a walk of every entry: for benchmarks and
+    /// operators, not for requests).
+    pub fn live_bytes(&self) -> Result<LiveBytes, StoreError> {
+        let mut parts = vec![
+            ("cases".to_owned(), 0u64, 0u64),
+            ("events".to_owned(), 0, 0),
+            ("index".to_owned(), 0, 0),
+            ("other".to_owned(), 0, 0),
+        ];
+        for kv in self.data.iter() {
+            let (k, v) = kv?;
+            let i = match k.first() {
+                Some(p) if *p == self.cases.prefix => 0,
+                Some(p) if *p == self.events.prefix => 1,
+                Some(p) if *p == self.idx.prefix => 2,
+                _ => 3,
+            };
+            parts[i].1 += 1;
+            parts[i].2 += (k.len() + v.len()) as u64;
+        }
+        for name in self.db.tree_names() {
+            if name.as_ref() == b"data" {
+                continue;
+            }
+            for kv in self.db.open_tree(&name)?.iter() {
+                let (k, v) = kv?;
+                parts[3].1 += 1;
+                parts[3].2 += (k.len() + v.len()) as u64;
+            }
+        }
+        Ok(LiveBytes {
+            parts,
+            on_disk: self.db.size_on_disk()?,
+        })
+    }
+
     /// Counts of cases by (district, status) from the index, not the kept counts (what the
     /// tests compare those with).
     pub fn status_counts_by_index(&self) -> Result<HashMap<(String, CaseStatus), u64>, StoreError> {

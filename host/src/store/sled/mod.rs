@@ -22,16 +22,19 @@
 //! serialised by in-process locks, which is what sled's single-process file lock allows
 //! anyway. Several hosts need the PostgreSQL engine.
 
+mod codec;
 mod durability;
 mod keys;
 mod ops;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
 
+use codec::{Codec, Kind};
 pub use durability::Durability;
 use durability::GroupCommit;
 pub use keys::time_key;
@@ -94,41 +97,6 @@ fn untx(e: TransactionError<StoreError>) -> StoreError {
     }
 }
 
-/// Decodes one value of the event space. A write stores all its events as one JSON array
-/// under the key of the first (every sled insert copies its node, so one larger value is
-/// cheaper than several); stores written before held one event per value, and still read.
-fn decode_events(key: &[u8], bytes: &[u8]) -> Result<Vec<Event>, StoreError> {
-    if bytes.starts_with(&ZSTD_MAGIC) {
-        let json = zstd::stream::decode_all(bytes).map_err(|e| StoreError::Corrupt {
-            key: hex::encode(key),
-            message: format!("compressed events do not decompress: {e}"),
-        })?;
-        return decode(key, &json);
-    }
-    match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
-        Some(b'[') => decode(key, bytes),
-        _ => Ok(vec![decode(key, bytes)?]),
-    }
-}
-
-/// How a zstd frame starts (JSON never does).
-const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
-
-/// zstd's level for event values: the fastest levels take most of what repetitive JSON
-/// gives (see BENCHMARKS.md, "a year of cases").
-const EVENTS_LEVEL: i32 = 3;
-
-/// One write's events as stored: their JSON array, zstd-compressed. Events are most of a
-/// store (each decision record carries its whole input for replay) and are read rarely
-/// (history, replay, backtest), so they are compressed in the engine, value by value;
-/// compressing sled's pages instead made opening a store replay and decompress its log
-/// (see BENCHMARKS.md). Stores written before hold plain JSON, which still reads.
-fn encode_events(events: &[Event]) -> Result<Vec<u8>, StoreError> {
-    let json = encode(&events)?;
-    zstd::bulk::compress(&json, EVENTS_LEVEL)
-        .map_err(|e| StoreError::Io(format!("compressing events: {e}")))
-}
-
 /// The sled engine.
 pub struct SledStore {
     path: PathBuf,
@@ -159,6 +127,10 @@ pub struct SledStore {
     /// closed and taken back when it is opened; rebuilt from the cases when they were not
     /// saved (after a crash).
     tallies: parking_lot::Mutex<Tallies>,
+    /// How case and event values are compressed (see [`codec`]).
+    codec: Arc<Codec>,
+    /// The background training of the compression dictionaries, if one was started.
+    trainer: parking_lot::Mutex<Option<std::thread::JoinHandle<()>>>,
     /// Cleared when a write failed half-way and was settled while running: the counts may
     /// then be off by that write, so they are not saved and the next open rebuilds them.
     tallies_exact: std::sync::atomic::AtomicBool,
@@ -180,6 +152,7 @@ pub struct SledStore {
 impl Drop for SledStore {
     /// Saves the counts, so the next open takes them instead of walking every case.
     fn drop(&mut self) {
+        self.wait_for_training();
         if let Err(e) = self.save_tallies() {
             tracing::error!(error = %e, "could not save the case counts; the next start rebuilds them");
         }
@@ -429,6 +402,8 @@ impl SledStore {
             unsettled: std::sync::atomic::AtomicBool::new(false),
             settled: Settled::default(),
             tallies: parking_lot::Mutex::new(Tallies::default()),
+            codec: Arc::new(Codec::default()),
+            trainer: parking_lot::Mutex::new(None),
             tallies_exact: std::sync::atomic::AtomicBool::new(true),
             rebuilt: false,
             #[cfg(test)]
@@ -442,9 +417,13 @@ impl SledStore {
             if upgrade {
                 store.upgrade_from_v1()?;
             }
+            store.load_dictionaries()?;
             store.settled = store.settle_all()?;
             store.mark_every_day()?;
             store.take_tallies()?;
+            if store.next_id.load(std::sync::atomic::Ordering::Relaxed) >= codec::TRAIN_AT {
+                store.train_in_background();
+            }
             Ok(store)
         })
     }
@@ -518,7 +497,7 @@ impl SledStore {
         let mut first: HashMap<i64, (u64, Vec<u8>)> = HashMap::new();
         for kv in self.cases.iter() {
             let (k, v) = kv?;
-            let c: CaseCreated = decode(&k, &v)?;
+            let c: CaseCreated = self.decode_case(&k, &v)?;
             let day = c.created_at.div_euclid(DAY_MS);
             let n = id_number(&String::from_utf8_lossy(&k));
             let e = first.entry(day).or_insert_with(|| (n, k.to_vec()));
@@ -604,19 +583,24 @@ impl SledStore {
             if !events.is_empty() {
                 ops.insert(
                     self.events.key(&keys::event_key(&case.id, 0)),
-                    encode_events(&events)?,
+                    self.encode_events(&events)?,
                 );
             }
             // Additions before the case, as `write_unbatched` needs them.
             for k in keys::index_keys(&case) {
                 ops.insert(self.idx.key(&k), []);
             }
-            ops.insert(self.cases.key(case.id.as_bytes()), encode(&case)?);
+            ops.insert(self.cases.key(case.id.as_bytes()), self.encode_case(&case)?);
             self.write_unbatched(&case.id, 0, &ops)?;
             self.tally(tally::deltas(None, &case, &events));
         }
         self.mark_day(&case.id, case.created_at)?;
         self.commit.sync()?;
+        // Every `TRAIN_AT` cases until the dictionaries are trained (a training that found
+        // too little to learn from is tried again at the next).
+        if id_number(&case.id).is_multiple_of(codec::TRAIN_AT) {
+            self.train_in_background();
+        }
         Ok(case)
     }
 
@@ -624,7 +608,7 @@ impl SledStore {
     fn read_case(&self, id: &str) -> Result<Option<Case>, StoreError> {
         self.cases
             .get(id.as_bytes())?
-            .map(|b| decode(id.as_bytes(), &b))
+            .map(|b| self.decode_case(id.as_bytes(), &b))
             .transpose()
     }
 
@@ -750,6 +734,88 @@ impl SledStore {
         Ok(())
     }
 
+    /// A case as stored (see [`codec`]).
+    fn encode_case(&self, case: &Case) -> Result<Vec<u8>, StoreError> {
+        self.codec.encode(Kind::Cases, encode(case)?)
+    }
+
+    /// A stored case value, or the part of it `T` reads.
+    fn decode_case<T: for<'de> Deserialize<'de>>(
+        &self,
+        key: &[u8],
+        bytes: &[u8],
+    ) -> Result<T, StoreError> {
+        decode(key, &self.codec.json(key, bytes)?)
+    }
+
+    /// One write's events as stored: their JSON array, compressed (see [`codec`]). Events
+    /// are most of a store — each decision record carries its whole input for replay — and
+    /// are read rarely (history, replay, backtest).
+    fn encode_events(&self, events: &[Event]) -> Result<Vec<u8>, StoreError> {
+        self.codec.encode(Kind::Events, encode(&events)?)
+    }
+
+    /// Decodes one value of the event space. A write stores all its events as one JSON
+    /// array under the key of the first (every sled insert copies its node, so one larger
+    /// value is cheaper than several); stores written before held one event per value, and
+    /// still read.
+    fn decode_events(&self, key: &[u8], bytes: &[u8]) -> Result<Vec<Event>, StoreError> {
+        let json = self.codec.json(key, bytes)?;
+        match json.iter().find(|b| !b.is_ascii_whitespace()) {
+            Some(b'[') => decode(key, &json),
+            _ => Ok(vec![decode(key, &json)?]),
+        }
+    }
+
+    /// Installs the compression dictionaries the store holds.
+    fn load_dictionaries(&self) -> Result<(), StoreError> {
+        for kind in [Kind::Cases, Kind::Events] {
+            if let Some(bytes) = self.meta.get(kind.meta_key())? {
+                self.codec.install(kind, &bytes)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Trains the compression dictionaries on a thread of its own, once the store holds
+    /// enough cases (see [`codec`]); at most one training at a time.
+    fn train_in_background(&self) {
+        if !self.codec.claim_training() {
+            return;
+        }
+        let (data, meta, codec) = (self.data.clone(), self.meta.clone(), self.codec.clone());
+        let prefixes = (self.cases.prefix, self.events.prefix);
+        let spawned = std::thread::Builder::new()
+            .name("civic-sled-dictionary".into())
+            .spawn(move || {
+                if let Err(e) = train(&data, prefixes, &meta, &codec) {
+                    tracing::warn!(error = %e, "training the compression dictionaries failed; values stay compressed without them");
+                }
+            });
+        match spawned {
+            Ok(handle) => {
+                if let Some(old) = self.trainer.lock().replace(handle) {
+                    let _ = old.join();
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "could not start training the compression dictionaries")
+            }
+        }
+    }
+
+    /// Waits for a training in progress (tests, and closing the store).
+    pub fn wait_for_training(&self) {
+        if let Some(handle) = self.trainer.lock().take() {
+            let _ = handle.join();
+        }
+    }
+
+    /// Whether values are now written with trained dictionaries (both kinds).
+    pub fn has_dictionaries(&self) -> bool {
+        self.codec.has(Kind::Cases) && self.codec.has(Kind::Events)
+    }
+
     /// The writes a crash had left half-made that opening this store settled.
     pub fn settled_on_open(&self) -> Settled {
         self.settled
@@ -803,7 +869,7 @@ impl SledStore {
         let mut latest = Millis::MIN;
         for kv in self.cases.iter() {
             let (k, v) = kv?;
-            let c: Case = decode(&k, &v)?;
+            let c: Case = self.decode_case(&k, &v)?;
             latest = latest.max(c.updated_at);
             t.apply(tally::deltas(None, &c, &[]));
             recent.push((c.updated_at, c));
@@ -946,7 +1012,7 @@ impl SledStore {
     fn case_header(&self, id: &str) -> Result<Option<CaseHeader>, StoreError> {
         self.cases
             .get(id.as_bytes())?
-            .map(|b| decode(id.as_bytes(), &b))
+            .map(|b| self.decode_case(id.as_bytes(), &b))
             .transpose()
     }
 
@@ -964,7 +1030,7 @@ impl SledStore {
         if !events.is_empty() {
             batch.insert(
                 self.events.key(&keys::event_key(&old.id, old.event_count)),
-                encode_events(&events)?,
+                self.encode_events(&events)?,
             );
         }
         // In this order — additions, the case, removals — so a write made of single
@@ -973,7 +1039,7 @@ impl SledStore {
         for k in new_keys.iter().filter(|k| !old_keys.contains(k)) {
             batch.insert(self.idx.key(k), []);
         }
-        batch.insert(self.cases.key(old.id.as_bytes()), encode(&new)?);
+        batch.insert(self.cases.key(old.id.as_bytes()), self.encode_case(&new)?);
         for k in old_keys.iter().filter(|k| !new_keys.contains(k)) {
             batch.remove(self.idx.key(k));
         }
@@ -1058,7 +1124,7 @@ impl SledStore {
             let (k, v) = kv?;
             let (c, position) = if city_wide {
                 (
-                    decode::<Case>(&k, &v)?,
+                    self.decode_case::<Case>(&k, &v)?,
                     [&[keys::ALL_CASES][..], &k].concat(),
                 )
             } else {
@@ -1176,7 +1242,7 @@ impl CaseStore for SledStore {
         let mut out = Vec::new();
         for kv in self.events.scan_prefix(keys::events_prefix(id)) {
             let (k, v) = kv?;
-            out.extend(decode_events(&k, &v)?);
+            out.extend(self.decode_events(&k, &v)?);
         }
         out.retain(|e| e.seq < event_count);
         Ok(out)
@@ -1255,7 +1321,7 @@ impl CaseStore for SledStore {
             .take(limit)
             .map(|kv| {
                 let (k, v) = kv?;
-                decode(&k, &v)
+                self.decode_case(&k, &v)
             })
             .collect()
     }
@@ -1409,7 +1475,7 @@ impl CaseStore for SledStore {
                     }
                 }
                 Imported::Case(c) => {
-                    batch.insert(self.cases.key(c.id.as_bytes()), encode(&c)?);
+                    batch.insert(self.cases.key(c.id.as_bytes()), self.encode_case(&c)?);
                     for k in keys::index_keys(&c) {
                         batch.insert(self.idx.key(&k), &[]);
                     }
@@ -1419,7 +1485,7 @@ impl CaseStore for SledStore {
                     if let Some(first) = events.first() {
                         batch.insert(
                             self.events.key(&keys::event_key(&case, first.seq)),
-                            encode_events(&events)?,
+                            self.encode_events(&events)?,
                         );
                     }
                 }
@@ -1454,7 +1520,7 @@ impl CaseStore for SledStore {
         let mut expected = std::collections::HashSet::new();
         for kv in self.cases.iter() {
             let (k, v) = kv?;
-            let c: Case = decode(&k, &v)?;
+            let c: Case = self.decode_case(&k, &v)?;
             report.cases += 1;
             for key in keys::index_keys(&c) {
                 if !self.idx.contains_key(&key)? {
@@ -1469,7 +1535,7 @@ impl CaseStore for SledStore {
             let mut events = 0u64;
             for kv in self.events.scan_prefix(keys::events_prefix(&c.id)) {
                 let (k, v) = kv?;
-                events += decode_events(&k, &v)?.len() as u64;
+                events += self.decode_events(&k, &v)?.len() as u64;
             }
             report.events += events as usize;
             if events != c.event_count {
@@ -1591,6 +1657,42 @@ fn timer_entry(k: &[u8]) -> Result<(Millis, String, TimerKind), StoreError> {
         key: hex::encode(k),
         message: "bad timer key".into(),
     })
+}
+
+/// Samples the newest cases and event values and trains the dictionaries still missing;
+/// each is synced to disk before any value is written with it.
+fn train(
+    data: &sled::Tree,
+    (cases, events): (u8, u8),
+    meta: &sled::Tree,
+    codec: &Codec,
+) -> Result<(), StoreError> {
+    let started = std::time::Instant::now();
+    let sample = |prefix: u8, n: u64| -> Result<Vec<Vec<u8>>, StoreError> {
+        data.scan_prefix([prefix])
+            .rev()
+            .take(n as usize)
+            .map(|kv| {
+                let (k, v) = kv?;
+                Ok(codec.json(&k, &v)?.into_owned())
+            })
+            .collect()
+    };
+    let samples = [
+        (Kind::Cases, sample(cases, codec::TRAIN_AT)?),
+        (Kind::Events, sample(events, 2 * codec::TRAIN_AT)?),
+    ];
+    let trained = codec.train(&samples, &|kind, dict| {
+        meta.insert(kind.meta_key(), dict)?;
+        meta.flush()?;
+        Ok(())
+    })?;
+    tracing::info!(
+        trained,
+        took_ms = started.elapsed().as_millis() as u64,
+        "trained the store's compression dictionaries"
+    );
+    Ok(())
 }
 
 /// A key space inside the shared data tree: the same calls as a tree, with a prefix byte.

@@ -26,18 +26,20 @@ mod codec;
 mod durability;
 mod keys;
 mod ops;
+mod pending;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
 
 use codec::{Codec, Kind};
 pub use durability::Durability;
 use durability::GroupCommit;
 pub use keys::time_key;
+use pending::Pending;
 
 use super::tally::{self, Tallies};
 use super::{
@@ -180,33 +182,6 @@ pub struct Settled {
     pub finished: usize,
     /// Writes whose case was not written: what they had added was removed.
     pub undone: usize,
-}
-
-/// A write to one case, made as single sled operations instead of one batch, recorded
-/// before its first operation and removed after its last.
-///
-/// sled applies a batch under a lock that also stops every reader: with a batch per write,
-/// intake's repeat checks and the timer sweep's reads waited on every other write. So a
-/// write is made as single operations in an order readers tolerate: the events and new
-/// index entries first, then the case (which counts the events and from which every index
-/// entry is checked), then the old index entries are removed. A crash in between leaves
-/// this record, and opening the store settles it: if the case was written, the old entries
-/// are removed; if not, what was added is. sled recovers a prefix of its operations, so the
-/// record is there whenever any of the write's operations is.
-#[derive(Debug, Serialize, Deserialize)]
-struct Pending {
-    /// The case's version before the write.
-    from: u64,
-    /// Keys of the data tree the write adds before the case (its events and new index
-    /// entries), hex.
-    added: Vec<String>,
-    /// Keys it removes after the case (old index entries), hex.
-    removed: Vec<String>,
-    /// Whether the write removes the case (retention): then `removed` holds the case and
-    /// everything of it, and settling always finishes the removal, which was decided
-    /// before its first operation.
-    #[serde(default)]
-    removes: bool,
 }
 
 /// How long opening a store waits for sled's lock on its files.
@@ -689,12 +664,12 @@ impl SledStore {
             added: ops
                 .iter()
                 .filter(|(k, v)| v.is_some() && *k != case_key.as_slice())
-                .map(|(k, _)| hex::encode(k))
+                .map(|(k, _)| k.to_vec())
                 .collect(),
             removed: ops
                 .iter()
                 .filter(|(_, v)| v.is_none())
-                .map(|(k, _)| hex::encode(k))
+                .map(|(k, _)| k.to_vec())
                 .collect(),
             removes: ops
                 .iter()
@@ -702,7 +677,7 @@ impl SledStore {
         };
         let marker = self.pending.key(id.as_bytes());
         let written = (|| -> Result<(), StoreError> {
-            self.data.insert(&marker, encode(&record)?)?;
+            self.data.insert(&marker, record.encode())?;
             for (k, v) in ops.iter() {
                 #[cfg(test)]
                 self.crash_point()?;
@@ -974,7 +949,7 @@ impl SledStore {
         let Some(bytes) = self.pending.get(id)? else {
             return Ok(None);
         };
-        let p: Pending = decode(id, &bytes)?;
+        let p = Pending::decode(&self.pending.key(id), &bytes)?;
         let name = String::from_utf8_lossy(id);
         let undo = match self.case_version(&name)? {
             _ if p.removes => false,
@@ -993,10 +968,7 @@ impl SledStore {
         };
         let mut batch = sled::Batch::default();
         for k in if undo { &p.added } else { &p.removed } {
-            batch.remove(hex::decode(k).map_err(|e| StoreError::Corrupt {
-                key: hex::encode(self.pending.key(id)),
-                message: format!("bad key {k}: {e}"),
-            })?);
+            batch.remove(k.as_slice());
         }
         batch.remove(self.pending.key(id));
         self.data.apply_batch(batch)?;
@@ -1501,6 +1473,12 @@ impl CaseStore for SledStore {
         self.data.apply_batch(batch)?;
         self.next_id
             .fetch_max(max_case, std::sync::atomic::Ordering::Relaxed);
+        // Train the dictionaries as soon as enough is imported, so the rest of the import
+        // is written with them (an import is not a request: it waits).
+        if max_case >= codec::TRAIN_AT && !self.has_dictionaries() {
+            self.train_in_background();
+            self.wait_for_training();
+        }
         Ok(())
     }
 

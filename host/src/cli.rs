@@ -184,6 +184,16 @@ enum StoreCommand {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Rewrite a sled store into a fresh one and swap them: sled never gives disk space
+    /// back, so a store whose cases were each written many times takes several times what
+    /// it holds (see BENCHMARKS.md). Stop the server first; needs free disk for the copy.
+    Compact {
+        /// Data directory whose sled store to compact (when --store is not given).
+        #[arg(long, default_value = "./civic-data", env = "CIVIC_DATA")]
+        data: PathBuf,
+        #[command(flatten)]
+        store: StoreArg,
+    },
     /// List every retention run's audit record as JSON.
     Archives {
         /// Data directory whose sled store to read (when --store is not given).
@@ -329,6 +339,35 @@ fn store_command(cmd: StoreCommand) -> anyhow::Result<()> {
                 run.kept_changed
             );
             println!("{}", serde_json::to_string(&run)?);
+            Ok(())
+        }
+        StoreCommand::Compact { data, store } => {
+            let crate::store::StoreConfig::Sled(sled) = store.config(&data)? else {
+                anyhow::bail!(
+                    "only a sled store is compacted this way; PostgreSQL reclaims space itself (autovacuum, or VACUUM FULL)"
+                );
+            };
+            if !sled.path.exists() {
+                anyhow::bail!("{} holds no store", sled.path.display());
+            }
+            let bar = progress_bar(None, "cases copied");
+            let done = crate::store::sled::compact::compact(&sled, &|n| bar.set_position(n))
+                .with_context(|| {
+                    format!(
+                        "compacting {} (stop the server using it first)",
+                        sled.path.display()
+                    )
+                })?;
+            bar.finish_and_clear();
+            eprintln!(
+                "compacted {}: {} cases and {} events; {} MB -> {} MB",
+                sled.path.display(),
+                done.cases,
+                done.events,
+                done.bytes_before >> 20,
+                done.bytes_after >> 20
+            );
+            println!("{}", serde_json::to_string(&done)?);
             Ok(())
         }
         StoreCommand::Archives { data, store } => {

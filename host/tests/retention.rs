@@ -244,3 +244,41 @@ fn the_server_applies_its_retention_policy_while_serving() {
         (Some("policy"), Some(1))
     );
 }
+
+/// `civic store compact` rewrites the store in place: the same cases and histories after,
+/// no copy left beside it; a PostgreSQL store is refused with what to do instead.
+#[test]
+fn compacting_through_the_cli_keeps_every_case() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (made, histories) = {
+        let s = open(&data);
+        let made: Vec<Case> = (0..20)
+            .map(|i| case(&*s, CaseStatus::Closed, now() - i * DAY))
+            .collect();
+        let histories: Vec<_> = made.iter().map(|c| s.history(&c.id).unwrap()).collect();
+        (made, histories)
+    };
+    let o = civic(&["store", "compact", "--data", data.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o));
+    let done: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(done["cases"], 20, "{done}");
+    assert!(!data.join("store.compacting").exists());
+    let s = open(&data);
+    for (c, h) in made.iter().zip(&histories) {
+        assert_eq!(s.get_case(&c.id).unwrap().as_ref(), Some(c));
+        assert_eq!(&s.history(&c.id).unwrap(), h);
+    }
+    let o = civic(&[
+        "store",
+        "compact",
+        "--store",
+        "postgres://civic@127.0.0.1:1/civic",
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("VACUUM"),
+        "{}",
+        text(&o)
+    );
+}

@@ -23,6 +23,7 @@
 //! anyway. Several hosts need the PostgreSQL engine.
 
 mod codec;
+pub mod compact;
 mod durability;
 mod keys;
 mod ops;

@@ -295,6 +295,7 @@ fn store_command(cmd: StoreCommand) -> anyhow::Result<()> {
                     report.problems.join("; ")
                 );
             }
+            close_store(s, &config);
             Ok(())
         }
         StoreCommand::Archive {
@@ -321,6 +322,7 @@ fn store_command(cmd: StoreCommand) -> anyhow::Result<()> {
                 true
             })?;
             bar.finish_and_clear();
+            close_store(s, &config);
             if run.cases == 0 {
                 eprintln!(
                     "no finished case was last changed before {}: nothing archived, no file written",
@@ -634,5 +636,31 @@ fn serve(opts: Serve) -> anyhow::Result<()> {
     if let Some(a) = archiver {
         a.stop();
     }
+    // Every handle on the store is gone with the runtime and the workers.
+    drop(runtime);
+    checkpoint(&config.store);
     Ok(())
+}
+
+/// Closes a store a command opened and makes it quick to open next time.
+fn close_store(store: Arc<dyn crate::store::CaseStore>, config: &crate::store::StoreConfig) {
+    drop(store);
+    checkpoint(config);
+}
+
+/// [`crate::store::StoreConfig::checkpoint`] on a closed store, said in the log.
+fn checkpoint(config: &crate::store::StoreConfig) {
+    let t = std::time::Instant::now();
+    match config.checkpoint() {
+        Ok(true) => tracing::info!(
+            ms = t.elapsed().as_millis() as u64,
+            "store checkpointed for a quick next start"
+        ),
+        Ok(false) => {}
+        // Nothing is lost: the next start reads the log instead.
+        Err(e) => tracing::warn!(
+            error = %e,
+            "could not checkpoint the store; the next start-up reads its log"
+        ),
+    }
 }

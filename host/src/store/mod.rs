@@ -698,6 +698,16 @@ impl StoreConfig {
         })
     }
 
+    /// After the store is closed, prepares it to open quickly next time (see
+    /// [`sled::SledStore::checkpoint`]); a server database needs nothing. Returns whether
+    /// there was anything to do.
+    pub fn checkpoint(&self) -> Result<bool, StoreError> {
+        match self {
+            StoreConfig::Sled(c) => sled::SledStore::checkpoint(&c.path),
+            StoreConfig::Postgres(_) => Ok(false),
+        }
+    }
+
     /// Where, for messages (no password).
     pub fn describe(&self) -> String {
         match self {

@@ -21,6 +21,17 @@ impl Drop for Server {
     }
 }
 
+impl Server {
+    /// Stops the server as a service manager does (SIGTERM) and waits for it to exit.
+    #[allow(dead_code)] // not every test binary sharing this module calls it
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert!(sent.success(), "kill -TERM {pid}");
+        self.child.wait().unwrap()
+    }
+}
+
 /// Starts `civic serve --data DATA --listen 127.0.0.1:0` and waits until it listens.
 #[allow(dead_code)] // not every test binary sharing this module calls it
 pub fn start(data: &std::path::Path) -> Server {

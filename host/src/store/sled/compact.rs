@@ -76,6 +76,8 @@ pub fn compact(
         to.sync()?;
         (imported.cases, imported.events)
     };
+    // The copy was written in one run: without this its first start-up would read all of it.
+    SledStore::checkpoint(&new)?;
     exchange(path, &new)?;
     std::fs::remove_dir_all(&new)?;
     Ok(Compacted {

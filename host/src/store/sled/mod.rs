@@ -224,6 +224,40 @@ fn write_marker(path: &Path) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Opens sled's files, waiting a little for a lock a store just closed still holds.
+fn open_db(path: &Path, cache_bytes: u64) -> Result<sled::Db, StoreError> {
+    let open_err = |message: String| StoreError::Open {
+        location: path.display().to_string(),
+        message,
+    };
+    let config = sled::Config::new()
+        .path(path)
+        .mode(sled::Mode::HighThroughput)
+        .cache_capacity(cache_bytes);
+    // sled's lock on its files outlives a closed store for a moment (its background
+    // writes finish first), so a store closed and opened again — a restart — waits a
+    // little; a store another process holds stays locked and is refused.
+    let started = std::time::Instant::now();
+    // sled reports it as an `Other` i/o error that names the lock.
+    let locked = |e: &sled::Error| matches!(e, sled::Error::Io(e) if e.to_string().contains("could not acquire lock"));
+    loop {
+        match config.open() {
+            Err(e) if locked(&e) && started.elapsed() < LOCK_WAIT => {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            Err(e) if locked(&e) => {
+                return Err(open_err(format!(
+                    "another process is using it ({e}); stop that process first"
+                )));
+            }
+            other => {
+                return other
+                    .map_err(|e| open_err(format!("{e}; the files were left as they are")));
+            }
+        }
+    }
+}
+
 impl SledStore {
     /// Opens (or creates, if `path` is missing or empty) a store.
     ///
@@ -234,6 +268,23 @@ impl SledStore {
     /// finishes it).
     pub fn open(path: &Path, durability: Durability) -> Result<Self, StoreError> {
         Self::open_with_cache(path, durability, DEFAULT_CACHE_BYTES)
+    }
+
+    /// Brings sled's snapshot of its log up to date, on a store no process has open.
+    ///
+    /// sled writes that snapshot only while opening, after reading every log entry written
+    /// since the last one, so a server that ran for a year would spend its next start-up
+    /// reading a year of writes (9 s after a million cases). Called after a clean stop, it
+    /// moves that reading to the stop and keeps the next start-up short; after a crash the
+    /// next start still reads what was written since the last start. Returns whether
+    /// there was a store to bring up to date.
+    pub fn checkpoint(path: &Path) -> Result<bool, StoreError> {
+        if !path.join(MARKER).exists() {
+            return Ok(false);
+        }
+        // A small cache: nothing is read but the log's headers.
+        drop(open_db(path, 16 << 20)?);
+        Ok(true)
     }
 
     /// Opens the store a [`SledConfig`] names.
@@ -300,32 +351,7 @@ impl SledStore {
         } else {
             fresh = true;
         }
-        let config = sled::Config::new()
-            .path(path)
-            .mode(sled::Mode::HighThroughput)
-            .cache_capacity(cache_bytes);
-        // sled's lock on its files outlives a closed store for a moment (its background
-        // writes finish first), so a store closed and opened again — a restart — waits a
-        // little; a store another process holds stays locked and is refused.
-        let started = std::time::Instant::now();
-        // sled reports it as an `Other` i/o error that names the lock.
-        let locked = |e: &sled::Error| matches!(e, sled::Error::Io(e) if e.to_string().contains("could not acquire lock"));
-        let db = loop {
-            match config.open() {
-                Err(e) if locked(&e) && started.elapsed() < LOCK_WAIT => {
-                    std::thread::sleep(std::time::Duration::from_millis(10));
-                }
-                Err(e) if locked(&e) => {
-                    return Err(open_err(format!(
-                        "another process is using it ({e}); stop that process first"
-                    )));
-                }
-                other => {
-                    break other
-                        .map_err(|e| open_err(format!("{e}; the files were left as they are")))?;
-                }
-            }
-        };
+        let db = open_db(path, cache_bytes)?;
         let meta = db.open_tree("meta")?;
         let inside = meta.get(META_SCHEMA)?;
         let says = |v: u32| inside.as_deref() == Some(v.to_string().as_bytes());

@@ -100,6 +100,49 @@ fn cases_and_their_history_survive_a_reopen() {
     assert_eq!(h.iter().map(|e| e.seq).collect::<Vec<_>>(), [0, 1]);
 }
 
+/// The log position sled's newest snapshot covers (its file is named for it).
+fn snapshot_lsn(path: &std::path::Path) -> u64 {
+    std::fs::read_dir(path)
+        .unwrap()
+        .filter_map(|e| {
+            let name = e.unwrap().file_name().into_string().unwrap();
+            let hex = name.strip_prefix("snap.")?;
+            u64::from_str_radix(hex, 16).ok()
+        })
+        .max()
+        // A store never opened after its first writes has none yet.
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_checkpoint_brings_the_snapshot_up_to_the_end_of_the_log() {
+    // sled writes its snapshot only while opening: without a checkpoint the next start-up
+    // reads every write made since the last one.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("data");
+    assert!(!SledStore::checkpoint(&path).unwrap(), "no store there yet");
+    let ids: Vec<String> = {
+        let s = SledStore::open(&path, Durability::GroupCommit).unwrap();
+        (0..200)
+            .map(|i| new_case(&s, "jiyang", "noise", &format!("k{i}"), T0 + i).id)
+            .collect()
+    };
+    let before = snapshot_lsn(&path);
+    assert!(SledStore::checkpoint(&path).unwrap());
+    let after = snapshot_lsn(&path);
+    assert!(
+        after > before,
+        "the snapshot still stands at {before:#x} after the checkpoint"
+    );
+    let s = SledStore::open(&path, Durability::GroupCommit).unwrap();
+    for id in &ids {
+        assert!(s.get_case(id).unwrap().is_some(), "{id} lost");
+    }
+    // One process at a time: a store in use is not checkpointed behind its back.
+    let e = SledStore::checkpoint(&path).unwrap_err().to_string();
+    assert!(e.contains("another process"), "{e}");
+}
+
 #[test]
 fn counts_are_saved_when_closed_and_rebuilt_when_not() {
     let dir = tempfile::tempdir().unwrap();

@@ -221,6 +221,34 @@ fn main() {
             (before.to_owned(), after.to_owned())
         })
         .collect();
+    // LOAD_TARGET=ADDR LOAD_TOKEN=TOKEN: drive a running `civic serve` (say, on a store of
+    // a million cases) at LOAD_CLIENTS clients, printing one row every LOAD_SECONDS, until
+    // LOAD_ROWS rows; the server's memory is read from outside meanwhile.
+    if let Ok(target) = std::env::var("LOAD_TARGET") {
+        let addr: std::net::SocketAddr = target.parse().expect("LOAD_TARGET=HOST:PORT");
+        let token = std::env::var("LOAD_TOKEN").expect("LOAD_TOKEN, an admin token");
+        let env_or = |name: &str, default: usize| {
+            std::env::var(name)
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(default)
+        };
+        let (clients, rows) = (env_or("LOAD_CLIENTS", 64), env_or("LOAD_ROWS", 1));
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        // Each row's callers differ from the earlier rows' (their numbers start further on).
+        for row in 0..rows {
+            let (rate, p50, p90, p99, max) =
+                rt.block_on(drive(addr, &token, &bodies, clients, seconds, row * 50_000));
+            println!(
+                "row {row}: {clients} clients {rate:.0} cases/s p50 {p50:.2} p90 {p90:.2} p99 {p99:.2} max {max:.2} ms"
+            );
+        }
+        return;
+    }
     let stores: Vec<String> = std::env::var("LOAD_STORES")
         .unwrap_or_else(|_| "sled".into())
         .split(',')
@@ -282,51 +310,8 @@ fn main() {
             addr
         });
         for clients in [1usize, 16, 64] {
-            let (rate, p50, p90, p99, max) = rt.block_on(async {
-                let start = Instant::now();
-                let deadline = start + Duration::from_secs(seconds);
-                let mut tasks = Vec::new();
-                for c in 0..clients {
-                    let (token, bodies) = (token.clone(), bodies.clone());
-                    tasks.push(tokio::spawn(async move {
-                        let mut client = Client::connect(addr).await;
-                        let mut lat = Vec::new();
-                        let mut i = c;
-                        let mut request = Vec::with_capacity(2048);
-                        while Instant::now() < deadline {
-                            // Every call from a different caller, as on a real hotline:
-                            // numbers unique per row too, or a later row's calls would be
-                            // the earlier rows' callers calling again (repeat checks, repeat
-                            // escalations) and the rows would not measure the same work.
-                            let (before, after) = &bodies[i % bodies.len()];
-                            let phone = format!("1{clients:02}{c:02}{i:06}");
-                            let length = before.len() + phone.len() + after.len();
-                            request.clear();
-                            write!(
-                                request,
-                                "POST /v1/cases HTTP/1.1\r\nHost: bench\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {length}\r\n\r\n{before}{phone}{after}"
-                            )
-                            .unwrap();
-                            let t = Instant::now();
-                            let status = client.send(&request).await;
-                            assert_eq!(status, 201);
-                            lat.push(t.elapsed());
-                            i += 1;
-                        }
-                        lat
-                    }));
-                }
-                let mut all = Vec::new();
-                for t in tasks {
-                    all.extend(t.await.unwrap());
-                }
-                let rate = all.len() as f64 / start.elapsed().as_secs_f64();
-                all.sort();
-                let q = |f: f64| {
-                    all[((all.len() as f64 * f) as usize).min(all.len() - 1)].as_secs_f64() * 1000.0
-                };
-                (rate, q(0.5), q(0.9), q(0.99), q(1.0))
-            });
+            let (rate, p50, p90, p99, max) =
+                rt.block_on(drive(addr, &token, &bodies, clients, seconds, 0));
             println!(
                 "{store:<9} {:<8} {clients:>8} {rate:>10.0} {p50:>9.2} {p90:>9.2} {p99:>9.2} {max:>9.2}",
                 if native { "native" } else { "wasm" }
@@ -402,4 +387,59 @@ fn pgbench(pg: &civic_pg_harness::Postgres, seconds: u64) {
             .unwrap_or("");
         println!("pgbench   {clients:>3} clients  {tps}  {lat}");
     }
+}
+
+/// Drives `POST /v1/cases` at `addr` from `clients` keep-alive connections for `seconds`;
+/// the rate and the latency quantiles (p50, p90, p99, max) in milliseconds. Callers'
+/// numbers count from `first`, so rows do not repeat each other's callers.
+async fn drive(
+    addr: std::net::SocketAddr,
+    token: &str,
+    bodies: &[(String, String)],
+    clients: usize,
+    seconds: u64,
+    first: usize,
+) -> (f64, f64, f64, f64, f64) {
+    let start = Instant::now();
+    let deadline = start + Duration::from_secs(seconds);
+    let mut tasks = Vec::new();
+    for c in 0..clients {
+        let (token, bodies) = (token.to_owned(), bodies.to_vec());
+        tasks.push(tokio::spawn(async move {
+                let mut client = Client::connect(addr).await;
+                let mut lat = Vec::new();
+                let mut i = first + c;
+                let mut request = Vec::with_capacity(2048);
+                while Instant::now() < deadline {
+                    // Every call from a different caller, as on a real hotline:
+                    // numbers unique per row too, or a later row's calls would be
+                    // the earlier rows' callers calling again (repeat checks, repeat
+                    // escalations) and the rows would not measure the same work.
+                    let (before, after) = &bodies[i % bodies.len()];
+                    let phone = format!("1{clients:02}{c:02}{i:06}");
+                    let length = before.len() + phone.len() + after.len();
+                    request.clear();
+                    write!(
+                        request,
+                        "POST /v1/cases HTTP/1.1\r\nHost: bench\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {length}\r\n\r\n{before}{phone}{after}"
+                    )
+                    .unwrap();
+                    let t = Instant::now();
+                    let status = client.send(&request).await;
+                    assert_eq!(status, 201);
+                    lat.push(t.elapsed());
+                    i += 1;
+                }
+                lat
+            }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    let rate = all.len() as f64 / start.elapsed().as_secs_f64();
+    all.sort();
+    let q =
+        |f: f64| all[((all.len() as f64 * f) as usize).min(all.len() - 1)].as_secs_f64() * 1000.0;
+    (rate, q(0.5), q(0.9), q(0.99), q(1.0))
 }

@@ -232,7 +232,8 @@ pub fn issue(
     Ok((token, format!("civic_{id}_{secret}")))
 }
 
-/// Stored tokens, cached in memory after first use (every request authenticates).
+/// Stored tokens, cached in memory after first use (every request authenticates); a
+/// revocation on any host empties every host's cache (see [`crate::generation`]).
 #[derive(Debug, Default)]
 pub struct Tokens {
     cache: parking_lot::RwLock<std::collections::HashMap<String, Token>>,
@@ -274,7 +275,16 @@ impl Tokens {
     ) -> Result<bool, AuthError> {
         let found = revoke(store, p, id)?;
         self.cache.write().remove(id);
+        if found {
+            crate::generation::bump(store, crate::generation::Cached::Tokens)?;
+        }
         Ok(found)
+    }
+
+    /// Forgets every cached token, so each is read from the store again at its next use:
+    /// another host revoked one.
+    pub fn forget_all(&self) {
+        self.cache.write().clear();
     }
 }
 

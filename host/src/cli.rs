@@ -103,6 +103,10 @@ enum Command {
         /// Where the retention policy writes its archives (default: DATA/archives).
         #[arg(long, env = "CIVIC_ARCHIVE_DIR", requires = "keep_years")]
         archive_dir: Option<PathBuf>,
+        /// This host's name among several serving one store (shown by /healthz, in logs
+        /// and as the `node` label of every metric); generated when not given.
+        #[arg(long, env = "CIVIC_NODE")]
+        node: Option<String>,
     },
 }
 
@@ -484,6 +488,7 @@ pub fn main() -> ExitCode {
             calendar,
             keep_years,
             archive_dir,
+            node,
         } => store.config(&data).and_then(|store| {
             let retention = keep_years.map(|keep_years| crate::archiver::RetentionConfig {
                 keep_years,
@@ -497,6 +502,7 @@ pub fn main() -> ExitCode {
                 sweep_every: Duration::from_millis(sweep_ms),
                 calendar,
                 retention,
+                node,
             })
         }),
         Command::Plugin(cmd) => crate::author::run(cmd),
@@ -566,6 +572,7 @@ struct Serve {
     sweep_every: Duration,
     calendar: Option<PathBuf>,
     retention: Option<crate::archiver::RetentionConfig>,
+    node: Option<String>,
 }
 
 fn serve(opts: Serve) -> anyhow::Result<()> {
@@ -577,6 +584,7 @@ fn serve(opts: Serve) -> anyhow::Result<()> {
         sweep_every,
         calendar,
         retention,
+        node,
     } = opts;
     let mut config = ServiceConfig::new(&data);
     config.store = store;
@@ -584,6 +592,11 @@ fn serve(opts: Serve) -> anyhow::Result<()> {
         sled.cache_bytes = cache_mb << 20;
     }
     config.calendar_file = calendar;
+    // Checked before anything is created, as the other settings are.
+    if let Some(n) = &node {
+        crate::service::check_node(n)?;
+    }
+    config.node = node;
     let svc = Service::open_default(&config).with_context(|| {
         format!(
             "opening the data directory {} and the store {}",
@@ -601,7 +614,10 @@ fn serve(opts: Serve) -> anyhow::Result<()> {
             data.join("admin-token").display()
         );
     }
+    tracing::info!(node = svc.node(), store = %config.store.describe(), "host started");
     let svc = Arc::new(svc);
+    let follower = crate::follower::Follower::start(svc.clone(), crate::follower::EVERY)
+        .context("starting the follower of other hosts' changes")?;
     let sweeper = Sweeper::start(svc.clone(), sweep_every).context("starting the timer sweeper")?;
     let archiver = match retention {
         Some(r) => {
@@ -633,6 +649,7 @@ fn serve(opts: Serve) -> anyhow::Result<()> {
     // Let a sweep in progress finish its write, and a retention run its batch, before the
     // store closes.
     sweeper.stop();
+    follower.stop();
     if let Some(a) = archiver {
         a.stop();
     }

@@ -80,7 +80,19 @@ impl Default for Metrics {
 impl Metrics {
     /// Registers every metric.
     pub fn new() -> Self {
-        let mut registry = Registry::with_prefix("civic");
+        Self::with_registry(Registry::with_prefix("civic"))
+    }
+
+    /// Registers every metric, each labelled `node="NAME"`: several hosts on one store each
+    /// count their own requests and decisions, and the label says whose they are.
+    pub fn for_node(node: &str) -> Self {
+        Self::with_registry(Registry::with_prefix_and_labels(
+            "civic",
+            [("node".into(), node.to_owned().into())].into_iter(),
+        ))
+    }
+
+    fn with_registry(mut registry: Registry) -> Self {
         let requests = Family::<RequestLabels, Counter>::default();
         let latency = Family::<RouteLabels, Histogram>::new_with_constructor(|| {
             Histogram::new(exponential_buckets(0.0005, 2.0, 14))

@@ -448,33 +448,73 @@ impl Registry {
             quota,
             compiling: Default::default(),
         };
-        for (key, bytes) in reg.store.record_scan(SLOTS, "")? {
+        reg.refresh()?;
+        Ok(reg)
+    }
+
+    /// Reads every slot again and brings the versions in force here in line with it: what
+    /// another host activated, rolled back, suspended or shadowed is in force here once this
+    /// returns (compiled from the host's cache of components by digest, or from the store's
+    /// bytes on first use). A version that cannot be loaded here leaves its slot to the city
+    /// default, logged, as at start-up. Returns how many slots changed.
+    pub fn refresh(&self) -> Result<usize, RegistryError> {
+        let mut changed = 0;
+        let mut active_keys = std::collections::HashSet::new();
+        let mut shadow_keys = std::collections::HashSet::new();
+        for (key, bytes) in self.store.record_scan(SLOTS, "")? {
             let slot: SlotRecord = parse(&key, &bytes)?;
             let Some((district, hook)) = key.split_once('/') else {
                 continue;
             };
-            let shadow_hook: Option<Hook> = hook.parse().ok();
-            if let (Some(v), Some(h)) = (&slot.shadow, shadow_hook)
-                && let Ok(a) = reg.load(district, h, v)
-            {
-                reg.shadows
-                    .write()
-                    .insert((district.to_owned(), h), Arc::new(new_shadow(a)));
-            }
-            let Some(version) = slot.active else { continue };
-            let hook: Hook = hook.parse().map_err(StoreError::Invalid)?;
-            match reg.load(district, hook, &version) {
-                Ok(active) => {
-                    reg.active
-                        .write()
-                        .insert((district.to_owned(), hook), active);
+            let Ok(hook) = hook.parse::<Hook>() else {
+                continue;
+            };
+            let k = (district.to_owned(), hook);
+            let running = |map: &RwLock<HashMap<SlotKey, Arc<Active>>>| {
+                map.read().get(&k).map(|a| a.record.version.clone())
+            };
+            if let Some(v) = &slot.active {
+                active_keys.insert(k.clone());
+                if running(&self.active).as_deref() != Some(v) {
+                    changed += 1;
+                    match self.load(district, hook, v) {
+                        Ok(a) => drop(self.active.write().insert(k.clone(), a)),
+                        Err(e) => {
+                            self.active.write().remove(&k);
+                            tracing::error!(%district, hook = hook.as_str(), version = %v, error = %crate::text::escape_for_log(&e.to_string()), "active plug-in could not be loaded; the slot falls back to the city default");
+                        }
+                    }
                 }
-                Err(e) => {
-                    tracing::error!(%district, hook = hook.as_str(), %version, error = %crate::text::escape_for_log(&e.to_string()), "active plug-in could not be loaded; the slot falls back to the city default")
+            }
+            if let Some(v) = &slot.shadow {
+                shadow_keys.insert(k.clone());
+                let shadowing = self
+                    .shadows
+                    .read()
+                    .get(&k)
+                    .map(|s| s.active.record.version.clone());
+                if shadowing.as_deref() != Some(v) {
+                    changed += 1;
+                    match self.load(district, hook, v) {
+                        Ok(a) => drop(self.shadows.write().insert(k, Arc::new(new_shadow(a)))),
+                        Err(e) => {
+                            self.shadows.write().remove(&k);
+                            tracing::error!(%district, hook = hook.as_str(), version = %v, error = %crate::text::escape_for_log(&e.to_string()), "shadow plug-in could not be loaded");
+                        }
+                    }
                 }
             }
         }
-        Ok(reg)
+        let mut active = self.active.write();
+        let before = active.len();
+        active.retain(|k, _| active_keys.contains(k));
+        changed += before - active.len();
+        drop(active);
+        let mut shadows = self.shadows.write();
+        let before = shadows.len();
+        shadows.retain(|k, _| shadow_keys.contains(k));
+        changed += before - shadows.len();
+        Ok(changed)
     }
 
     fn load(
@@ -958,19 +998,16 @@ impl Registry {
         hook: Hook,
         f: impl Fn(&mut SlotRecord),
     ) -> Result<SlotRecord, RegistryError> {
-        Ok(update_record(
-            &*self.store,
-            SLOTS,
-            &slot_key(district, hook),
-            |cur| {
-                let mut s: SlotRecord = cur
-                    .map(|b| parse("slot", b))
-                    .transpose()?
-                    .unwrap_or_default();
-                f(&mut s);
-                Ok((Some(json(&s)), s))
-            },
-        )?)
+        let slot = update_record(&*self.store, SLOTS, &slot_key(district, hook), |cur| {
+            let mut s: SlotRecord = cur
+                .map(|b| parse("slot", b))
+                .transpose()?
+                .unwrap_or_default();
+            f(&mut s);
+            Ok((Some(json(&s)), s))
+        })?;
+        crate::generation::bump(&*self.store, crate::generation::Cached::Registry)?;
+        Ok(slot)
     }
 
     /// The city default for a hook.
@@ -1016,6 +1053,10 @@ impl Registry {
             Ok((Some(json(&s)), Some(s.active.clone())))
         });
         let Ok(Some(next)) = next else { return false };
+        if let Err(e) = crate::generation::bump(&*self.store, crate::generation::Cached::Registry) {
+            // The suspension is stored; other hosts see it at their next start or change.
+            tracing::error!(error = %e, "could not tell other hosts of a suspension");
+        }
         let mut map = self.active.write();
         let key = (district.clone(), hook);
         if map.get(&key).is_some_and(|a| Arc::ptr_eq(a, active)) {

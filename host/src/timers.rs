@@ -640,9 +640,11 @@ mod tests {
         let sweeper =
             crate::sweeper::Sweeper::start(svc.clone(), Duration::from_millis(10)).unwrap();
         // Wait (without a time bound on correctness) until it has swept at least twice.
+        let node = format!("node=\"{}\",", svc.node());
         let metric = |outcome: &str| {
             svc.metrics()
                 .render()
+                .replace(&node, "")
                 .lines()
                 .find(|l| {
                     l.starts_with(&format!(

@@ -76,7 +76,8 @@ async fn openapi_health_and_metrics() {
         json!({"district": "jiyang", "category": "noise"}),
     )
     .await;
-    let m = s.svc.metrics().render();
+    let node = format!("node=\"{}\",", s.svc.node());
+    let m = s.svc.metrics().render().replace(&node, "");
     assert!(m.contains("civic_decisions_total{district=\"jiyang\",hook=\"routing\",plugin=\"civic-plugin-jiyang\",outcome=\"decided\"} 1"), "{m}");
     assert!(
         m.contains("route=\"/v1/cases\""),

@@ -40,7 +40,9 @@ async fn health(State(state): State<AppState>) -> impl IntoResponse {
     };
     (
         code,
-        axum::Json(serde_json::json!({"status": status, "store": store, "sweeper": sweeper})),
+        axum::Json(
+            serde_json::json!({"status": status, "node": state.svc.node(), "store": store, "sweeper": sweeper}),
+        ),
     )
 }
 

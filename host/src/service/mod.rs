@@ -82,6 +82,43 @@ pub struct ServiceConfig {
     /// A working-time calendar file (the format of `data/calendar.json`) in place of the
     /// bundled one, for an operator to add a year or correct a holiday without a rebuild.
     pub calendar_file: Option<PathBuf>,
+    /// This host's name among several on one store (`--node`); generated when unset.
+    pub node: Option<String>,
+}
+
+/// Checks a host name given with `--node`: what logs, `/healthz` and metric labels carry.
+pub fn check_node(name: &str) -> Result<(), ServiceError> {
+    let ok = (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(ServiceError::Invalid(format!(
+            "--node {:?}: give 1 to 64 letters, digits, '.', '_' or '-'",
+            crate::text::escape_for_log(name)
+        )))
+    }
+}
+
+/// A name for a host started without `--node`: the machine's name and four random hex
+/// digits, so two hosts on one machine differ.
+fn generated_node() -> String {
+    let machine = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| {
+            h.trim()
+                .chars()
+                .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+                .take(40)
+                .collect::<String>()
+        })
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "host".into());
+    let mut r = [0u8; 2];
+    getrandom::fill(&mut r).expect("the operating system provides randomness");
+    format!("{machine}-{:02x}{:02x}", r[0], r[1])
 }
 
 impl ServiceConfig {
@@ -98,6 +135,7 @@ impl ServiceConfig {
             suspend_after: crate::registry::DEFAULT_SUSPEND_AFTER,
             upload_quota: Default::default(),
             calendar_file: None,
+            node: None,
         }
     }
 
@@ -132,6 +170,10 @@ pub struct Service {
     native: Option<Arc<dyn NativeRules>>,
     caller_secret: Vec<u8>,
     heartbeat: crate::health::Heartbeat,
+    /// This host's name.
+    node: String,
+    /// What this host has caught up with of other hosts' changes.
+    generations: crate::generation::Generations,
 }
 
 /// What `/healthz` says of the case store.
@@ -215,6 +257,36 @@ impl Service {
         &self.tokens
     }
 
+    /// This host's name among the hosts sharing the store.
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
+    /// Catches up with what other hosts on the same store changed of what this one keeps
+    /// in memory (active plug-ins, tokens); returns what moved. [`crate::follower`] calls
+    /// it every half second.
+    pub fn follow_store(&self) -> Result<Vec<crate::generation::Cached>, ServiceError> {
+        use crate::generation::Cached;
+        let moved = self.generations.moved(&*self.store)?;
+        for what in &moved {
+            match what {
+                Cached::Registry => match self.registry.refresh() {
+                    Ok(changed) => tracing::info!(
+                        changed,
+                        "plug-in slots read again after a change on another host"
+                    ),
+                    Err(e) => {
+                        // Not caught up: the next call reads them again.
+                        self.generations.forget(*what);
+                        return Err(e.into());
+                    }
+                },
+                Cached::Tokens => self.tokens.forget_all(),
+            }
+        }
+        Ok(moved)
+    }
+
     /// Runs rules natively instead of in Wasm: the baseline benchmarks compare against.
     pub fn set_native(&mut self, native: Arc<dyn NativeRules>) {
         self.native = Some(native);
@@ -266,6 +338,16 @@ impl Service {
                 s
             }
         };
+        let node = match &config.node {
+            Some(n) => {
+                check_node(n)?;
+                n.clone()
+            }
+            None => generated_node(),
+        };
+        let generations = crate::generation::Generations::default();
+        // What the registry just read is current: only later changes need reading again.
+        generations.moved(&*store)?;
         for year in calendar.unchecked_years() {
             tracing::warn!(
                 year,
@@ -279,11 +361,13 @@ impl Service {
             registry,
             calendar,
             clock,
-            metrics: Metrics::new(),
+            metrics: Metrics::for_node(&node),
             tokens: Default::default(),
             native: None,
             caller_secret,
             heartbeat: Default::default(),
+            node,
+            generations,
         })
     }
 

@@ -85,8 +85,9 @@ enum Command {
         /// Address to listen on.
         #[arg(long, default_value = "127.0.0.1:8080", env = "CIVIC_LISTEN")]
         listen: SocketAddr,
-        /// sled's page cache in MiB; size it to hold the open cases (see BENCHMARKS.md).
-        #[arg(long, default_value_t = 1024, env = "CIVIC_CACHE_MB", value_parser = clap::value_parser!(u64).range(16..=1 << 20))]
+        /// sled's page cache in MiB; size it to hold the open cases (see BENCHMARKS.md, "A
+        /// year of cases": 256 kept every desk view fast at a million cases).
+        #[arg(long, default_value_t = crate::store::sled::DEFAULT_CACHE_BYTES >> 20, env = "CIVIC_CACHE_MB", value_parser = clap::value_parser!(u64).range(16..=1 << 20))]
         cache_mb: u64,
         /// How often the background sweeper fires due timers, in milliseconds.
         #[arg(long, default_value_t = 1000, env = "CIVIC_SWEEP_MS", value_parser = clap::value_parser!(u64).range(10..=3_600_000))]

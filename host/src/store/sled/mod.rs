@@ -188,8 +188,11 @@ pub struct Settled {
 /// How long opening a store waits for sled's lock on its files.
 const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
-/// sled's page cache unless configured: 1 GiB (sled's own default).
-pub const DEFAULT_CACHE_BYTES: u64 = 1 << 30;
+/// sled's page cache unless configured: 256 MiB. Measured at a million cases (BENCHMARKS.md,
+/// "Memory and the default cache"): every desk view stayed within its 200 ms at 256 MiB,
+/// sustained intake ran faster than at sled's own default of 1 GiB (whose cache took 2.3 GB
+/// of memory), and at 64 MiB intake fell off as the store grew.
+pub const DEFAULT_CACHE_BYTES: u64 = 256 << 20;
 
 const META_SCHEMA: &[u8] = b"schema";
 /// The file that names the schema, read before sled opens anything.

@@ -143,6 +143,44 @@ fn every_host_answers_the_same_and_follows_the_others_changes() {
         assert_eq!(case["handler"], "yazhou/port-station", "{case}");
     }
 
+    // Two hosts acting on one case at once, both at the version they read: one wins, the
+    // other answers 409, and the history shows one action.
+    let (_, case) = http(
+        hosts.addr(0),
+        "GET",
+        &format!("/v1/cases/{}", ids[0]),
+        &token,
+        "",
+    );
+    let version = case["version"].as_u64().unwrap();
+    let sign = format!(r#"{{"version":{version}}}"#);
+    let mut statuses: Vec<u16> = std::thread::scope(|s| {
+        let racers: Vec<_> = [0, 1]
+            .map(|i| {
+                let (addr, token, sign, id) = (hosts.addr(i), &token, &sign, &ids[0]);
+                s.spawn(move || http(addr, "POST", &format!("/v1/cases/{id}/sign"), token, sign).0)
+            })
+            .into_iter()
+            .collect();
+        racers.into_iter().map(|r| r.join().unwrap()).collect()
+    });
+    statuses.sort();
+    assert_eq!(statuses, [200, 409]);
+    let (_, history) = http(
+        hosts.addr(2),
+        "GET",
+        &format!("/v1/cases/{}/history", ids[0]),
+        &token,
+        "",
+    );
+    let signed = history["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["what"]["type"] == "transition" && e["what"]["to"] == "signed")
+        .count();
+    assert_eq!(signed, 1, "{history}");
+
     // The repeat rule counts one caller's cases whichever host took them in; the third is
     // escalated by a sweep (three hosts sweep) exactly once.
     let repeat = case_body("yucai", "yucai/qingfa/grid-01", "noise", "13700000077");
@@ -308,4 +346,110 @@ fn raw_get(addr: &str, path: &str) -> (u16, String) {
     let status = out[9..12].parse().unwrap();
     let body = out.split_once("\r\n\r\n").map_or("", |(_, b)| b).to_owned();
     (status, body)
+}
+
+/// One `POST /v1/cases` on its own connection; `None` when the host is gone (refused, or
+/// the connection dropped before an answer).
+fn try_post(addr: &str, token: &str, body: &str) -> Option<(u16, String)> {
+    let mut s = TcpStream::connect(addr).ok()?;
+    write!(
+        s,
+        "POST /v1/cases HTTP/1.1\r\nHost: test\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    let status = out.get(9..12)?.parse().ok()?;
+    let body = out.split_once("\r\n\r\n").map_or("", |(_, b)| b).to_owned();
+    Some((status, body))
+}
+
+/// A host killed with SIGKILL while clients take cases in through all three: every case
+/// any host acknowledged is there, and a client whose host went away retries on the next
+/// one and carries on.
+#[test]
+fn a_host_killed_mid_intake_loses_nothing_and_clients_go_on_elsewhere() {
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let pg = Postgres::start();
+    let url = pg.fresh_database();
+    let mut hosts = three_hosts(&url);
+    let token = hosts.token.clone();
+    let addrs: Vec<String> = (0..3).map(|i| hosts.addr(i).to_owned()).collect();
+    let acked = Mutex::new(Vec::<String>::new());
+    let retried = Mutex::new(0usize);
+    let killed = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        for t in 0..6 {
+            let (addrs, token, acked, retried, killed) =
+                (&addrs, &token, &acked, &retried, &killed);
+            s.spawn(move || {
+                let mut host = t % 3;
+                // Each client goes on until the kill is done, so those on the killed host
+                // meet it.
+                for i in 0.. {
+                    if i >= 40 && killed.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    let body = case_body(
+                        "jiyang",
+                        "jiyang/yuehe/grid-01",
+                        "noise",
+                        &format!("1350{t:02}{i:05}"),
+                    );
+                    // A host that is gone is skipped for the next; at most every host once.
+                    let mut answered = None;
+                    for _ in 0..3 {
+                        match try_post(&addrs[host], token, &body) {
+                            Some((201, b)) => {
+                                answered = Some(b);
+                                break;
+                            }
+                            Some((status, b)) if status < 500 => {
+                                panic!("host {host} refused a good case: {status} {b}")
+                            }
+                            _ => {
+                                *retried.lock().unwrap() += 1;
+                                host = (host + 1) % 3;
+                            }
+                        }
+                    }
+                    let b = answered.expect("no host took the case in");
+                    let v: Value = serde_json::from_str(&b).unwrap();
+                    acked
+                        .lock()
+                        .unwrap()
+                        .push(v["id"].as_str().unwrap().to_owned());
+                }
+            });
+        }
+        let (hosts, acked, killed) = (&mut hosts, &acked, &killed);
+        s.spawn(move || {
+            // Killed once 60 cases are in: a count, not a time.
+            while acked.lock().unwrap().len() < 60 {
+                std::thread::yield_now();
+            }
+            hosts.servers[1].child.kill().unwrap();
+            hosts.servers[1].child.wait().unwrap();
+            killed.store(true, Ordering::SeqCst);
+        });
+    });
+    assert!(killed.load(Ordering::SeqCst));
+    let acked = acked.into_inner().unwrap();
+    assert!(acked.len() >= 240, "{} cases taken in", acked.len());
+    assert!(
+        *retried.lock().unwrap() > 0,
+        "no client met the killed host: the test did not test a failover"
+    );
+    let mut unique = acked.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), acked.len(), "one id given twice");
+    for (n, id) in acked.iter().enumerate() {
+        let addr = &addrs[if n % 2 == 0 { 0 } else { 2 }];
+        let (status, case) = http(addr, "GET", &format!("/v1/cases/{id}"), &token, "");
+        assert_eq!(status, 200, "acknowledged case {id} lost: {case}");
+    }
 }

@@ -11,6 +11,9 @@ use parking_lot::Mutex;
 #[derive(Debug, Default)]
 pub struct Heartbeat {
     state: Mutex<Option<Beat>>,
+    /// Sweep partitions this host held at its last sweep; `None` when the store is one
+    /// process's and the sweep is not partitioned.
+    partitions: Mutex<Option<usize>>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -35,6 +38,10 @@ pub struct SweeperHealth {
     pub interval_ms: Option<u64>,
     /// Whether the latest attempt failed or panicked.
     pub last_attempt_failed: bool,
+    /// On a store several hosts share: how many of the sweep partitions this host held at
+    /// its last sweep (the others' hosts sweep the rest).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub partitions: Option<usize>,
 }
 
 impl Heartbeat {
@@ -60,14 +67,21 @@ impl Heartbeat {
         }
     }
 
+    /// A sweep found this host holding `held` sweep partitions.
+    pub(crate) fn partitions(&self, held: usize) {
+        *self.partitions.lock() = Some(held);
+    }
+
     /// The sweeper's health now.
     pub fn health(&self) -> SweeperHealth {
+        let partitions = *self.partitions.lock();
         let Some(b) = *self.state.lock() else {
             return SweeperHealth {
                 status: "not-running",
                 since_last_sweep_ms: None,
                 interval_ms: None,
                 last_attempt_failed: false,
+                partitions,
             };
         };
         let since = b.last_ok.unwrap_or(b.started).elapsed();
@@ -82,6 +96,7 @@ impl Heartbeat {
                 (Some(_), None) => true,
                 _ => false,
             },
+            partitions,
         }
     }
 }

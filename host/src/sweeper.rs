@@ -62,6 +62,7 @@ fn sweep_once(svc: &Service) -> bool {
                     plugin_failures = r.plugin_failures,
                     retried = r.retried,
                     panicked = r.panicked,
+                    fenced = r.fenced,
                     took_ms = started.elapsed().as_millis() as u64,
                     "timers fired"
                 );

@@ -17,7 +17,7 @@ use crate::lifecycle;
 use crate::model::{Case, CaseStatus, EventBody, Light, Millis, PendingTimer, TimerKind, Urgency};
 use crate::runtime::{Hook, wit};
 use crate::service::{Service, ServiceError};
-use crate::store::{Change, DueTimer, StoreError, Versioned};
+use crate::store::{Change, DueTimer, Lease, StoreError, Versioned, partition_of};
 
 /// What one sweep did.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -37,7 +37,19 @@ pub struct SweepReport {
     /// Timers whose firing panicked in the host: logged, left due for the next sweep, and
     /// the sweep went on with the others.
     pub panicked: usize,
+    /// Firings refused because this host lost the case's sweep partition to another host
+    /// meanwhile (that host fires them).
+    pub fenced: usize,
 }
+
+/// How long a host's lease on a sweep partition lasts without renewal. Each sweep renews
+/// them (every second by default), so a host that dies, or is stopped, has its partitions
+/// taken over by the next sweep of another host after at most this long.
+pub const LEASE_TTL: Millis = 5_000;
+
+/// The leases this host holds, by partition; `None` when the engine is one process's and
+/// the sweep is not partitioned.
+type Fences = Option<std::collections::HashMap<u32, Lease>>;
 
 /// Fires every timer due at `now` (at most `limit`), using up to `threads` threads, and
 /// makes all of it durable with one flush.
@@ -56,6 +68,19 @@ pub fn sweep(
 ) -> Result<SweepReport, ServiceError> {
     let dir = svc.directory()?;
     let mut report = SweepReport::default();
+    // On a store several hosts share, this host sweeps the partitions it holds a lease on,
+    // and each firing carries the lease so a host that lost it cannot write.
+    let fences: Fences = svc
+        .store()
+        .sweep_leases(svc.node(), now, LEASE_TTL)?
+        .map(|held| held.into_iter().map(|l| (l.partition, l)).collect());
+    let partitions: Option<Vec<u32>> = fences.as_ref().map(|f| f.keys().copied().collect());
+    if let Some(p) = &partitions {
+        svc.sweep_heartbeat().partitions(p.len());
+    }
+    if partitions.as_ref().is_some_and(Vec::is_empty) {
+        return Ok(report);
+    }
     let mut failed = None;
     // The index holds each case's earliest timer, and a firing re-indexes its case under
     // the next one; so a case with several timers due (sign-off and first contact often
@@ -63,15 +88,17 @@ pub fn sweep(
     // previous one left it. New deadlines are always in the future, and a case holds one
     // timer per kind, so the rounds end.
     for _ in 0..=TIMER_KINDS {
-        let due = svc
-            .store()
-            .due_timers(now, limit.saturating_sub(report.due))?;
+        let room = limit.saturating_sub(report.due);
+        let due = match &partitions {
+            None => svc.store().due_timers(now, room)?,
+            Some(p) => svc.store().due_timers_in(now, room, p)?,
+        };
         if due.is_empty() {
             break;
         }
         report.due += due.len();
         let fired = report.fired;
-        if let Err(e) = fire_round(svc, &dir, &due, now, threads, &mut report) {
+        if let Err(e) = fire_round(svc, &dir, &fences, &due, now, threads, &mut report) {
             failed = Some(e);
             break;
         }
@@ -94,6 +121,7 @@ const TIMER_KINDS: usize = 6;
 fn fire_round(
     svc: &Service,
     dir: &Arc<Directory>,
+    fences: &Fences,
     due: &[DueTimer],
     now: Millis,
     threads: usize,
@@ -106,7 +134,7 @@ fn fire_round(
             .chunks(chunk)
             .map(|timers| {
                 let dir = dir.clone();
-                s.spawn(move || fire_part(svc, &dir, timers, now))
+                s.spawn(move || fire_part(svc, &dir, fences, timers, now))
             })
             .collect();
         handles
@@ -136,7 +164,7 @@ fn fire_round(
         return Err(e);
     }
     for t in &retry {
-        fire_alone(svc, dir, t, now, report)?;
+        fire_alone(svc, dir, fences, t, now, report)?;
     }
     Ok(())
 }
@@ -158,6 +186,7 @@ const WRITE_BATCH: usize = 32;
 fn fire_part(
     svc: &Service,
     dir: &Arc<Directory>,
+    fences: &Fences,
     timers: &[DueTimer],
     now: Millis,
 ) -> Result<Part, ServiceError> {
@@ -167,7 +196,7 @@ fn fire_part(
     };
     let mut decided: Vec<(DueTimer, Firing, Versioned)> = Vec::with_capacity(WRITE_BATCH);
     for (i, t) in timers.iter().enumerate() {
-        match contain(t, || prepare(svc, dir, t, now)) {
+        match contain(t, || prepare(svc, dir, fences, t, now)) {
             Err(Panicked) => part.report.panicked += 1,
             Ok(Err(e)) => {
                 write_decided(svc, std::mem::take(&mut decided), &mut part)?;
@@ -209,6 +238,7 @@ fn write_decided(
             Ok(_) => part.report.count(&f),
             Err(StoreError::Conflict { .. }) => part.retry.push(t),
             Err(StoreError::NotFound(_)) => part.report.skipped += 1,
+            Err(StoreError::Fenced { .. }) => part.report.fenced += 1,
             Err(e) => return Err(e.into()),
         }
     }
@@ -223,6 +253,8 @@ enum Outcome {
     Gone,
     /// Its case changed between deciding and writing; nothing was written.
     Changed,
+    /// Another host took the case's sweep partition over; nothing was written.
+    Fenced,
     /// The host panicked firing it; nothing was written and it stays due.
     Panicked,
 }
@@ -231,17 +263,19 @@ enum Outcome {
 fn fire_one(
     svc: &Service,
     dir: &Arc<Directory>,
+    fences: &Fences,
     t: &DueTimer,
     now: Millis,
 ) -> Result<Outcome, ServiceError> {
     let fired = contain(t, || {
-        let Some((f, staged)) = prepare(svc, dir, t, now)? else {
+        let Some((f, staged)) = prepare(svc, dir, fences, t, now)? else {
             return Ok(Outcome::Gone);
         };
-        Ok(if write_firing(svc, staged)? {
-            Outcome::Fired(f)
-        } else {
-            Outcome::Changed
+        Ok(match write_firing(svc, staged) {
+            Ok(true) => Outcome::Fired(f),
+            Ok(false) => Outcome::Changed,
+            Err(ServiceError::Store(StoreError::Fenced { .. })) => Outcome::Fenced,
+            Err(e) => return Err(e),
         })
     });
     fired.unwrap_or(Ok(Outcome::Panicked))
@@ -295,6 +329,7 @@ impl SweepReport {
         self.actions += other.actions;
         self.plugin_failures += other.plugin_failures;
         self.panicked += other.panicked;
+        self.fenced += other.fenced;
     }
 
     fn count(&mut self, f: &Firing) {
@@ -308,14 +343,16 @@ impl SweepReport {
 fn fire_alone(
     svc: &Service,
     dir: &Arc<Directory>,
+    fences: &Fences,
     t: &DueTimer,
     now: Millis,
     report: &mut SweepReport,
 ) -> Result<(), ServiceError> {
     for _ in 0..5 {
-        match fire_one(svc, dir, t, now)? {
+        match fire_one(svc, dir, fences, t, now)? {
             Outcome::Panicked => report.panicked += 1,
             Outcome::Gone => report.skipped += 1,
+            Outcome::Fenced => report.fenced += 1,
             Outcome::Fired(f) => report.count(&f),
             Outcome::Changed => {
                 report.retried += 1;
@@ -333,6 +370,7 @@ fn fire_alone(
 fn prepare(
     svc: &Service,
     dir: &Arc<Directory>,
+    fences: &Fences,
     t: &DueTimer,
     now: Millis,
 ) -> Result<Option<(Firing, Versioned)>, ServiceError> {
@@ -425,9 +463,13 @@ fn prepare(
             },
         ));
     }
+    let fence = fences
+        .as_ref()
+        .and_then(|held| held.get(&partition_of(&case.id)).cloned());
     let staged = Versioned {
         read: case,
         change: Change { case: c, events },
+        fence,
     };
     Ok(Some((
         Firing {

@@ -97,6 +97,7 @@ fn crash_child() {
                                 },
                             )],
                         },
+                        fence: None,
                     };
                     let written = store.write(vec![staged]).unwrap();
                     let c = written.into_iter().next().unwrap().unwrap();

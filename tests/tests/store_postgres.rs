@@ -212,3 +212,117 @@ async fn a_city_moves_from_sled_to_postgres_and_back_with_nothing_lost() {
     .unwrap();
     close(s).await;
 }
+
+/// Two hosts on one database sweep timers exactly once: the sweep partitions are leased,
+/// a partition changes hands only when its lease ran out (with a new fencing token), and a
+/// firing decided under a lease that was taken over is refused, leaving the case as it was.
+/// Each host has its own clock here, so "ran out" is a clock moved, not a wait.
+#[test]
+fn a_host_that_lost_its_sweep_partitions_cannot_write_a_firing() {
+    use civic_host::clock::ManualClock;
+    use civic_host::service::{Service, ServiceConfig};
+    use civic_host::store::{SWEEP_PARTITIONS, Versioned, partition_of};
+    use civic_host::timers::{LEASE_TTL, sweep};
+
+    let url = Postgres::shared().fresh_database();
+    let t0 = 1_796_000_400_000;
+    let open = |node: &str, dir: &std::path::Path| {
+        let mut config = ServiceConfig::new(dir);
+        config.store = StoreConfig::Postgres(PostgresConfig::new(&url).unwrap());
+        config.node = Some(node.into());
+        let clock = Arc::new(ManualClock::new(t0));
+        let svc = Service::open(&config, clock.clone()).unwrap();
+        svc.bootstrap(dir).unwrap();
+        (svc, clock)
+    };
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (a, clock_a) = open("a", da.path());
+    let (b, clock_b) = open("b", db.path());
+    let new: civic_host::intake::NewCase = serde_json::from_value(json!({
+        "district": "jiyang", "category": "noise",
+        "location": {"grid": "jiyang/yuehe/grid-01"}, "caller": {"phone": "13500000001"}
+    }))
+    .unwrap();
+    let id = a.intake(&new, "agent").unwrap().case.id;
+    let store = a.store().clone();
+
+    // Host a takes every partition; b, while a's leases last, none.
+    let held_a = store.sweep_leases("a", t0, LEASE_TTL).unwrap().unwrap();
+    assert_eq!(held_a.len(), SWEEP_PARTITIONS as usize);
+    let none = store
+        .sweep_leases("b", t0 + LEASE_TTL - 1, LEASE_TTL)
+        .unwrap();
+    assert_eq!(none, Some(vec![]));
+    // Renewed by its holder, a lease keeps its token.
+    let renewed = store.sweep_leases("a", t0 + 1, LEASE_TTL).unwrap().unwrap();
+    assert_eq!(renewed, held_a);
+
+    // A timer due, decided by a as the sweep would decide it.
+    let later = t0 + 40 * 86_400_000;
+    let case = a.case(&id).unwrap();
+    let due = store
+        .due_timers_in(later, 10, &[partition_of(&id)])
+        .unwrap();
+    assert_eq!(due.len(), 1, "{due:?}");
+    let other = (partition_of(&id) + 1) % SWEEP_PARTITIONS;
+    assert!(store.due_timers_in(later, 10, &[other]).unwrap().is_empty());
+    let mut fired = case.clone();
+    fired.timers.retain(|t| t.due_at > later);
+    let a_lease = held_a[partition_of(&id) as usize].clone();
+    let firing = |fence| Versioned {
+        read: case.clone(),
+        change: civic_host::store::Change {
+            case: fired.clone(),
+            events: vec![],
+        },
+        fence: Some(fence),
+    };
+
+    // a is stopped past its lease; b takes every partition over, with new tokens.
+    let held_b = store
+        .sweep_leases("b", t0 + 1 + LEASE_TTL, LEASE_TTL)
+        .unwrap()
+        .unwrap();
+    assert_eq!(held_b.len(), SWEEP_PARTITIONS as usize);
+    for (old, new) in held_a.iter().zip(&held_b) {
+        assert_eq!(old.partition, new.partition);
+        assert!(new.fence > old.fence, "{old:?} -> {new:?}");
+    }
+    // a resumes and writes the firing it had decided: refused, nothing written.
+    let refused = store.write(vec![firing(a_lease)]).unwrap().pop().unwrap();
+    assert!(
+        matches!(&refused, Err(civic_host::store::StoreError::Fenced { case, .. }) if *case == id),
+        "{refused:?}"
+    );
+    assert_eq!(
+        a.case(&id).unwrap(),
+        case,
+        "the refused firing wrote nothing"
+    );
+    // And a's next sweep finds nothing it may sweep.
+    assert_eq!(
+        store
+            .sweep_leases("a", t0 + 2 + LEASE_TTL, LEASE_TTL)
+            .unwrap(),
+        Some(vec![])
+    );
+
+    // Through the service: b's sweep fires the timer; a's sweeps, at any time while b
+    // holds the partitions, fire nothing; the history holds one firing.
+    clock_b.set(later);
+    let r = sweep(&b, later, 100, 2).unwrap();
+    assert!(r.fired >= 1, "{r:?}");
+    clock_a.set(later);
+    let r = sweep(&a, later, 100, 2).unwrap();
+    assert_eq!((r.due, r.fired), (0, 0), "{r:?}");
+    let history = a.history(&a.case(&id).unwrap()).unwrap();
+    let firings = history
+        .iter()
+        .filter(|e| {
+            matches!(&e.what, civic_host::model::EventBody::Decision(d) if d.hook == civic_host::runtime::Hook::Escalation)
+        })
+        .count();
+    let due_then = case.timers.iter().filter(|t| t.due_at <= later).count();
+    assert!(due_then >= 1);
+    assert_eq!(firings, due_then, "each due timer fired once: {history:?}");
+}

@@ -118,6 +118,7 @@ fn write1(s: &dyn CaseStore, read: &Case, change: Change) -> Result<Case, StoreE
         .write(vec![Versioned {
             read: read.clone(),
             change,
+            fence: None,
         }])
         .expect("the write call");
     s.sync().expect("sync");
@@ -220,10 +221,12 @@ pub fn writes_each_case_of_a_batch_on_its_own(fresh: Factory<'_>) {
             Versioned {
                 read: a.clone(),
                 change: moved(&a, CaseStatus::Dispatched, Some("u2")),
+                fence: None,
             },
             Versioned {
                 read: b.clone(),
                 change: moved(&b, CaseStatus::Closed, None),
+                fence: None,
             },
         ])
         .unwrap();
@@ -236,10 +239,12 @@ pub fn writes_each_case_of_a_batch_on_its_own(fresh: Factory<'_>) {
         Versioned {
             read: a2.clone(),
             change: moved(&a2, CaseStatus::Signed, Some("u2")),
+            fence: None,
         },
         Versioned {
             read: a2.clone(),
             change: moved(&a2, CaseStatus::Closed, None),
+            fence: None,
         },
     ]);
     assert!(matches!(twice, Err(StoreError::Invalid(_))));

@@ -93,6 +93,18 @@ pub enum StoreError {
         /// The version stored.
         actual: u64,
     },
+    /// A timer's firing was refused because the host that decided it no longer holds the
+    /// sweep partition of its case: another host took the partition over (this one was
+    /// stopped or cut off past its lease) and fires it instead. Nothing was written.
+    #[error(
+        "the firing on case {case} was refused: this host no longer holds partition {partition} of the timer sweep (another host took it over and fires it)"
+    )]
+    Fenced {
+        /// The case.
+        case: String,
+        /// Its sweep partition.
+        partition: u32,
+    },
     /// The lifecycle refused the action; nothing was written.
     #[error(transparent)]
     Lifecycle(#[from] LifecycleError),
@@ -237,6 +249,33 @@ pub struct Versioned {
     pub read: Case,
     /// What to write.
     pub change: Change,
+    /// For a timer's firing on an engine several hosts share: the lease on the case's sweep
+    /// partition the firing host held when it decided. The write is refused
+    /// ([`StoreError::Fenced`]) unless that lease is still the partition's current one.
+    pub fence: Option<Lease>,
+}
+
+/// Partitions the timer sweep is split into on an engine several hosts share: each is
+/// swept by the one host holding its lease. Sixteen spreads the sweep over up to sixteen
+/// hosts, and one host renews all of them in one statement.
+pub const SWEEP_PARTITIONS: u32 = 16;
+
+/// The sweep partition of a case: its number modulo [`SWEEP_PARTITIONS`] (ids are
+/// sequential, so partitions fill evenly).
+pub fn partition_of(case_id: &str) -> u32 {
+    (id_number(case_id) % u64::from(SWEEP_PARTITIONS)) as u32
+}
+
+/// A host's lease on one sweep partition. The fencing token grows each time the partition
+/// changes hands, so a write carrying an older one comes from a host that lost it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    /// The partition.
+    pub partition: u32,
+    /// The host holding it.
+    pub owner: String,
+    /// The fencing token.
+    pub fence: i64,
 }
 
 impl Versioned {
@@ -350,6 +389,32 @@ pub trait CaseStore: Send + Sync + 'static {
     /// at most `limit`.
     fn due_timers(&self, now: Millis, limit: usize) -> Result<Vec<DueTimer>, StoreError>;
 
+    /// Takes or renews `node`'s leases on the sweep partitions, each until `now + ttl`: the
+    /// ones it holds, and any whose holder let its lease run out (a new fencing token for
+    /// those). `None`: one process holds the store (sled) and sweeps every timer unfenced.
+    fn sweep_leases(
+        &self,
+        node: &str,
+        now: Millis,
+        ttl: Millis,
+    ) -> Result<Option<Vec<Lease>>, StoreError> {
+        let _ = (node, now, ttl);
+        Ok(None)
+    }
+
+    /// [`CaseStore::due_timers`] of the cases in `partitions` only.
+    fn due_timers_in(
+        &self,
+        now: Millis,
+        limit: usize,
+        partitions: &[u32],
+    ) -> Result<Vec<DueTimer>, StoreError> {
+        let mut due = self.due_timers(now, usize::MAX)?;
+        due.retain(|t| partitions.contains(&partition_of(&t.case_id)));
+        due.truncate(limit);
+        Ok(due)
+    }
+
     /// The caller's cases created at or after `since`, newest first (at most `limit`).
     fn caller_cases(
         &self,
@@ -459,7 +524,11 @@ pub trait CaseStore: Send + Sync + 'static {
                 });
             }
             let change = f(&old)?;
-            let mut out = self.write(vec![Versioned { read: old, change }])?;
+            let mut out = self.write(vec![Versioned {
+                read: old,
+                change,
+                fence: None,
+            }])?;
             match out.pop() {
                 Some(Err(StoreError::Conflict { .. })) if expected_version.is_none() => continue,
                 Some(Ok(case)) => {

@@ -64,7 +64,7 @@ use super::{
 use crate::model::{Case, CaseStatus, Event, Millis, TimerKind};
 
 /// The schema this build reads and writes.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// Case ids taken from the counter row at a time: one increment per block, not per case.
 pub const ID_BLOCK: i64 = 100;
@@ -131,11 +131,36 @@ pub const SCHEMA: &[&str] = &[
         categories TEXT NOT NULL
     )",
     "INSERT INTO civic_meta (key, value) VALUES ('next_case', 0), ('directory', 0) ON CONFLICT (key) DO NOTHING",
+    CREATE_LEASES,
 ];
 
-/// Upgrades from each older schema: `(from, statements)`. None yet; a new schema adds its
-/// statements here and bumps [`SCHEMA_VERSION`].
-const MIGRATIONS: &[(i64, &[&str])] = &[];
+/// Who sweeps which partition of the timers (schema 2): one row per partition, its
+/// holder, fencing token and the end of the lease (the holder's clock, milliseconds).
+const CREATE_LEASES: &str = "CREATE TABLE IF NOT EXISTS civic_sweep_leases (
+        part BIGINT PRIMARY KEY,
+        owner TEXT NOT NULL,
+        fence BIGINT NOT NULL,
+        expires_at BIGINT NOT NULL
+    )";
+
+/// Takes every partition that is free, expired or already this host's, in one statement:
+/// a partition changing hands gets the next fencing token; one renewed keeps its token.
+const TAKE_LEASES: &str = "INSERT INTO civic_sweep_leases (part, owner, fence, expires_at)
+     SELECT p, CAST($1 AS TEXT), 1, CAST($2 AS BIGINT) + CAST($3 AS BIGINT)
+     FROM generate_series(0, CAST($4 AS BIGINT)) AS p
+     ON CONFLICT (part) DO UPDATE SET
+        owner = excluded.owner,
+        fence = CASE WHEN civic_sweep_leases.owner = excluded.owner
+                      AND civic_sweep_leases.expires_at > CAST($2 AS BIGINT)
+                 THEN civic_sweep_leases.fence ELSE civic_sweep_leases.fence + 1 END,
+        expires_at = excluded.expires_at
+     WHERE civic_sweep_leases.owner = excluded.owner
+        OR civic_sweep_leases.expires_at <= CAST($2 AS BIGINT)
+     RETURNING part, fence";
+
+/// Upgrades from each older schema: `(from, statements)`; a new schema adds its statements
+/// here and bumps [`SCHEMA_VERSION`].
+const MIGRATIONS: &[(i64, &[&str])] = &[(1, &[CREATE_LEASES])];
 
 /// The PostgreSQL engine's settings.
 #[derive(Debug, Clone, PartialEq)]
@@ -443,6 +468,24 @@ fn event_columns(events: &[Event]) -> Result<(Vec<i64>, Vec<String>), StoreError
 async fn write_one(tx: &Transaction<'_>, w: &Versioned) -> Result<Result<Case, StoreError>, Fail> {
     let old = &w.read;
     let id = &old.id;
+    if let Some(lease) = &w.fence {
+        // Read in the same serializable transaction as the write: a host taking the
+        // partition over meanwhile makes one of the two retry, and the retry sees the new
+        // token.
+        let current = tx
+            .query_opt(
+                "SELECT fence FROM civic_sweep_leases WHERE part = $1 AND owner = $2",
+                &[&i64::from(lease.partition), &lease.owner],
+            )
+            .await?
+            .map(|r| r.get::<_, i64>(0));
+        if current != Some(lease.fence) {
+            return Ok(Err(StoreError::Fenced {
+                case: id.clone(),
+                partition: lease.partition,
+            }));
+        }
+    }
     let (new, events) = match next_version(old, w.change.clone()) {
         Ok(x) => x,
         Err(e) => return Ok(Err(e)),
@@ -487,6 +530,24 @@ async fn write_one(tx: &Transaction<'_>, w: &Versioned) -> Result<Result<Case, S
     }
     delete_units(tx, old, &gone).await?;
     Ok(Ok(new))
+}
+
+/// Due timers as the timer queries return them: case id, due time, kind.
+fn due_rows(rows: &[tokio_postgres::Row]) -> Result<Vec<DueTimer>, StoreError> {
+    rows.iter()
+        .map(|r| {
+            let id: String = r.get(0);
+            let kind: &str = r.get(2);
+            Ok(DueTimer {
+                kind: timer_kind(kind).ok_or_else(|| StoreError::Corrupt {
+                    key: id.clone(),
+                    message: format!("unknown timer kind {kind:?}"),
+                })?,
+                case_id: id,
+                due_at: r.get(1),
+            })
+        })
+        .collect()
 }
 
 /// Why a statement conditioned on `read`'s version touched no row: the case is gone, or at
@@ -1043,20 +1104,50 @@ impl CaseStore for PostgresStore {
             )
             .await
         })?;
-        rows.iter()
-            .map(|r| {
-                let id: String = r.get(0);
-                let kind: &str = r.get(2);
-                Ok(DueTimer {
-                    kind: timer_kind(kind).ok_or_else(|| StoreError::Corrupt {
-                        key: id.clone(),
-                        message: format!("unknown timer kind {kind:?}"),
-                    })?,
-                    case_id: id,
-                    due_at: r.get(1),
-                })
+        due_rows(&rows)
+    }
+
+    /// One statement for every partition; serializable, retried like every write.
+    fn sweep_leases(
+        &self,
+        node: &str,
+        now: Millis,
+        ttl: Millis,
+    ) -> Result<Option<Vec<super::Lease>>, StoreError> {
+        let last = i64::from(super::SWEEP_PARTITIONS) - 1;
+        let rows =
+            self.txn(async |tx| Ok(tx.query(TAKE_LEASES, &[&node, &now, &ttl, &last]).await?))?;
+        let mut leases: Vec<super::Lease> = rows
+            .iter()
+            .map(|r| super::Lease {
+                partition: r.get::<_, i64>(0) as u32,
+                owner: node.to_owned(),
+                fence: r.get(1),
             })
-            .collect()
+            .collect();
+        leases.sort_by_key(|l| l.partition);
+        Ok(Some(leases))
+    }
+
+    fn due_timers_in(
+        &self,
+        now: Millis,
+        limit: usize,
+        partitions: &[u32],
+    ) -> Result<Vec<DueTimer>, StoreError> {
+        let limit = limit as i64;
+        let parts: Vec<i64> = partitions.iter().map(|&p| i64::from(p)).collect();
+        let modulus = i64::from(super::SWEEP_PARTITIONS);
+        let rows = self.read(async |c| {
+            c.query(
+                "SELECT case_id, due_at, due_kind FROM civic_timers
+                 WHERE due_at <= $1 AND CAST(substr(case_id, 3) AS BIGINT) % $4 = ANY($3)
+                 ORDER BY due_at, case_id LIMIT $2",
+                &[&now, &limit, &parts, &modulus],
+            )
+            .await
+        })?;
+        due_rows(&rows)
     }
 
     fn caller_cases(

@@ -379,6 +379,7 @@ mod tests {
                 case: reopened,
                 events: vec![],
             },
+            fence: None,
         }])
         .unwrap()
         .pop()

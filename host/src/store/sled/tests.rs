@@ -971,6 +971,7 @@ fn fired(c: &Case) -> Versioned {
             case: next,
             events: vec![(T0 + 6, "system".into(), event)],
         },
+        fence: None,
     }
 }
 
@@ -1298,6 +1299,7 @@ mod cut_short {
             let staged = Versioned {
                 read: before.clone(),
                 change: Change { case: next, events },
+                fence: None,
             };
             let after = crate::store::next_version(&before, staged.change.clone()).unwrap().0;
             s.crash_after.store(cut, std::sync::atomic::Ordering::SeqCst);

@@ -142,3 +142,49 @@ fn postgres_refuses_a_newer_schema_untouched() {
         assert_eq!(row.get::<_, Vec<u8>>(1), b"kept".to_vec());
     });
 }
+
+/// A database of schema 1 (before the sweep was leased across hosts) is migrated in place
+/// when a newer host opens it: what it held stays, the lease table appears, the marker says 2.
+#[test]
+fn postgres_migrates_a_schema_1_database_in_place() {
+    use civic_host::store::{CaseStore, SWEEP_PARTITIONS};
+    use civic_tests::postgres::Postgres;
+    let url = Postgres::shared().fresh_database();
+    let config = PostgresConfig::new(&url).unwrap();
+    let store = PostgresStore::open(&config).unwrap();
+    store
+        .record_put("tokens", &[("t".into(), b"kept".to_vec())])
+        .unwrap();
+    drop(store);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let sql = |statements: &'static str| {
+        rt.block_on(async {
+            let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                .await
+                .unwrap();
+            tokio::spawn(conn);
+            client.batch_execute(statements).await.unwrap();
+            client
+                .query_one("SELECT value FROM civic_meta WHERE key = 'schema'", &[])
+                .await
+                .unwrap()
+                .get::<_, i64>(0)
+        })
+    };
+    // What schema 1 was: no lease table.
+    let was =
+        sql("DROP TABLE civic_sweep_leases; UPDATE civic_meta SET value = 1 WHERE key = 'schema'");
+    assert_eq!(was, 1);
+    let store = PostgresStore::open(&config).unwrap();
+    assert_eq!(
+        store.record_get("tokens", "t").unwrap(),
+        Some(b"kept".to_vec())
+    );
+    let held = store.sweep_leases("a", 0, 5_000).unwrap().unwrap();
+    assert_eq!(held.len(), SWEEP_PARTITIONS as usize);
+    drop(store);
+    assert_eq!(sql("SELECT 1"), 2, "the marker names the new schema");
+}

@@ -689,7 +689,7 @@ fn a_failing_sweep_is_counted_and_tried_again() {
     // Not bootstrapped: no directory, so every sweep fails.
     let svc = Arc::new(Service::open(&ServiceConfig::new(dir.path()), clock).unwrap());
     let errors = |svc: &Service| -> u64 {
-        let text = unlabelled(&svc);
+        let text = unlabelled(svc);
         text.lines()
             .find_map(|l| l.strip_prefix("civic_timer_sweeps_total{outcome=\"error\"} "))
             .map_or(0, |n| n.parse().unwrap())

@@ -225,7 +225,10 @@ fn main() {
     // a million cases) at LOAD_CLIENTS clients, printing one row every LOAD_SECONDS, until
     // LOAD_ROWS rows; the server's memory is read from outside meanwhile.
     if let Ok(target) = std::env::var("LOAD_TARGET") {
-        let addr: std::net::SocketAddr = target.parse().expect("LOAD_TARGET=HOST:PORT");
+        let addr: Vec<std::net::SocketAddr> = target
+            .split(',')
+            .map(|a| a.parse().expect("LOAD_TARGET=HOST:PORT[,HOST:PORT…]"))
+            .collect();
         let token = std::env::var("LOAD_TOKEN").expect("LOAD_TOKEN, an admin token");
         let env_or = |name: &str, default: usize| {
             std::env::var(name)
@@ -241,10 +244,54 @@ fn main() {
             .unwrap();
         // Each row's callers differ from the earlier rows' (their numbers start further on).
         for row in 0..rows {
-            let (rate, p50, p90, p99, max) =
-                rt.block_on(drive(addr, &token, &bodies, clients, seconds, row * 50_000));
+            let (rate, p50, p90, p99, max) = rt.block_on(drive(
+                &addr,
+                &token,
+                &bodies,
+                clients,
+                seconds,
+                row * 50_000,
+            ));
             println!(
                 "row {row}: {clients} clients {rate:.0} cases/s p50 {p50:.2} p90 {p90:.2} p99 {p99:.2} max {max:.2} ms"
+            );
+        }
+        return;
+    }
+    // LOAD_HOSTS=1,2,3: that many `civic serve` processes on one PostgreSQL database (a
+    // fresh one per row, on a cluster started here), 64 clients spread over them.
+    if let Ok(counts) = std::env::var("LOAD_HOSTS") {
+        let pg = civic_pg_harness::Postgres::start();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        println!(
+            "POST /v1/cases, 64 clients spread over N hosts on one database, {seconds} s per row"
+        );
+        for n in counts
+            .split(',')
+            .map(|n| n.parse::<usize>().expect("LOAD_HOSTS=1,2,3"))
+        {
+            let url = pg.fresh_database();
+            let dirs: Vec<tempfile::TempDir> =
+                (0..n).map(|_| tempfile::tempdir().unwrap()).collect();
+            // The first initialises the store alone, then the others.
+            let hosts: Vec<Host> = dirs
+                .iter()
+                .enumerate()
+                .map(|(i, d)| Host::start(d.path(), &url, &format!("h{i}")))
+                .collect();
+            let token = std::fs::read_to_string(dirs[0].path().join("admin-token"))
+                .unwrap()
+                .trim()
+                .to_owned();
+            let addrs: Vec<std::net::SocketAddr> = hosts.iter().map(|h| h.addr).collect();
+            let (rate, p50, p90, p99, max) =
+                rt.block_on(drive(&addrs, &token, &bodies, 64, seconds, 0));
+            println!(
+                "{n} host(s): {rate:.0} cases/s p50 {p50:.2} p90 {p90:.2} p99 {p99:.2} max {max:.2} ms"
             );
         }
         return;
@@ -311,7 +358,7 @@ fn main() {
         });
         for clients in [1usize, 16, 64] {
             let (rate, p50, p90, p99, max) =
-                rt.block_on(drive(addr, &token, &bodies, clients, seconds, 0));
+                rt.block_on(drive(&[addr], &token, &bodies, clients, seconds, 0));
             println!(
                 "{store:<9} {:<8} {clients:>8} {rate:>10.0} {p50:>9.2} {p90:>9.2} {p99:>9.2} {max:>9.2}",
                 if native { "native" } else { "wasm" }
@@ -389,11 +436,12 @@ fn pgbench(pg: &civic_pg_harness::Postgres, seconds: u64) {
     }
 }
 
-/// Drives `POST /v1/cases` at `addr` from `clients` keep-alive connections for `seconds`;
+/// Drives `POST /v1/cases` at `addrs` (client `c` at `addrs[c % len]`) from `clients`
+/// keep-alive connections for `seconds`;
 /// the rate and the latency quantiles (p50, p90, p99, max) in milliseconds. Callers'
 /// numbers count from `first`, so rows do not repeat each other's callers.
 async fn drive(
-    addr: std::net::SocketAddr,
+    addrs: &[std::net::SocketAddr],
     token: &str,
     bodies: &[(String, String)],
     clients: usize,
@@ -405,6 +453,7 @@ async fn drive(
     let mut tasks = Vec::new();
     for c in 0..clients {
         let (token, bodies) = (token.to_owned(), bodies.to_vec());
+        let addr = addrs[c % addrs.len()];
         tasks.push(tokio::spawn(async move {
                 let mut client = Client::connect(addr).await;
                 let mut lat = Vec::new();
@@ -442,4 +491,55 @@ async fn drive(
     let q =
         |f: f64| all[((all.len() as f64 * f) as usize).min(all.len() - 1)].as_secs_f64() * 1000.0;
     (rate, q(0.5), q(0.9), q(0.99), q(1.0))
+}
+
+/// A `civic serve` process on a database; killed when dropped.
+struct Host {
+    child: std::process::Child,
+    addr: std::net::SocketAddr,
+}
+
+impl Host {
+    /// Starts the real binary and waits until it listens.
+    fn start(data: &std::path::Path, url: &str, node: &str) -> Host {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_civic"))
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--node",
+                node,
+                "--store",
+                url,
+            ])
+            .arg("--data")
+            .arg(data)
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let out = std::io::BufReader::new(child.stdout.take().unwrap());
+        for line in out.lines() {
+            if let Some(a) = line
+                .unwrap()
+                .strip_prefix("civic-rules listening on http://")
+            {
+                return Host {
+                    child,
+                    addr: a.parse().unwrap(),
+                };
+            }
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("host {node} did not start");
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

@@ -4,7 +4,7 @@
 //! A host caches what it reads on every request — the compiled active plug-ins, the
 //! tokens — and serves from memory. Whoever changes such a thing bumps its generation
 //! after the change is stored; every host reads the generations now and then (see
-//! [`crate::follower`]) and, when one moved, reads that part again. Reading two small
+//! the follower of `civic serve`) and, when one moved, reads that part again. Reading two small
 //! records every half second costs the store nothing, where reading every slot or token
 //! would; and a bump that is missed (the host was down) cannot matter, because a host that
 //! starts reads everything anyway.

@@ -605,3 +605,50 @@ fn a_frozen_or_killed_sweeping_host_is_taken_over_and_timers_fire_once() {
         assert_eq!(decisions, 1, "{history}");
     }
 }
+
+/// Three hosts started at the same moment on an empty database: one sets the store up
+/// (one admin token, each bundled plug-in deployed once), the others wait for it.
+#[test]
+fn hosts_started_at_once_on_an_empty_database_set_it_up_once() {
+    let pg = Postgres::start();
+    let url = pg.fresh_database();
+    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let servers: Vec<Server> = std::thread::scope(|s| {
+        let starting: Vec<_> = dirs
+            .iter()
+            .enumerate()
+            .map(|(i, d)| {
+                let url = &url;
+                s.spawn(move || {
+                    start_with(
+                        &d.path().join("civic-data"),
+                        &["--store", url, "--node", &format!("n{i}")],
+                    )
+                })
+            })
+            .collect();
+        starting.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let tokens: Vec<String> = dirs
+        .iter()
+        .filter_map(|d| std::fs::read_to_string(d.path().join("civic-data/admin-token")).ok())
+        .collect();
+    assert_eq!(tokens.len(), 1, "one admin token, on the host that set up");
+    assert_eq!(servers.iter().filter(|s| s.token_line.is_some()).count(), 1);
+    let token = tokens[0].trim();
+    for s in &servers {
+        let (status, versions) = http(
+            &s.addr,
+            "GET",
+            "/v1/districts/jiyang/plugins/routing",
+            token,
+            "",
+        );
+        assert_eq!(status, 200, "{versions}");
+        assert_eq!(
+            versions["versions"].as_array().unwrap().len(),
+            1,
+            "deployed once: {versions}"
+        );
+    }
+}

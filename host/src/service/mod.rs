@@ -221,6 +221,12 @@ pub use crate::actions::CaseAction;
 
 const SECRETS: &str = "secrets";
 
+/// Who claimed the store's first set-up, and whether it is done.
+const SETUP: &str = "setup";
+
+/// How long a host waits for another to finish setting the store up.
+const SETUP_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
 impl Service {
     /// Cases and records.
     pub fn store(&self) -> &Arc<dyn CaseStore> {
@@ -263,7 +269,7 @@ impl Service {
     }
 
     /// Catches up with what other hosts on the same store changed of what this one keeps
-    /// in memory (active plug-ins, tokens); returns what moved. [`crate::follower`] calls
+    /// in memory (active plug-ins, tokens); returns what moved. The follower of `civic serve` calls
     /// it every half second.
     pub fn follow_store(&self) -> Result<Vec<crate::generation::Cached>, ServiceError> {
         use crate::generation::Cached;
@@ -380,6 +386,36 @@ impl Service {
     /// plug-ins, and creates an admin token (returned once; also written to
     /// `admin-token` in the data directory, readable by its owner only).
     pub fn bootstrap(&self, data_dir: &Path) -> Result<Bootstrap, ServiceError> {
+        // Several hosts started at once on an empty database would each set it up (two
+        // admin tokens, every plug-in deployed twice): the first to claim the set-up does
+        // it, the others wait until it is done and then find nothing left to do.
+        let claimed = crate::store::update_record(&*self.store, SETUP, "claimed-by", |cur| {
+            Ok(match cur {
+                None => (Some(self.node.as_bytes().to_vec()), true),
+                Some(by) => (Some(by.to_vec()), by == self.node.as_bytes()),
+            })
+        })?;
+        if !claimed {
+            let started = std::time::Instant::now();
+            while self.store.record_get(SETUP, "done")?.is_none() {
+                // A host that died setting up leaves the claim: after a while the set-up
+                // is done here instead (each step checks what is already there).
+                if started.elapsed() > SETUP_WAIT {
+                    tracing::warn!(
+                        "the host that claimed the store's set-up did not finish it; setting up here"
+                    );
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+        }
+        let out = self.set_up(data_dir)?;
+        self.store
+            .record_put(SETUP, &[("done".into(), self.node.as_bytes().to_vec())])?;
+        Ok(out)
+    }
+
+    fn set_up(&self, data_dir: &Path) -> Result<Bootstrap, ServiceError> {
         let mut out = Bootstrap::default();
         let now = self.clock.now();
         if self.store.current_directory_version()?.is_none() {

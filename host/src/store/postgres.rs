@@ -158,6 +158,13 @@ const TAKE_LEASES: &str = "INSERT INTO civic_sweep_leases (part, owner, fence, e
         OR civic_sweep_leases.expires_at <= CAST($2 AS BIGINT)
      RETURNING part, fence";
 
+/// What PostgreSQL answers a `CREATE … IF NOT EXISTS` that raced another host's.
+const RACED: [SqlState; 3] = [
+    SqlState::UNIQUE_VIOLATION,
+    SqlState::DUPLICATE_TABLE,
+    SqlState::DUPLICATE_OBJECT,
+];
+
 /// Upgrades from each older schema: `(from, statements)`; a new schema adds its statements
 /// here and bumps [`SCHEMA_VERSION`].
 const MIGRATIONS: &[(i64, &[&str])] = &[(1, &[CREATE_LEASES])];
@@ -767,7 +774,25 @@ impl PostgresStore {
         })
     }
 
+    /// Creates or migrates the schema. Hosts started at once on an empty database race to
+    /// create it, and PostgreSQL lets only one `CREATE … IF NOT EXISTS` of a name through at
+    /// a time (the other fails on the catalogue's unique index): the loser waits a moment
+    /// and looks again, finding the schema made.
     fn prepare_schema(&self) -> Result<(), StoreError> {
+        for _ in 0..50 {
+            if self.prepare_schema_once()? {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Err(StoreError::Io(
+            "another host kept creating the schema at the same time; start this one again".into(),
+        ))
+    }
+
+    /// One attempt: `false` when another host was creating or migrating the schema at the
+    /// same moment.
+    fn prepare_schema_once(&self) -> Result<bool, StoreError> {
         let location = self.location.clone();
         self.block(async {
             let client = self.pool.get().await.map_err(pool_error)?;
@@ -791,7 +816,12 @@ impl PostgresStore {
                 Some(v) => {
                     for (from, statements) in MIGRATIONS.iter().filter(|(f, _)| *f >= v) {
                         for s in *statements {
-                            client.batch_execute(s).await.map_err(pg_error)?;
+                            if let Err(e) = client.batch_execute(s).await {
+                                if e.code().is_some_and(|c| RACED.contains(c)) {
+                                    return Ok(false);
+                                }
+                                return Err(pg_error(e));
+                            }
                         }
                         client
                             .execute(
@@ -809,7 +839,12 @@ impl PostgresStore {
                 }
                 None => {
                     for s in SCHEMA {
-                        client.batch_execute(s).await.map_err(pg_error)?;
+                        if let Err(e) = client.batch_execute(s).await {
+                            if e.code().is_some_and(|c| RACED.contains(c)) {
+                                return Ok(false);
+                            }
+                            return Err(pg_error(e));
+                        }
                     }
                     // PostgreSQL itself only: room in each page of the case table, so that a
                     // write leaving the indexed columns alone (most of them: the timer and
@@ -841,7 +876,7 @@ impl PostgresStore {
                     );
                 }
             }
-            Ok(())
+            Ok(true)
         })
     }
 

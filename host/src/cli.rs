@@ -617,6 +617,7 @@ fn serve(opts: Serve) -> anyhow::Result<()> {
     }
     tracing::info!(node = svc.node(), store = %config.store.describe(), "host started");
     let svc = Arc::new(svc);
+    let last_flush = svc.clone();
     let follower = crate::follower::Follower::start(svc.clone(), crate::follower::EVERY)
         .context("starting the follower of other hosts' changes")?;
     let sweeper = Sweeper::start(svc.clone(), sweep_every).context("starting the timer sweeper")?;
@@ -654,8 +655,12 @@ fn serve(opts: Serve) -> anyhow::Result<()> {
     if let Some(a) = archiver {
         a.stop();
     }
-    // Every handle on the store is gone with the runtime and the workers.
     drop(runtime);
+    if let Err(e) = last_flush.registry().flush_shadows() {
+        tracing::warn!(error = %e, "shadow statistics counted since the last half second were not stored");
+    }
+    // Every handle on the store is gone with the runtime, the workers and this one.
+    drop(last_flush);
     checkpoint(&config.store);
     Ok(())
 }

@@ -180,11 +180,7 @@ pub fn check_name(name: &str) -> Result<(), RegistryError> {
 fn new_shadow(active: Arc<Active>) -> Shadow {
     Shadow {
         active,
-        evaluated: Default::default(),
-        agreed: Default::default(),
-        disagreed: Default::default(),
-        failed: Default::default(),
-        notes: Default::default(),
+        unflushed: Default::default(),
     }
 }
 
@@ -308,7 +304,7 @@ impl Outcomes {
 }
 
 /// A disagreement (or failure) of a shadow candidate.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ShadowNote {
     /// The case.
     pub case: String,
@@ -318,21 +314,54 @@ pub struct ShadowNote {
     pub candidate: serde_json::Value,
 }
 
-/// A shadow candidate and what it has done so far (kept in memory: restarts reset it).
+/// What a shadow candidate has done: kept in the store (collection [`SHADOW_STATS`]), where
+/// every host adds what its own evaluations counted, so the figures add up across hosts and
+/// survive a restart.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ShadowStats {
+    /// Cases evaluated.
+    pub evaluated: u64,
+    /// Cases where it agreed.
+    pub agreed: u64,
+    /// Cases where it disagreed.
+    pub disagreed: u64,
+    /// Cases where it failed.
+    pub failed: u64,
+    /// The latest disagreements and failures (at most [`SHADOW_NOTES`]).
+    pub notes: std::collections::VecDeque<ShadowNote>,
+}
+
+/// Disagreements and failures kept per shadow candidate.
+pub const SHADOW_NOTES: usize = 100;
+
+/// Where shadow statistics are kept, by `district/hook/version`.
+pub const SHADOW_STATS: &str = "shadow-stats";
+
+impl ShadowStats {
+    /// Adds `more` (counted later) to these.
+    fn add(&mut self, more: ShadowStats) {
+        self.evaluated += more.evaluated;
+        self.agreed += more.agreed;
+        self.disagreed += more.disagreed;
+        self.failed += more.failed;
+        self.notes.extend(more.notes);
+        while self.notes.len() > SHADOW_NOTES {
+            self.notes.pop_front();
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.evaluated == 0 && self.notes.is_empty()
+    }
+}
+
+/// A shadow candidate, and what this host counted of it since it last added its counts to
+/// the store ([`Registry::flush_shadows`]).
 #[derive(Debug)]
 pub struct Shadow {
     /// The candidate.
     pub active: Arc<Active>,
-    /// Cases evaluated.
-    pub evaluated: std::sync::atomic::AtomicU64,
-    /// Cases where it agreed.
-    pub agreed: std::sync::atomic::AtomicU64,
-    /// Cases where it disagreed.
-    pub disagreed: std::sync::atomic::AtomicU64,
-    /// Cases where it failed.
-    pub failed: std::sync::atomic::AtomicU64,
-    /// The latest disagreements and failures (at most 100).
-    pub notes: parking_lot::Mutex<std::collections::VecDeque<ShadowNote>>,
+    unflushed: parking_lot::Mutex<ShadowStats>,
 }
 
 impl Shadow {
@@ -343,44 +372,49 @@ impl Shadow {
         active: &serde_json::Value,
         candidate: Result<serde_json::Value, String>,
     ) {
-        use std::sync::atomic::Ordering::Relaxed;
-        self.evaluated.fetch_add(1, Relaxed);
+        let mut s = self.unflushed.lock();
+        s.evaluated += 1;
         let note = match candidate {
             Ok(c) if c == *active => {
-                self.agreed.fetch_add(1, Relaxed);
+                s.agreed += 1;
                 return;
             }
             Ok(c) => {
-                self.disagreed.fetch_add(1, Relaxed);
+                s.disagreed += 1;
                 c
             }
             Err(f) => {
-                self.failed.fetch_add(1, Relaxed);
+                s.failed += 1;
                 serde_json::json!({ "failure": f })
             }
         };
-        let mut notes = self.notes.lock();
-        if notes.len() == 100 {
-            notes.pop_front();
+        if s.notes.len() == SHADOW_NOTES {
+            s.notes.pop_front();
         }
-        notes.push_back(ShadowNote {
+        s.notes.push_back(ShadowNote {
             case: case.to_owned(),
             active: active.clone(),
             candidate: note,
         });
     }
 
-    /// A summary for the API.
-    pub fn summary(&self) -> serde_json::Value {
-        use std::sync::atomic::Ordering::Relaxed;
+    /// The key of its statistics in [`SHADOW_STATS`].
+    fn key(&self) -> String {
+        let r = &self.active.record;
+        version_key(&r.district, r.hook, &r.version)
+    }
+
+    /// A summary for the API: what the store holds plus what this host has not added yet.
+    fn summary(&self, mut stored: ShadowStats) -> serde_json::Value {
+        stored.add(self.unflushed.lock().clone());
         serde_json::json!({
             "version": self.active.record.version,
             "name": self.active.record.name,
-            "evaluated": self.evaluated.load(Relaxed),
-            "agreed": self.agreed.load(Relaxed),
-            "disagreed": self.disagreed.load(Relaxed),
-            "failed": self.failed.load(Relaxed),
-            "notes": self.notes.lock().iter().cloned().collect::<Vec<_>>(),
+            "evaluated": stored.evaluated,
+            "agreed": stored.agreed,
+            "disagreed": stored.disagreed,
+            "failed": stored.failed,
+            "notes": stored.notes,
         })
     }
 }
@@ -969,6 +1003,8 @@ impl Registry {
             });
         };
         let version = shadow.active.record.version.clone();
+        self.flush_shadows()?;
+        let summary = shadow.summary(self.stored_stats(&shadow)?).to_string();
         self.activate(district, hook, &version, actor, now)?;
         let slot = self.update_slot(district, hook, |s| {
             s.shadow = None;
@@ -977,11 +1013,62 @@ impl Registry {
                 actor,
                 "promoted",
                 version.clone(),
-                shadow.summary().to_string(),
+                summary.clone(),
             ));
         })?;
         self.shadows.write().remove(&(district.to_owned(), hook));
         Ok(slot)
+    }
+
+    /// What the slot's shadow candidate has done, on every host: `None` without one.
+    pub fn shadow_summary(
+        &self,
+        district: &str,
+        hook: Hook,
+    ) -> Result<Option<serde_json::Value>, RegistryError> {
+        let Some(shadow) = self.shadow(district, hook) else {
+            return Ok(None);
+        };
+        Ok(Some(shadow.summary(self.stored_stats(&shadow)?)))
+    }
+
+    fn stored_stats(&self, shadow: &Shadow) -> Result<ShadowStats, RegistryError> {
+        let key = shadow.key();
+        Ok(self
+            .store
+            .record_get(SHADOW_STATS, &key)?
+            .map(|b| parse(&key, &b))
+            .transpose()?
+            .unwrap_or_default())
+    }
+
+    /// Adds what this host counted of each shadow candidate to the store's statistics
+    /// (the follower does it every half second, `civic serve` once more as it stops). A
+    /// count the store did not take stays to be added next time.
+    pub fn flush_shadows(&self) -> Result<(), RegistryError> {
+        let shadows: Vec<Arc<Shadow>> = self.shadows.read().values().cloned().collect();
+        for shadow in shadows {
+            let delta = std::mem::take(&mut *shadow.unflushed.lock());
+            if delta.is_empty() {
+                continue;
+            }
+            let key = shadow.key();
+            let added = update_record(&*self.store, SHADOW_STATS, &key, |cur| {
+                let mut s: ShadowStats =
+                    cur.map(|b| parse(&key, b)).transpose()?.unwrap_or_default();
+                s.add(delta.clone());
+                Ok((Some(json(&s)), ()))
+            });
+            if let Err(e) = added {
+                // Put back before what was counted meanwhile, in order.
+                let mut local = shadow.unflushed.lock();
+                let mut back = delta;
+                back.add(std::mem::take(&mut *local));
+                *local = back;
+                return Err(e.into());
+            }
+        }
+        Ok(())
     }
 
     /// The slot's shadow candidate, if any.

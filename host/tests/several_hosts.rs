@@ -652,3 +652,78 @@ fn hosts_started_at_once_on_an_empty_database_set_it_up_once() {
         );
     }
 }
+
+/// A shadow candidate attached through one host is evaluated by every host; their counts
+/// add up in the store, so any host shows them all, and a restarted host still does.
+#[test]
+fn shadow_statistics_add_up_across_hosts_and_survive_a_restart() {
+    let pg = Postgres::start();
+    let url = pg.fresh_database();
+    let mut hosts = three_hosts(&url);
+    let token = hosts.token.clone();
+    let city = civic_plugin_bundle::all()
+        .into_iter()
+        .find(|b| b.district.is_none())
+        .expect("the city default is bundled");
+    let (status, deployed) = put_wasm(
+        hosts.addr(0),
+        "/v1/districts/yazhou/plugins/routing?name=yazhou-candidate",
+        &token,
+        city.component,
+    );
+    assert_eq!(status, 201, "{deployed}");
+    let version = deployed["version"].as_str().expect("a version").to_owned();
+    let (status, slot) = http(
+        hosts.addr(0),
+        "POST",
+        "/v1/districts/yazhou/plugins/routing/shadow",
+        &token,
+        &format!(r#"{{"version":"{version}"}}"#),
+    );
+    assert_eq!(status, 200, "{slot}");
+    let shadow = "/v1/districts/yazhou/plugins/routing/shadow";
+    for i in [1, 2] {
+        eventually(
+            Duration::from_secs(30),
+            "the shadow known on the other hosts",
+            || {
+                let (status, body) = http(hosts.addr(i), "GET", shadow, &token, "");
+                (status == 200, format!("{status} {body}"))
+            },
+        );
+    }
+    for n in 0..4 {
+        let body = case_body(
+            "yazhou",
+            "yazhou/port/grid-01",
+            "maritime-fishing",
+            &format!("1330000{n:04}"),
+        );
+        let (status, created) = http(hosts.addr(1 + n % 2), "POST", "/v1/cases", &token, &body);
+        assert_eq!(status, 201, "{created}");
+    }
+    // Each host adds its counts to the store every half second.
+    eventually(
+        Duration::from_secs(30),
+        "host a showing every host's evaluations",
+        || {
+            let (_, s) = http(hosts.addr(0), "GET", shadow, &token, "");
+            (s["evaluated"] == 4, s.to_string())
+        },
+    );
+    // Host a stopped and started again: the counts are in the store, not its memory.
+    let data = hosts._dirs[0].path().join("civic-data");
+    let old = hosts.servers.remove(0);
+    assert!(old.terminate().success());
+    let again = start_with(&data, &["--store", &url, "--node", "a"]);
+    let (status, s) = http(&again.addr, "GET", shadow, &token, "");
+    assert_eq!(status, 200, "{s}");
+    assert_eq!(s["evaluated"], 4, "{s}");
+    assert_eq!(
+        s["agreed"].as_u64().unwrap()
+            + s["disagreed"].as_u64().unwrap()
+            + s["failed"].as_u64().unwrap(),
+        4,
+        "{s}"
+    );
+}

@@ -453,10 +453,9 @@ async fn shadow(
     let h = hook(&hook_name)?;
     let out = blocking(&state, move |svc| {
         scope(svc, &p, &district, false)?;
-        let s = svc.registry().shadow(&district, h).ok_or_else(|| {
+        svc.registry().shadow_summary(&district, h)?.ok_or_else(|| {
             ApiError::NotFound(format!("{district}/{} has no shadow candidate", h.as_str()))
-        })?;
-        Ok(s.summary())
+        })
     })
     .await?;
     Ok(axum::Json(out))

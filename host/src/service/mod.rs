@@ -273,6 +273,10 @@ impl Service {
     /// it every half second.
     pub fn follow_store(&self) -> Result<Vec<crate::generation::Cached>, ServiceError> {
         use crate::generation::Cached;
+        // This host's shadow evaluations are added to the store's counts.
+        if let Err(e) = self.registry.flush_shadows() {
+            tracing::warn!(error = %e, "could not add shadow statistics to the store; trying again");
+        }
         let moved = self.generations.moved(&*self.store)?;
         for what in &moved {
             match what {

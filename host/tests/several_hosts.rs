@@ -93,6 +93,47 @@ fn case_body(district: &str, grid: &str, category: &str, phone: &str) -> String 
     )
 }
 
+/// How many events of a case's history, read through `addr`, `what` picks (given the
+/// event's `what`); and the history, for messages.
+fn count_events(
+    addr: &str,
+    token: &str,
+    id: &str,
+    what: impl Fn(&Value) -> bool,
+) -> (usize, Value) {
+    let (status, history) = http(addr, "GET", &format!("/v1/cases/{id}/history"), token, "");
+    assert_eq!(status, 200, "{history}");
+    let n = history["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter(|e| what(&e["what"]))
+        .count();
+    (n, history)
+}
+
+/// Whether an event is a decision of the escalation hook: one per timer fired.
+fn escalation_decision(w: &Value) -> bool {
+    w["type"] == "decision" && w["hook"] == "escalation"
+}
+
+/// Deploys the bundled city default as a new version of `district`'s routing hook, named
+/// `name`, through the host at `addr`; its version.
+fn deploy_city_default(addr: &str, token: &str, district: &str, name: &str) -> String {
+    let city = civic_plugin_bundle::all()
+        .into_iter()
+        .find(|b| b.district.is_none())
+        .expect("the city default is bundled");
+    let (status, deployed) = put_wasm(
+        addr,
+        &format!("/v1/districts/{district}/plugins/routing?name={name}"),
+        token,
+        city.component,
+    );
+    assert_eq!(status, 201, "{deployed}");
+    deployed["version"].as_str().expect("a version").to_owned()
+}
+
 #[test]
 fn every_host_answers_the_same_and_follows_the_others_changes() {
     let pg = Postgres::start();
@@ -166,19 +207,9 @@ fn every_host_answers_the_same_and_follows_the_others_changes() {
     });
     statuses.sort();
     assert_eq!(statuses, [200, 409]);
-    let (_, history) = http(
-        hosts.addr(2),
-        "GET",
-        &format!("/v1/cases/{}/history", ids[0]),
-        &token,
-        "",
-    );
-    let signed = history["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e["what"]["type"] == "transition" && e["what"]["to"] == "signed")
-        .count();
+    let (signed, history) = count_events(hosts.addr(2), &token, &ids[0], |w| {
+        w["type"] == "transition" && w["to"] == "signed"
+    });
     assert_eq!(signed, 1, "{history}");
 
     // The repeat rule counts one caller's cases whichever host took them in; the third is
@@ -207,60 +238,18 @@ fn every_host_answers_the_same_and_follows_the_others_changes() {
         let (_, health) = http(hosts.addr(i), "GET", "/healthz", "", "");
         assert_eq!(health["sweeper"]["status"], "ok", "{health}");
     }
-    let (status, history) = http(
-        hosts.addr(1),
-        "GET",
-        &format!("/v1/cases/{third}/history"),
-        &token,
-        "",
-    );
-    assert_eq!(status, 200, "{history}");
-    let text = history.to_string();
-    let events = history["events"].as_array().expect("events");
-    let count = |f: &dyn Fn(&Value) -> bool| events.iter().filter(|e| f(&e["what"])).count();
+    let (supervised, history) = count_events(hosts.addr(1), &token, third, |w| {
+        w["type"] == "escalation" && w["action"] == "supervise"
+    });
+    assert_eq!(supervised, 1, "escalated other than once: {history}");
+    let (fired, history) = count_events(hosts.addr(1), &token, third, escalation_decision);
     assert_eq!(
-        count(&|w| w["type"] == "escalation" && w["action"] == "supervise"),
-        1,
-        "escalated other than once: {text}"
-    );
-    assert_eq!(
-        count(&|w| w["type"] == "decision" && w["hook"] == "escalation"),
-        1,
-        "the repeat timer fired other than once: {text}"
+        fired, 1,
+        "the repeat timer fired other than once: {history}"
     );
 
     // A plug-in deployed and activated through host a decides a case host c takes in.
-    let city = civic_plugin_bundle::all()
-        .into_iter()
-        .find(|b| b.district.is_none())
-        .expect("the city default is bundled");
-    let (status, deployed) = put_wasm(
-        hosts.addr(0),
-        "/v1/districts/jiyang/plugins/routing?name=jiyang-override",
-        &token,
-        city.component,
-    );
-    assert!(status == 201 || status == 202, "{status} {deployed}");
-    let version = deployed["version"].as_str().unwrap_or_default().to_owned();
-    let version = if version.is_empty() {
-        // A large upload compiles in the background: its status names the version.
-        let key = deployed["upload"]
-            .as_str()
-            .expect("an upload key")
-            .to_owned();
-        let mut v = String::new();
-        eventually(Duration::from_secs(60), "the upload compiled", || {
-            let (_, up) = http(hosts.addr(0), "GET", &key, &token, "");
-            v = up["version"]["version"]
-                .as_str()
-                .unwrap_or_default()
-                .to_owned();
-            (!v.is_empty(), up.to_string())
-        });
-        v
-    } else {
-        version
-    };
+    let version = deploy_city_default(hosts.addr(0), &token, "jiyang", "jiyang-override");
     let (status, slot) = http(
         hosts.addr(0),
         "POST",
@@ -589,19 +578,7 @@ fn a_frozen_or_killed_sweeping_host_is_taken_over_and_timers_fire_once() {
     // Every timer fired exactly once: each case's history holds one escalation decision
     // per timer it had due.
     for id in [&third, &fourth] {
-        let (_, history) = http(
-            hosts.addr(last),
-            "GET",
-            &format!("/v1/cases/{id}/history"),
-            &token,
-            "",
-        );
-        let decisions = history["events"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|e| e["what"]["type"] == "decision" && e["what"]["hook"] == "escalation")
-            .count();
+        let (decisions, history) = count_events(hosts.addr(last), &token, id, escalation_decision);
         assert_eq!(decisions, 1, "{history}");
     }
 }
@@ -661,18 +638,7 @@ fn shadow_statistics_add_up_across_hosts_and_survive_a_restart() {
     let url = pg.fresh_database();
     let mut hosts = three_hosts(&url);
     let token = hosts.token.clone();
-    let city = civic_plugin_bundle::all()
-        .into_iter()
-        .find(|b| b.district.is_none())
-        .expect("the city default is bundled");
-    let (status, deployed) = put_wasm(
-        hosts.addr(0),
-        "/v1/districts/yazhou/plugins/routing?name=yazhou-candidate",
-        &token,
-        city.component,
-    );
-    assert_eq!(status, 201, "{deployed}");
-    let version = deployed["version"].as_str().expect("a version").to_owned();
+    let version = deploy_city_default(hosts.addr(0), &token, "yazhou", "yazhou-candidate");
     let (status, slot) = http(
         hosts.addr(0),
         "POST",

@@ -205,7 +205,7 @@ fn a_data_directory_holding_something_else_is_refused() {
 }
 
 #[test]
-fn a_cache_size_or_sweep_interval_out_of_range_is_refused_before_anything_is_created() {
+fn a_cache_size_sweep_interval_or_node_name_out_of_range_is_refused_before_anything_is_created() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let bad_args = [
@@ -215,6 +215,10 @@ fn a_cache_size_or_sweep_interval_out_of_range_is_refused_before_anything_is_cre
         ("--sweep-ms", "0"),
         ("--sweep-ms", "3600001"),
         ("--sweep-ms", "soon"),
+        ("--node", ""),
+        ("--node", "two words"),
+        ("--node", "北京"),
+        ("--node", &"n".repeat(65)),
     ];
     for (flag, bad) in bad_args {
         let out = serve_command(&data).args([flag, bad]).output().unwrap();

@@ -16,17 +16,22 @@ use crate::runtime::{Hook, Limits, Runtime, RuntimeConfig};
 /// `civic plugin ...`
 #[derive(Subcommand, Debug)]
 pub enum PluginCommand {
-    /// Scaffold a plug-in crate with a passing test and a golden fixture.
+    /// Scaffold a plug-in with a passing native test and a golden fixture.
     New {
-        /// Crate name (also the folder created).
+        /// Plug-in name (also the folder created).
         name: String,
         /// Where to create it (default: the current directory).
         #[arg(long, default_value = ".")]
         dir: PathBuf,
+        /// The language it is written in.
+        #[arg(long, value_enum, default_value_t = Lang::Rust)]
+        lang: Lang,
     },
-    /// Build a plug-in crate into a Wasm component.
+    /// Build a plug-in into a Wasm component: a Rust crate with cargo, a Python one (a
+    /// folder with an `app.py`) with componentize-py.
     Build {
-        /// The plug-in's Cargo.toml.
+        /// The plug-in's Cargo.toml, or a Python plug-in's `app.py` (default: `Cargo.toml`,
+        /// or `app.py` where there is no `Cargo.toml`).
         #[arg(long, default_value = "Cargo.toml")]
         manifest_path: PathBuf,
         /// Where to write the component (default: `<crate>.wasm` beside the manifest).
@@ -89,6 +94,15 @@ pub enum PluginCommand {
     },
 }
 
+/// The languages a plug-in can be written in.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lang {
+    /// A crate against the Rust SDK, built with cargo.
+    Rust,
+    /// An `app.py` against the contract's Python bindings, built with componentize-py.
+    Python,
+}
+
 /// The directory, limits and configuration a plug-in runs with.
 #[derive(Args, Debug, Clone, Default)]
 pub struct EnvArgs {
@@ -115,7 +129,7 @@ pub struct EnvArgs {
 /// Runs a `civic plugin` command.
 pub fn run(cmd: PluginCommand) -> anyhow::Result<()> {
     match cmd {
-        PluginCommand::New { name, dir } => scaffold(&name, &dir),
+        PluginCommand::New { name, dir, lang } => scaffold(&name, &dir, lang),
         PluginCommand::Build {
             manifest_path,
             out,
@@ -158,15 +172,8 @@ fn load(
 ) -> anyhow::Result<(Runtime, Arc<crate::runtime::Plugin>, Arc<Directory>)> {
     let bytes = std::fs::read(plugin).with_context(|| format!("reading {}", plugin.display()))?;
     let runtime = Runtime::new(RuntimeConfig::default())?;
-    let d = Limits::default();
-    let limits = Limits {
-        fuel: env.fuel.unwrap_or(d.fuel),
-        timeout: env
-            .timeout_ms
-            .map(std::time::Duration::from_millis)
-            .unwrap_or(d.timeout),
-        memory_bytes: env.memory_bytes.unwrap_or(d.memory_bytes),
-    };
+    let limits =
+        Limits::for_component(&bytes).overridden(env.fuel, env.timeout_ms, env.memory_bytes);
     let name = plugin
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
@@ -297,29 +304,75 @@ fn test(plugin: &Path, fixtures: &Path, env: &EnvArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The contract this binary builds plug-ins against (the folder is frozen per version).
+const CONTRACT_WIT: &str = include_str!("../../sdk/wit/since_v0.1.0/rules.wit");
+
 fn build(manifest: &Path, out: Option<PathBuf>, target_dir: Option<PathBuf>) -> anyhow::Result<()> {
-    let manifest = manifest
-        .canonicalize()
-        .with_context(|| format!("{} not found", manifest.display()))?;
-    let root = manifest.parent().context("the manifest has no folder")?;
-    let name = civic_guest_build::read_manifest(&manifest)?.name;
-    let built = civic_guest_build::build(&civic_guest_build::Request {
-        manifest_path: manifest.clone(),
-        packages: vec![name.clone()],
-        target_dir: target_dir.unwrap_or_else(|| root.join("target")),
-        layout: civic_guest_build::Layout::default(),
-    })?;
+    let python = manifest.extension().is_some_and(|x| x == "py")
+        || (!manifest.exists()
+            && manifest == Path::new("Cargo.toml")
+            && Path::new("app.py").is_file());
+    let (name, component, root) = if python {
+        let app = if manifest.extension().is_some_and(|x| x == "py") {
+            manifest.to_owned()
+        } else {
+            PathBuf::from("app.py")
+        };
+        let app = app
+            .canonicalize()
+            .with_context(|| format!("{} not found", app.display()))?;
+        if app.file_name().is_none_or(|f| f != "app.py") {
+            bail!(
+                "{}: a Python plug-in's module is `app.py` (componentize-py builds the module `app`); rename it",
+                app.display()
+            );
+        }
+        let root = app.parent().context("app.py has no folder")?.to_owned();
+        let name = root
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "plugin".into());
+        // The contract comes from this binary, so what is built is what this host speaks.
+        let wit = tempfile::tempdir().context("creating a folder for the contract")?;
+        std::fs::write(wit.path().join("rules.wit"), CONTRACT_WIT)?;
+        let component = civic_guest_build::python::build(&root, wit.path())?;
+        (name, component, root)
+    } else {
+        let manifest = manifest
+            .canonicalize()
+            .with_context(|| format!("{} not found", manifest.display()))?;
+        let root = manifest
+            .parent()
+            .context("the manifest has no folder")?
+            .to_owned();
+        let name = civic_guest_build::read_manifest(&manifest)?.name;
+        let built = civic_guest_build::build(&civic_guest_build::Request {
+            manifest_path: manifest.clone(),
+            packages: vec![name.clone()],
+            target_dir: target_dir.unwrap_or_else(|| root.join("target")),
+            layout: civic_guest_build::Layout::default(),
+        })?;
+        let component = built
+            .into_iter()
+            .next()
+            .context("cargo built nothing")?
+            .component;
+        (name, component, root)
+    };
     let out = out.unwrap_or_else(|| root.join(format!("{name}.wasm")));
-    std::fs::write(&out, &built[0].component)
-        .with_context(|| format!("writing {}", out.display()))?;
+    std::fs::write(&out, &component).with_context(|| format!("writing {}", out.display()))?;
     // Check it the way the server will.
     let runtime = Runtime::new(RuntimeConfig::default())?;
-    let loaded = runtime.load(&name, &built[0].component, Limits::default(), "{}")?;
+    let limits = Limits::for_component(&component);
+    let loaded = runtime.load(&name, &component, limits, "{}")?;
     println!(
-        "built {} ({} bytes, version {})",
+        "built {} ({} bytes, version {}; default limits: {} fuel, {} ms, {} MiB)",
         out.display(),
-        built[0].component.len(),
-        loaded.id().version
+        component.len(),
+        loaded.id().version,
+        limits.fuel,
+        limits.timeout.as_millis(),
+        limits.memory_bytes >> 20
     );
     Ok(())
 }
@@ -616,7 +669,7 @@ fn http(
     })
 }
 
-fn scaffold(name: &str, dir: &Path) -> anyhow::Result<()> {
+fn scaffold(name: &str, dir: &Path, lang: Lang) -> anyhow::Result<()> {
     let valid = !name.is_empty()
         && name
             .bytes()
@@ -624,7 +677,7 @@ fn scaffold(name: &str, dir: &Path) -> anyhow::Result<()> {
         && name.as_bytes()[0].is_ascii_lowercase();
     if !valid {
         bail!(
-            "`{name}` is not a crate name: use lowercase letters, digits and '-', starting with a letter"
+            "`{name}` is not a plug-in name: use lowercase letters, digits and '-', starting with a letter"
         );
     }
     let root = dir.join(name);
@@ -634,8 +687,6 @@ fn scaffold(name: &str, dir: &Path) -> anyhow::Result<()> {
             root.display()
         );
     }
-    let sdk = Path::new(env!("CARGO_MANIFEST_DIR")).join("../sdk");
-    let sdk = sdk.canonicalize().unwrap_or(sdk);
     let ident = name
         .split('-')
         .map(|w| {
@@ -645,34 +696,85 @@ fn scaffold(name: &str, dir: &Path) -> anyhow::Result<()> {
                 .unwrap_or_default()
         })
         .collect::<String>();
-    std::fs::create_dir_all(root.join("src"))?;
-    std::fs::create_dir_all(root.join("fixtures"))?;
-    let files = [
-        ("Cargo.toml", include_str!("../scaffold/Cargo.toml.tmpl")),
-        (
-            "rust-toolchain.toml",
-            include_str!("../../rust-toolchain.toml"),
-        ),
-        ("src/lib.rs", include_str!("../scaffold/lib.rs.tmpl")),
-        (
-            "fixtures/noise-goes-to-its-grid.json",
-            include_str!("../scaffold/fixture.json.tmpl"),
-        ),
-        ("README.md", include_str!("../scaffold/README.md.tmpl")),
-        (".gitignore", "/target\n*.wasm\n"),
-    ];
+    let fixture = (
+        "fixtures/noise-goes-to-its-grid.json",
+        include_str!("../scaffold/fixture.json.tmpl"),
+    );
+    let case = (
+        "case.json",
+        include_str!("../scaffold/python/case.json.tmpl"),
+    );
+    let files: Vec<(&str, &str)> = match lang {
+        Lang::Rust => vec![
+            ("Cargo.toml", include_str!("../scaffold/Cargo.toml.tmpl")),
+            (
+                "rust-toolchain.toml",
+                include_str!("../../rust-toolchain.toml"),
+            ),
+            ("src/lib.rs", include_str!("../scaffold/lib.rs.tmpl")),
+            fixture,
+            case,
+            ("README.md", include_str!("../scaffold/README.md.tmpl")),
+            (".gitignore", "/target\n*.wasm\n"),
+        ],
+        Lang::Python => vec![
+            ("app.py", include_str!("../scaffold/python/app.py.tmpl")),
+            (
+                "test_app.py",
+                include_str!("../scaffold/python/test_app.py.tmpl"),
+            ),
+            (
+                "civic_testing.py",
+                include_str!("../../sdk/python/civic_testing.py"),
+            ),
+            ("directory.json", SAMPLE_DIRECTORY),
+            ("wit/rules.wit", CONTRACT_WIT),
+            fixture,
+            case,
+            (
+                "README.md",
+                include_str!("../scaffold/python/README.md.tmpl"),
+            ),
+            (".gitignore", "/bindings\n__pycache__/\n*.wasm\n"),
+        ],
+    };
+    let sdk = Path::new(env!("CARGO_MANIFEST_DIR")).join("../sdk");
+    let sdk = sdk.canonicalize().unwrap_or(sdk);
     for (file, template) in files {
         let text = template
             .replace("{{name}}", name)
             .replace("{{Ident}}", &ident)
-            .replace("{{sdk}}", &sdk.display().to_string());
-        std::fs::write(root.join(file), text)?;
+            .replace("{{sdk}}", &sdk.display().to_string())
+            .replace(
+                "{{max_fuel}}",
+                match lang {
+                    // A Python decision runs through the interpreter: ~270k fuel here.
+                    Lang::Rust => "200000",
+                    Lang::Python => "2000000",
+                },
+            )
+            .replace(
+                "{{componentize_py}}",
+                civic_guest_build::python::COMPONENTIZE_PY_VERSION,
+            );
+        let path = root.join(file);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::write(path, text)?;
     }
-    println!(
-        "created {}: `cargo test` runs its rules natively; `civic plugin build --manifest-path {}/Cargo.toml` builds it",
-        root.display(),
-        root.display()
-    );
+    match lang {
+        Lang::Rust => println!(
+            "created {}: `cargo test` runs its rules natively; `civic plugin build --manifest-path {}/Cargo.toml` builds it",
+            root.display(),
+            root.display()
+        ),
+        Lang::Python => println!(
+            "created {}: see its README.md — `python3 -m unittest` runs its rules natively (after generating the bindings); `civic plugin build --manifest-path {}/app.py` builds it",
+            root.display(),
+            root.display()
+        ),
+    }
     Ok(())
 }
 

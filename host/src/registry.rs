@@ -135,7 +135,8 @@ impl Default for Quota {
     fn default() -> Self {
         Self {
             versions: 100,
-            bytes: 256 << 20,
+            // About fifty versions of a Python plug-in (componentize-py, ~18 MB each).
+            bytes: 1 << 30,
         }
     }
 }

@@ -45,6 +45,7 @@ fn scaffold_build_run_test_deploy() {
         "Cargo.toml",
         "src/lib.rs",
         "fixtures/noise-goes-to-its-grid.json",
+        "case.json",
         "rust-toolchain.toml",
         "README.md",
     ] {
@@ -58,7 +59,7 @@ fn scaffold_build_run_test_deploy() {
         tmp.path().to_str().unwrap(),
     ]);
     assert!(!again.status.success() && text(&again).contains("already exists"));
-    assert!(text(&civic(&["plugin", "new", "Bad Name"])).contains("is not a crate name"));
+    assert!(text(&civic(&["plugin", "new", "Bad Name"])).contains("is not a plug-in name"));
 
     // The scaffold's own test passes natively.
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
@@ -197,4 +198,131 @@ fn scaffold_build_run_test_deploy() {
         .output()
         .unwrap();
     assert!(!bad.status.success());
+}
+
+/// The Python author's path, as the scaffold's README writes it: scaffold → bindings →
+/// native test → build (componentize-py, stub WASI) → run → golden fixtures → deploy and
+/// activate on a running server → a case decided by it.
+#[test]
+fn python_scaffold_build_run_test_deploy() {
+    let tmp = tempfile::tempdir().unwrap();
+    let o = civic(&[
+        "plugin",
+        "new",
+        "demo-py",
+        "--lang",
+        "python",
+        "--dir",
+        tmp.path().to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let root = tmp.path().join("demo-py");
+    for f in [
+        "app.py",
+        "test_app.py",
+        "civic_testing.py",
+        "directory.json",
+        "wit/rules.wit",
+        "case.json",
+        "fixtures/noise-goes-to-its-grid.json",
+        "README.md",
+    ] {
+        assert!(root.join(f).exists(), "scaffold lacks {f}");
+    }
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let step = |prefix: &str| -> Vec<String> {
+        let line = readme
+            .lines()
+            .find(|l| l.starts_with(prefix))
+            .unwrap_or_else(|| panic!("the README has no `{prefix}` step:\n{readme}"));
+        let command = line.split('#').next().unwrap().trim();
+        command.split_whitespace().map(str::to_owned).collect()
+    };
+
+    // The README's bindings and native-test steps, run as written.
+    let bindings = step("componentize-py ");
+    let o = Command::new(&bindings[0])
+        .args(&bindings[1..])
+        .current_dir(&root)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let unittest = step("PYTHONPATH=bindings ");
+    let o = Command::new(&unittest[1])
+        .args(&unittest[2..])
+        .arg("-v")
+        .env("PYTHONPATH", "bindings")
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .current_dir(&root)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("Ran 2 tests"), "{}", text(&o));
+
+    // Build, run, fixtures: each README step with the `civic` under test.
+    for prefix in [
+        "civic plugin build ",
+        "civic plugin run ",
+        "civic plugin test ",
+    ] {
+        let args = step(prefix);
+        let o = Command::new(env!("CARGO_BIN_EXE_civic"))
+            .args(&args[1..])
+            .env("RUST_LOG", "warn")
+            .current_dir(&root)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{prefix}: {}", text(&o));
+        let out = text(&o);
+        match prefix {
+            "civic plugin build " => assert!(out.contains("MiB)"), "{out}"),
+            "civic plugin run " => assert!(
+                out.contains("\"lead\": \"jiyang/yuehe/grid-01\"")
+                    && out.contains("reasons:  route.noise-to-grid"),
+                "{out}"
+            ),
+            _ => assert!(out.contains("1 passed, 0 failed"), "{out}"),
+        }
+    }
+    let wasm = root.join("demo-py.wasm");
+
+    // Deploy with the README's command to a running server, then a case decided by it.
+    let data = tmp.path().join("data");
+    let server = common::start(&data);
+    let addr = format!("http://{}", server.addr);
+    let token = std::fs::read_to_string(data.join("admin-token"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    let deploy = step("civic plugin deploy ");
+    let o = Command::new(env!("CARGO_BIN_EXE_civic"))
+        .args(&deploy[1..])
+        .args(["--server", &addr])
+        .env("CIVIC_TOKEN", &token)
+        .env("RUST_LOG", "warn")
+        .current_dir(&root)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("activated"), "{}", text(&o));
+    let case = std::fs::read_to_string(root.join("case.json")).unwrap();
+    let (status, c) = common::http(&server.addr, "POST", "/v1/cases", &token, &case);
+    assert_eq!(status, 201, "{c}");
+    assert_eq!(c["handler"], "jiyang/yuehe/grid-01");
+    let (_, h) = common::http(
+        &server.addr,
+        "GET",
+        &format!("/v1/cases/{}/history", c["id"].as_str().unwrap()),
+        &token,
+        "",
+    );
+    let routing = h["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .rfind(|e| e["what"]["type"] == "decision" && e["what"]["hook"] == "routing")
+        .unwrap();
+    assert_eq!(routing["what"]["plugin"]["name"], "demo-py", "{routing}");
+    drop(server);
+    assert!(wasm.exists());
 }

@@ -11,6 +11,12 @@ pub mod fixtures {
     include!(concat!(env!("OUT_DIR"), "/guests.rs"));
 }
 
+/// Paths of the plug-ins written in Python (`plugins/python/`), built from source with
+/// componentize-py by the build script.
+pub mod python_plugins {
+    include!(concat!(env!("OUT_DIR"), "/python_guests.rs"));
+}
+
 /// Reads a fixture component.
 pub fn fixture(path: &str) -> Vec<u8> {
     std::fs::read(path).unwrap_or_else(|e| panic!("fixture {path}: {e}"))
@@ -222,6 +228,51 @@ impl TestServer {
             r.json
         );
         r.json
+    }
+
+    /// Uploads a component as the admin (`path_query`: the plug-in route with its query)
+    /// and waits for the final answer as `civic plugin deploy` does: a compile slower than
+    /// the request answers 202, and the upload's status URL then gives the outcome. Returns
+    /// `Ok(version record)` or `Err(reason)`.
+    pub async fn deploy(
+        &self,
+        path_query: &str,
+        component: Vec<u8>,
+    ) -> Result<serde_json::Value, String> {
+        let r = self
+            .send(
+                "PUT",
+                path_query,
+                Some(&self.admin),
+                Some("application/wasm"),
+                component,
+            )
+            .await;
+        match r.status {
+            200 | 201 => return Ok(r.json),
+            202 => {}
+            _ => {
+                return Err(r.json["error"]["message"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned());
+            }
+        }
+        let url = r.json["status_url"]
+            .as_str()
+            .expect("a 202 names its status URL")
+            .to_owned();
+        loop {
+            let s = self.get(&url, &self.admin).await;
+            assert_eq!(s.status, 200, "{:?}", s.json);
+            match s.json["status"].as_str() {
+                Some("compiling") => {
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await
+                }
+                Some("accepted") => return Ok(s.json["record"].clone()),
+                _ => return Err(s.json["reason"].as_str().unwrap_or_default().to_owned()),
+            }
+        }
     }
 
     /// Issues a token with the admin token and returns its secret.

@@ -32,8 +32,8 @@ use crate::service::Service;
 
 /// Largest JSON body.
 pub const JSON_LIMIT: usize = 64 * 1024;
-/// Largest plug-in upload.
-pub const UPLOAD_LIMIT: usize = 16 * 1024 * 1024;
+/// Largest plug-in upload: the runtime's component limit.
+pub const UPLOAD_LIMIT: usize = crate::runtime::MAX_COMPONENT_BYTES;
 
 /// Limits the API enforces.
 ///

@@ -128,11 +128,13 @@ async fn overview(
 struct DeployQuery {
     /// The plug-in's name: 1-64 of a-z, 0-9, '.', '-', '_' (default `{district}-{hook}`).
     name: Option<String>,
-    /// Fuel per decision (default 10,000,000; district admins at most 200,000,000).
+    /// Fuel per decision (default 10,000,000, or 100,000,000 for a component that carries an
+    /// interpreter; district admins at most 200,000,000).
     fuel: Option<u64>,
     /// CPU-time limit per decision in ms (default 100; district admins at most 500).
     timeout_ms: Option<u64>,
-    /// Linear-memory cap in bytes (default 4 MiB; at most 16 MiB).
+    /// Linear-memory cap in bytes (default 4 MiB, or what the component starts with plus
+    /// 8 MiB when that is more; at most 64 MiB).
     memory_bytes: Option<u64>,
     /// The configuration string the plug-in receives (at most 16 KiB).
     config: Option<String>,
@@ -168,15 +170,7 @@ async fn deploy(
     if q.config.as_ref().is_some_and(|c| c.len() > 16 * 1024) {
         return Err(ApiError::BadRequest("config must be at most 16 KiB".into()));
     }
-    let d = Limits::default();
-    let limits = Limits {
-        fuel: q.fuel.unwrap_or(d.fuel),
-        timeout: q
-            .timeout_ms
-            .map(std::time::Duration::from_millis)
-            .unwrap_or(d.timeout),
-        memory_bytes: q.memory_bytes.unwrap_or(d.memory_bytes),
-    };
+    let limits = Limits::for_component(&bytes).overridden(q.fuel, q.timeout_ms, q.memory_bytes);
     let config = q.config.unwrap_or_else(|| "{}".into());
     // Checked before anything is compiled: scope, name, limits and quota.
     let (district, version, started) = {

@@ -31,6 +31,20 @@ pub use host::{DecisionLog, LogLine, MAX_LOG_BYTES, MAX_LOG_LINES, wit};
 /// The contract version this host speaks.
 pub const CONTRACT_VERSION: &str = "0.1.0";
 
+/// Largest component a host accepts by default. A Python plug-in built with
+/// componentize-py carries the interpreter and its standard library (about 18 MB for a
+/// small rule); a JavaScript one built with StarlingMonkey about 13 MB.
+pub const MAX_COMPONENT_BYTES: usize = 48 << 20;
+
+/// Fuel a plug-in gets by default when it carries an interpreter (see
+/// [`Limits::for_component`]): measured, a small Python rule takes ~300k on its first call and a
+/// SpiderMonkey JS one 1.4–7M, against 3.5–8.3k for the same rule compiled from Rust.
+pub const INTERPRETER_FUEL: u64 = 100_000_000;
+
+/// Room a plug-in gets above the linear memory it starts with, when it starts with more
+/// than the default memory cap allows (an interpreter's pre-initialised heap).
+pub const INTERPRETER_MEMORY_HEADROOM: u64 = 8 << 20;
+
 /// The three hooks of the contract.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -116,9 +130,9 @@ impl Default for RuntimeConfig {
         Self {
             max_fuel: 2_000_000_000,
             max_timeout: Duration::from_secs(2),
-            max_memory_bytes: 16 << 20,
+            max_memory_bytes: 64 << 20,
             max_concurrent: 128,
-            max_component_bytes: 16 << 20,
+            max_component_bytes: MAX_COMPONENT_BYTES,
             compile_timeout: Duration::from_secs(60),
             epoch_tick: Duration::from_millis(2),
             overload_backstop: Duration::from_secs(2),
@@ -129,7 +143,7 @@ impl Default for RuntimeConfig {
             district_max: Limits {
                 fuel: 200_000_000,
                 timeout: Duration::from_millis(500),
-                memory_bytes: 16 << 20,
+                memory_bytes: 64 << 20,
             },
             slow_decision: Duration::from_millis(5),
         }
@@ -155,6 +169,42 @@ impl Default for Limits {
             fuel: 10_000_000,
             timeout: Duration::from_millis(100),
             memory_bytes: 4 << 20,
+        }
+    }
+}
+
+impl Limits {
+    /// The limits a component gets when its deployer names none. A plug-in compiled from
+    /// Rust starts with one page of memory and keeps the tight defaults. One that starts
+    /// with more memory than the default cap — a Python or JavaScript plug-in, whose
+    /// interpreter arrives with its heap already initialised — gets what it starts with
+    /// plus [`INTERPRETER_MEMORY_HEADROOM`], and [`INTERPRETER_FUEL`]: its decisions run
+    /// through an interpreter and cost a hundred times the fuel. Bytes that cannot be read
+    /// get the defaults (loading them will say what is wrong).
+    pub fn for_component(bytes: &[u8]) -> Self {
+        let d = Self::default();
+        let initial = validate::initial_memory_bytes(bytes).unwrap_or(0);
+        if initial <= d.memory_bytes / 2 {
+            return d;
+        }
+        Self {
+            fuel: INTERPRETER_FUEL,
+            memory_bytes: initial.next_multiple_of(1 << 20) + INTERPRETER_MEMORY_HEADROOM,
+            ..d
+        }
+    }
+
+    /// These limits with whichever of the three the deployer named instead.
+    pub fn overridden(
+        self,
+        fuel: Option<u64>,
+        timeout_ms: Option<u64>,
+        memory_bytes: Option<u64>,
+    ) -> Self {
+        Self {
+            fuel: fuel.unwrap_or(self.fuel),
+            timeout: timeout_ms.map_or(self.timeout, Duration::from_millis),
+            memory_bytes: memory_bytes.unwrap_or(self.memory_bytes),
         }
     }
 }
@@ -552,6 +602,8 @@ impl Runtime {
         }
         validate::check_component_bytes(bytes).map_err(&fail)?;
         validate::check_imports(bytes).map_err(&fail)?;
+        let limits = self.cap(limits);
+        validate::check_initial_memory(bytes, limits.memory_bytes).map_err(&fail)?;
         let cached = self
             .cache
             .as_ref()
@@ -577,7 +629,7 @@ impl Runtime {
         Ok(Arc::new(Plugin {
             id,
             pre,
-            limits: self.cap(limits),
+            limits,
             config: config.to_owned(),
             cpu_average_ns: AtomicU64::new(0),
         }))

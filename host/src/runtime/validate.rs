@@ -103,6 +103,58 @@ pub(crate) fn check_imports(bytes: &[u8]) -> Result<(), PluginFailure> {
     Ok(())
 }
 
+/// The most linear memory any core module inside the component starts with, in bytes.
+/// A Rust plug-in starts with one 64 KiB page; an interpreter built with componentize-py or
+/// StarlingMonkey starts with its whole pre-initialised heap.
+pub(crate) fn initial_memory_bytes(bytes: &[u8]) -> Result<u64, PluginFailure> {
+    use wasmparser::{Parser, Payload, TypeRef};
+    const PAGE: u64 = 64 << 10;
+    let mut most = 0u64;
+    for payload in Parser::new(0).parse_all(bytes) {
+        let payload = payload.map_err(|e| {
+            PluginFailure::invalid_component(format!("the component cannot be read: {e}"))
+        })?;
+        let mut see = |ty: wasmparser::MemoryType| {
+            let page = ty.page_size_log2.map_or(PAGE, |l| 1u64 << l);
+            most = most.max(ty.initial.saturating_mul(page));
+        };
+        match payload {
+            Payload::MemorySection(reader) => {
+                for ty in reader {
+                    see(ty.map_err(|e| {
+                        PluginFailure::invalid_component(format!("a memory cannot be read: {e}"))
+                    })?);
+                }
+            }
+            Payload::ImportSection(reader) => {
+                for import in reader.into_imports() {
+                    let import = import.map_err(|e| {
+                        PluginFailure::invalid_component(format!("an import cannot be read: {e}"))
+                    })?;
+                    if let TypeRef::Memory(ty) = import.ty {
+                        see(ty);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(most)
+}
+
+/// Refuses, before compiling, a component that could never be instantiated under its
+/// memory cap, with the cap it needs — instead of failing every decision later.
+pub(crate) fn check_initial_memory(bytes: &[u8], cap: u64) -> Result<(), PluginFailure> {
+    let initial = initial_memory_bytes(bytes)?;
+    if initial > cap {
+        return Err(PluginFailure::invalid_component(format!(
+            "it starts with {initial} bytes of linear memory, more than its memory cap of {cap} bytes: deploy it with a memory cap of at least {} bytes, or name no memory cap and the host sizes one from the component",
+            initial.next_multiple_of(1 << 20) + super::INTERPRETER_MEMORY_HEADROOM
+        )));
+    }
+    Ok(())
+}
+
 /// Explains why a component does not fit the contract, naming the version it was built for.
 pub(crate) fn incompatible(
     component: &Component,

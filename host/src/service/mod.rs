@@ -439,7 +439,7 @@ impl Service {
                     hook,
                     b.package,
                     b.component,
-                    Limits::default(),
+                    Limits::for_component(b.component),
                     "{}",
                     "system",
                     now,

@@ -7,6 +7,8 @@
 //! command uses [`build`] directly.
 #![deny(missing_docs)]
 
+pub mod python;
+
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -46,6 +48,24 @@ pub enum BuildError {
         path: PathBuf,
         /// What is wrong with it.
         message: String,
+    },
+    /// A tool the build needs is not installed.
+    #[error("{tool} is not installed: install it with `{install}`")]
+    MissingTool {
+        /// The tool.
+        tool: &'static str,
+        /// The command that installs it.
+        install: String,
+    },
+    /// A build tool failed; what it said follows.
+    #[error("{tool} failed with {status}:\n{output}")]
+    Tool {
+        /// The tool.
+        tool: &'static str,
+        /// Its exit status.
+        status: std::process::ExitStatus,
+        /// What it printed on its error output.
+        output: String,
     },
     /// The core module could not be turned into a component.
     #[error("could not componentize {path}: {message}")]
@@ -277,6 +297,58 @@ pub fn build_script(guests_dir: &Path, embed: bool) -> Result<(), BuildError> {
         layout: Layout::default(),
     })?;
 
+    write_guests(&out_dir, "guests.rs", &built, embed)
+}
+
+/// For a build script: builds every Python plug-in (a subfolder with an `app.py`) under
+/// `guests_dir` against the workspace's contract into `OUT_DIR`, and writes
+/// `OUT_DIR/python_guests.rs` as [`build_script`] writes `guests.rs`. Needs componentize-py
+/// (see [`python::install_hint`]).
+pub fn python_build_script(guests_dir: &Path) -> Result<(), BuildError> {
+    let manifest_dir =
+        PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("run from a build script"));
+    let out_dir = PathBuf::from(std::env::var_os("OUT_DIR").expect("run from a build script"));
+    let wit = workspace_root(&manifest_dir).join(CONTRACT_DIR);
+    println!("cargo:rerun-if-changed={}", guests_dir.display());
+    println!("cargo:rerun-if-changed={}", wit.display());
+    println!("cargo:rerun-if-env-changed=COMPONENTIZE_PY");
+    let io = |path: &Path| {
+        let path = path.to_owned();
+        move |source| BuildError::Io { path, source }
+    };
+    let mut projects = Vec::new();
+    for entry in std::fs::read_dir(guests_dir).map_err(io(guests_dir))? {
+        let path = entry.map_err(io(guests_dir))?.path();
+        if python::is_python_plugin(&path) {
+            projects.push(path);
+        }
+    }
+    projects.sort();
+    let built = projects
+        .iter()
+        .map(|p| {
+            let name = p.file_name().unwrap_or_default().to_string_lossy();
+            Ok(Built {
+                package: format!("civic-plugin-{name}-py"),
+                component: python::build(p, &wit)?,
+            })
+        })
+        .collect::<Result<Vec<_>, BuildError>>()?;
+    write_guests(&out_dir, "python_guests.rs", &built, false)
+}
+
+/// The contract folder plug-ins are built against, relative to the workspace root.
+pub const CONTRACT_DIR: &str = "sdk/wit/since_v0.1.0";
+
+/// Writes the components into `out_dir` and `out_dir/file` with one constant per guest (its
+/// upper-cased name, holding the component's path), `GUESTS`, and with `embed`
+/// `GUEST_BYTES`.
+fn write_guests(
+    out_dir: &Path,
+    file: &str,
+    built: &[Built],
+    embed: bool,
+) -> Result<(), BuildError> {
     let mut consts = String::new();
     let mut bytes = String::from(
         "/// Every guest's component bytes: (package name, bytes).\npub const GUEST_BYTES: &[(&str, &[u8])] = &[\n",
@@ -284,7 +356,7 @@ pub fn build_script(guests_dir: &Path, embed: bool) -> Result<(), BuildError> {
     let mut list = String::from(
         "/// Every guest built by this crate's build script: (package name, component path).\npub const GUESTS: &[(&str, &str)] = &[\n",
     );
-    for b in &built {
+    for b in built {
         let path = out_dir.join(format!("{}.wasm", b.package));
         std::fs::write(&path, &b.component).map_err(|source| BuildError::Io {
             path: path.clone(),
@@ -308,7 +380,7 @@ pub fn build_script(guests_dir: &Path, embed: bool) -> Result<(), BuildError> {
     if embed {
         list.push_str(&bytes);
     }
-    let rs = out_dir.join("guests.rs");
+    let rs = out_dir.join(file);
     std::fs::write(&rs, consts + &list).map_err(|source| BuildError::Io { path: rs, source })?;
     Ok(())
 }

@@ -213,3 +213,33 @@ async fn a_deployed_python_plugin_decides_intake_and_replays() {
         assert_eq!(replay.json["identical"], true, "{id}: {:?}", replay.json);
     }
 }
+
+/// A Python component takes seconds to compile; it is compiled once. A second runtime on
+/// the same compiled cache (a restarted host) loads it even with no time at all allowed
+/// for compiling, and one without the cache cannot.
+#[test]
+fn a_restarted_host_loads_the_python_plugin_without_compiling() {
+    let cache = tempfile::tempdir().unwrap();
+    let bytes = haitang();
+    let limits = Limits::for_component(&bytes);
+    let with_cache = |compile_timeout| RuntimeConfig {
+        cache_dir: Some(cache.path().to_owned()),
+        compile_timeout,
+        ..RuntimeConfig::default()
+    };
+    Runtime::new(with_cache(std::time::Duration::from_secs(600)))
+        .unwrap()
+        .load("haitang-py", &bytes, limits, "{}")
+        .unwrap();
+    let restarted = Runtime::new(with_cache(std::time::Duration::ZERO)).unwrap();
+    restarted.load("haitang-py", &bytes, limits, "{}").unwrap();
+    let uncached = Runtime::new(RuntimeConfig {
+        compile_timeout: std::time::Duration::ZERO,
+        ..RuntimeConfig::default()
+    })
+    .unwrap();
+    let e = uncached
+        .load("haitang-py", &bytes, limits, "{}")
+        .unwrap_err();
+    assert!(e.to_string().contains("compilation took longer than"), "{e}");
+}

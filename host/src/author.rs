@@ -28,10 +28,11 @@ pub enum PluginCommand {
         lang: Lang,
     },
     /// Build a plug-in into a Wasm component: a Rust crate with cargo, a Python one (a
-    /// folder with an `app.py`) with componentize-py.
+    /// folder with an `app.py`) with componentize-py, a JavaScript one (an `app.js`) with
+    /// componentize-js.
     Build {
-        /// The plug-in's Cargo.toml, or a Python plug-in's `app.py` (default: `Cargo.toml`,
-        /// or `app.py` where there is no `Cargo.toml`).
+        /// The plug-in's Cargo.toml, or its `app.py` or `app.js` (default: `Cargo.toml`, or
+        /// the `app.py` / `app.js` of a folder with no `Cargo.toml`).
         #[arg(long, default_value = "Cargo.toml")]
         manifest_path: PathBuf,
         /// Where to write the component (default: `<crate>.wasm` beside the manifest).
@@ -101,6 +102,19 @@ pub enum Lang {
     Rust,
     /// An `app.py` against the contract's Python bindings, built with componentize-py.
     Python,
+    /// An `app.js` module exporting `hooks`, built with componentize-js.
+    Js,
+}
+
+impl Lang {
+    /// The module an interpreted plug-in is built from (`None` for Rust: a crate).
+    fn app_file(self) -> Option<&'static str> {
+        match self {
+            Lang::Rust => None,
+            Lang::Python => Some("app.py"),
+            Lang::Js => Some(civic_guest_build::js::APP_MODULE),
+        }
+    }
 }
 
 /// The directory, limits and configuration a plug-in runs with.
@@ -308,43 +322,50 @@ fn test(plugin: &Path, fixtures: &Path, env: &EnvArgs) -> anyhow::Result<()> {
 const CONTRACT_WIT: &str = include_str!("../../sdk/wit/since_v0.1.0/rules.wit");
 
 fn build(manifest: &Path, out: Option<PathBuf>, target_dir: Option<PathBuf>) -> anyhow::Result<()> {
-    let python = manifest.extension().is_some_and(|x| x == "py")
-        || (!manifest.exists()
-            && manifest == Path::new("Cargo.toml")
-            && Path::new("app.py").is_file());
-    let (name, component, root) = if python {
-        let app = if manifest.extension().is_some_and(|x| x == "py") {
-            manifest.to_owned()
+    // `Cargo.toml` is the default; where there is none, the folder's `app.py` or `app.js`.
+    let manifest = if manifest == Path::new("Cargo.toml") && !manifest.exists() {
+        ["app.py", "app.js"]
+            .into_iter()
+            .map(PathBuf::from)
+            .find(|p| p.is_file())
+            .unwrap_or_else(|| manifest.to_owned())
+    } else {
+        manifest.to_owned()
+    };
+    let manifest = manifest
+        .canonicalize()
+        .with_context(|| format!("{} not found", manifest.display()))?;
+    let root = manifest
+        .parent()
+        .context("the manifest has no folder")?
+        .to_owned();
+    let file = manifest
+        .file_name()
+        .unwrap_or_default()
+        .to_string_lossy()
+        .into_owned();
+    let (name, component) = if file.ends_with(".py") || file.ends_with(".js") {
+        let (lang, build): (_, fn(&Path, &Path) -> Result<Vec<u8>, _>) = if file.ends_with(".py") {
+            (Lang::Python, civic_guest_build::python::build)
         } else {
-            PathBuf::from("app.py")
+            (Lang::Js, civic_guest_build::js::build)
         };
-        let app = app
-            .canonicalize()
-            .with_context(|| format!("{} not found", app.display()))?;
-        if app.file_name().is_none_or(|f| f != "app.py") {
+        let app = lang.app_file().unwrap_or_default();
+        if file != app {
             bail!(
-                "{}: a Python plug-in's module is `app.py` (componentize-py builds the module `app`); rename it",
-                app.display()
+                "{}: a plug-in's module is `{app}` (the build tool builds that module); rename it",
+                manifest.display()
             );
         }
-        let root = app.parent().context("app.py has no folder")?.to_owned();
+        // The contract comes from this binary, so what is built is what this host speaks.
+        let wit = tempfile::tempdir().context("creating a folder for the contract")?;
+        std::fs::write(wit.path().join("rules.wit"), CONTRACT_WIT)?;
         let name = root
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| "plugin".into());
-        // The contract comes from this binary, so what is built is what this host speaks.
-        let wit = tempfile::tempdir().context("creating a folder for the contract")?;
-        std::fs::write(wit.path().join("rules.wit"), CONTRACT_WIT)?;
-        let component = civic_guest_build::python::build(&root, wit.path())?;
-        (name, component, root)
+        (name, build(&root, wit.path())?)
     } else {
-        let manifest = manifest
-            .canonicalize()
-            .with_context(|| format!("{} not found", manifest.display()))?;
-        let root = manifest
-            .parent()
-            .context("the manifest has no folder")?
-            .to_owned();
         let name = civic_guest_build::read_manifest(&manifest)?.name;
         let built = civic_guest_build::build(&civic_guest_build::Request {
             manifest_path: manifest.clone(),
@@ -357,7 +378,7 @@ fn build(manifest: &Path, out: Option<PathBuf>, target_dir: Option<PathBuf>) -> 
             .next()
             .context("cargo built nothing")?
             .component;
-        (name, component, root)
+        (name, component)
     };
     let out = out.unwrap_or_else(|| root.join(format!("{name}.wasm")));
     std::fs::write(&out, &component).with_context(|| format!("writing {}", out.display()))?;
@@ -700,10 +721,7 @@ fn scaffold(name: &str, dir: &Path, lang: Lang) -> anyhow::Result<()> {
         "fixtures/noise-goes-to-its-grid.json",
         include_str!("../scaffold/fixture.json.tmpl"),
     );
-    let case = (
-        "case.json",
-        include_str!("../scaffold/python/case.json.tmpl"),
-    );
+    let case = ("case.json", include_str!("../scaffold/case.json.tmpl"));
     let files: Vec<(&str, &str)> = match lang {
         Lang::Rust => vec![
             ("Cargo.toml", include_str!("../scaffold/Cargo.toml.tmpl")),
@@ -737,6 +755,28 @@ fn scaffold(name: &str, dir: &Path, lang: Lang) -> anyhow::Result<()> {
             ),
             (".gitignore", "/bindings\n__pycache__/\n*.wasm\n"),
         ],
+        Lang::Js => vec![
+            ("app.js", include_str!("../scaffold/js/app.js.tmpl")),
+            ("rules.js", include_str!("../scaffold/js/rules.js.tmpl")),
+            (
+                "rules.test.js",
+                include_str!("../scaffold/js/rules.test.js.tmpl"),
+            ),
+            (
+                "civic-testing.js",
+                include_str!("../../sdk/js/civic-testing.js"),
+            ),
+            (
+                "package.json",
+                include_str!("../scaffold/js/package.json.tmpl"),
+            ),
+            ("directory.json", SAMPLE_DIRECTORY),
+            ("wit/rules.wit", CONTRACT_WIT),
+            fixture,
+            case,
+            ("README.md", include_str!("../scaffold/js/README.md.tmpl")),
+            (".gitignore", "node_modules/\n*.wasm\n"),
+        ],
     };
     let sdk = Path::new(env!("CARGO_MANIFEST_DIR")).join("../sdk");
     let sdk = sdk.canonicalize().unwrap_or(sdk);
@@ -751,11 +791,17 @@ fn scaffold(name: &str, dir: &Path, lang: Lang) -> anyhow::Result<()> {
                     // A Python decision runs through the interpreter: ~270k fuel here.
                     Lang::Rust => "200000",
                     Lang::Python => "2000000",
+                    // SpiderMonkey: ~1.7M here.
+                    Lang::Js => "10000000",
                 },
             )
             .replace(
                 "{{componentize_py}}",
                 civic_guest_build::python::COMPONENTIZE_PY_VERSION,
+            )
+            .replace(
+                "{{componentize_js}}",
+                civic_guest_build::js::COMPONENTIZE_JS_VERSION,
             );
         let path = root.join(file);
         if let Some(parent) = path.parent() {
@@ -771,6 +817,11 @@ fn scaffold(name: &str, dir: &Path, lang: Lang) -> anyhow::Result<()> {
         ),
         Lang::Python => println!(
             "created {}: see its README.md — `python3 -m unittest` runs its rules natively (after generating the bindings); `civic plugin build --manifest-path {}/app.py` builds it",
+            root.display(),
+            root.display()
+        ),
+        Lang::Js => println!(
+            "created {}: see its README.md — `npm install` then `node --test` runs its rules natively; `civic plugin build --manifest-path {}/app.js` builds it",
             root.display(),
             root.display()
         ),

@@ -17,6 +17,12 @@ pub mod python_plugins {
     include!(concat!(env!("OUT_DIR"), "/python_guests.rs"));
 }
 
+/// Paths of the plug-ins written in JavaScript (`plugins/js/`), built from source with
+/// componentize-js by the build script.
+pub mod js_plugins {
+    include!(concat!(env!("OUT_DIR"), "/js_guests.rs"));
+}
+
 /// Reads a fixture component.
 pub fn fixture(path: &str) -> Vec<u8> {
     std::fs::read(path).unwrap_or_else(|e| panic!("fixture {path}: {e}"))

@@ -133,7 +133,9 @@ impl Default for RuntimeConfig {
             max_memory_bytes: 64 << 20,
             max_concurrent: 128,
             max_component_bytes: MAX_COMPONENT_BYTES,
-            compile_timeout: Duration::from_secs(60),
+            // A Python component compiles in ~10 s on an idle 2-core machine; this bounds a
+            // pathological one, not a large one on a busy host.
+            compile_timeout: Duration::from_secs(180),
             epoch_tick: Duration::from_millis(2),
             overload_backstop: Duration::from_secs(2),
             cache_dir: None,
@@ -367,6 +369,8 @@ pub struct Runtime {
     cache: Option<cache::Cache>,
     slots: Slots,
     shares: Shares,
+    /// Held by the compile that runs (see [`Runtime::compile`]).
+    compiling: Arc<parking_lot::Mutex<()>>,
     _ticker: Ticker,
 }
 
@@ -541,6 +545,7 @@ impl Runtime {
             linker,
             config,
             cache,
+            compiling: Default::default(),
             _ticker: Ticker {
                 stop,
                 thread: Some(thread),
@@ -637,23 +642,39 @@ impl Runtime {
 
     /// Compiles on a helper thread so a pathological component cannot hold the caller
     /// past the compile timeout (the thread finishes in the background and is discarded).
+    /// One compile runs at a time — each already uses every core — and the timeout counts
+    /// from when this one starts: two uploads at once, or a discarded compile still
+    /// running, do not make a well-formed component time out. Waiting for the turn is
+    /// bounded by the same timeout.
     fn compile(&self, bytes: &[u8]) -> Result<Component, PluginFailure> {
+        let (started_tx, started_rx) = std::sync::mpsc::channel();
         let (tx, rx) = std::sync::mpsc::channel();
-        let (engine, bytes) = (self.engine.clone(), bytes.to_vec());
+        let (engine, bytes, turn) = (self.engine.clone(), bytes.to_vec(), self.compiling.clone());
         std::thread::Builder::new()
             .name("civic-compile".into())
             .spawn(move || {
+                let _turn = turn.lock();
+                if started_tx.send(()).is_err() {
+                    return; // the caller gave up waiting for its turn
+                }
                 let _ = tx.send(Component::new(&engine, &bytes));
             })
             .map_err(|e| {
                 PluginFailure::invalid_component(format!("could not start compilation: {e}"))
             })?;
-        match rx.recv_timeout(self.config.compile_timeout) {
+        let limit = self.config.compile_timeout;
+        if started_rx.recv_timeout(limit).is_err() {
+            return Err(PluginFailure::invalid_component(format!(
+                "another component has been compiling for more than {} s; upload again later",
+                limit.as_secs()
+            )));
+        }
+        match rx.recv_timeout(limit) {
             Ok(Ok(c)) => Ok(c),
             Ok(Err(e)) => Err(PluginFailure::invalid_component(format!("{e:#}"))),
             Err(_) => Err(PluginFailure::invalid_component(format!(
                 "compilation took longer than {} s",
-                self.config.compile_timeout.as_secs()
+                limit.as_secs()
             ))),
         }
     }

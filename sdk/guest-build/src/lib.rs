@@ -7,6 +7,7 @@
 //! command uses [`build`] directly.
 #![deny(missing_docs)]
 
+pub mod js;
 pub mod python;
 
 use std::ffi::OsString;
@@ -300,11 +301,13 @@ pub fn build_script(guests_dir: &Path, embed: bool) -> Result<(), BuildError> {
     write_guests(&out_dir, "guests.rs", &built, embed)
 }
 
-/// For a build script: builds every Python plug-in (a subfolder with an `app.py`) under
-/// `guests_dir` against the workspace's contract into `OUT_DIR`, and writes
-/// `OUT_DIR/python_guests.rs` as [`build_script`] writes `guests.rs`. Needs componentize-py
-/// (see [`python::install_hint`]).
-pub fn python_build_script(guests_dir: &Path) -> Result<(), BuildError> {
+/// For a build script: builds every Python plug-in (a subfolder with an `app.py`) and every
+/// JavaScript plug-in (one with an `app.js`) under `guests_dir` against the workspace's
+/// contract into `OUT_DIR`, and writes `OUT_DIR/{file}` as [`build_script`] writes
+/// `guests.rs`; packages are named `civic-plugin-{folder}-py` and `civic-plugin-{folder}-js`.
+/// Needs componentize-py or componentize-js (see [`python::install_hint`],
+/// [`js::install_hint`]).
+pub fn interpreted_build_script(guests_dir: &Path, file: &str) -> Result<(), BuildError> {
     let manifest_dir =
         PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("run from a build script"));
     let out_dir = PathBuf::from(std::env::var_os("OUT_DIR").expect("run from a build script"));
@@ -312,6 +315,7 @@ pub fn python_build_script(guests_dir: &Path) -> Result<(), BuildError> {
     println!("cargo:rerun-if-changed={}", guests_dir.display());
     println!("cargo:rerun-if-changed={}", wit.display());
     println!("cargo:rerun-if-env-changed=COMPONENTIZE_PY");
+    println!("cargo:rerun-if-env-changed=COMPONENTIZE_JS");
     let io = |path: &Path| {
         let path = path.to_owned();
         move |source| BuildError::Io { path, source }
@@ -319,7 +323,7 @@ pub fn python_build_script(guests_dir: &Path) -> Result<(), BuildError> {
     let mut projects = Vec::new();
     for entry in std::fs::read_dir(guests_dir).map_err(io(guests_dir))? {
         let path = entry.map_err(io(guests_dir))?.path();
-        if python::is_python_plugin(&path) {
+        if python::is_python_plugin(&path) || js::is_js_plugin(&path) {
             projects.push(path);
         }
     }
@@ -328,13 +332,20 @@ pub fn python_build_script(guests_dir: &Path) -> Result<(), BuildError> {
         .iter()
         .map(|p| {
             let name = p.file_name().unwrap_or_default().to_string_lossy();
-            Ok(Built {
-                package: format!("civic-plugin-{name}-py"),
-                component: python::build(p, &wit)?,
+            Ok(if python::is_python_plugin(p) {
+                Built {
+                    package: format!("civic-plugin-{name}-py"),
+                    component: python::build(p, &wit)?,
+                }
+            } else {
+                Built {
+                    package: format!("civic-plugin-{name}-js"),
+                    component: js::build(p, &wit)?,
+                }
             })
         })
         .collect::<Result<Vec<_>, BuildError>>()?;
-    write_guests(&out_dir, "python_guests.rs", &built, false)
+    write_guests(&out_dir, file, &built, false)
 }
 
 /// The contract folder plug-ins are built against, relative to the workspace root.
@@ -383,6 +394,38 @@ fn write_guests(
     let rs = out_dir.join(file);
     std::fs::write(&rs, consts + &list).map_err(|source| BuildError::Io { path: rs, source })?;
     Ok(())
+}
+
+/// Runs a build tool to the end. A tool that is not there is [`BuildError::MissingTool`]
+/// with the command that installs it; one that fails is [`BuildError::Tool`] with what it
+/// printed on its error output, up to the Rust backtrace componentize-py appends to a
+/// Python error.
+pub(crate) fn run_tool(
+    mut cmd: Command,
+    tool: &'static str,
+    install: fn() -> String,
+) -> Result<(), BuildError> {
+    let output = cmd.output().map_err(|source| match source.kind() {
+        std::io::ErrorKind::NotFound => BuildError::MissingTool {
+            tool,
+            install: install(),
+        },
+        _ => BuildError::Spawn(source),
+    })?;
+    if output.status.success() {
+        return Ok(());
+    }
+    Err(BuildError::Tool {
+        tool,
+        status: output.status,
+        output: String::from_utf8_lossy(&output.stderr)
+            .lines()
+            .take_while(|l| !l.starts_with("Stack backtrace"))
+            .collect::<Vec<_>>()
+            .join("\n")
+            .trim()
+            .to_owned(),
+    })
 }
 
 /// The nearest ancestor holding a `Cargo.lock` (the workspace root).

@@ -80,28 +80,7 @@ pub fn bindings(wit_dir: &Path, dest: &Path) -> Result<(), BuildError> {
     run(cmd)
 }
 
-/// Runs componentize-py quietly; its error output, without the Rust backtrace it appends
-/// to a Python error, becomes the build error.
-fn run(mut cmd: Command) -> Result<(), BuildError> {
-    let output = cmd.output().map_err(|source| match source.kind() {
-        std::io::ErrorKind::NotFound => BuildError::MissingTool {
-            tool: "componentize-py",
-            install: install_hint(),
-        },
-        _ => BuildError::Spawn(source),
-    })?;
-    if output.status.success() {
-        return Ok(());
-    }
-    Err(BuildError::Tool {
-        tool: "componentize-py",
-        status: output.status,
-        output: String::from_utf8_lossy(&output.stderr)
-            .lines()
-            .take_while(|l| !l.starts_with("Stack backtrace"))
-            .collect::<Vec<_>>()
-            .join("\n")
-            .trim()
-            .to_owned(),
-    })
+/// Runs componentize-py.
+fn run(cmd: Command) -> Result<(), BuildError> {
+    crate::run_tool(cmd, "componentize-py", install_hint)
 }

@@ -200,76 +200,51 @@ fn scaffold_build_run_test_deploy() {
     assert!(!bad.status.success());
 }
 
-/// The Python author's path, as the scaffold's README writes it: scaffold → bindings →
-/// native test → build (componentize-py, stub WASI) → run → golden fixtures → deploy and
-/// activate on a running server → a case decided by it.
-#[test]
-fn python_scaffold_build_run_test_deploy() {
-    let tmp = tempfile::tempdir().unwrap();
+/// One README step: the command of the first line of `readme` starting with `prefix`, split
+/// into words, without its trailing comment.
+fn readme_step(readme: &str, prefix: &str) -> Vec<String> {
+    let line = readme
+        .lines()
+        .find(|l| l.starts_with(prefix))
+        .unwrap_or_else(|| panic!("the README has no `{prefix}` step:\n{readme}"));
+    let command = line.split('#').next().unwrap().trim();
+    command.split_whitespace().map(str::to_owned).collect()
+}
+
+/// Scaffolds a plug-in in `lang` and checks it has `files`; returns its folder and README.
+fn scaffold_in(tmp: &Path, name: &str, lang: &str, files: &[&str]) -> (PathBuf, String) {
     let o = civic(&[
         "plugin",
         "new",
-        "demo-py",
+        name,
         "--lang",
-        "python",
+        lang,
         "--dir",
-        tmp.path().to_str().unwrap(),
+        tmp.to_str().unwrap(),
     ]);
     assert!(o.status.success(), "{}", text(&o));
-    let root = tmp.path().join("demo-py");
-    for f in [
-        "app.py",
-        "test_app.py",
-        "civic_testing.py",
-        "directory.json",
-        "wit/rules.wit",
-        "case.json",
-        "fixtures/noise-goes-to-its-grid.json",
-        "README.md",
-    ] {
-        assert!(root.join(f).exists(), "scaffold lacks {f}");
+    let root = tmp.join(name);
+    for f in files {
+        assert!(root.join(f).exists(), "{lang} scaffold lacks {f}");
     }
     let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
-    let step = |prefix: &str| -> Vec<String> {
-        let line = readme
-            .lines()
-            .find(|l| l.starts_with(prefix))
-            .unwrap_or_else(|| panic!("the README has no `{prefix}` step:\n{readme}"));
-        let command = line.split('#').next().unwrap().trim();
-        command.split_whitespace().map(str::to_owned).collect()
-    };
+    (root, readme)
+}
 
-    // The README's bindings and native-test steps, run as written.
-    let bindings = step("componentize-py ");
-    let o = Command::new(&bindings[0])
-        .args(&bindings[1..])
-        .current_dir(&root)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", text(&o));
-    let unittest = step("PYTHONPATH=bindings ");
-    let o = Command::new(&unittest[1])
-        .args(&unittest[2..])
-        .arg("-v")
-        .env("PYTHONPATH", "bindings")
-        .env("PYTHONDONTWRITEBYTECODE", "1")
-        .current_dir(&root)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", text(&o));
-    assert!(text(&o).contains("Ran 2 tests"), "{}", text(&o));
-
-    // Build, run, fixtures: each README step with the `civic` under test.
+/// The README's `civic plugin build / run / test / deploy` steps, run as written with the
+/// `civic` under test in the plug-in's folder, then a case from `case.json` taken in by the
+/// server: it is routed by the plug-in (`name`).
+fn civic_steps_then_a_case(tmp: &Path, root: &Path, readme: &str, name: &str) {
     for prefix in [
         "civic plugin build ",
         "civic plugin run ",
         "civic plugin test ",
     ] {
-        let args = step(prefix);
+        let args = readme_step(readme, prefix);
         let o = Command::new(env!("CARGO_BIN_EXE_civic"))
             .args(&args[1..])
             .env("RUST_LOG", "warn")
-            .current_dir(&root)
+            .current_dir(root)
             .output()
             .unwrap();
         assert!(o.status.success(), "{prefix}: {}", text(&o));
@@ -284,23 +259,22 @@ fn python_scaffold_build_run_test_deploy() {
             _ => assert!(out.contains("1 passed, 0 failed"), "{out}"),
         }
     }
-    let wasm = root.join("demo-py.wasm");
+    assert!(root.join(format!("{name}.wasm")).exists());
 
-    // Deploy with the README's command to a running server, then a case decided by it.
-    let data = tmp.path().join("data");
+    let data = tmp.join("data");
     let server = common::start(&data);
     let addr = format!("http://{}", server.addr);
     let token = std::fs::read_to_string(data.join("admin-token"))
         .unwrap()
         .trim()
         .to_owned();
-    let deploy = step("civic plugin deploy ");
+    let deploy = readme_step(readme, "civic plugin deploy ");
     let o = Command::new(env!("CARGO_BIN_EXE_civic"))
         .args(&deploy[1..])
         .args(["--server", &addr])
         .env("CIVIC_TOKEN", &token)
         .env("RUST_LOG", "warn")
-        .current_dir(&root)
+        .current_dir(root)
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", text(&o));
@@ -322,7 +296,91 @@ fn python_scaffold_build_run_test_deploy() {
         .iter()
         .rfind(|e| e["what"]["type"] == "decision" && e["what"]["hook"] == "routing")
         .unwrap();
-    assert_eq!(routing["what"]["plugin"]["name"], "demo-py", "{routing}");
-    drop(server);
-    assert!(wasm.exists());
+    assert_eq!(routing["what"]["plugin"]["name"], name, "{routing}");
+}
+
+/// The Python author's path, as the scaffold's README writes it: scaffold → bindings →
+/// native test → build (componentize-py, stub WASI) → run → golden fixtures → deploy and
+/// activate on a running server → a case decided by it.
+#[test]
+fn python_scaffold_build_run_test_deploy() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (root, readme) = scaffold_in(
+        tmp.path(),
+        "demo-py",
+        "python",
+        &[
+            "app.py",
+            "test_app.py",
+            "civic_testing.py",
+            "directory.json",
+            "wit/rules.wit",
+            "case.json",
+            "fixtures/noise-goes-to-its-grid.json",
+            "README.md",
+        ],
+    );
+    // The README's bindings and native-test steps, run as written.
+    let bindings = readme_step(&readme, "componentize-py ");
+    let o = Command::new(&bindings[0])
+        .args(&bindings[1..])
+        .current_dir(&root)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let unittest = readme_step(&readme, "PYTHONPATH=bindings ");
+    let o = Command::new(&unittest[1])
+        .args(&unittest[2..])
+        .arg("-v")
+        .env("PYTHONPATH", "bindings")
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .current_dir(&root)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("Ran 2 tests"), "{}", text(&o));
+    civic_steps_then_a_case(tmp.path(), &root, &readme, "demo-py");
+}
+
+/// The JavaScript author's path, as the scaffold's README writes it: scaffold → npm install
+/// (componentize-js, pinned) → node's test runner → build (componentize-js, no WASI) → run →
+/// golden fixtures → deploy and activate → a case decided by it.
+#[test]
+fn js_scaffold_build_run_test_deploy() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (root, readme) = scaffold_in(
+        tmp.path(),
+        "demo-js",
+        "js",
+        &[
+            "app.js",
+            "rules.js",
+            "rules.test.js",
+            "civic-testing.js",
+            "package.json",
+            "directory.json",
+            "wit/rules.wit",
+            "case.json",
+            "fixtures/noise-goes-to-its-grid.json",
+            "README.md",
+        ],
+    );
+    for prefix in ["npm install", "node --test"] {
+        let step = readme_step(&readme, prefix);
+        let o = Command::new(&step[0])
+            .args(&step[1..])
+            .args(if prefix == "npm install" {
+                &["--prefer-offline", "--no-audit", "--no-fund"][..]
+            } else {
+                &[][..]
+            })
+            .current_dir(&root)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{prefix}: {}", text(&o));
+        if prefix == "node --test" {
+            assert!(text(&o).contains("# pass 2"), "{}", text(&o));
+        }
+    }
+    civic_steps_then_a_case(tmp.path(), &root, &readme, "demo-js");
 }

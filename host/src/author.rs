@@ -345,10 +345,10 @@ fn build(manifest: &Path, out: Option<PathBuf>, target_dir: Option<PathBuf>) -> 
         .to_string_lossy()
         .into_owned();
     let (name, component) = if file.ends_with(".py") || file.ends_with(".js") {
-        let (lang, build): (_, fn(&Path, &Path) -> Result<Vec<u8>, _>) = if file.ends_with(".py") {
-            (Lang::Python, civic_guest_build::python::build)
+        let lang = if file.ends_with(".py") {
+            Lang::Python
         } else {
-            (Lang::Js, civic_guest_build::js::build)
+            Lang::Js
         };
         let app = lang.app_file().unwrap_or_default();
         if file != app {
@@ -364,7 +364,11 @@ fn build(manifest: &Path, out: Option<PathBuf>, target_dir: Option<PathBuf>) -> 
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| "plugin".into());
-        (name, build(&root, wit.path())?)
+        let component = match lang {
+            Lang::Python => civic_guest_build::python::build(&root, wit.path())?,
+            _ => civic_guest_build::js::build(&root, wit.path())?,
+        };
+        (name, component)
     } else {
         let name = civic_guest_build::read_manifest(&manifest)?.name;
         let built = civic_guest_build::build(&civic_guest_build::Request {

@@ -1,9 +1,9 @@
 //! The same routing rule — Haitang's night talks: a village's suggestion goes to the
-//! village — written in Rust (`plugins/haitang`, on the city default's steps) and in Python
-//! (`plugins/python/haitang`), each in a fresh instance per decision as the host runs
+//! village — written in Rust (`plugins/haitang`, on the city default's steps), in Python
+//! (`plugins/python/haitang`) and in JavaScript (`plugins/js/haitang`), each in a fresh instance per decision as the host runs
 //! every decision: component size, compile time, load time from the compiled cache, fuel,
 //! latency p50/p99 and decisions per second on one thread. Rounds alternate between the
-//! two so a noisy machine weighs on both alike.
+//! three so a noisy machine weighs on all alike.
 //!
 //! `cargo bench -p civic-tests --bench languages` (`LANG_ROUNDS`, default 5)
 
@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use civic_host::directory::sample_city;
 use civic_host::runtime::{Limits, Plugin, Runtime, RuntimeConfig};
-use civic_tests::{case, fixture, python_plugins, route};
+use civic_tests::{case, fixture, js_plugins, python_plugins, route};
 
 fn percentile(v: &mut [Duration], q: f64) -> f64 {
     v.sort();
@@ -39,6 +39,7 @@ fn main() {
         .component
         .to_vec();
     let python = fixture(python_plugins::CIVIC_PLUGIN_HAITANG_PY);
+    let js = fixture(js_plugins::CIVIC_PLUGIN_HAITANG_JS);
 
     println!("component, compile and load");
     println!(
@@ -46,7 +47,11 @@ fn main() {
         "lang", "bytes", "compile s", "cached load ms", "default limits"
     );
     let mut loaded: Vec<(&str, Arc<Plugin>, usize)> = Vec::new();
-    for (lang, bytes, calls) in [("rust", &rust, 20_000), ("python", &python, 1_000)] {
+    for (lang, bytes, calls) in [
+        ("rust", &rust, 20_000),
+        ("python", &python, 1_000),
+        ("js", &js, 1_000),
+    ] {
         let limits = Limits::for_component(bytes);
         let t = Instant::now();
         let plugin = runtime.load(lang, bytes, limits, "{}").unwrap();

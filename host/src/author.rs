@@ -38,8 +38,9 @@ pub enum PluginCommand {
         /// Where to write the component (default: `<crate>.wasm` beside the manifest).
         #[arg(long)]
         out: Option<PathBuf>,
-        /// Cargo target directory for the Wasm build (default: `target` beside the manifest).
-        #[arg(long)]
+        /// Cargo target directory for the Wasm build (default: `CARGO_TARGET_DIR`, else
+        /// `target` beside the manifest).
+        #[arg(long, env = "CARGO_TARGET_DIR")]
         target_dir: Option<PathBuf>,
     },
     /// Evaluate one hook on one case and print the decision, reasons, fuel and time.

@@ -234,6 +234,21 @@ pub fn format_datetime(t: Millis, utc_offset_minutes: i32) -> String {
     )
 }
 
+/// Parses an instant as an operator types it on the command line: milliseconds since the
+/// epoch, a date `YYYY-MM-DD` (the start of that day in the bundled city calendar's time
+/// zone), or an ISO 8601 datetime with its offset.
+pub fn parse_instant_arg(s: &str) -> Result<Millis, String> {
+    if let Ok(ms) = s.parse::<Millis>() {
+        return Ok(ms);
+    }
+    if let Some(day) = parse_date(s) {
+        return Ok(Calendar::bundled().start_of(day));
+    }
+    parse_datetime(s).ok_or_else(|| {
+        format!("`{s}` is not a date (2026-11-01), a datetime (2026-11-01T08:00:00+08:00) or milliseconds since the epoch")
+    })
+}
+
 /// Parses ISO 8601 / W3C datetimes with `Z` or a `±HH:MM` offset (seconds optional).
 pub fn parse_datetime(s: &str) -> Option<Millis> {
     let (date, rest) = s.split_once('T')?;
@@ -398,6 +413,18 @@ mod tests {
     fn datetimes_round_trip_with_offsets() {
         let t = at("2026-11-30", 9, 5);
         assert_eq!(format_datetime(t, 480), "2026-11-30T09:05:00+08:00");
+        // The command line's instants: a date is midnight in the city (+08:00).
+        assert_eq!(
+            parse_instant_arg("2026-11-30"),
+            Ok(parse_datetime("2026-11-30T00:00:00+08:00").unwrap())
+        );
+        assert_eq!(parse_instant_arg("2026-11-30T09:05:00+08:00"), Ok(t));
+        assert_eq!(parse_instant_arg("1796000400000"), Ok(1_796_000_400_000));
+        assert!(
+            parse_instant_arg("30/11/2026")
+                .unwrap_err()
+                .contains("is not a date")
+        );
         assert_eq!(format_datetime(t, 0), "2026-11-30T01:05:00+00:00");
         assert_eq!(parse_datetime("2026-11-30T09:05:00+08:00"), Some(t));
         assert_eq!(parse_datetime("2026-11-30T01:05:00Z"), Some(t));

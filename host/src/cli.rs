@@ -45,14 +45,17 @@ enum Command {
         /// The hook.
         #[arg(long)]
         hook: crate::runtime::Hook,
-        /// The candidate version (sha256).
+        /// The candidate version (its sha256, or at least its first 8 hex digits).
         #[arg(long)]
         version: String,
-        /// Cases created from (ms since the epoch; default: 30 days ago).
-        #[arg(long)]
+        /// Cases created from: a date (`2026-11-01`, the start of that day in the city's
+        /// time), a datetime (`2026-11-01T08:00:00+08:00`) or ms since the epoch (default:
+        /// 30 days ago).
+        #[arg(long, value_parser = crate::calendar::parse_instant_arg)]
         from: Option<i64>,
-        /// Cases created before (ms; default: now).
-        #[arg(long)]
+        /// Cases created before: a date (the start of that day), a datetime or ms (default:
+        /// now).
+        #[arg(long, value_parser = crate::calendar::parse_instant_arg)]
         to: Option<i64>,
         /// Slices the range is split into (one request each; the progress bar counts them).
         #[arg(long, default_value_t = 20)]

@@ -52,6 +52,18 @@ pub enum RegistryError {
         /// The version asked for.
         version: String,
     },
+    /// A version prefix matches more than one version of the slot.
+    #[error("version prefix {prefix} matches {} versions of {district}/{hook}: {}; give more of it", matches.len(), matches.join(", "))]
+    AmbiguousVersion {
+        /// The district (or `city`).
+        district: String,
+        /// The hook.
+        hook: &'static str,
+        /// What was asked for.
+        prefix: String,
+        /// The versions it matches.
+        matches: Vec<String>,
+    },
     /// Nothing to roll back to.
     #[error("{district}/{hook} has no previous version to roll back to")]
     NoPrevious {
@@ -451,6 +463,9 @@ fn slot_key(district: &str, hook: Hook) -> String {
     format!("{district}/{}", hook.as_str())
 }
 
+/// Fewest hex digits of a version that name it (see [`Registry::resolve_version`]).
+pub const MIN_VERSION_PREFIX: usize = 8;
+
 fn version_key(district: &str, hook: Hook, version: &str) -> String {
     format!("{district}/{}/{version}", hook.as_str())
 }
@@ -576,19 +591,58 @@ impl Registry {
         }))
     }
 
-    /// A deployed version, compiled and ready to evaluate (for dry runs of candidates).
+    /// The full version a slot's version or version prefix names — the tools print the
+    /// first 12 hex digits (`name@7304805233ef`), and people paste what they see. A prefix
+    /// must be at least [`MIN_VERSION_PREFIX`] digits; one that matches two versions is
+    /// refused, naming both.
+    pub fn resolve_version(
+        &self,
+        district: &str,
+        hook: Hook,
+        version: &str,
+    ) -> Result<String, RegistryError> {
+        let unknown = || RegistryError::UnknownVersion {
+            district: district.to_owned(),
+            hook: hook.as_str(),
+            version: version.to_owned(),
+        };
+        if version.len() < MIN_VERSION_PREFIX || !version.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(unknown());
+        }
+        let prefix = version_key(district, hook, &version.to_ascii_lowercase());
+        let matches: Vec<String> = self
+            .store
+            .record_scan(VERSIONS, &prefix)?
+            .into_iter()
+            .filter_map(|(k, _)| k.rsplit('/').next().map(str::to_owned))
+            .collect();
+        match matches.len() {
+            0 => Err(unknown()),
+            1 => Ok(matches.into_iter().next().unwrap_or_default()),
+            _ => Err(RegistryError::AmbiguousVersion {
+                district: district.to_owned(),
+                hook: hook.as_str(),
+                prefix: version.to_owned(),
+                matches,
+            }),
+        }
+    }
+
+    /// A deployed version (or a prefix of one, see [`Registry::resolve_version`]), compiled and
+    /// ready to evaluate (for dry runs and backtests of candidates).
     pub fn plugin(
         &self,
         district: &str,
         hook: Hook,
         version: &str,
     ) -> Result<Arc<Plugin>, RegistryError> {
+        let version = self.resolve_version(district, hook, version)?;
         if let Some(a) = self.active.read().get(&(district.to_owned(), hook))
             && a.record.version == version
         {
             return Ok(a.plugin.clone());
         }
-        Ok(self.load(district, hook, version)?.plugin.clone())
+        Ok(self.load(district, hook, &version)?.plugin.clone())
     }
 
     /// A version, by its id alone (for replaying a recorded decision), compiled and ready.

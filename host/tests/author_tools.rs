@@ -384,3 +384,43 @@ fn js_scaffold_build_run_test_deploy() {
     }
     civic_steps_then_a_case(tmp.path(), &root, &readme, "demo-js");
 }
+
+/// `civic backtest` takes dates and datetimes as well as milliseconds; anything else is
+/// refused before anything is asked of a server, saying what it accepts.
+#[test]
+fn backtest_takes_dates() {
+    let args = |from: &str| {
+        civic(&[
+            "backtest",
+            "--district",
+            "jiyang",
+            "--hook",
+            "routing",
+            "--version",
+            "0123456789ab",
+            "--from",
+            from,
+            "--to",
+            "2026-10-01",
+            "--server",
+            "http://127.0.0.1:9",
+            "--token",
+            "civic_x_y",
+        ])
+    };
+    let bad = args("30/11/2026");
+    assert!(!bad.status.success());
+    assert!(
+        text(&bad).contains("is not a date (2026-11-01)"),
+        "{}",
+        text(&bad)
+    );
+    // A date is accepted (and checked against --to before any request is made).
+    let late = args("2026-11-01");
+    assert!(!late.status.success());
+    assert!(
+        text(&late).contains("--from must be before --to"),
+        "{}",
+        text(&late)
+    );
+}

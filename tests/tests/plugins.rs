@@ -498,6 +498,59 @@ async fn backtest_compares_a_candidate_with_the_active_version() {
         )
         .await;
     assert_eq!(r.json["cases"], 0);
+    // The version as the tools print it (its first 12 hex digits) names it; fewer than 8
+    // digits name nothing; a prefix two versions share is refused, naming both.
+    let short = s
+        .json(
+            "POST",
+            "/v1/districts/jiyang/plugins/routing/backtest",
+            &s.admin,
+            json!({"version": &version[..12]}),
+        )
+        .await;
+    assert_eq!(short.status, 200, "{:?}", short.json);
+    assert_eq!(short.json["changed"], 5);
+    let tiny = s
+        .json(
+            "POST",
+            "/v1/districts/jiyang/plugins/routing/backtest",
+            &s.admin,
+            json!({"version": &version[..6]}),
+        )
+        .await;
+    assert_eq!(tiny.status, 404, "{:?}", tiny.json);
+    // Two versions sharing 8 digits cannot be made by uploading; their records can.
+    let twin = |tail: &str| format!("jiyang/routing/{}{tail}", &version[..8]);
+    let record = s
+        .svc
+        .store()
+        .record_get("plugin-versions", &format!("jiyang/routing/{version}"))
+        .unwrap()
+        .expect("the version's record");
+    s.svc
+        .store()
+        .record_put(
+            "plugin-versions",
+            &[
+                (twin(&"0".repeat(56)), record.clone()),
+                (twin(&"1".repeat(56)), record),
+            ],
+        )
+        .unwrap();
+    let twins = s
+        .json(
+            "POST",
+            "/v1/districts/jiyang/plugins/routing/backtest",
+            &s.admin,
+            json!({"version": &version[..8]}),
+        )
+        .await;
+    assert_eq!(twins.status, 422, "{:?}", twins.json);
+    let m = twins.json["error"]["message"].as_str().unwrap();
+    assert!(
+        m.contains("matches 3 versions") && m.contains(&version) && m.contains("give more of it"),
+        "{m}"
+    );
     let t = s.token("dispatcher", Some("tianya"), None).await;
     assert_eq!(
         s.json(

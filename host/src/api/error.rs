@@ -136,6 +136,7 @@ impl From<RegistryError> for ApiError {
             | RegistryError::InUse { .. } => ApiError::Conflict(e.to_string()),
             RegistryError::OverCap { .. }
             | RegistryError::BadName(_)
+            | RegistryError::AmbiguousVersion { .. }
             | RegistryError::Quota { .. } => ApiError::Unprocessable(e.to_string()),
             RegistryError::Store(s) => s.into(),
         }

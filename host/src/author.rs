@@ -553,6 +553,7 @@ pub fn backtest(a: &BacktestArgs) -> anyhow::Result<()> {
     );
     let (mut cases, mut evaluated, mut changed) = (0u64, 0u64, 0u64);
     let mut changes: std::collections::BTreeMap<String, u64> = Default::default();
+    let mut by_kind: std::collections::BTreeMap<String, u64> = Default::default();
     let (mut samples, mut failures) = (Vec::new(), Vec::new());
     let (mut fuel_a, mut fuel_c) = (0u64, 0u64);
     let started = std::time::Instant::now();
@@ -584,6 +585,9 @@ pub fn backtest(a: &BacktestArgs) -> anyhow::Result<()> {
         for (k, v) in r["changes"].as_object().into_iter().flatten() {
             *changes.entry(k.clone()).or_default() += v.as_u64().unwrap_or(0);
         }
+        for (k, v) in r["by_kind"].as_object().into_iter().flatten() {
+            *by_kind.entry(k.clone()).or_default() += v.as_u64().unwrap_or(0);
+        }
         samples.extend(r["sample"].as_array().cloned().unwrap_or_default());
         failures.extend(r["failures"].as_array().cloned().unwrap_or_default());
         fuel_a = fuel_a.max(r["fuel_active"]["max"].as_u64().unwrap_or(0));
@@ -595,17 +599,38 @@ pub fn backtest(a: &BacktestArgs) -> anyhow::Result<()> {
     bar.finish();
     let secs = started.elapsed().as_secs_f64();
     println!("{cases} cases in range, {evaluated} evaluated in {secs:.1} s, {changed} changed");
+    if !by_kind.is_empty() {
+        let kinds: Vec<String> = by_kind.iter().map(|(k, v)| format!("{v} {k}")).collect();
+        println!("  changes: {}", kinds.join(", "));
+    }
     for (k, v) in &changes {
         println!("  {v:>6}  {k}");
     }
+    // What would actually happen to each case under each version: where a version has no
+    // opinion, the city default's decision, marked so.
+    let side = |s: &serde_json::Value, which: &str| {
+        format!(
+            "{}{}{} {}",
+            s[which].as_str().unwrap_or(""),
+            s[format!("{which}_deadlines")]
+                .as_str()
+                .map(|d| format!(" (deadlines: {d})"))
+                .unwrap_or_default(),
+            if s[format!("{which}_by_city_default")] == true {
+                " [no opinion: the city default decides]"
+            } else {
+                ""
+            },
+            s[format!("{which}_reasons")]
+        )
+    };
     for s in samples.iter().take(20) {
         println!(
-            "  e.g. {}: {} {} → {} {}",
+            "  e.g. {} ({}): {} → {}",
             s["case"].as_str().unwrap_or(""),
-            s["active"],
-            s["active_reasons"],
-            s["candidate"],
-            s["candidate_reasons"]
+            s["kind"].as_str().unwrap_or(""),
+            side(s, "active"),
+            side(s, "candidate")
         );
     }
     for f in &failures {

@@ -67,19 +67,33 @@ pub struct Request {
     pub sample: Option<usize>,
 }
 
-/// A changed case.
+/// A changed case: what would actually happen to it under each version — after the city
+/// default stands in where a version has no opinion, as it does at intake.
 #[derive(Debug, Clone, Serialize)]
 pub struct Changed {
     /// The case.
     pub case: String,
-    /// The active version's outcome and reasons.
+    /// What changed: `routing` (lead or co-handlers), `deadline` (same units, other
+    /// deadlines), `eligibility`, `escalation`, or `failure` (a version failed).
+    pub kind: &'static str,
+    /// The active version's effective outcome.
     pub active: String,
+    /// The deadlines it sets (`defaults` when it keeps them; routing only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub active_deadlines: Option<String>,
     /// Its reason codes.
     pub active_reasons: Vec<String>,
-    /// The candidate's outcome.
+    /// The active version had no opinion; this is the city default's decision.
+    pub active_by_city_default: bool,
+    /// The candidate's effective outcome.
     pub candidate: String,
+    /// The deadlines it sets.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub candidate_deadlines: Option<String>,
     /// Its reason codes.
     pub candidate_reasons: Vec<String>,
+    /// The candidate had no opinion; this is the city default's decision.
+    pub candidate_by_city_default: bool,
 }
 
 /// A case one of the versions failed on.
@@ -115,8 +129,12 @@ pub struct Report {
     pub evaluated: usize,
     /// Cases whose outcome changed.
     pub changed: usize,
-    /// Counts per outcome change (`jiyang/yuehe/grid-01 → jiyang`).
+    /// Counts per outcome change (`jiyang/yuehe/grid-01 → jiyang`; for a deadline change,
+    /// `jiyang/dept/urban: deadlines resolution 1 working days → defaults`).
     pub changes: BTreeMap<String, usize>,
+    /// Changed cases per kind (`routing`, `deadline`, `eligibility`, `escalation`,
+    /// `failure`).
+    pub by_kind: BTreeMap<&'static str, usize>,
     /// A sample of changed cases with their reason codes.
     pub sample: Vec<Changed>,
     /// Cases a version failed on.
@@ -134,28 +152,25 @@ pub struct Report {
     pub cases_per_second: f64,
 }
 
-type Outcome = Result<(String, Vec<String>, u64), String>;
+/// One version's effective outcome for a case.
+#[derive(Debug, Clone)]
+struct Effective {
+    /// What happens: the lead (with its co-handlers), the eligibility, or the actions.
+    what: String,
+    /// The deadlines a routing decision sets (`None` for the other hooks).
+    deadlines: Option<String>,
+    reasons: Vec<String>,
+    /// Fuel the version itself used.
+    fuel: u64,
+    /// The version had no opinion and this is the city default's decision.
+    by_city_default: bool,
+}
 
-fn evaluate(
-    svc: &Service,
-    plugin: &Plugin,
-    hook: Hook,
-    input: &RecordedInput,
-    dir: &Arc<crate::directory::Directory>,
-) -> Outcome {
-    if hook == Hook::Escalation && input.timer.is_none() {
-        return Err("no timer recorded".into());
-    }
-    let e = svc
-        .runtime()
-        .evaluate(plugin, &input.call(hook, dir))
-        .map_err(|e| e.to_string())?;
-    let fuel = e.fuel_used;
-    let Some(d) = e.output else {
-        return Ok(("no opinion".into(), vec![], fuel));
-    };
-    let reasons = d.reasons().to_vec();
-    let outcome = match d {
+type Outcome = Result<Effective, String>;
+
+/// What a decision does, in words a dispatcher compares: (what, deadlines).
+fn describe(d: &Decision) -> (String, Option<String>) {
+    match d {
         Decision::Eligibility(d) => {
             let adm = match &d.admissibility {
                 wit::Admissibility::Admissible => "admissible".to_string(),
@@ -169,12 +184,93 @@ fn evaluate(
                 .as_ref()
                 .map(|m| format!(" mediation:{}", m.unit))
                 .unwrap_or_default();
-            format!("{adm} grid:{}{med}", d.grid_admissible)
+            (format!("{adm} grid:{}{med}", d.grid_admissible), None)
         }
-        Decision::Routing(d) => d.lead,
-        Decision::Escalation(d) => format!("{:?}", d.actions),
+        Decision::Routing(d) => {
+            let what = if d.co_handlers.is_empty() {
+                d.lead.clone()
+            } else {
+                format!("{} with {}", d.lead, d.co_handlers.join(", "))
+            };
+            (what, Some(deadlines(&d.deadlines)))
+        }
+        Decision::Escalation(d) => (format!("{:?}", d.actions), None),
+    }
+}
+
+/// Deadline overrides in words; `defaults` when there are none.
+fn deadlines(d: &wit::DeadlineOverrides) -> String {
+    let span = |s: &wit::Span| match s {
+        wit::Span::Minutes(m) => format!("{m} min"),
+        wit::Span::WorkingDays(n) => format!("{n} working days"),
     };
-    Ok((outcome, reasons, fuel))
+    let mut parts: Vec<String> = [
+        ("sign-off", &d.sign_off),
+        ("first contact", &d.first_contact),
+        ("resolution", &d.resolution),
+    ]
+    .into_iter()
+    .filter_map(|(name, s)| s.as_ref().map(|s| format!("{name} {}", span(s))))
+    .collect();
+    if let Some(p) = d.warning_percent {
+        parts.push(format!("warning at {p}%"));
+    }
+    if parts.is_empty() {
+        "defaults".into()
+    } else {
+        parts.join(", ")
+    }
+}
+
+/// Evaluates `plugin` on a recorded input; where it has no opinion, `fallback` (the city
+/// default) decides, as at intake; where neither has one, the case goes to a person.
+fn evaluate(
+    svc: &Service,
+    plugin: &Plugin,
+    fallback: Option<&Plugin>,
+    hook: Hook,
+    input: &RecordedInput,
+    dir: &Arc<crate::directory::Directory>,
+) -> Outcome {
+    if hook == Hook::Escalation && input.timer.is_none() {
+        return Err("no timer recorded".into());
+    }
+    let call = input.call(hook, dir);
+    let e = svc
+        .runtime()
+        .evaluate(plugin, &call)
+        .map_err(|e| e.to_string())?;
+    let fuel = e.fuel_used;
+    let (decision, by_city_default) = match (e.output, fallback) {
+        (Some(d), _) => (Some(d), false),
+        (None, Some(city)) => (
+            svc.runtime()
+                .evaluate(city, &call)
+                .map_err(|e| format!("the city default, standing in: {e}"))?
+                .output,
+            true,
+        ),
+        (None, None) => (None, false),
+    };
+    Ok(match decision {
+        Some(d) => {
+            let (what, deadlines) = describe(&d);
+            Effective {
+                what,
+                deadlines,
+                reasons: d.reasons().to_vec(),
+                fuel,
+                by_city_default,
+            }
+        }
+        None => Effective {
+            what: "no opinion: a person decides".into(),
+            deadlines: None,
+            reasons: vec![],
+            fuel,
+            by_city_default,
+        },
+    })
 }
 
 fn fuel(mut v: Vec<u64>) -> Fuel {
@@ -221,6 +317,11 @@ pub fn run(
                 hook.as_str()
             ))
         })?;
+    // Where a version has no opinion the city default decides, as at intake.
+    let city = svc
+        .registry()
+        .resolve(crate::registry::CITY, hook)
+        .map(|r| r.active.plugin.clone());
     let mut ids = Vec::new();
     let filter = Filter {
         district: Some(district.to_owned()),
@@ -241,7 +342,7 @@ pub fn run(
         let handles: Vec<_> = ids
             .chunks(chunk)
             .map(|part| {
-                let (active, candidate) = (active.clone(), candidate.clone());
+                let (active, candidate, city) = (active.clone(), candidate.clone(), city.clone());
                 let out_of_time = &out_of_time;
                 s.spawn(move || -> Result<Vec<Row>, ServiceError> {
                     let mut out = Vec::new();
@@ -261,8 +362,8 @@ pub fn run(
                             continue;
                         };
                         let dir = svc.directory_version(rec.directory_version)?;
-                        let a = evaluate(svc, &active, hook, &input, &dir);
-                        let c = evaluate(svc, &candidate, hook, &input, &dir);
+                        let a = evaluate(svc, &active, city.as_deref(), hook, &input, &dir);
+                        let c = evaluate(svc, &candidate, city.as_deref(), hook, &input, &dir);
                         out.push((id.clone(), a, c));
                     }
                     Ok(out)
@@ -312,32 +413,64 @@ pub fn run(
                 });
             }
         }
-        let show = |r: &Outcome| {
-            r.as_ref()
-                .map(|(s, _, _)| s.clone())
-                .unwrap_or_else(|_| "failure".into())
+        if let Ok(e) = &a {
+            fa.push(e.fuel);
+        }
+        if let Ok(e) = &c {
+            fc.push(e.fuel);
+        }
+        let (kind, key) = match (&a, &c) {
+            (Ok(x), Ok(y)) if x.what != y.what => (
+                match hook {
+                    Hook::Routing => "routing",
+                    Hook::Eligibility => "eligibility",
+                    Hook::Escalation => "escalation",
+                },
+                format!("{} → {}", x.what, y.what),
+            ),
+            (Ok(x), Ok(y)) if x.deadlines != y.deadlines => (
+                "deadline",
+                format!(
+                    "{}: deadlines {} → {}",
+                    x.what,
+                    x.deadlines.as_deref().unwrap_or("defaults"),
+                    y.deadlines.as_deref().unwrap_or("defaults")
+                ),
+            ),
+            (Ok(_), Ok(_)) => continue,
+            // Both failed: the candidate changes nothing.
+            (Err(_), Err(_)) => continue,
+            (Ok(x), Err(_)) => ("failure", format!("{} → failure", x.what)),
+            (Err(_), Ok(y)) => ("failure", format!("failure → {}", y.what)),
         };
-        if let Ok((_, _, f)) = &a {
-            fa.push(*f);
-        }
-        if let Ok((_, _, f)) = &c {
-            fc.push(*f);
-        }
-        let (sa, sc) = (show(&a), show(&c));
-        if sa != sc {
-            report.changed += 1;
-            *report.changes.entry(format!("{sa} → {sc}")).or_default() += 1;
-            if report.sample.len() < sample_size {
-                let reasons =
-                    |r: &Outcome| r.as_ref().map(|(_, r, _)| r.clone()).unwrap_or_default();
-                report.sample.push(Changed {
-                    case: id,
-                    active: sa,
-                    active_reasons: reasons(&a),
-                    candidate: sc,
-                    candidate_reasons: reasons(&c),
-                });
-            }
+        report.changed += 1;
+        *report.changes.entry(key).or_default() += 1;
+        *report.by_kind.entry(kind).or_default() += 1;
+        if report.sample.len() < sample_size {
+            let side = |r: &Outcome| match r {
+                Ok(e) => (
+                    e.what.clone(),
+                    e.deadlines.clone(),
+                    e.reasons.clone(),
+                    e.by_city_default,
+                ),
+                Err(_) => ("failure".into(), None, vec![], false),
+            };
+            let (active, active_deadlines, active_reasons, active_by_city_default) = side(&a);
+            let (candidate, candidate_deadlines, candidate_reasons, candidate_by_city_default) =
+                side(&c);
+            report.sample.push(Changed {
+                case: id,
+                kind,
+                active,
+                active_deadlines,
+                active_reasons,
+                active_by_city_default,
+                candidate,
+                candidate_deadlines,
+                candidate_reasons,
+                candidate_by_city_default,
+            });
         }
     }
     report.fuel_active = fuel(fa);

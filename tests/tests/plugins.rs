@@ -565,6 +565,88 @@ async fn backtest_compares_a_candidate_with_the_active_version() {
     );
 }
 
+/// A backtest reports what would actually happen. A candidate with no opinion on anything
+/// is, in effect, the city default (which stands in for it at intake): its backtest shows
+/// exactly the changes the city default's own component shows as a candidate — each with
+/// the city default's outcome, marked as standing in, never "no opinion" — and each change
+/// is classified as routing or deadline.
+#[tokio::test]
+async fn a_backtest_shows_what_the_city_default_does_where_a_candidate_has_no_opinion() {
+    let s = TestServer::start();
+    for body in sample_cases() {
+        s.json("POST", "/v1/cases", &s.admin, body).await;
+    }
+    for body in [
+        json!({"district": "jiyang", "category": "noise", "urgent": true, "location": {"grid": "jiyang/yuehe/grid-01"}}),
+        json!({"district": "tianya", "category": "ev-charging", "location": {"grid": "tianya/xidao/grid-01"}}),
+        json!({"district": "tianya", "category": "illegal-parking", "location": {"grid": "tianya/xidao/grid-01"}}),
+    ] {
+        s.json("POST", "/v1/cases", &s.admin, body).await;
+    }
+    let backtest = |district: &'static str, component: Vec<u8>, query: &'static str| {
+        let s = &s;
+        async move {
+            let put = s
+                .send(
+                    "PUT",
+                    &format!("/v1/districts/{district}/plugins/routing?{query}"),
+                    Some(&s.admin),
+                    Some("application/wasm"),
+                    component,
+                )
+                .await;
+            assert!(put.status == 201 || put.status == 200, "{:?}", put.json);
+            let r = s
+                .json(
+                    "POST",
+                    &format!("/v1/districts/{district}/plugins/routing/backtest"),
+                    &s.admin,
+                    json!({"version": put.json["version"], "sample": 200}),
+                )
+                .await;
+            assert_eq!(r.status, 200, "{:?}", r.json);
+            r.json
+        }
+    };
+    let city_default = civic_plugin_bundle::get("civic-plugin-city-default")
+        .unwrap()
+        .component
+        .to_vec();
+    for district in ["jiyang", "tianya"] {
+        let silent = backtest(
+            district,
+            fixture(fixtures::FX_HOSTILE),
+            "name=silent&config=no-opinion",
+        )
+        .await;
+        let city = backtest(district, city_default.clone(), "name=city").await;
+        assert_eq!(silent["changes"], city["changes"], "{district}: {silent}");
+        assert_eq!(silent["by_kind"], city["by_kind"], "{district}");
+        if district == "tianya" {
+            // Tianya resolves e-bike charging within a working day; the city default does not.
+            assert!(
+                silent["by_kind"]["deadline"].as_u64().unwrap_or(0) >= 1,
+                "{silent}"
+            );
+        }
+        for c in silent["sample"].as_array().unwrap() {
+            assert_eq!(c["candidate_by_city_default"], true, "{c}");
+            assert_eq!(c["active_by_city_default"], false, "{c}");
+            assert!(
+                !c["candidate"].as_str().unwrap().contains("no opinion"),
+                "{c}"
+            );
+            assert!(
+                ["routing", "deadline"].contains(&c["kind"].as_str().unwrap()),
+                "{c}"
+            );
+        }
+        for key in silent["changes"].as_object().unwrap().keys() {
+            assert!(!key.contains("no opinion"), "{key}");
+        }
+    }
+}
+
 #[tokio::test]
 async fn shadow_candidates_run_without_effect_and_are_promoted_in_one_call() {
     let s = TestServer::start();

@@ -23,9 +23,12 @@ pub const APP_MODULE: &str = "app.js";
 /// WASI features componentize-js can leave out; all of them are.
 const DISABLED: [&str; 5] = ["stdio", "random", "clocks", "http", "fetch-event"];
 
-/// The command that installs the pinned componentize-js (in the plug-in's folder).
+/// The command that installs the pinned componentize-js (in the plug-in's folder), with the
+/// preview2-shim it loads without declaring it as a dependency npm installs.
 pub fn install_hint() -> String {
-    format!("npm install --save-dev @bytecodealliance/componentize-js@{COMPONENTIZE_JS_VERSION}")
+    format!(
+        "npm install --save-dev @bytecodealliance/componentize-js@{COMPONENTIZE_JS_VERSION} @bytecodealliance/preview2-shim@0.17.9"
+    )
 }
 
 /// Whether `dir` is a JavaScript plug-in (it has an `app.js`).

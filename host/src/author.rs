@@ -471,6 +471,7 @@ fn deploy(
             bail!("activation refused ({status}): {}", message(&body));
         }
         println!("activated {version}");
+        print_replaced(&body["replaced"]);
     }
     Ok(())
 }
@@ -534,6 +535,40 @@ pub struct BacktestArgs {
     pub server: String,
     /// The token.
     pub token: String,
+}
+
+/// Says what an activation replaced and how the two versions decide the newest past cases.
+fn print_replaced(r: &serde_json::Value) {
+    if r.is_null() {
+        return;
+    }
+    println!(
+        "it replaces {} ({}){}",
+        r["name"].as_str().unwrap_or(""),
+        r["version"].as_str().unwrap_or("").get(..12).unwrap_or(""),
+        if r["city_default"] == true {
+            ", the city default standing in"
+        } else {
+            ""
+        }
+    );
+    let c = &r["compared"];
+    if c.is_null() {
+        println!(
+            "  not compared: {}",
+            r["not_compared"].as_str().unwrap_or("")
+        );
+        return;
+    }
+    println!(
+        "  on the newest {} past cases, {} are decided differently{}",
+        c["evaluated"],
+        c["changed"],
+        if c["changed"] == 0 { "" } else { ":" }
+    );
+    for (k, v) in c["changes"].as_object().into_iter().flatten() {
+        println!("  {v:>6}  {k}");
+    }
 }
 
 /// `civic backtest`: runs the server's backtest slice by slice with a progress bar, and

@@ -30,6 +30,12 @@ impl Budget {
         max_cases: 2_000,
         max_time: std::time::Duration::from_secs(10),
     };
+    /// What an activation compares, to say what the new version replaces: the newest
+    /// cases, briefly (the activation waits for it).
+    pub const PREVIEW: Budget = Budget {
+        max_cases: 500,
+        max_time: std::time::Duration::from_secs(5),
+    };
     /// An admin's backtest.
     pub const ADMIN: Budget = Budget {
         max_cases: 100_000,
@@ -479,6 +485,58 @@ pub fn run(
     report.elapsed_ms = took.as_millis() as u64;
     report.cases_per_second = report.evaluated as f64 / took.as_secs_f64().max(1e-9);
     Ok(report)
+}
+
+/// What activating a version replaces: the version in force until now, and how the two
+/// decide the district's newest past cases.
+#[derive(Debug, Clone, Serialize)]
+pub struct Replaced {
+    /// The version in force until now.
+    pub version: String,
+    /// Its name.
+    pub name: String,
+    /// It is the city default, standing in for a district without its own.
+    pub city_default: bool,
+    /// The comparison on the newest past cases ([`Budget::PREVIEW`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub compared: Option<Report>,
+    /// Why they were not compared (a backtest of the district is running, ...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub not_compared: Option<String>,
+}
+
+/// What activating `version` on `district`'s `hook` would replace, compared on the newest
+/// past cases; `None` where nothing is in force (or for the city's own slots, which have
+/// no cases of their own).
+pub fn what_it_replaces(
+    svc: &Service,
+    running: &Running,
+    district: &str,
+    hook: Hook,
+    version: &str,
+) -> Option<Replaced> {
+    if district == crate::registry::CITY {
+        return None;
+    }
+    let now = svc.registry().resolve(district, hook)?;
+    let request = Request {
+        version: version.to_owned(),
+        from: None,
+        to: None,
+        sample: Some(10),
+    };
+    let (compared, not_compared) =
+        match run(svc, running, district, hook, &request, Budget::PREVIEW) {
+            Ok(report) => (Some(report), None),
+            Err(e) => (None, Some(e.to_string())),
+        };
+    Some(Replaced {
+        version: now.active.record.version.clone(),
+        name: now.active.record.name.clone(),
+        city_default: now.is_city_default,
+        compared,
+        not_compared,
+    })
 }
 
 #[cfg(test)]

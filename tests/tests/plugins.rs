@@ -647,6 +647,63 @@ async fn a_backtest_shows_what_the_city_default_does_where_a_candidate_has_no_op
     }
 }
 
+/// Activation says what it replaces. Tianya's rules resolve e-bike charging within one
+/// working day; a version with an opinion on nothing, activated there, hands every case to
+/// the city default — and the activation's answer says so: the version it replaces, and
+/// the e-bike case's deadline change on Tianya's past cases.
+#[tokio::test]
+async fn an_activation_says_what_it_replaces() {
+    let s = TestServer::start();
+    for body in [
+        json!({"district": "tianya", "category": "ev-charging", "location": {"grid": "tianya/xidao/grid-01"}}),
+        json!({"district": "tianya", "category": "noise", "location": {"grid": "tianya/xidao/grid-01"}}),
+    ] {
+        assert_eq!(
+            s.json("POST", "/v1/cases", &s.admin, body).await.status,
+            201
+        );
+    }
+    let before = s
+        .get("/v1/districts/tianya/plugins/routing", &s.admin)
+        .await;
+    let active = before.json["slot"]["active"].as_str().unwrap().to_owned();
+    let put = s
+        .send(
+            "PUT",
+            "/v1/districts/tianya/plugins/routing?name=careless&config=no-opinion",
+            Some(&s.admin),
+            Some("application/wasm"),
+            fixture(fixtures::FX_HOSTILE),
+        )
+        .await;
+    let version = put.json["version"].as_str().unwrap().to_owned();
+    let act = s
+        .json(
+            "POST",
+            &format!("/v1/districts/tianya/plugins/routing/versions/{version}/activate"),
+            &s.admin,
+            json!({}),
+        )
+        .await;
+    assert_eq!(act.status, 200, "{:?}", act.json);
+    assert_eq!(act.json["active"], version.as_str(), "the slot, as before");
+    let r = &act.json["replaced"];
+    assert_eq!(r["version"], active.as_str(), "{r}");
+    assert_eq!(r["city_default"], false);
+    assert_eq!(r["compared"]["evaluated"], 2, "{r}");
+    assert_eq!(r["compared"]["changed"], 1, "only the e-bike case: {r}");
+    assert_eq!(r["compared"]["by_kind"]["deadline"], 1, "{r}");
+    let change = &r["compared"]["sample"][0];
+    assert_eq!(change["candidate_by_city_default"], true, "{change}");
+    assert!(
+        change["active_deadlines"]
+            .as_str()
+            .unwrap()
+            .contains("resolution 1 working days"),
+        "{change}"
+    );
+}
+
 #[tokio::test]
 async fn shadow_candidates_run_without_effect_and_are_promoted_in_one_call() {
     let s = TestServer::start();

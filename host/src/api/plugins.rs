@@ -306,19 +306,34 @@ async fn versions(
     Ok(axum::Json(out))
 }
 
+/// Activates a version, and says what it replaces: the newest past cases of the district
+/// decided under the version in force until now and under this one (as a backtest does:
+/// effective outcomes, the city default standing in for "no opinion"), so a district
+/// engineer who changed one rule sees at once if other cases change too.
 async fn activate(
     State(state): State<AppState>,
     Auth(p): Auth,
     Path((district, hook_name, version)): Path<(String, String, String)>,
 ) -> Result<impl IntoResponse, ApiError> {
-    change_slot(
-        state,
-        p,
-        district,
-        &hook_name,
-        move |reg, d, h, actor, now| reg.activate(d, h, &version, actor, now),
-    )
-    .await
+    let h = hook(&hook_name)?;
+    let running = state.backtests.clone();
+    let out = blocking(&state, move |svc| {
+        scope(svc, &p, &district, true)?;
+        let replaced = crate::backtest::what_it_replaces(svc, &running, &district, h, &version);
+        let slot = svc
+            .registry()
+            .activate(&district, h, &version, &p.id, svc.clock().now())?;
+        let mut answer = serde_json::to_value(slot).unwrap_or_default();
+        if let Some(o) = answer.as_object_mut() {
+            o.insert(
+                "replaced".into(),
+                serde_json::to_value(replaced).unwrap_or_default(),
+            );
+        }
+        Ok(answer)
+    })
+    .await?;
+    Ok(axum::Json(out))
 }
 
 async fn rollback(

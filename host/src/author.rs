@@ -26,6 +26,10 @@ pub enum PluginCommand {
         /// The language it is written in.
         #[arg(long, value_enum, default_value_t = Lang::Rust)]
         lang: Lang,
+        /// Start from this district's rules as the city runs them today (Rust): change one
+        /// rule and the rest stand.
+        #[arg(long)]
+        district: Option<String>,
     },
     /// Build a plug-in into a Wasm component: a Rust crate with cargo, a Python one (a
     /// folder with an `app.py`) with componentize-py, a JavaScript one (an `app.js`) with
@@ -109,7 +113,7 @@ pub enum Lang {
 
 impl Lang {
     /// The module an interpreted plug-in is built from (`None` for Rust: a crate).
-    fn app_file(self) -> Option<&'static str> {
+    pub(crate) fn app_file(self) -> Option<&'static str> {
         match self {
             Lang::Rust => None,
             Lang::Python => Some("app.py"),
@@ -144,7 +148,12 @@ pub struct EnvArgs {
 /// Runs a `civic plugin` command.
 pub fn run(cmd: PluginCommand) -> anyhow::Result<()> {
     match cmd {
-        PluginCommand::New { name, dir, lang } => scaffold(&name, &dir, lang),
+        PluginCommand::New {
+            name,
+            dir,
+            lang,
+            district,
+        } => crate::scaffold::create(&name, &dir, lang, district.as_deref()),
         PluginCommand::Build {
             manifest_path,
             out,
@@ -320,7 +329,7 @@ fn test(plugin: &Path, fixtures: &Path, env: &EnvArgs) -> anyhow::Result<()> {
 }
 
 /// The contract this binary builds plug-ins against (the folder is frozen per version).
-const CONTRACT_WIT: &str = include_str!("../../sdk/wit/since_v0.1.0/rules.wit");
+pub(crate) const CONTRACT_WIT: &str = include_str!("../../sdk/wit/since_v0.1.0/rules.wit");
 
 fn build(manifest: &Path, out: Option<PathBuf>, target_dir: Option<PathBuf>) -> anyhow::Result<()> {
     // `Cargo.toml` is the default; where there is none, the folder's `app.py` or `app.js`.
@@ -753,145 +762,6 @@ fn http(
             serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
         ))
     })
-}
-
-fn scaffold(name: &str, dir: &Path, lang: Lang) -> anyhow::Result<()> {
-    let valid = !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && name.as_bytes()[0].is_ascii_lowercase();
-    if !valid {
-        bail!(
-            "`{name}` is not a plug-in name: use lowercase letters, digits and '-', starting with a letter"
-        );
-    }
-    let root = dir.join(name);
-    if root.exists() {
-        bail!(
-            "{} already exists; choose another name or folder",
-            root.display()
-        );
-    }
-    let ident = name
-        .split('-')
-        .map(|w| {
-            let mut c = w.chars();
-            c.next()
-                .map(|f| f.to_ascii_uppercase().to_string() + c.as_str())
-                .unwrap_or_default()
-        })
-        .collect::<String>();
-    let fixture = (
-        "fixtures/noise-goes-to-its-grid.json",
-        include_str!("../scaffold/fixture.json.tmpl"),
-    );
-    let case = ("case.json", include_str!("../scaffold/case.json.tmpl"));
-    let files: Vec<(&str, &str)> = match lang {
-        Lang::Rust => vec![
-            ("Cargo.toml", include_str!("../scaffold/Cargo.toml.tmpl")),
-            (
-                "rust-toolchain.toml",
-                include_str!("../../rust-toolchain.toml"),
-            ),
-            ("src/lib.rs", include_str!("../scaffold/lib.rs.tmpl")),
-            fixture,
-            case,
-            ("README.md", include_str!("../scaffold/README.md.tmpl")),
-            (".gitignore", "/target\n*.wasm\n"),
-        ],
-        Lang::Python => vec![
-            ("app.py", include_str!("../scaffold/python/app.py.tmpl")),
-            (
-                "test_app.py",
-                include_str!("../scaffold/python/test_app.py.tmpl"),
-            ),
-            (
-                "civic_testing.py",
-                include_str!("../../sdk/python/civic_testing.py"),
-            ),
-            ("directory.json", SAMPLE_DIRECTORY),
-            ("wit/rules.wit", CONTRACT_WIT),
-            fixture,
-            case,
-            (
-                "README.md",
-                include_str!("../scaffold/python/README.md.tmpl"),
-            ),
-            (".gitignore", "/bindings\n__pycache__/\n*.wasm\n"),
-        ],
-        Lang::Js => vec![
-            ("app.js", include_str!("../scaffold/js/app.js.tmpl")),
-            ("rules.js", include_str!("../scaffold/js/rules.js.tmpl")),
-            (
-                "rules.test.js",
-                include_str!("../scaffold/js/rules.test.js.tmpl"),
-            ),
-            (
-                "civic-testing.js",
-                include_str!("../../sdk/js/civic-testing.js"),
-            ),
-            (
-                "package.json",
-                include_str!("../scaffold/js/package.json.tmpl"),
-            ),
-            ("directory.json", SAMPLE_DIRECTORY),
-            ("wit/rules.wit", CONTRACT_WIT),
-            fixture,
-            case,
-            ("README.md", include_str!("../scaffold/js/README.md.tmpl")),
-            (".gitignore", "node_modules/\n*.wasm\n"),
-        ],
-    };
-    let sdk = Path::new(env!("CARGO_MANIFEST_DIR")).join("../sdk");
-    let sdk = sdk.canonicalize().unwrap_or(sdk);
-    for (file, template) in files {
-        let text = template
-            .replace("{{name}}", name)
-            .replace("{{Ident}}", &ident)
-            .replace("{{sdk}}", &sdk.display().to_string())
-            .replace(
-                "{{max_fuel}}",
-                match lang {
-                    // A Python decision runs through the interpreter: ~270k fuel here.
-                    Lang::Rust => "200000",
-                    Lang::Python => "2000000",
-                    // SpiderMonkey: ~1.7M here.
-                    Lang::Js => "10000000",
-                },
-            )
-            .replace(
-                "{{componentize_py}}",
-                civic_guest_build::python::COMPONENTIZE_PY_VERSION,
-            )
-            .replace(
-                "{{componentize_js}}",
-                civic_guest_build::js::COMPONENTIZE_JS_VERSION,
-            );
-        let path = root.join(file);
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent)?;
-        }
-        std::fs::write(path, text)?;
-    }
-    match lang {
-        Lang::Rust => println!(
-            "created {}: `cargo test` runs its rules natively; `civic plugin build --manifest-path {}/Cargo.toml` builds it",
-            root.display(),
-            root.display()
-        ),
-        Lang::Python => println!(
-            "created {}: see its README.md — `python3 -m unittest` runs its rules natively (after generating the bindings); `civic plugin build --manifest-path {}/app.py` builds it",
-            root.display(),
-            root.display()
-        ),
-        Lang::Js => println!(
-            "created {}: see its README.md — `npm install` then `node --test` runs its rules natively; `civic plugin build --manifest-path {}/app.js` builds it",
-            root.display(),
-            root.display()
-        ),
-    }
-    Ok(())
 }
 
 #[cfg(test)]

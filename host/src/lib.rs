@@ -31,6 +31,7 @@ pub mod periodic;
 pub mod registry;
 pub mod replay;
 pub mod runtime;
+pub mod scaffold;
 pub mod schema;
 pub mod service;
 pub mod store;

@@ -424,3 +424,132 @@ fn backtest_takes_dates() {
         text(&late)
     );
 }
+
+/// The Tianya scenario: a district engineer starts from Tianya's rules as the city runs
+/// them (`--district tianya`, with the SDK vendored: no path of this machine in the
+/// scaffold), changes one rule — illegal parking in 西岛 goes to its police post — and the
+/// backtest against the active version changes only the parking case: the e-bike case keeps
+/// its one-working-day deadline, the noise case its grid.
+#[test]
+fn one_changed_rule_from_the_districts_rules_changes_one_case() {
+    let tmp = tempfile::tempdir().unwrap();
+    let o = civic(&[
+        "plugin",
+        "new",
+        "tianya-parking",
+        "--district",
+        "tianya",
+        "--dir",
+        tmp.path().to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let root = tmp.path().join("tianya-parking");
+    let here = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    for entry in walk(&root) {
+        let content = std::fs::read_to_string(&entry).unwrap_or_default();
+        assert!(
+            !content.contains(here.to_str().unwrap()),
+            "{} names this machine's checkout",
+            entry.display()
+        );
+    }
+    let lib = root.join("src/lib.rs");
+    let rules = std::fs::read_to_string(&lib).unwrap().replacen(
+        "impl District for Tianya {",
+        "impl District for Tianya {
+    fn route_before_grid(case: &Case, _ctx: &Context, _grid: bool) -> Option<RoutingDecision> {
+        (case.category == \"illegal-parking\"
+            && case.location.community.as_deref() == Some(\"tianya/xidao\"))
+        .then(|| route_to(\"tianya/xidao/police\").because(\"route.tianya.parking-police\"))
+    }
+",
+        1,
+    );
+    std::fs::write(&lib, rules).unwrap();
+    let o = civic(&[
+        "plugin",
+        "build",
+        "--manifest-path",
+        root.join("Cargo.toml").to_str().unwrap(),
+        "--target-dir",
+        shared_target("scaffold-guest").to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let wasm = root.join("tianya-parking.wasm");
+    // Today's decision, recorded by the scaffold, still holds for the noise case.
+    let o = civic(&[
+        "plugin",
+        "test",
+        "--plugin",
+        wasm.to_str().unwrap(),
+        "--fixtures",
+        root.join("fixtures").to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+
+    let data = tmp.path().join("data");
+    let server = common::start(&data);
+    let token = std::fs::read_to_string(data.join("admin-token"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    for case in [
+        r#"{"district":"tianya","category":"ev-charging","location":{"grid":"tianya/xidao/grid-01"}}"#,
+        r#"{"district":"tianya","category":"illegal-parking","location":{"grid":"tianya/xidao/grid-01"}}"#,
+        r#"{"district":"tianya","category":"noise","location":{"grid":"tianya/xidao/grid-02"}}"#,
+    ] {
+        let (status, c) = common::http(&server.addr, "POST", "/v1/cases", &token, case);
+        assert_eq!(status, 201, "{c}");
+    }
+    let o = Command::new(env!("CARGO_BIN_EXE_civic"))
+        .args([
+            "plugin",
+            "deploy",
+            "--plugin",
+            wasm.to_str().unwrap(),
+            "--server",
+            &format!("http://{}", server.addr),
+            "--district",
+            "tianya",
+            "--hook",
+            "routing",
+        ])
+        .env("CIVIC_TOKEN", &token)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let version = text(&o)
+        .split_whitespace()
+        .find(|w| w.len() == 64)
+        .expect("the deploy prints the version")
+        .to_owned();
+    let (status, r) = common::http(
+        &server.addr,
+        "POST",
+        "/v1/districts/tianya/plugins/routing/backtest",
+        &token,
+        &format!(r#"{{"version":"{}"}}"#, &version[..12]),
+    );
+    assert_eq!(status, 200, "{r}");
+    assert_eq!(r["evaluated"], 3, "{r}");
+    assert_eq!(r["changed"], 1, "only the parking case: {r}");
+    assert_eq!(
+        r["changes"]["tianya/xidao/grid-01 → tianya/xidao/police"], 1,
+        "{r}"
+    );
+    assert_eq!(r["by_kind"]["routing"], 1, "{r}");
+}
+
+/// Every file under `dir`.
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}

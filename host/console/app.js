@@ -44,6 +44,8 @@ const L = {
     "intake.submit": "提交并派单", "intake.result": "派单结果", "intake.open": "查看工单", "intake.none": "（无）",
     "plugins.title": "规则插件", "plugins.active": "当前生效", "plugins.versions": "版本", "plugins.deployed": "部署",
     "plugins.by": "部署人", "plugins.size": "大小", "plugins.activate": "启用", "plugins.rollback": "回滚到上一版本",
+    "plugins.confirm": "启用后，近期案件中有 {n} 件的处理结果将改变：", "plugins.confirm.yes": "仍然启用", "plugins.confirm.no": "取消",
+    "plugins.citystands": "（本版本无意见，由全市默认规则决定）",
     "plugins.upload": "上传新版本", "plugins.file": "组件文件 (.wasm)", "plugins.name": "名称", "plugins.deploy": "部署",
     "plugins.dryrun": "试运行", "plugins.case": "工单 JSON", "plugins.pick": "从样例选择", "plugins.version": "版本",
     "plugins.run": "运行", "plugins.citydefault": "使用市级默认", "plugins.history": "变更记录", "plugins.isactive": "生效中",
@@ -84,6 +86,8 @@ const L = {
     "intake.submit": "Submit and dispatch", "intake.result": "Where it went", "intake.open": "Open the case", "intake.none": "(none)",
     "plugins.title": "Plug-ins", "plugins.active": "Active", "plugins.versions": "Versions", "plugins.deployed": "Deployed",
     "plugins.by": "By", "plugins.size": "Size", "plugins.activate": "Activate", "plugins.rollback": "Roll back",
+    "plugins.confirm": "Activating changes what happens to {n} of the recent cases:", "plugins.confirm.yes": "Activate anyway", "plugins.confirm.no": "Cancel",
+    "plugins.citystands": "(no opinion: the city default decides)",
     "plugins.upload": "Upload a new version", "plugins.file": "Component (.wasm)", "plugins.name": "Name", "plugins.deploy": "Deploy",
     "plugins.dryrun": "Dry run", "plugins.case": "Case JSON", "plugins.pick": "Pick a sample", "plugins.version": "Version",
     "plugins.run": "Run", "plugins.citydefault": "City default in use", "plugins.history": "History", "plugins.isactive": "active",
@@ -660,7 +664,7 @@ async function viewPlugins(district) {
       h("td", {}, `${Math.round(v.size / 1024)} KiB`),
       h("td", {}, canManage && v.version !== slot.active
         ? h("button", { type: "button", class: "secondary activate", "data-version": v.version,
-          onclick: () => act("POST", `/v1/districts/${district}/plugins/${hook}/versions/${v.version}/activate`) }, t("plugins.activate"))
+          onclick: () => activateWithCare(district, hook, v.version, act) }, t("plugins.activate"))
         : null)));
     const file = h("input", { type: "file", accept: ".wasm,application/wasm", id: `upload-${hook}` });
     const name = h("input", { id: `upload-name-${hook}`, placeholder: `${district}-${hook}` });
@@ -684,6 +688,36 @@ async function viewPlugins(district) {
       history.length ? h("details", {}, h("summary", {}, t("plugins.history")), h("ul", {}, history)) : null);
   });
   mount(h("h1", {}, t("plugins.title"), " ", picker), ...cards, dryRunCard(district, lists));
+}
+
+// Before a version replaces what decides a district's cases, compare the two on recent past
+// cases (effective outcomes, as a backtest shows them); when any case would change, say which
+// and ask before activating.
+async function activateWithCare(district, hook, version, act) {
+  const path = `/v1/districts/${district}/plugins/${hook}/versions/${version}/activate`;
+  let report = null;
+  if (district !== "city") {
+    try {
+      report = await api("POST", `/v1/districts/${district}/plugins/${hook}/backtest`, { version, sample: 5 });
+    } catch (err) {
+      report = null; // no comparison (a backtest is running): activate as asked
+    }
+  }
+  if (!report || !report.changed) {
+    await act("POST", path);
+    return;
+  }
+  const card = document.getElementById(`hook-${hook}`);
+  const side = (c, which) => `${c[which]}${c[`${which}_deadlines`] ? ` (${c[`${which}_deadlines`]})` : ""}${c[`${which}_by_city_default`] ? ` ${t("plugins.citystands")}` : ""}`;
+  const panel = h("div", { class: "card warn", id: "activate-confirm" },
+    h("p", {}, t("plugins.confirm").replace("{n}", report.changed)),
+    h("ul", {}, Object.entries(report.changes).map(([k, n]) => h("li", {}, `${n} × ${k}`))),
+    h("ul", { class: "muted" }, report.sample.map((c) => h("li", {}, `${c.case} [${c.kind}]: ${side(c, "active")} → ${side(c, "candidate")}`))),
+    h("div", { class: "actions" },
+      h("button", { type: "button", id: "activate-confirm-yes", onclick: () => { panel.remove(); act("POST", path); } }, t("plugins.confirm.yes")),
+      h("button", { type: "button", class: "secondary", id: "activate-confirm-no", onclick: () => panel.remove() }, t("plugins.confirm.no"))));
+  document.getElementById("activate-confirm")?.remove();
+  card.append(panel);
 }
 
 function dryRunCard(district, lists) {

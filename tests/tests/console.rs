@@ -324,6 +324,70 @@ async fn a_dispatcher_cannot_see_another_districts_cases_and_markup_stays_text()
     b.wait_text("#flash", "404").await;
 }
 
+/// Activating a version that would change what happens to recent cases asks first: a
+/// version with no opinion on anything, about to replace Tianya's rules, shows that the
+/// e-bike case would lose its one-working-day deadline (the city default deciding); "cancel"
+/// leaves Tianya's rules in force, "activate anyway" activates it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn activating_a_version_that_changes_recent_cases_asks_first() {
+    let server = TestServer::start();
+    let base = server.listen().await;
+    let ebike = serde_json::json!({"district": "tianya", "category": "ev-charging", "location": {"grid": "tianya/xidao/grid-01"}});
+    assert_eq!(
+        server
+            .json("POST", "/v1/cases", &server.admin, ebike)
+            .await
+            .status,
+        201
+    );
+    let active = |r: &civic_tests::Reply| r.json["slot"]["active"].as_str().map(str::to_owned);
+    let before = active(
+        &server
+            .get("/v1/districts/tianya/plugins/routing", &server.admin)
+            .await,
+    )
+    .unwrap();
+    let put = server
+        .send(
+            "PUT",
+            "/v1/districts/tianya/plugins/routing?name=careless&config=no-opinion",
+            Some(&server.admin),
+            Some("application/wasm"),
+            civic_tests::fixture(civic_tests::fixtures::FX_HOSTILE),
+        )
+        .await;
+    let version = put.json["version"].as_str().unwrap().to_owned();
+
+    let b = Browser::start(SHOTS).await;
+    b.sign_in(&base, &server.admin).await;
+    b.open(&format!("{base}/console/#/plugins/tianya")).await;
+    let button = format!("#hook-routing button.activate[data-version='{version}']");
+    b.click(&button).await;
+    let asked = b.wait_text("#activate-confirm", "1").await;
+    assert!(
+        asked.contains("resolution 1 working days") && asked.contains("全市默认规则"),
+        "{asked}"
+    );
+    b.shot("05b-plugins-activation-asks").await;
+    b.click("#activate-confirm-no").await;
+    let still = active(
+        &server
+            .get("/v1/districts/tianya/plugins/routing", &server.admin)
+            .await,
+    );
+    assert_eq!(
+        still.as_deref(),
+        Some(before.as_str()),
+        "cancel keeps the rules"
+    );
+
+    b.click(&button).await;
+    b.find("#activate-confirm").await;
+    b.click("#activate-confirm-yes").await;
+    b.wait_text("#hook-routing .active-version", &version[..12])
+        .await;
+}
+
 /// The console is served by the same process, with headers that keep citizens' text inert.
 #[tokio::test]
 async fn the_console_is_served_from_the_binary_with_a_strict_policy() {

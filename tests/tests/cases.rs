@@ -395,7 +395,7 @@ async fn bad_input_gets_the_right_status_and_changes_nothing() {
             "/v1/districts/jiyang/plugins/routing",
             Some(&s.admin),
             Some("application/wasm"),
-            vec![0u8; 17 * 1024 * 1024],
+            vec![0u8; civic_host::api::UPLOAD_LIMIT + 1],
         )
         .await;
     assert_eq!(r.status, 413);

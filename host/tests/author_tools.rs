@@ -553,3 +553,48 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     }
     out
 }
+
+/// `civic plugin build` installs nothing: without its build tool it says which one is
+/// missing and the command that installs it.
+#[test]
+fn a_missing_build_tool_is_named_with_its_install_command() {
+    let tmp = tempfile::tempdir().unwrap();
+    for (lang, app, tool, install) in [
+        (
+            "python",
+            "app.py",
+            "COMPONENTIZE_PY",
+            "pip install componentize-py==0.25.1",
+        ),
+        (
+            "js",
+            "app.js",
+            "COMPONENTIZE_JS",
+            "npm install --save-dev @bytecodealliance/componentize-js@0.19.3",
+        ),
+    ] {
+        let name = format!("missing-{lang}");
+        let o = civic(&[
+            "plugin",
+            "new",
+            &name,
+            "--lang",
+            lang,
+            "--dir",
+            tmp.path().to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{}", text(&o));
+        let o = Command::new(env!("CARGO_BIN_EXE_civic"))
+            .args(["plugin", "build", "--manifest-path"])
+            .arg(tmp.path().join(&name).join(app))
+            .env(tool, tmp.path().join("no-such-tool"))
+            .output()
+            .unwrap();
+        assert!(!o.status.success());
+        let out = text(&o);
+        assert!(
+            out.contains("is not installed: install it with") && out.contains(install),
+            "{out}"
+        );
+    }
+}

@@ -12,6 +12,7 @@ use crate::dryrun::{self, Request};
 use crate::golden;
 use crate::intake::NewCase;
 use crate::runtime::{Hook, Limits, Runtime, RuntimeConfig};
+use crate::scaffold::{CONTRACT_WIT, Lang};
 
 /// `civic plugin ...`
 #[derive(Subcommand, Debug)]
@@ -98,28 +99,6 @@ pub enum PluginCommand {
         #[arg(long)]
         activate: bool,
     },
-}
-
-/// The languages a plug-in can be written in.
-#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Lang {
-    /// A crate against the Rust SDK, built with cargo.
-    Rust,
-    /// An `app.py` against the contract's Python bindings, built with componentize-py.
-    Python,
-    /// An `app.js` module exporting `hooks`, built with componentize-js.
-    Js,
-}
-
-impl Lang {
-    /// The module an interpreted plug-in is built from (`None` for Rust: a crate).
-    pub(crate) fn app_file(self) -> Option<&'static str> {
-        match self {
-            Lang::Rust => None,
-            Lang::Python => Some("app.py"),
-            Lang::Js => Some(civic_guest_build::js::APP_MODULE),
-        }
-    }
 }
 
 /// The directory, limits and configuration a plug-in runs with.
@@ -327,9 +306,6 @@ fn test(plugin: &Path, fixtures: &Path, env: &EnvArgs) -> anyhow::Result<()> {
     }
     Ok(())
 }
-
-/// The contract this binary builds plug-ins against (the folder is frozen per version).
-pub(crate) const CONTRACT_WIT: &str = include_str!("../../sdk/wit/since_v0.1.0/rules.wit");
 
 fn build(manifest: &Path, out: Option<PathBuf>, target_dir: Option<PathBuf>) -> anyhow::Result<()> {
     // `Cargo.toml` is the default; where there is none, the folder's `app.py` or `app.js`.

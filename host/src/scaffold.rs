@@ -11,9 +11,33 @@ use std::path::Path;
 
 use anyhow::{Context, bail};
 
-use crate::author::{CONTRACT_WIT, Lang};
 use crate::directory::{SAMPLE_CATEGORIES, SAMPLE_DIRECTORY};
 use crate::runtime::{Hook, Limits, Runtime, RuntimeConfig};
+
+/// The contract this binary builds plug-ins against (the folder is frozen per version).
+pub(crate) const CONTRACT_WIT: &str = include_str!("../../sdk/wit/since_v0.1.0/rules.wit");
+
+/// The languages a plug-in can be written in.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lang {
+    /// A crate against the Rust SDK, built with cargo.
+    Rust,
+    /// An `app.py` against the contract's Python bindings, built with componentize-py.
+    Python,
+    /// An `app.js` module exporting `hooks`, built with componentize-js.
+    Js,
+}
+
+impl Lang {
+    /// The module an interpreted plug-in is built from (`None` for Rust: a crate).
+    pub(crate) fn app_file(self) -> Option<&'static str> {
+        match self {
+            Lang::Rust => None,
+            Lang::Python => Some("app.py"),
+            Lang::Js => Some(civic_guest_build::js::APP_MODULE),
+        }
+    }
+}
 
 /// The workspace manifest, whose `[workspace.package]` and `[workspace.dependencies]` the
 /// vendored crates inherit from.

@@ -8,7 +8,7 @@ cargo build -q -p civic-host --bin civic
 data=$(mktemp -d)
 log="$data/server.log"
 port=$((20000 + RANDOM % 20000))
-./target/debug/civic serve --data "$data/civic-data" --listen "127.0.0.1:$port" >"$log" 2>&1 &
+"${CARGO_TARGET_DIR:-target}/debug/civic" serve --data "$data/civic-data" --listen "127.0.0.1:$port" >"$log" 2>&1 &
 pid=$!
 trap 'kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; rm -rf "$data"' EXIT
 for _ in $(seq 1 120); do

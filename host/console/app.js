@@ -52,6 +52,9 @@ const L = {
     "plugins.suspended": "已暂停",
     "ov.title": "区域概览", "ov.status": "在办工单（按状态）", "ov.unit": "在办工单（按承办单位）", "ov.lights": "督办灯",
     "ov.decisions": "每日规则决定", "ov.failures": "规则失败", "ov.plugin": "插件", "ov.days": "天数",
+    "nav.assessment": "考核", "as.title": "考核指标", "as.month": "月份", "as.scope": "范围", "as.unit": "承办单位",
+    "as.kind": "类别", "as.overdue": "当前超期", "as.nodata": "无数据", "as.chart": "各单位", "as.trend": "近六个月",
+    "as.none": "本期没有可统计的工单。", "as.city": "全市合计", "as.district": "区合计",
     "err.network": "无法连接服务器", "ok.done": "已完成", "ok.deployed": "已部署版本",
   },
   en: {
@@ -94,6 +97,9 @@ const L = {
     "plugins.suspended": "suspended",
     "ov.title": "District overview", "ov.status": "Open cases by status", "ov.unit": "Open cases by unit", "ov.lights": "Lights",
     "ov.decisions": "Rule decisions per day", "ov.failures": "Rule failures", "ov.plugin": "Plug-in", "ov.days": "Days",
+    "nav.assessment": "Assessment", "as.title": "Assessment", "as.month": "Month", "as.scope": "Scope", "as.unit": "Unit",
+    "as.kind": "Kind", "as.overdue": "Overdue now", "as.nodata": "no data", "as.chart": "By unit", "as.trend": "Last six months",
+    "as.none": "Nothing to count in this period.", "as.city": "City total", "as.district": "District total",
     "err.network": "Cannot reach the server", "ok.done": "Done", "ok.deployed": "Deployed version",
   },
 };
@@ -108,6 +114,9 @@ const ST = {
     "merged": "Merged" },
 };
 
+const UNIT_KIND_NAMES = { zh: { city_centre: "市热线中心", district_desk: "区分中心", community: "社区", village: "村",
+  grid: "网格", department: "职能部门", police: "公安", mediation_committee: "调解委员会", industry_mediation: "行业调解",
+  chamber_mediation: "商会调解", pre_litigation_centre: "诉前调解", port_station: "渔港站" }, en: {} };
 const KIND_NAMES = { zh: { consultation: "咨询", help: "求助", complaint: "投诉", report: "举报", suggestion: "建议", praise: "表扬" }, en: {} };
 const CHANNEL_NAMES = { zh: { phone: "电话", app: "App", wechat: "微信", web: "网站", grid: "网格员上报", open311: "Open311", other: "其他" }, en: {} };
 const FLAG_NAMES = { zh: { litigation: "已起诉", arbitration: "已申请仲裁", reconsideration: "已申请行政复议",
@@ -264,6 +273,7 @@ function renderChrome(active) {
     links.push(["plugins", `#/plugins/${defaultDistrict()}`]);
     links.push(["overview", `#/overview/${defaultDistrict()}`]);
   }
+  if (role !== "intake-agent") links.push(["assessment", "#/assessment"]);
   for (const [k, href] of links) nav.append(h("a", { href, id: `nav-${k}`, class: k === active ? "on" : "" }, t(`nav.${k}`)));
   who.append(
     `${t(`role.${role}`)} · ${state.me.district || t("who.city")}${state.me.unit ? ` · ${unitName(state.me.unit)}` : ""}`,
@@ -849,6 +859,121 @@ async function viewOverview(district, q) {
       h("tbody", {}, [...plugins.entries()].map(([p, n]) => h("tr", {}, h("td", {}, h("code", {}, p)), h("td", {}, String(n)))))))));
 }
 
+// ---------------------------------------------------------------- assessment
+
+/** `YYYY-MM` of the month `back` months before `month`. */
+function monthBefore(month, back) {
+  const [y, m] = month.split("-").map(Number);
+  const i = y * 12 + (m - 1) - back;
+  return `${Math.floor(i / 12)}-${String((i % 12) + 1).padStart(2, "0")}`;
+}
+
+/** A rate as the page shows it: percent with both counts, or "no data". */
+function rateCell(r) {
+  const text = r.rate === null ? t("as.nodata") : `${(r.rate * 100).toFixed(1)}%`;
+  return h("td", { class: "num", "data-indicator": r.indicator, title: `${r.numerator} / ${r.denominator}` },
+    h("strong", {}, text), h("span", { class: "muted" }, ` ${r.numerator}/${r.denominator}`));
+}
+
+/** A line chart as SVG: one point per label, values 0–1 (missing values leave a gap). */
+function trend(points) {
+  const width = 640, height = 160, pad = 34;
+  const svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
+  svg.setAttribute("viewBox", `0 0 ${width} ${height}`);
+  svg.setAttribute("role", "img");
+  const mk = (tag, attrs, text) => {
+    const el = document.createElementNS("http://www.w3.org/2000/svg", tag);
+    for (const [k, val] of Object.entries(attrs)) el.setAttribute(k, val);
+    if (text !== undefined) el.textContent = text;
+    svg.append(el);
+    return el;
+  };
+  const x = (i) => pad + (i * (width - 2 * pad)) / Math.max(1, points.length - 1);
+  const y = (v) => height - pad - v * (height - 2 * pad);
+  mk("line", { x1: pad, y1: y(0), x2: width - pad, y2: y(0), stroke: "#999" });
+  mk("text", { x: 2, y: y(1) + 4 }, "100%");
+  mk("text", { x: 10, y: y(0) + 4 }, "0%");
+  let path = "";
+  let gap = true;
+  points.forEach(([label, v], i) => {
+    mk("text", { x: x(i), y: height - 8, "text-anchor": "middle" }, label);
+    if (v === null) {
+      gap = true;
+      return;
+    }
+    path += `${gap ? "M" : "L"}${x(i)},${y(v)} `;
+    gap = false;
+    mk("circle", { cx: x(i), cy: y(v), r: 4, fill: "#0b5cad", "data-month": label });
+    mk("text", { x: x(i), y: y(v) - 8, "text-anchor": "middle" }, `${(v * 100).toFixed(0)}%`);
+  });
+  if (path) mk("path", { d: path, fill: "none", stroke: "#0b5cad", "stroke-width": 2 });
+  return h("div", { class: "chart", id: "as-trend" }, svg);
+}
+
+async function viewAssessment(q) {
+  renderChrome("assessment");
+  const now = new Date(Date.now() + 8 * 3600 * 1000);
+  const month = q.get("month") || now.toISOString().slice(0, 7);
+  const district = q.get("district") || "";
+  const indicator = q.get("indicator") || "on-time-completion";
+  const go = (changes) => {
+    const p = new URLSearchParams({ month, district, indicator, ...changes });
+    for (const [k, v] of [...p.entries()]) if (!v) p.delete(k);
+    location.hash = `#/assessment?${p}`;
+  };
+  const monthInput = h("input", { type: "month", id: "as-month", value: month, onchange: (e) => go({ month: e.target.value }) });
+  const head = () => h("h1", {}, t("as.title"), " ", monthInput);
+  mount(head(), h("p", { class: "muted" }, "…"));
+  const ask = (m) => api("GET", `/v1/assessment?${query({ month: m, district })}`);
+  let a;
+  try {
+    a = await ask(month);
+  } catch (err) {
+    flash(err.message);
+    return;
+  }
+  const zh = state.lang === "zh";
+  const indicators = a.indicators;
+  const label = (i) => (zh ? i.zh : i.id);
+  const scopeOptions = state.me.role === "city-admin" ? ["", ...districtsOf()] : [];
+  const controls = h("div", { class: "filters" },
+    scopeOptions.length ? h("label", {}, t("as.scope"), " ",
+      h("select", { id: "as-district", onchange: (e) => go({ district: e.target.value }) },
+        scopeOptions.map((d) => h("option", { value: d, selected: d === district ? "selected" : null }, d ? unitName(d) : t("who.city"))))) : "",
+    h("label", {}, " ", h("select", { id: "as-indicator", onchange: (e) => go({ indicator: e.target.value }) },
+      indicators.map((i) => h("option", { value: i.id, selected: i.id === indicator ? "selected" : null, title: i.definition }, label(i))))));
+  const totals = [...(a.city ? [[t("as.city"), a.city]] : []), ...a.districts.map((d) => [`${d.name} · ${t("as.district")}`, d])];
+  const row = (name, r, kind, id) => h("tr", { "data-unit": id || "" }, h("td", {}, name),
+    h("td", {}, kind ? UNIT_KIND_NAMES[state.lang][kind] || kind.replace(/_/g, " ") : ""),
+    ...r.figures.rates.map(rateCell), h("td", { class: "num" }, String(r.figures.overdue_now)));
+  const table = h("div", { class: "table-wrap" }, h("table", { id: "as-table" },
+    h("thead", {}, h("tr", {}, h("th", {}, t("as.unit")), h("th", {}, t("as.kind")),
+      ...indicators.map((i) => h("th", { title: i.definition }, label(i))), h("th", {}, t("as.overdue")))),
+    h("tbody", {}, ...totals.map(([n, r]) => row(n, r, "", r.id)), ...a.units.map((u) => row(u.name, u, u.kind, u.id)))));
+  // The chosen rate per unit, units with no data left out, highest first.
+  const pick = (r) => r.figures.rates.find((x) => x.indicator === indicator);
+  const perUnit = a.units.map((u) => [u.name, pick(u)]).filter(([, r]) => r.rate !== null)
+    .sort((x, y) => y[1].rate - x[1].rate).slice(0, 20)
+    .map(([n, r]) => [n, Math.round(r.rate * 1000) / 10, r.rate < 0.8 ? "#c62828" : "#2e7d32"]);
+  // The scope's total over the last six months.
+  const months = [5, 4, 3, 2, 1, 0].map((b) => monthBefore(month, b));
+  const history = await Promise.all(months.map((m) => (m === month ? Promise.resolve(a) : ask(m).catch(() => null))));
+  const scopeTotal = (x) => (x ? (x.city || x.districts[0] || x.units[0]) : null);
+  const points = months.map((m, i) => {
+    const r = scopeTotal(history[i]);
+    return [m.slice(2), r ? pick(r).rate : null];
+  });
+  const chosen = indicators.find((i) => i.id === indicator);
+  mount(
+    head(), controls,
+    h("p", { class: "muted", id: "as-definition" }, `${label(chosen)}: ${chosen.definition}`),
+    a.units.length ? table : h("p", { id: "as-empty" }, t("as.none")),
+    h("div", { class: "grid2" },
+      h("div", { class: "card", id: "as-units" }, h("h2", {}, `${t("as.chart")} · ${label(chosen)} (%)`), bars(perUnit)),
+      h("div", { class: "card" }, h("h2", {}, `${t("as.trend")} · ${label(chosen)}`), trend(points))),
+  );
+}
+
 // ---------------------------------------------------------------- routing
 
 async function route() {
@@ -872,6 +997,7 @@ async function route() {
     case "intake": return viewIntake();
     case "plugins": return viewPlugins(parts[1]);
     case "overview": return viewOverview(parts[1], q);
+    case "assessment": return viewAssessment(q);
     case "login": location.hash = "#/board"; return undefined;
     default: return viewBoard(q);
   }

@@ -199,6 +199,28 @@ pub fn parse_date(s: &str) -> Option<Day> {
     (civil_from_days(day) == (y, m, d)).then_some(day)
 }
 
+/// Parses `YYYY-MM`: the month's first and last day.
+pub fn parse_month(s: &str) -> Option<(Day, Day)> {
+    let (y, m) = s.split_once('-')?;
+    let (y, m): (i32, u32) = (y.parse().ok()?, m.parse().ok()?);
+    if !(1..=12).contains(&m) || s.len() != 7 {
+        return None;
+    }
+    let first = days_from_civil(y, m, 1);
+    let next = if m == 12 {
+        days_from_civil(y + 1, 1, 1)
+    } else {
+        days_from_civil(y, m + 1, 1)
+    };
+    Some((first, next - 1))
+}
+
+/// The `YYYY-MM` of a day.
+pub fn format_month(day: Day) -> String {
+    let (y, m, _) = civil_from_days(day);
+    format!("{y:04}-{m:02}")
+}
+
 /// The same calendar date `years` earlier (29 February becomes 28 February in a year
 /// without one).
 pub fn years_before(day: Day, years: u32) -> Day {

@@ -8,6 +8,7 @@ pub mod actions;
 pub mod alloc;
 pub mod api;
 pub mod archiver;
+pub mod assessment;
 pub mod auth;
 pub mod author;
 pub mod backtest;

@@ -237,3 +237,135 @@ pub fn overview(svc: &Service, district: &str, days: u32) -> Result<Overview, Bo
     }
     Ok(out)
 }
+
+/// Whose figures an assessment shows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Audience {
+    /// Every district and unit, and the city's totals (the city admin).
+    City,
+    /// One district and its units (its admin and dispatchers).
+    District(String),
+    /// One unit (its handlers).
+    Unit {
+        /// The unit's district.
+        district: String,
+        /// The unit.
+        unit: String,
+    },
+}
+
+/// One row of an assessment: a unit's, a district's or the city's figures.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct AssessedRow {
+    /// The unit or district id (`city` for the city).
+    pub id: String,
+    /// Its name in the directory (the id when the directory no longer has it).
+    pub name: String,
+    /// A unit's kind (rank units against units of their kind).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    /// The figures.
+    pub figures: crate::assessment::Figures,
+}
+
+/// The centre's view of a period: each rate with both its counts, per unit, per district
+/// and for the city, as far as the audience may see.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Assessment {
+    /// The first day counted (city time).
+    pub from: String,
+    /// The last day counted.
+    pub to: String,
+    /// When the figures were read: deadlines still owed and before it are overdue.
+    pub now: Millis,
+    /// What each rate counts.
+    pub indicators: Vec<crate::assessment::Indicator>,
+    /// The city's totals (the city admin only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub city: Option<AssessedRow>,
+    /// Per district.
+    pub districts: Vec<AssessedRow>,
+    /// Per unit with anything counted in the period.
+    pub units: Vec<AssessedRow>,
+}
+
+/// The assessment of the days `first..=last` for `audience`, read from the facts the store
+/// keeps (one range per district; no case is read).
+pub fn assessment(
+    svc: &Service,
+    audience: &Audience,
+    first: calendar::Day,
+    last: calendar::Day,
+) -> Result<Assessment, ServiceError> {
+    use crate::assessment::{Figures, INDICATORS};
+    let dir = svc.directory()?;
+    let now = svc.clock().now();
+    let (from, to) = (
+        svc.calendar().start_of(first),
+        svc.calendar().start_of(last + 1),
+    );
+    let districts = match audience {
+        Audience::City => dir.districts(),
+        Audience::District(d) | Audience::Unit { district: d, .. } => vec![d.clone()],
+    };
+    let name = |id: &str| {
+        dir.unit(id)
+            .map_or_else(|| id.to_owned(), |u| u.name.clone())
+    };
+    let mut all = crate::assessment::Counts::new();
+    for d in &districts {
+        all.extend(svc.store().assessment(d, from, to, now)?);
+    }
+    if let Audience::Unit { unit, .. } = audience {
+        all.retain(|(_, u, _), _| u == unit);
+    }
+    let row = |id: &str,
+               kind: Option<String>,
+               keep: &dyn Fn(&(String, String, crate::assessment::Measure)) -> bool| {
+        AssessedRow {
+            id: id.to_owned(),
+            name: name(id),
+            kind,
+            figures: Figures::of(
+                all.iter()
+                    .filter(|(k, _)| keep(k))
+                    .map(|((_, _, m), c)| (m, c)),
+            ),
+        }
+    };
+    let mut units: Vec<&str> = all.keys().map(|(_, u, _)| u.as_str()).collect();
+    units.dedup();
+    units.sort_unstable();
+    units.dedup();
+    let unit_rows = units
+        .into_iter()
+        .map(|u| {
+            let kind = dir
+                .unit(u)
+                .and_then(|x| serde_json::to_value(x.kind).ok())
+                .and_then(|v| v.as_str().map(str::to_owned));
+            row(u, kind, &|(_, x, _)| x == u)
+        })
+        .collect();
+    let district_rows = match audience {
+        Audience::Unit { .. } => Vec::new(),
+        _ => districts
+            .iter()
+            .map(|d| row(d, None, &|(x, _, _)| x == d))
+            .collect(),
+    };
+    Ok(Assessment {
+        from: calendar::format_date(first),
+        to: calendar::format_date(last),
+        now,
+        indicators: INDICATORS.to_vec(),
+        city: (*audience == Audience::City).then(|| AssessedRow {
+            id: "city".into(),
+            name: dir.city().to_owned(),
+            kind: None,
+            figures: Figures::of(all.iter().map(|((_, _, m), c)| (m, c))),
+        }),
+        districts: district_rows,
+        units: unit_rows,
+    })
+}

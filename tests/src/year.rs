@@ -97,6 +97,13 @@ pub struct Figures {
     pub jiyang_overdue: u64,
     /// Decisions the overview counts over its 7 days.
     pub overview_decisions: u64,
+    /// `GET /v1/assessment?month=…` as the city admin, for the month a fortnight before the
+    /// end of the load (every district and unit).
+    pub assessment_ms: f64,
+    /// Cases dispatched in that month by the assessment's city totals.
+    pub assessment_dispatched: u64,
+    /// The same by a walk of every case's history (runs of up to 100,000 cases only).
+    pub dispatched_by_walk: Option<u64>,
 }
 
 /// The intake bodies: the sample cases, each sent with a caller of its own.
@@ -309,6 +316,37 @@ pub fn run(plan: &Plan, config: &ServiceConfig, say: &mut dyn FnMut(&str)) -> Fi
     let t = Instant::now();
     civic_host::timers::sweep(&svc, now, SWEEP_LIMIT, threads).expect("sweep");
     let idle_sweep_ms = ms(t);
+    let cal = svc.calendar();
+    let month = civic_host::calendar::format_month(cal.day_of(now - 15 * DAY_MS));
+    let (assessment_ms, assessment) = get(&format!("/v1/assessment?month={month}"), Some(&admin));
+    let assessment_dispatched = assessment["city"]["figures"]["counts"]["dispatched"]
+        .as_u64()
+        .unwrap_or(0);
+    let dispatched_by_walk = (n <= 100_000).then(|| {
+        let (first, last) = civic_host::calendar::parse_month(&month).expect("a month");
+        let period = cal.start_of(first)..cal.start_of(last + 1);
+        let mut count = 0;
+        let store = svc.store();
+        let mut ids = Vec::new();
+        store
+            .for_each_case(&Default::default(), &mut |c| ids.push(c.id))
+            .expect("walk");
+        for id in ids {
+            for e in store.history(&id).expect("history") {
+                if let civic_host::model::EventBody::Transition { action, .. } = &e.what
+                    && matches!(
+                        action,
+                        civic_host::model::Action::Dispatch { .. }
+                            | civic_host::model::Action::MoveTo { .. }
+                    )
+                    && period.contains(&e.at)
+                {
+                    count += 1;
+                }
+            }
+        }
+        count
+    });
 
     // The figures checked against each other: counts by a walk of every case.
     let (mut jiyang_open_by_walk, mut jiyang_alerts_by_walk) = (0, 0);
@@ -387,6 +425,9 @@ pub fn run(plan: &Plan, config: &ServiceConfig, say: &mut dyn FnMut(&str)) -> Fi
         jiyang_alerts_by_walk,
         jiyang_overdue: overdue["cases"].as_array().map_or(0, |a| a.len() as u64),
         overview_decisions,
+        assessment_ms,
+        assessment_dispatched,
+        dispatched_by_walk,
     }
 }
 

@@ -434,3 +434,101 @@ async fn the_console_is_served_from_the_binary_with_a_strict_policy() {
     assert_eq!(status, 404);
     assert!(body.contains("\"not-found\""), "{body}");
 }
+
+/// The assessment page: the city admin sees each rate with its counts, as the API answers
+/// them, a bar per unit and a six-month trend; choosing a district narrows it; a
+/// dispatcher's page shows their district only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_assessment_page_shows_each_rate_with_its_counts() {
+    let server = TestServer::start();
+    let base = server.listen().await;
+    let grid_unit = "jiyang/yuehe/grid-01";
+    let grid = server
+        .token("unit-handler", Some("jiyang"), Some(grid_unit))
+        .await;
+    let dispatcher = server.token("dispatcher", Some("jiyang"), None).await;
+    let id = server.take_in("jiyang", "noise", grid_unit).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let steps = [
+        ("sign", &grid, serde_json::json!({})),
+        ("start", &grid, serde_json::json!({})),
+        (
+            "reply",
+            &grid,
+            serde_json::json!({"text": "已协调商户22点前停止营业"}),
+        ),
+        (
+            "callback",
+            &dispatcher,
+            serde_json::json!({"satisfied": true, "resolved": true}),
+        ),
+        ("close", &dispatcher, serde_json::json!({})),
+    ];
+    for (path, token, body) in steps {
+        let r = server
+            .json("POST", &format!("/v1/cases/{id}/{path}"), token, body)
+            .await;
+        assert_eq!(r.status, 200, "{path}: {:?}", r.json);
+    }
+    server
+        .take_in("tianya", "noise", "tianya/maling/grid-01")
+        .await;
+
+    let b = Browser::start(SHOTS).await;
+    b.sign_in(&base, &server.admin).await;
+    b.click("#nav-assessment").await;
+    let row = format!("#as-table tr[data-unit='{grid_unit}']");
+    let satisfied = b
+        .wait_text(&format!("{row} td[data-indicator='satisfaction']"), "1/1")
+        .await;
+    assert!(satisfied.contains("100.0%"), "{satisfied}");
+    // The page shows what the API answers, rate by rate.
+    let api = server.get("/v1/assessment", &server.admin).await;
+    let unit = api.json["units"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["id"] == grid_unit)
+        .unwrap()
+        .clone();
+    for r in unit["figures"]["rates"].as_array().unwrap() {
+        let cell = b
+            .find(&format!(
+                "{row} td[data-indicator='{}']",
+                r["indicator"].as_str().unwrap()
+            ))
+            .await
+            .text()
+            .await
+            .unwrap();
+        let counts = format!("{}/{}", r["numerator"], r["denominator"]);
+        assert!(cell.contains(&counts), "{cell} should show {counts}");
+        if r["rate"].is_null() {
+            assert!(cell.contains("无数据"), "{cell}");
+        }
+    }
+    b.find("#as-units svg rect").await;
+    b.find("#as-trend circle").await;
+    b.shot("20-assessment-city").await;
+
+    b.choose("#as-district", "tianya").await;
+    b.find("#as-table tr[data-unit='tianya']").await;
+    let html = b.find("#as-table").await.html(true).await.unwrap();
+    assert!(
+        !html.contains(grid_unit),
+        "jiyang's units are not in tianya's page"
+    );
+
+    b.click("#sign-out").await;
+    b.sign_in(&base, &dispatcher).await;
+    b.click("#nav-assessment").await;
+    b.find(&row).await;
+    let html = b.find("#as-table").await.html(true).await.unwrap();
+    assert!(
+        !html.contains("data-unit=\"tianya"),
+        "a dispatcher sees their district only"
+    );
+    b.shot("21-assessment-dispatcher").await;
+}

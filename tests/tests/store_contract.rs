@@ -143,8 +143,10 @@ fn postgres_refuses_a_newer_schema_untouched() {
     });
 }
 
-/// A database of schema 1 (before the sweep was leased across hosts) is migrated in place
-/// when a newer host opens it: what it held stays, the lease table appears, the marker says 2.
+/// A database of schema 1 (before the sweep was leased across hosts, and before assessment
+/// facts) is migrated in place when a newer host opens it: what it held stays, the lease
+/// table appears, the facts of its cases are derived from their histories, and the marker
+/// names the current schema.
 #[test]
 fn postgres_migrates_a_schema_1_database_in_place() {
     use civic_host::store::{CaseStore, SWEEP_PARTITIONS};
@@ -155,6 +157,12 @@ fn postgres_migrates_a_schema_1_database_in_place() {
     store
         .record_put("tokens", &[("t".into(), b"kept".to_vec())])
         .unwrap();
+    let (t0, day) = (1_796_000_400_000_i64, 86_400_000_i64);
+    let case = dispatched_case(&store, t0);
+    let counts = store
+        .assessment("jiyang", t0 - day, t0 + 60 * day, t0)
+        .unwrap();
+    assert!(!counts.is_empty(), "the case has facts: {case:?}");
     drop(store);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -175,8 +183,8 @@ fn postgres_migrates_a_schema_1_database_in_place() {
         })
     };
     // What schema 1 was: no lease table.
-    let was =
-        sql("DROP TABLE civic_sweep_leases; UPDATE civic_meta SET value = 1 WHERE key = 'schema'");
+    let was = sql("DROP TABLE civic_sweep_leases; DROP TABLE civic_facts; \
+         UPDATE civic_meta SET value = 1 WHERE key = 'schema'");
     assert_eq!(was, 1);
     let store = PostgresStore::open(&config).unwrap();
     assert_eq!(
@@ -185,6 +193,75 @@ fn postgres_migrates_a_schema_1_database_in_place() {
     );
     let held = store.sweep_leases("a", 0, 5_000).unwrap().unwrap();
     assert_eq!(held.len(), SWEEP_PARTITIONS as usize);
+    assert_eq!(
+        store
+            .assessment("jiyang", t0 - day, t0 + 60 * day, t0)
+            .unwrap(),
+        counts,
+        "the facts are derived from the histories"
+    );
+    let report = store.check_consistency().unwrap();
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
     drop(store);
-    assert_eq!(sql("SELECT 1"), 2, "the marker names the new schema");
+    assert_eq!(
+        sql("SELECT 1"),
+        civic_host::store::postgres::SCHEMA_VERSION,
+        "the marker names the new schema"
+    );
+}
+
+/// A case taken in and dispatched, as the service writes it.
+fn dispatched_case(store: &dyn civic_host::store::CaseStore, t0: i64) -> civic_host::model::Case {
+    use civic_host::model::{Action, Case, Deadlines, EventBody};
+    use civic_host::store::{Change, Versioned};
+    let c = Case::received(
+        store.next_case_id().unwrap(),
+        "jiyang".into(),
+        "noise".into(),
+        "t".into(),
+        t0,
+    );
+    let mut read = store
+        .create_case(Change {
+            case: c,
+            events: vec![],
+        })
+        .unwrap();
+    for action in [
+        Action::QueueForDispatch,
+        Action::Dispatch {
+            lead: "jiyang/yuehe/grid-01".into(),
+            co_handlers: vec![],
+            deadlines: Deadlines {
+                sign_off: Some(t0 + 3_600_000),
+                first_contact: Some(t0 + 7_200_000),
+                resolution: Some(t0 + 20 * 86_400_000),
+                warning: None,
+            },
+            timers: vec![],
+        },
+    ] {
+        let next = civic_host::lifecycle::apply(&read, &action, t0).unwrap();
+        let to = next.status;
+        let event = EventBody::Transition {
+            action,
+            from: read.status,
+            to,
+        };
+        let change = Change {
+            case: next,
+            events: vec![(t0, "t".into(), event)],
+        };
+        read = store
+            .write(vec![Versioned {
+                read: read.clone(),
+                change,
+                fence: None,
+            }])
+            .unwrap()
+            .pop()
+            .unwrap()
+            .unwrap();
+    }
+    read
 }

@@ -51,6 +51,12 @@ fn check(config: &ServiceConfig) {
         f.overview_decisions > 0,
         "the last week's decisions are counted: {f:?}"
     );
+    assert!(f.assessment_dispatched > 0, "{f:?}");
+    assert_eq!(
+        Some(f.assessment_dispatched),
+        f.dispatched_by_walk,
+        "the assessment's dispatches are the histories': {f:?}"
+    );
     if config.store.describe().starts_with("sled:") {
         assert!(f.bytes_per_case > 0 && f.disk_bytes > 0, "{f:?}");
     }

@@ -46,6 +46,7 @@ macro_rules! store_contract_tests {
             refuses_imports_it_cannot_take_whole,
             removes_cases_only_at_the_version_read,
             archives_old_finished_cases_and_takes_them_back_identically,
+            keeps_assessment_facts_with_every_write,
         );
     };
     (@each $fresh:expr; $($name:ident),* $(,)?) => {
@@ -1167,4 +1168,221 @@ impl Drop for TempFile {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.0);
     }
+}
+
+/// Applies a lifecycle action to the case as `read` showed it, at `at`, as the service
+/// records it (one transition event).
+fn act(s: &dyn CaseStore, read: &Case, action: crate::model::Action, at: i64) -> Case {
+    let next = crate::lifecycle::apply(read, &action, at).expect("a legal action");
+    let to = next.status;
+    write1(
+        s,
+        read,
+        Change {
+            case: next,
+            events: vec![(
+                at,
+                "tester".into(),
+                EventBody::Transition {
+                    action,
+                    from: read.status,
+                    to,
+                },
+            )],
+        },
+    )
+    .expect("written")
+}
+
+/// A district's period is counted from the facts kept with each write, and those counts
+/// are what the cases' histories derive: met and missed deadlines at the deadline's time,
+/// deadlines still owed (and passed), callbacks, a reopening; what a removed case owed goes
+/// with it, what its unit did stays; an export → import keeps every fact.
+pub fn keeps_assessment_facts_with_every_write(fresh: Factory<'_>) {
+    use crate::assessment::{self, Count, Measure};
+    use crate::model::{Action, Deadlines};
+    const HOUR: i64 = 60 * MINUTE;
+    let a = fresh();
+    let s = &*a.store;
+    let dispatch = |c: &Case, unit: &str, at: i64| {
+        let c = act(s, c, Action::QueueForDispatch, at);
+        act(
+            s,
+            &c,
+            Action::Dispatch {
+                lead: unit.into(),
+                co_handlers: vec![],
+                deadlines: Deadlines {
+                    sign_off: Some(at + HOUR),
+                    first_contact: Some(at + 2 * HOUR),
+                    resolution: Some(at + 100 * HOUR),
+                    warning: None,
+                },
+                timers: vec![],
+            },
+            at,
+        )
+    };
+    // Handled through to a reopening: signed on time, first contact late, replied on time.
+    let one = dispatch(&create(s, case(s, "jiyang", "noise", 0)), "jiyang/a", T0);
+    let one = act(
+        s,
+        &one,
+        Action::Sign {
+            unit: "jiyang/a".into(),
+        },
+        T0 + 30 * MINUTE,
+    );
+    let one = act(s, &one, Action::Start, T0 + 3 * HOUR);
+    let one = act(
+        s,
+        &one,
+        Action::Reply {
+            text: "fixed".into(),
+        },
+        T0 + 50 * HOUR,
+    );
+    let one = act(
+        s,
+        &one,
+        Action::Callback {
+            satisfied: true,
+            resolved: false,
+            note: String::new(),
+        },
+        T0 + 51 * HOUR,
+    );
+    let one = act(s, &one, Action::Close, T0 + 52 * HOUR);
+    let one = act(
+        s,
+        &one,
+        Action::Reopen {
+            reason: "back".into(),
+        },
+        T0 + 53 * HOUR,
+    );
+    // Never signed: owes all three deadlines, the first two passed by `now`.
+    let two = dispatch(
+        &create(s, case(s, "jiyang", "noise", 1)),
+        "jiyang/a",
+        T0 + MINUTE,
+    );
+    // Another district's: never in jiyang's figures.
+    dispatch(&create(s, case(s, "tianya", "noise", 2)), "tianya/b", T0);
+    let now = T0 + 10 * HOUR;
+    let (from, to) = (T0 - HOUR, T0 + 200 * HOUR);
+    let counts = s.assessment("jiyang", from, to, now).expect("assessment");
+    let count = |m: Measure| {
+        counts
+            .get(&("jiyang".to_owned(), "jiyang/a".to_owned(), m))
+            .copied()
+            .unwrap_or_default()
+    };
+    let done = |n| Count {
+        done: n,
+        open: 0,
+        overdue: 0,
+    };
+    assert_eq!(count(Measure::Dispatched), done(2));
+    assert_eq!(
+        count(Measure::SignOffDue),
+        Count {
+            done: 1,
+            open: 1,
+            overdue: 1
+        }
+    );
+    assert_eq!(count(Measure::SignedOnTime), done(1));
+    assert_eq!(
+        count(Measure::ContactDue),
+        Count {
+            done: 1,
+            open: 1,
+            overdue: 1
+        }
+    );
+    assert_eq!(
+        count(Measure::ContactedOnTime),
+        Count::default(),
+        "first contact was late"
+    );
+    assert_eq!(
+        count(Measure::ResolutionDue),
+        Count {
+            done: 1,
+            open: 1,
+            overdue: 0
+        }
+    );
+    assert_eq!(count(Measure::RepliedOnTime), done(1));
+    assert_eq!(
+        (
+            count(Measure::CallbackAnswered),
+            count(Measure::Satisfied),
+            count(Measure::Resolved)
+        ),
+        (done(1), done(1), Count::default())
+    );
+    assert_eq!(
+        (count(Measure::Closed), count(Measure::Reopened)),
+        (done(1), done(1))
+    );
+    assert!(
+        counts
+            .keys()
+            .all(|(d, u, _)| d == "jiyang" && u == "jiyang/a"),
+        "{counts:?}"
+    );
+    // The same counts from the histories.
+    let recount = |st: &dyn CaseStore, now: i64| {
+        let mut out = assessment::Counts::new();
+        for c in [&one, &two] {
+            let Some(c) = st.get_case(&c.id).unwrap() else {
+                continue;
+            };
+            let facts = assessment::case_facts(&c, &st.history(&c.id).unwrap());
+            assessment::count(
+                &mut out,
+                facts.into_iter().filter(|f| (from..to).contains(&f.at)),
+                now,
+            );
+        }
+        out
+    };
+    assert_eq!(counts, recount(s, now));
+    // A window that ends before the deadlines of the second case leaves them out.
+    let early = s.assessment("jiyang", from, T0 + 90 * MINUTE, now).unwrap();
+    assert_eq!(
+        early.get(&("jiyang".into(), "jiyang/a".into(), Measure::SignOffDue)),
+        Some(&Count {
+            done: 1,
+            open: 1,
+            overdue: 1
+        })
+    );
+    assert_eq!(
+        early.get(&("jiyang".into(), "jiyang/a".into(), Measure::ContactDue)),
+        None
+    );
+    let report = s.check_consistency().unwrap();
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+
+    // Export → import: the same figures.
+    let mut out = Vec::new();
+    backup::export(s, &mut out, &|_| {}).unwrap();
+    let b = fresh();
+    backup::import(&*b.store, std::io::Cursor::new(&out), &|_| {}).unwrap();
+    assert_eq!(b.store.assessment("jiyang", from, to, now).unwrap(), counts);
+    let report = b.store.check_consistency().unwrap();
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+
+    // Removing the unsigned case takes what it owed, and leaves its dispatch counted.
+    let two = s.get_case(&two.id).unwrap().unwrap();
+    assert!(s.remove_cases(std::slice::from_ref(&two)).unwrap()[0].is_ok());
+    let after = s.assessment("jiyang", from, to, now).unwrap();
+    let key = |m| ("jiyang".to_owned(), "jiyang/a".to_owned(), m);
+    assert_eq!(after.get(&key(Measure::Dispatched)), Some(&done(2)));
+    assert_eq!(after.get(&key(Measure::SignOffDue)), Some(&done(1)));
+    let report = s.check_consistency().unwrap();
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
 }

@@ -444,6 +444,18 @@ pub trait CaseStore: Send + Sync + 'static {
         tally::activity_by_walk(self, district, from, to)
     }
 
+    /// `district`'s assessment facts that count in `[from, to)`, counted per unit and
+    /// measure (`now` tells a passed deadline still owed from one to come). Kept with
+    /// every write (see [`crate::assessment`]): a period is read from its own facts, never
+    /// from a walk of the cases.
+    fn assessment(
+        &self,
+        district: &str,
+        from: Millis,
+        to: Millis,
+        now: Millis,
+    ) -> Result<crate::assessment::Counts, StoreError>;
+
     /// Stores a new directory version and makes it current; returns its number. The
     /// caller has checked that it parses.
     fn put_directory(&self, record: &DirectoryRecord) -> Result<u64, StoreError>;
@@ -561,6 +573,31 @@ pub trait CaseStore: Send + Sync + 'static {
                 None => return Ok(()),
             }
         }
+    }
+}
+
+/// Every fact of every stored case, from each case and its whole history, a page of cases
+/// at a time (how an engine derives them for cases written before it kept them, or
+/// imported without them). `put` stores a page's facts; storing one twice changes nothing.
+pub fn derive_all_facts(
+    store: &(impl CaseStore + ?Sized),
+    put: &mut dyn FnMut(Vec<crate::assessment::Fact>) -> Result<(), StoreError>,
+) -> Result<u64, StoreError> {
+    let mut after: Option<String> = None;
+    let mut cases = 0u64;
+    loop {
+        let page = store.cases_after(after.as_deref(), MAX_PAGE)?;
+        let Some(last) = page.last() else {
+            return Ok(cases);
+        };
+        after = Some(last.id.clone());
+        let mut facts = Vec::new();
+        for c in &page {
+            let history = store.history_of(&c.id, c.event_count)?;
+            facts.extend(crate::assessment::case_facts(c, &history));
+        }
+        cases += page.len() as u64;
+        put(facts)?;
     }
 }
 

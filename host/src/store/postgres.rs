@@ -61,10 +61,15 @@ use super::{
     CaseStore, Change, Consistency, DirectoryRecord, DueTimer, Filter, Imported, MAX_PAGE, Page,
     StoreError, Versioned, decode, encode, first_version, next_version,
 };
+use crate::assessment::{self, Fact};
 use crate::model::{Case, CaseStatus, Event, Millis, TimerKind};
 
 /// The schema this build reads and writes.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
+
+/// The schema from which assessment facts are kept: reaching it derives the facts of the
+/// cases already stored (see [`PostgresStore::open`]).
+const FACTS_SCHEMA: i64 = 3;
 
 /// Case ids taken from the counter row at a time: one increment per block, not per case.
 pub const ID_BLOCK: i64 = 100;
@@ -132,7 +137,88 @@ pub const SCHEMA: &[&str] = &[
     )",
     "INSERT INTO civic_meta (key, value) VALUES ('next_case', 0), ('directory', 0) ON CONFLICT (key) DO NOTHING",
     CREATE_LEASES,
+    CREATE_FACTS,
+    CREATE_FACTS_BY_CASE,
 ];
+
+/// Assessment facts (schema 3; see [`crate::assessment`]): a district's period is one range
+/// of the key. `seq` is the event a fact comes from, or -1 for a deadline its case still
+/// owes (replaced as the case changes).
+const CREATE_FACTS: &str = "CREATE TABLE IF NOT EXISTS civic_facts (
+        district TEXT NOT NULL,
+        at BIGINT NOT NULL,
+        unit TEXT NOT NULL,
+        measure TEXT NOT NULL,
+        case_id TEXT NOT NULL,
+        seq BIGINT NOT NULL,
+        PRIMARY KEY (district, at, unit, measure, case_id, seq)
+    )";
+/// A case's facts, for replacing the deadlines it owes and for the consistency check.
+const CREATE_FACTS_BY_CASE: &str =
+    "CREATE INDEX IF NOT EXISTS civic_facts_by_case ON civic_facts (case_id, seq)";
+/// Facts as [`FactColumns`] gives them; one already there stays.
+const INSERT_FACTS: &str = "INSERT INTO civic_facts (district, at, unit, measure, case_id, seq)
+     SELECT f.district, f.at, f.unit, f.measure, f.case_id, f.seq
+     FROM unnest($1::TEXT[], $2::BIGINT[], $3::TEXT[], $4::TEXT[], $5::TEXT[], $6::BIGINT[])
+        AS f (district, at, unit, measure, case_id, seq)
+     ON CONFLICT DO NOTHING";
+/// The deadlines a case owes, removed (to be replaced by what it owes now).
+const DELETE_OWED: &str = "DELETE FROM civic_facts WHERE case_id = $1 AND seq = -1";
+/// A district's facts in a period, counted per unit, measure, owed or not, passed or not.
+const COUNT_FACTS: &str = "SELECT unit, measure, seq < 0, at < CAST($4 AS BIGINT), count(*)
+     FROM civic_facts WHERE district = $1 AND at >= $2 AND at < $3
+     GROUP BY 1, 2, 3, 4";
+
+/// Facts as the arrays [`INSERT_FACTS`] takes.
+#[derive(Default)]
+struct FactColumns {
+    district: Vec<String>,
+    at: Vec<i64>,
+    unit: Vec<String>,
+    measure: Vec<&'static str>,
+    case: Vec<String>,
+    seq: Vec<i64>,
+}
+
+impl FactColumns {
+    fn of<'a>(facts: impl IntoIterator<Item = &'a Fact>) -> Self {
+        let mut c = Self::default();
+        for f in facts {
+            c.district.push(f.district.clone());
+            c.at.push(f.at);
+            c.unit.push(f.unit.clone());
+            c.measure.push(f.measure.as_str());
+            c.case.push(f.case.clone());
+            c.seq.push(f.seq.map_or(-1, |s| s as i64));
+        }
+        c
+    }
+}
+
+/// Stores facts (on a connection, or inside a transaction).
+async fn insert_facts(
+    client: &impl deadpool_postgres::GenericClient,
+    facts: &FactColumns,
+) -> Result<(), Fail> {
+    if facts.at.is_empty() {
+        return Ok(());
+    }
+    let stmt = client.prepare_cached(INSERT_FACTS).await?;
+    client
+        .execute(
+            &stmt,
+            &[
+                &facts.district,
+                &facts.at,
+                &facts.unit,
+                &facts.measure,
+                &facts.case,
+                &facts.seq,
+            ],
+        )
+        .await?;
+    Ok(())
+}
 
 /// Who sweeps which partition of the timers (schema 2): one row per partition, its
 /// holder, fencing token and the end of the lease (the holder's clock, milliseconds).
@@ -167,7 +253,10 @@ const RACED: [SqlState; 3] = [
 
 /// Upgrades from each older schema: `(from, statements)`; a new schema adds its statements
 /// here and bumps [`SCHEMA_VERSION`].
-const MIGRATIONS: &[(i64, &[&str])] = &[(1, &[CREATE_LEASES])];
+const MIGRATIONS: &[(i64, &[&str])] = &[
+    (1, &[CREATE_LEASES]),
+    (2, &[CREATE_FACTS, CREATE_FACTS_BY_CASE]),
+];
 
 /// The PostgreSQL engine's settings.
 #[derive(Debug, Clone, PartialEq)]
@@ -357,6 +446,11 @@ const CREATE_CASE: &str = "WITH c AS (
     ), e AS (
         INSERT INTO civic_events (case_id, seq, body)
         SELECT c.id, ev.seq, ev.body FROM c, unnest($14::BIGINT[], $15::TEXT[]) AS ev (seq, body)
+    ), f AS (
+        INSERT INTO civic_facts (district, at, unit, measure, case_id, seq)
+        SELECT $2, x.at, x.unit, x.measure, c.id, x.seq
+        FROM c, unnest($16::BIGINT[], $17::TEXT[], $18::TEXT[], $19::BIGINT[])
+            AS x (at, unit, measure, seq)
     )
     SELECT count(*) FROM c";
 const SELECT_CASE: &str = "SELECT body FROM civic_cases WHERE id = $1";
@@ -409,6 +503,8 @@ async fn create_row(
     let col = Columns::of(case)?;
     let units = units(case);
     let (seqs, bodies) = event_columns(events)?;
+    let facts = assessment::event_facts(None, &case.district, &case.id, events);
+    let facts = FactColumns::of(facts.iter().chain(&assessment::open_facts(case)));
     let stmt = client.prepare_cached(CREATE_CASE).await?;
     let row = client
         .query_one(
@@ -429,6 +525,10 @@ async fn create_row(
                 &units,
                 &seqs,
                 &bodies,
+                &facts.at,
+                &facts.unit,
+                &facts.measure,
+                &facts.seq,
             ],
         )
         .await?;
@@ -536,6 +636,18 @@ async fn write_one(tx: &Transaction<'_>, w: &Versioned) -> Result<Result<Case, S
         return Ok(Err(not_at(tx, old).await?));
     }
     delete_units(tx, old, &gone).await?;
+    // The deadlines the case owes are replaced only when they changed; what the events
+    // add is inserted beside them.
+    let (was_owed, owed) = (assessment::open_facts(old), assessment::open_facts(&new));
+    let mut facts = assessment::event_facts(Some(old), &old.district, id, &events);
+    if was_owed != owed {
+        if !was_owed.is_empty() {
+            let stmt = tx.prepare_cached(DELETE_OWED).await?;
+            tx.execute(&stmt, &[id]).await?;
+        }
+        facts.extend(owed);
+    }
+    insert_facts(tx, &FactColumns::of(&facts)).await?;
     Ok(Ok(new))
 }
 
@@ -591,6 +703,8 @@ async fn remove_one(tx: &Transaction<'_>, c: &Case) -> Result<Result<(), StoreEr
         .await?;
     tx.execute("DELETE FROM civic_timers WHERE case_id = $1", &[id])
         .await?;
+    // What the case still owed goes with it; what its units did stays counted.
+    tx.execute(DELETE_OWED, &[id]).await?;
     delete_units(tx, c, &units(c)).await?;
     Ok(Ok(()))
 }
@@ -677,10 +791,13 @@ impl PostgresStore {
             location: location.clone(),
             ids: Mutex::new((0, 0)),
         };
-        store.prepare_schema().map_err(|e| match e {
+        let derive = store.prepare_schema().map_err(|e| match e {
             StoreError::Unavailable(m) | StoreError::Io(m) => open_err(m),
             other => other,
         })?;
+        if derive {
+            store.derive_facts()?;
+        }
         Ok(store)
     }
 
@@ -778,10 +895,10 @@ impl PostgresStore {
     /// create it, and PostgreSQL lets only one `CREATE … IF NOT EXISTS` of a name through at
     /// a time (the other fails on the catalogue's unique index): the loser waits a moment
     /// and looks again, finding the schema made.
-    fn prepare_schema(&self) -> Result<(), StoreError> {
+    fn prepare_schema(&self) -> Result<bool, StoreError> {
         for _ in 0..50 {
-            if self.prepare_schema_once()? {
-                return Ok(());
+            if let Some(derive) = self.prepare_schema_once()? {
+                return Ok(derive);
             }
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -790,9 +907,10 @@ impl PostgresStore {
         ))
     }
 
-    /// One attempt: `false` when another host was creating or migrating the schema at the
-    /// same moment.
-    fn prepare_schema_once(&self) -> Result<bool, StoreError> {
+    /// One attempt: `None` when another host was creating or migrating the schema at the
+    /// same moment; `Some(true)` when the assessment facts of the stored cases are still to
+    /// be derived (the schema is recorded as [`FACTS_SCHEMA`] only once they are).
+    fn prepare_schema_once(&self) -> Result<Option<bool>, StoreError> {
         let location = self.location.clone();
         self.block(async {
             let client = self.pool.get().await.map_err(pool_error)?;
@@ -814,14 +932,19 @@ impl PostgresStore {
                     });
                 }
                 Some(v) => {
+                    let mut derive = false;
                     for (from, statements) in MIGRATIONS.iter().filter(|(f, _)| *f >= v) {
                         for s in *statements {
                             if let Err(e) = client.batch_execute(s).await {
                                 if e.code().is_some_and(|c| RACED.contains(c)) {
-                                    return Ok(false);
+                                    return Ok(None);
                                 }
                                 return Err(pg_error(e));
                             }
+                        }
+                        if from + 1 == FACTS_SCHEMA {
+                            derive = true;
+                            break;
                         }
                         client
                             .execute(
@@ -836,12 +959,13 @@ impl PostgresStore {
                         to = SCHEMA_VERSION,
                         "migrated the database schema"
                     );
+                    return Ok(Some(derive));
                 }
                 None => {
                     for s in SCHEMA {
                         if let Err(e) = client.batch_execute(s).await {
                             if e.code().is_some_and(|c| RACED.contains(c)) {
-                                return Ok(false);
+                                return Ok(None);
                             }
                             return Err(pg_error(e));
                         }
@@ -876,7 +1000,35 @@ impl PostgresStore {
                     );
                 }
             }
-            Ok(true)
+            Ok(Some(false))
+        })
+    }
+
+    /// Derives every stored case's assessment facts, then records [`FACTS_SCHEMA`]: an
+    /// upgrade interrupted on the way derives them again (a fact stored twice is one).
+    fn derive_facts(&self) -> Result<(), StoreError> {
+        let cases = self.insert_all_facts()?;
+        self.statement(async |c| {
+            c.execute(
+                "UPDATE civic_meta SET value = $1 WHERE key = 'schema' AND value < $1",
+                &[&FACTS_SCHEMA],
+            )
+            .await?;
+            Ok(())
+        })?;
+        tracing::info!(
+            cases,
+            to = FACTS_SCHEMA,
+            "derived the assessment facts of the stored cases"
+        );
+        Ok(())
+    }
+
+    /// Every case's facts from its history, inserted (those already there stay).
+    fn insert_all_facts(&self) -> Result<u64, StoreError> {
+        super::derive_all_facts(self, &mut |facts| {
+            let columns = FactColumns::of(&facts);
+            self.statement(async |c| insert_facts(c, &columns).await)
         })
     }
 
@@ -1226,6 +1378,40 @@ impl CaseStore for PostgresStore {
         Ok(n as u64)
     }
 
+    fn assessment(
+        &self,
+        district: &str,
+        from: Millis,
+        to: Millis,
+        now: Millis,
+    ) -> Result<assessment::Counts, StoreError> {
+        let rows = self.read(async |c| {
+            let stmt = c.prepare_cached(COUNT_FACTS).await?;
+            c.query(&stmt, &[&district, &from, &to, &now]).await
+        })?;
+        let mut counts = assessment::Counts::new();
+        for r in rows {
+            let name: &str = r.get(1);
+            let measure = assessment::Measure::parse(name).ok_or_else(|| StoreError::Corrupt {
+                key: format!("civic_facts.measure {name:?}"),
+                message: "not a measure this build knows".into(),
+            })?;
+            let c = counts
+                .entry((district.to_owned(), r.get(0), measure))
+                .or_default();
+            let n = r.get::<_, i64>(4) as u64;
+            if r.get::<_, bool>(2) {
+                c.open += n;
+                if r.get::<_, bool>(3) {
+                    c.overdue += n;
+                }
+            } else {
+                c.done += n;
+            }
+        }
+        Ok(counts)
+    }
+
     fn status_counts(&self) -> Result<HashMap<(String, CaseStatus), u64>, StoreError> {
         let rows = self.read(async |c| {
             c.query(
@@ -1457,6 +1643,7 @@ impl CaseStore for PostgresStore {
         })?;
         // Ids handed out from blocks taken before the import may collide with imported ones.
         *self.ids.lock() = (0, 0);
+        self.insert_all_facts()?;
         Ok(())
     }
 
@@ -1482,6 +1669,7 @@ impl CaseStore for PostgresStore {
             })?;
             let Some(tail) = rows.last() else { break };
             after = Some(tail.get(0));
+            self.check_facts(&rows, &mut report)?;
             for r in &rows {
                 let c = case_of(r, 11)?;
                 report.cases += 1;
@@ -1551,6 +1739,9 @@ impl CaseStore for PostgresStore {
                  SELECT 'timer', t.case_id FROM civic_timers t
                  WHERE NOT EXISTS (SELECT 1 FROM civic_cases c WHERE c.id = t.case_id)
                  UNION ALL
+                 SELECT 'owed deadline', f.case_id FROM civic_facts f
+                 WHERE f.seq = -1 AND NOT EXISTS (SELECT 1 FROM civic_cases c WHERE c.id = f.case_id)
+                 UNION ALL
                  SELECT 'unit', u.case_id FROM civic_case_units u
                  WHERE NOT EXISTS (SELECT 1 FROM civic_cases c
                                    WHERE c.id = u.case_id AND c.created_at = u.created_at)
@@ -1567,6 +1758,57 @@ impl CaseStore for PostgresStore {
             ));
         }
         Ok(report)
+    }
+}
+
+impl PostgresStore {
+    /// The facts stored for a page of the consistency check's cases (`rows`, the case body
+    /// in column 11) against those their histories derive.
+    fn check_facts(&self, rows: &[Row], report: &mut Consistency) -> Result<(), StoreError> {
+        use std::collections::BTreeSet;
+        type Key = (String, String, i64, String, String, i64);
+        let key = |f: &Fact| -> Key {
+            (
+                f.case.clone(),
+                f.district.clone(),
+                f.at,
+                f.unit.clone(),
+                f.measure.as_str().to_owned(),
+                f.seq.map_or(-1, |s| s as i64),
+            )
+        };
+        let mut want = BTreeSet::new();
+        let mut ids = Vec::with_capacity(rows.len());
+        for r in rows {
+            let c = case_of(r, 11)?;
+            let history = self.history_of(&c.id, c.event_count)?;
+            want.extend(assessment::case_facts(&c, &history).iter().map(key));
+            ids.push(c.id);
+        }
+        let stored = self.read(async |c| {
+            c.query(
+                "SELECT case_id, district, at, unit, measure, seq FROM civic_facts
+                 WHERE case_id = ANY($1)",
+                &[&ids],
+            )
+            .await
+        })?;
+        let have: BTreeSet<Key> = stored
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5)))
+            .collect();
+        for k in want.difference(&have) {
+            report
+                .problems
+                .push(format!("case {} is missing its assessment fact {k:?}", k.0));
+        }
+        for k in have.difference(&want) {
+            report.problems.push(format!(
+                "assessment fact {k:?} does not follow from case {}'s history",
+                k.0
+            ));
+        }
+        Ok(())
     }
 }
 

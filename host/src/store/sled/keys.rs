@@ -1,6 +1,7 @@
 //! Key layout. Every index key is derived from the case alone, so the keys to remove on an
 //! update are the old case's and the keys to add are the new case's.
 
+use crate::assessment::{Fact, Measure};
 use crate::model::{Case, CaseStatus, Millis, TimerKind};
 use crate::store::{next_timer, timer_kind_from_name, timer_kind_name};
 
@@ -141,6 +142,47 @@ pub fn index_keys(c: &Case) -> Vec<Vec<u8>> {
     keys.sort();
     keys.dedup();
     keys
+}
+
+/// What a fact key stands for when it is not its case's still-owed deadline.
+const OPEN: &[u8] = b"open";
+
+/// A fact's key in the facts space: district ‖ 0 ‖ time ‖ unit ‖ 0 ‖ measure ‖ 0 ‖ case ‖
+/// 0 ‖ event (or `open`). A district's period is one range; the time is fixed-width, so
+/// no separator follows it.
+pub fn fact_key(f: &Fact) -> Vec<u8> {
+    let seq = f.seq.map(|s| s.to_string());
+    let mut k = fact_bound(&f.district, f.at);
+    let parts: [&[u8]; 4] = [
+        f.unit.as_bytes(),
+        f.measure.as_str().as_bytes(),
+        f.case.as_bytes(),
+        seq.as_deref().map_or(OPEN, str::as_bytes),
+    ];
+    k.extend_from_slice(&parts.join(&SEP));
+    k
+}
+
+/// The start of `district`'s facts at time `at` (a range of them is `bound(from)..bound(to)`).
+pub fn fact_bound(district: &str, at: Millis) -> Vec<u8> {
+    let mut k = district.as_bytes().to_vec();
+    k.push(SEP);
+    k.extend_from_slice(&time_key(at));
+    k
+}
+
+/// A fact key's parts after the district: its time, unit, measure, and whether it is a
+/// deadline still owed.
+pub fn parse_fact_key(k: &[u8]) -> Option<(Millis, &str, Measure, &str, bool)> {
+    let start = k.iter().position(|b| *b == SEP)? + 1;
+    let at = time_from_key(k.get(start..start + 8)?);
+    let rest = std::str::from_utf8(&k[start + 8..]).ok()?;
+    let mut parts = rest.split('\0');
+    let unit = parts.next()?;
+    let measure = Measure::parse(parts.next()?)?;
+    let case = parts.next()?;
+    let open = parts.next()?.as_bytes() == OPEN;
+    Some((at, unit, measure, case, open))
 }
 
 #[cfg(test)]

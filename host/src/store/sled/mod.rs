@@ -48,6 +48,7 @@ use super::{
     MAX_PAGE, MAX_SCAN, Page, StoreError, Versioned, decode, encode, first_version, id_number,
     next_version,
 };
+use crate::assessment;
 use crate::model::{Case, CaseStatus, Event, Millis, PendingTimer, TimerKind};
 
 /// The sled engine's settings.
@@ -74,12 +75,13 @@ impl SledConfig {
 
 /// The schema this code reads and writes.
 ///
-/// 2: the timer index holds each case's earliest pending timer only, and there is no index
-/// by creation time. 1 held every pending timer and that index; a schema-1 store is upgraded
-/// in place when opened (see [`SledStore::open`]).
-pub const SCHEMA_VERSION: u32 = 2;
+/// 3: assessment facts are kept with every write. 2: the timer index holds each case's
+/// earliest pending timer only, and there is no index by creation time. 1 held every pending
+/// timer and that index. Older stores are upgraded in place when opened (see
+/// [`SledStore::open`]).
+pub const SCHEMA_VERSION: u32 = 3;
 /// Older schemas this build upgrades in place.
-const UPGRADES_FROM: u32 = 1;
+const UPGRADES_FROM: [u32; 2] = [1, 2];
 
 impl From<sled::Error> for StoreError {
     fn from(e: sled::Error) -> Self {
@@ -110,6 +112,8 @@ pub struct SledStore {
     cases: Space,
     events: Space,
     idx: Space,
+    /// Assessment facts (see [`crate::assessment`]), by district and time.
+    facts: Space,
     /// Writes in progress (see [`Pending`]).
     pending: Space,
     refdata: sled::Tree,
@@ -308,7 +312,7 @@ impl SledStore {
         };
         let marker = path.join(MARKER);
         let mut fresh = false;
-        let mut upgrade = false;
+        let mut upgrade: Option<u32> = None;
         if path.exists() {
             if !path.is_dir() {
                 return Err(StoreError::NotAStore {
@@ -324,8 +328,8 @@ impl SledStore {
                         .strip_prefix("civic-rules store schema ")
                         .unwrap_or(text.trim())
                         .to_owned();
-                    if found == UPGRADES_FROM.to_string() {
-                        upgrade = true;
+                    if let Some(v) = UPGRADES_FROM.into_iter().find(|v| found == v.to_string()) {
+                        upgrade = Some(v);
                     } else if found != SCHEMA_VERSION.to_string() {
                         return Err(StoreError::UnknownSchema {
                             location: path.display().to_string(),
@@ -362,7 +366,7 @@ impl SledStore {
             meta.insert(META_SCHEMA, SCHEMA_VERSION.to_string().as_bytes())?;
             db.flush()?;
             write_marker(path)?;
-        } else if !(says(SCHEMA_VERSION) || upgrade && says(UPGRADES_FROM)) {
+        } else if !(says(SCHEMA_VERSION) || upgrade.is_some_and(says)) {
             // An interrupted upgrade may have recorded the new schema inside and not yet
             // in the marker; the upgrade runs again and finishes.
             return Err(StoreError::NotAStore {
@@ -395,6 +399,10 @@ impl SledStore {
                 tree: data.clone(),
                 prefix: b'p',
             },
+            facts: Space {
+                tree: data.clone(),
+                prefix: b'f',
+            },
             cases,
             data,
             locks: (0..256).map(|_| parking_lot::Mutex::new(())).collect(),
@@ -419,11 +427,15 @@ impl SledStore {
             settling_fails: std::sync::atomic::AtomicBool::new(false),
         })
         .and_then(|mut store| {
-            if upgrade {
+            if upgrade == Some(1) {
                 store.upgrade_from_v1()?;
             }
             store.load_dictionaries()?;
             store.settled = store.settle_all()?;
+            // Facts are derived from cases as their settled writes left them.
+            if let Some(from) = upgrade {
+                store.upgrade(from)?;
+            }
             store.mark_every_day()?;
             store.take_tallies()?;
             if store.next_id.load(std::sync::atomic::Ordering::Relaxed) >= codec::TRAIN_AT {
@@ -433,9 +445,39 @@ impl SledStore {
         })
     }
 
+    /// Finishes upgrading a store of schema `from` (schema 1's own step,
+    /// [`SledStore::upgrade_from_v1`], ran before its writes were settled): derives the
+    /// assessment facts, then records [`SCHEMA_VERSION`] inside and in the marker. Each step
+    /// can be run again after an interruption.
+    fn upgrade(&self, from: u32) -> Result<(), StoreError> {
+        let cases = self.derive_facts()?;
+        self.meta
+            .insert(META_SCHEMA, SCHEMA_VERSION.to_string().as_bytes())?;
+        self.db.flush()?;
+        write_marker(&self.path)?;
+        tracing::info!(
+            path = %self.path.display(),
+            cases,
+            "upgraded the store from schema {from} to {SCHEMA_VERSION}: assessment facts derived from every case's history"
+        );
+        Ok(())
+    }
+
+    /// Stores every case's assessment facts, derived from its history (facts already
+    /// there stay as they are). Returns how many cases it read.
+    fn derive_facts(&self) -> Result<u64, StoreError> {
+        super::derive_all_facts(self, &mut |facts| {
+            let mut batch = sled::Batch::default();
+            for f in &facts {
+                batch.insert(self.facts.key(&keys::fact_key(f)), &[]);
+            }
+            Ok(self.data.apply_batch(batch)?)
+        })
+    }
+
     /// Schema 1 → 2: removes every timer entry that is not its case's earliest (schema 1
     /// indexed them all) and the index by creation time (schema 2 lists city-wide from the
-    /// cases themselves), a batch at a time, then records schema 2 inside and in the marker.
+    /// cases themselves), a batch at a time.
     /// Entries of timers a case no longer has are left for the consistency check to report.
     fn upgrade_from_v1(&self) -> Result<(), StoreError> {
         let created = self
@@ -462,14 +504,10 @@ impl SledStore {
             }
         }
         self.data.apply_batch(batch)?;
-        self.meta
-            .insert(META_SCHEMA, SCHEMA_VERSION.to_string().as_bytes())?;
-        self.db.flush()?;
-        write_marker(&self.path)?;
         tracing::info!(
             path = %self.path.display(),
             removed,
-            "upgraded the store from schema 1 to {SCHEMA_VERSION}: the timer index holds each case's earliest timer, the index by creation time is gone"
+            "upgraded the store from schema 1: the timer index holds each case's earliest timer, the index by creation time is gone"
         );
         Ok(())
     }
@@ -595,6 +633,10 @@ impl SledStore {
             for k in keys::index_keys(&case) {
                 ops.insert(self.idx.key(&k), []);
             }
+            let facts = assessment::event_facts(None, &case.district, &case.id, &events);
+            for f in facts.iter().chain(&assessment::open_facts(&case)) {
+                ops.insert(self.facts.key(&keys::fact_key(f)), []);
+            }
             ops.insert(self.cases.key(case.id.as_bytes()), self.encode_case(&case)?);
             self.write_unbatched(&case.id, 0, &ops)?;
             self.tally(tally::deltas(None, &case, &events));
@@ -667,6 +709,10 @@ impl SledStore {
         ops.remove(self.cases.key(id.as_bytes()));
         for k in keys::index_keys(read) {
             ops.remove(self.idx.key(&k));
+        }
+        // What the case still owed goes with it; what its units did stays counted.
+        for f in assessment::open_facts(read) {
+            ops.remove(self.facts.key(&keys::fact_key(&f)));
         }
         for kv in self.events.scan_prefix(keys::events_prefix(id)) {
             let (k, _) = kv?;
@@ -1042,9 +1088,20 @@ impl SledStore {
         for k in new_keys.iter().filter(|k| !old_keys.contains(k)) {
             batch.insert(self.idx.key(k), []);
         }
+        let (was_owed, owed) = (assessment::open_facts(old), assessment::open_facts(&new));
+        let facts = assessment::event_facts(Some(old), &old.district, &old.id, &events);
+        for f in facts
+            .iter()
+            .chain(owed.iter().filter(|f| !was_owed.contains(f)))
+        {
+            batch.insert(self.facts.key(&keys::fact_key(f)), []);
+        }
         batch.insert(self.cases.key(old.id.as_bytes()), self.encode_case(&new)?);
         for k in old_keys.iter().filter(|k| !new_keys.contains(k)) {
             batch.remove(self.idx.key(k));
+        }
+        for f in was_owed.iter().filter(|f| !owed.contains(f)) {
+            batch.remove(self.facts.key(&keys::fact_key(f)));
         }
         Ok((new, deltas))
     }
@@ -1338,6 +1395,36 @@ impl CaseStore for SledStore {
         Ok(self.tallies.lock().status_counts())
     }
 
+    /// One range of the facts space: the district's facts in time order.
+    fn assessment(
+        &self,
+        district: &str,
+        from: Millis,
+        to: Millis,
+        now: Millis,
+    ) -> Result<assessment::Counts, StoreError> {
+        let mut counts = assessment::Counts::new();
+        let range = keys::fact_bound(district, from)..keys::fact_bound(district, to);
+        for kv in self.facts.range(range) {
+            let (k, _) = kv?;
+            let (at, unit, measure, _, open) =
+                keys::parse_fact_key(&k).ok_or_else(|| StoreError::Corrupt {
+                    key: hex::encode(&k),
+                    message: "not an assessment fact key".into(),
+                })?;
+            let c = counts
+                .entry((district.to_owned(), unit.to_owned(), measure))
+                .or_default();
+            if open {
+                c.open += 1;
+                c.overdue += u64::from(at < now);
+            } else {
+                c.done += 1;
+            }
+        }
+        Ok(counts)
+    }
+
     /// From the counts kept with every write (the last [`ACTIVITY_DAYS`] days).
     fn activity(
         &self,
@@ -1518,6 +1605,7 @@ impl CaseStore for SledStore {
         self.meta.remove(META_DAYS_MARKED)?;
         self.mark_every_day()?;
         *self.tallies.lock() = self.recount()?;
+        self.derive_facts()?;
         self.db.flush()?;
         Ok(())
     }
@@ -1527,6 +1615,7 @@ impl CaseStore for SledStore {
     fn check_consistency(&self) -> Result<Consistency, StoreError> {
         let mut report = Consistency::default();
         let mut expected = std::collections::HashSet::new();
+        let mut facts = std::collections::HashSet::new();
         for kv in self.cases.iter() {
             let (k, v) = kv?;
             let c: Case = self.decode_case(&k, &v)?;
@@ -1541,11 +1630,25 @@ impl CaseStore for SledStore {
                 }
                 expected.insert(key);
             }
-            let mut events = 0u64;
+            let mut history = Vec::new();
             for kv in self.events.scan_prefix(keys::events_prefix(&c.id)) {
                 let (k, v) = kv?;
-                events += self.decode_events(&k, &v)?.len() as u64;
+                history.extend(self.decode_events(&k, &v)?);
             }
+            for f in assessment::case_facts(&c, &history) {
+                let key = keys::fact_key(&f);
+                if !self.facts.contains_key(&key)? {
+                    report.problems.push(format!(
+                        "case {} is missing its assessment fact {} {} of {}",
+                        c.id,
+                        f.measure.as_str(),
+                        f.at,
+                        f.unit
+                    ));
+                }
+                facts.insert(key);
+            }
+            let events = history.len() as u64;
             report.events += events as usize;
             if events != c.event_count {
                 report.problems.push(format!(
@@ -1586,6 +1689,29 @@ impl CaseStore for SledStore {
                     "index entry {} belongs to no case",
                     hex::encode(&k)
                 ));
+            }
+        }
+        // A fact must follow from its case's history; a removed case's facts stay (what its
+        // units did is still counted), except deadlines it still owed.
+        for kv in self.facts.iter() {
+            let (k, _) = kv?;
+            if facts.contains(&k) {
+                continue;
+            }
+            let problem = match keys::parse_fact_key(&k) {
+                None => Some("is not an assessment fact key"),
+                Some((_, _, _, case, open)) => {
+                    if self.cases.contains_key(case.as_bytes())? {
+                        Some("does not follow from its case's history")
+                    } else {
+                        open.then_some("is a deadline owed by no case")
+                    }
+                }
+            };
+            if let Some(why) = problem {
+                report
+                    .problems
+                    .push(format!("assessment fact {} {why}", hex::encode(&k)));
             }
         }
         Ok(report)

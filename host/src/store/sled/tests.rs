@@ -850,6 +850,52 @@ fn only_a_cases_earliest_timer_is_indexed_and_the_next_follows() {
 
 /// Turns a schema-2 store into what schema 1 wrote: every pending timer indexed, an index
 /// by creation time, the schema recorded as 1 inside and in the marker.
+/// Removes every assessment fact, as a store of schema 1 or 2 had none.
+fn forget_facts(s: &SledStore) {
+    let keys: Vec<_> = s.facts.iter().map(|kv| kv.unwrap().0).collect();
+    assert!(!keys.is_empty(), "the store had facts to forget");
+    for k in keys {
+        s.data.remove(s.facts.key(&k)).unwrap();
+    }
+}
+
+/// A store of schema 2 gets its cases' assessment facts derived from their histories when
+/// first opened by this build, and says schema 3 after; one interrupted before it recorded
+/// that derives them again.
+#[test]
+fn a_schema_2_store_gets_its_facts_from_the_histories() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("data");
+    let period = (T0 - 86_400_000, T0 + 400 * 86_400_000);
+    let before = {
+        let s = SledStore::open(&path, Durability::GroupCommit).unwrap();
+        case_with_three_timers(&s);
+        let counts = s.assessment("jiyang", period.0, period.1, T0).unwrap();
+        assert!(!counts.is_empty(), "the case has facts to derive");
+        forget_facts(&s);
+        assert!(
+            s.assessment("jiyang", period.0, period.1, T0)
+                .unwrap()
+                .is_empty()
+        );
+        s.meta.insert(META_SCHEMA, b"2").unwrap();
+        s.db.flush().unwrap();
+        counts
+    };
+    std::fs::write(path.join(MARKER), "civic-rules store schema 2\n").unwrap();
+    let s = SledStore::open(&path, Durability::GroupCommit).unwrap();
+    assert_eq!(
+        s.assessment("jiyang", period.0, period.1, T0).unwrap(),
+        before
+    );
+    assert!(s.check_consistency().unwrap().problems.is_empty());
+    drop(s);
+    assert_eq!(
+        std::fs::read_to_string(path.join(MARKER)).unwrap(),
+        format!("civic-rules store schema {SCHEMA_VERSION}\n")
+    );
+}
+
 fn make_schema_1(path: &std::path::Path) {
     let s = SledStore::open(path, Durability::GroupCommit).unwrap();
     let mut c = 0;
@@ -870,6 +916,7 @@ fn make_schema_1(path: &std::path::Path) {
         s.idx.tree.insert(s.idx.key(&created), &[]).unwrap();
     }
     assert!(c > 0);
+    forget_facts(&s);
     s.meta.insert(META_SCHEMA, b"1").unwrap();
     s.db.flush().unwrap();
     std::fs::write(path.join(MARKER), "civic-rules store schema 1\n").unwrap();
@@ -933,14 +980,14 @@ fn a_schema_1_export_imports() {
     let mut buf = Vec::new();
     backup::export(&s, &mut buf, &|_| {}).unwrap();
     let text = String::from_utf8(buf).unwrap();
-    let v1 = text.replacen(&format!("\"schema\":{SCHEMA_VERSION}"), "\"schema\":1", 1);
+    let v1 = text.replacen(&format!("\"schema\":{}", backup::FORMAT), "\"schema\":1", 1);
     assert_ne!(v1, text);
     let (_d2, t) = store();
     backup::import(&t, std::io::Cursor::new(v1.as_bytes()), &|_| {}).unwrap();
     assert_eq!(t.get_case(&c.id).unwrap(), s.get_case(&c.id).unwrap());
     assert_eq!(due(&t), [(TimerKind::FirstContact, T0 + 5)]);
     let (_d3, u) = store();
-    let v9 = text.replacen(&format!("\"schema\":{SCHEMA_VERSION}"), "\"schema\":9", 1);
+    let v9 = text.replacen(&format!("\"schema\":{}", backup::FORMAT), "\"schema\":9", 1);
     assert!(matches!(
         backup::import(&u, std::io::Cursor::new(v9.as_bytes()), &|_| {}),
         Err(StoreError::Import { line: 1, .. })

@@ -34,7 +34,7 @@ const L = {
     "act.dispatch": "派单", "act.queue-for-dispatch": "进入派单",
     "act.reject": "不予受理", "act.transfer": "转紧急热线", "act.answer-at-intake": "一线答复", "act.submit": "提交", "act.cancel": "取消",
     "ev.received": "受理", "ev.transition": "状态变更", "ev.decision": "规则决定", "ev.rule-failure": "规则失败",
-    "ev.escalation": "督办升级", "ev.by": "操作人",
+    "ev.escalation": "督办升级", "ev.by": "操作人", "ev.plugin": "规则插件", "ev.system": "系统",
     "why.routed": "派至", "why.because": "依据", "why.admissible": "予以受理", "why.rejected": "不予受理",
     "why.transferred": "转至", "why.mediation": "调解", "why.noop": "无意见（由市级默认规则决定）",
     "why.fallback": "（市级默认规则兜底）", "why.fuel": "燃料", "why.actions": "措施", "why.none": "无需措施",
@@ -79,7 +79,7 @@ const L = {
     "act.dispatch": "Dispatch", "act.queue-for-dispatch": "Queued for dispatch",
     "act.reject": "Reject", "act.transfer": "Transfer", "act.answer-at-intake": "Answered at intake", "act.submit": "Submit", "act.cancel": "Cancel",
     "ev.received": "Received", "ev.transition": "Status", "ev.decision": "Rule decision", "ev.rule-failure": "Rule failure",
-    "ev.escalation": "Escalation", "ev.by": "by",
+    "ev.escalation": "Escalation", "ev.by": "by", "ev.plugin": "plug-in", "ev.system": "the system",
     "why.routed": "routed to", "why.because": "because", "why.admissible": "admissible", "why.rejected": "rejected",
     "why.transferred": "transferred to", "why.mediation": "mediation", "why.noop": "no opinion (the city default decided)",
     "why.fallback": "(city default fallback)", "why.fuel": "fuel", "why.actions": "actions", "why.none": "nothing to do",
@@ -149,6 +149,8 @@ const state = {
   dir: null,
   // The actions people take on cases, as the server declares them (GET /v1/actions).
   actions: {},
+  // Names and roles of the tokens that acted on the case shown (GET …/history).
+  actors: {},
 };
 
 const t = (k) => (L[state.lang] && L[state.lang][k]) || L.en[k] || k;
@@ -404,6 +406,15 @@ function describeDecision(r) {
   return `${bits.join(" ")}${reasons.length ? ` ${t("why.because")} ${reasons.join(", ")}` : ""}`;
 }
 
+/** Who acted, as people read it: a token's name and role (its id in the tooltip). */
+function actorName(id) {
+  const a = state.actors[id];
+  if (a) return `${a.name} (${t(`role.${a.role}`)})`;
+  if (id.startsWith("plugin:")) return `${t("ev.plugin")} ${id.slice(7)}`;
+  if (id === "system") return t("ev.system");
+  return id;
+}
+
 function timelineItem(e) {
   const w = e.what;
   let cls = "";
@@ -439,7 +450,7 @@ function timelineItem(e) {
       title = JSON.stringify(w);
   }
   return h("li", { class: cls, "data-type": w.type },
-    h("div", { class: "when" }, `${fmt(e.at)} · ${t("ev.by")} ${e.actor}`),
+    h("div", { class: "when", title: e.actor }, `${fmt(e.at)} · ${t("ev.by")} ${actorName(e.actor)}`),
     h("div", { class: "what" }, title),
     detail ? h("div", { class: "detail" }, detail) : null);
 }
@@ -533,6 +544,7 @@ async function viewCase(id, keepFlash = false) {
   const dl = c.deadlines || {};
   const deadlines = h("dl", { class: "facts", id: "deadlines" },
     ["sign_off", "first_contact", "resolution", "warning"].flatMap((k) => [h("dt", {}, t(`dl.${k}`)), h("dd", {}, fmt(dl[k]))]));
+  state.actors = history.actors || {};
   const events = (history.events || []).slice().sort((a, b) => a.seq - b.seq);
   mount(
     h("h1", {}, `${t("case.title")} `, h("span", { id: "case-id" }, c.id)),

@@ -288,6 +288,42 @@ impl Tokens {
     }
 }
 
+/// Who a token is, as a history shows its actor: its name and role (the id stays the
+/// record's; a revoked token still names who acted).
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct Actor {
+    /// The token's name.
+    pub name: String,
+    /// Its role.
+    pub role: Role,
+}
+
+/// The actors among `ids` that are tokens in the store (other actors — plug-ins, the
+/// sweep — and unknown ids are left out).
+pub fn actors<'a>(
+    store: &dyn CaseStore,
+    ids: impl IntoIterator<Item = &'a str>,
+) -> Result<std::collections::BTreeMap<String, Actor>, AuthError> {
+    let mut out = std::collections::BTreeMap::new();
+    for id in ids {
+        if out.contains_key(id) {
+            continue;
+        }
+        if let Some(bytes) = store.record_get(TOKENS, id)?
+            && let Ok(t) = serde_json::from_slice::<Token>(&bytes)
+        {
+            out.insert(
+                id.to_owned(),
+                Actor {
+                    name: t.name,
+                    role: t.role,
+                },
+            );
+        }
+    }
+    Ok(out)
+}
+
 fn authenticate_stored(store: &dyn CaseStore, id: &str) -> Result<Token, AuthError> {
     let bytes = store
         .record_get(TOKENS, id)?

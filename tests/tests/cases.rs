@@ -169,6 +169,26 @@ async fn every_lifecycle_action_works_through_the_api() {
     let version = r.json["version"].as_u64().unwrap();
     let r = act("sign", disp.clone(), json!({"version": version})).await;
     assert_eq!(r.json["status"], "signed");
+    // The history names the tokens that acted (their ids stay on the events).
+    let h = s.get(&format!("/v1/cases/{id}/history"), &disp).await;
+    let signer = h.json["events"].as_array().unwrap().last().unwrap()["actor"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(signer.starts_with('t'), "{signer}");
+    assert_eq!(
+        h.json["actors"][&signer],
+        json!({"name": "dispatcher test", "role": "dispatcher"})
+    );
+    assert!(
+        h.json["actors"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .all(|k| !k.starts_with("plugin:")),
+        "only tokens are named: {}",
+        h.json["actors"]
+    );
     let stale = act("start", disp.clone(), json!({"version": version})).await;
     assert_eq!(
         stale.status, 409,

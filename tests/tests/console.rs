@@ -76,6 +76,19 @@ async fn a_case_goes_from_the_intake_form_through_sign_and_return() {
     b.wait_text("#timeline", "grid.admissible").await;
     b.click("#act-sign").await;
     b.wait_text("#fact-status", "已签收").await;
+    // The timeline names who acted, by the token's name and role, not its id.
+    let timeline = b.wait_text("#timeline", "dispatcher test (派单员)").await;
+    let history = server
+        .get(&format!("/v1/cases/{id}/history"), &server.admin)
+        .await;
+    let actors = history.json["actors"].as_object().unwrap();
+    assert!(!actors.is_empty(), "{:?}", history.json["actors"]);
+    for token_id in actors.keys() {
+        assert!(
+            !timeline.contains(token_id.as_str()),
+            "the token id {token_id} shows in the timeline: {timeline}"
+        );
+    }
 
     // A return without a reason is refused by the API and the refusal is shown.
     b.click("#act-return").await;

@@ -156,7 +156,7 @@ async fn history(
     Auth(p): Auth,
     Path(id): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let events: Vec<Event> = blocking(&state, move |svc| {
+    let (events, actors): (Vec<Event>, _) = blocking(&state, move |svc| {
         let case = visible(svc, &p, &id)?;
         let mut events = svc.history(&case)?;
         if p.role != Role::CityAdmin {
@@ -166,10 +166,14 @@ async fn history(
                 }
             }
         }
-        Ok(events)
+        // People read names; the events keep the token ids an audit needs.
+        let actors = svc.actors(events.iter().map(|e| e.actor.as_str()))?;
+        Ok((events, actors))
     })
     .await?;
-    Ok(axum::Json(serde_json::json!({ "events": events })))
+    Ok(axum::Json(
+        serde_json::json!({ "events": events, "actors": actors }),
+    ))
 }
 
 /// Decision records made before rules saw only their own district's cases list the

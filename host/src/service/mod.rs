@@ -593,6 +593,15 @@ impl Service {
         crate::auth::issue(&*self.store, Some(issuer), new, self.clock.now())
     }
 
+    /// The names and roles of the tokens among `ids` (a history's actors).
+    pub fn actors<'a>(
+        &self,
+        ids: impl IntoIterator<Item = &'a str>,
+    ) -> Result<std::collections::BTreeMap<String, crate::auth::Actor>, crate::auth::AuthError>
+    {
+        crate::auth::actors(&*self.store, ids)
+    }
+
     /// The tokens `p` may see.
     pub fn list_tokens(
         &self,

@@ -34,7 +34,7 @@ const L = {
     "act.dispatch": "派单", "act.queue-for-dispatch": "进入派单",
     "act.reject": "不予受理", "act.transfer": "转紧急热线", "act.answer-at-intake": "一线答复", "act.submit": "提交", "act.cancel": "取消",
     "ev.received": "受理", "ev.transition": "状态变更", "ev.decision": "规则决定", "ev.rule-failure": "规则失败",
-    "ev.escalation": "督办升级", "ev.by": "操作人", "ev.plugin": "规则插件", "ev.system": "系统",
+    "ev.escalation": "督办升级", "ev.by": "操作人", "ev.plugin": "规则插件", "left.went": "工单已转至 {where}。", "left.notyours": "该工单已不再由本单位承办，无法继续查看。", "left.board": "返回工单看板", "ev.system": "系统",
     "why.routed": "派至", "why.because": "依据", "why.admissible": "予以受理", "why.rejected": "不予受理",
     "why.transferred": "转至", "why.mediation": "调解", "why.noop": "无意见（由市级默认规则决定）",
     "why.fallback": "（市级默认规则兜底）", "why.fuel": "燃料", "why.actions": "措施", "why.none": "无需措施",
@@ -79,7 +79,7 @@ const L = {
     "act.dispatch": "Dispatch", "act.queue-for-dispatch": "Queued for dispatch",
     "act.reject": "Reject", "act.transfer": "Transfer", "act.answer-at-intake": "Answered at intake", "act.submit": "Submit", "act.cancel": "Cancel",
     "ev.received": "Received", "ev.transition": "Status", "ev.decision": "Rule decision", "ev.rule-failure": "Rule failure",
-    "ev.escalation": "Escalation", "ev.by": "by", "ev.plugin": "plug-in", "ev.system": "the system",
+    "ev.escalation": "Escalation", "ev.by": "by", "ev.plugin": "plug-in", "left.went": "The case went to {where}.", "left.notyours": "It is no longer your unit's, so you can no longer open it.", "left.board": "Back to the board", "ev.system": "the system",
     "why.routed": "routed to", "why.because": "because", "why.admissible": "admissible", "why.rejected": "rejected",
     "why.transferred": "transferred to", "why.mediation": "mediation", "why.noop": "no opinion (the city default decided)",
     "why.fallback": "(city default fallback)", "why.fuel": "fuel", "why.actions": "actions", "why.none": "nothing to do",
@@ -459,12 +459,32 @@ function timelineItem(e) {
 // fields each action asks for beyond the case version.
 const INPUT = { text: "text", "long-text": "textarea", number: "number", check: "checkbox" };
 
+/** Whether a unit handler's own action moved the case away from their unit (a return, say):
+ * it is no longer theirs to read. */
+function leftMyUnit(c) {
+  const unit = state.me && state.me.role === "unit-handler" ? state.me.unit : null;
+  return unit !== null && c.handler !== unit && !(c.co_handlers || []).includes(unit);
+}
+
+/** Where a case went when it left the unit handler's scope, instead of a "not found". */
+function leftScope(c) {
+  const where = c.handler ? unitName(c.handler) : statusName(c.status);
+  mount(
+    h("h1", {}, `${t("case.title")} ${c.id}`),
+    h("div", { class: "card", id: "left-scope" },
+      h("p", {}, t("left.went").replace("{where}", where)),
+      h("p", { class: "muted" }, t("left.notyours")),
+      h("a", { href: "#/board", id: "back-to-board" }, t("left.board"))),
+  );
+}
+
 function actionPanel(c) {
   const area = h("div", {});
   const run = async (spec, body) => {
     try {
-      await api("POST", spec.path.replace("{id}", encodeURIComponent(c.id)), { ...body, version: c.version });
+      const after = await api("POST", spec.path.replace("{id}", encodeURIComponent(c.id)), { ...body, version: c.version });
       flash(`${labelOf(spec.label)}: ${t("ok.done")}`, "ok");
+      if (leftMyUnit(after)) return leftScope(after);
       await viewCase(c.id, true);
     } catch (err) {
       flash(err.message);

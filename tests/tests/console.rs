@@ -545,3 +545,40 @@ async fn the_assessment_page_shows_each_rate_with_its_counts() {
     );
     b.shot("21-assessment-dispatcher").await;
 }
+
+/// A grid worker who returns a case sees where it went and that it is no longer theirs —
+/// not a "not found" for the case they were just looking at.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_unit_handler_who_returns_a_case_is_told_where_it_went() {
+    let server = TestServer::start();
+    let base = server.listen().await;
+    let grid = server
+        .token("unit-handler", Some("jiyang"), Some("jiyang/yuehe/grid-01"))
+        .await;
+    let id = server
+        .take_in("jiyang", "noise", "jiyang/yuehe/grid-01")
+        .await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let b = Browser::start(SHOTS).await;
+    b.sign_in(&base, &grid).await;
+    b.open(&format!("{base}/console/#/case/{id}")).await;
+    b.wait_text("#case-id", &id).await;
+    b.click("#act-return").await;
+    b.fill("#in-reason", "该烧烤店位于相邻网格，非本网格事项。")
+        .await;
+    b.click("#submit-return").await;
+    let told = b.wait_text("#left-scope", "吉阳区月河社区").await;
+    assert!(told.contains("不再由本单位承办"), "{told}");
+    let flash = b.find("#flash").await.text().await.unwrap();
+    assert!(!flash.contains("404"), "no error is shown: {flash}");
+    b.shot("22-returned-left-scope").await;
+    // The server agrees: the case went to the community, and the grid cannot read it.
+    let c = server.get(&format!("/v1/cases/{id}"), &server.admin).await;
+    assert_eq!(c.json["handler"], "jiyang/yuehe");
+    assert_eq!(
+        server.get(&format!("/v1/cases/{id}"), &grid).await.status,
+        404
+    );
+}

@@ -117,6 +117,17 @@ const ST = {
 const UNIT_KIND_NAMES = { zh: { city_centre: "市热线中心", district_desk: "区分中心", community: "社区", village: "村",
   grid: "网格", department: "职能部门", police: "公安", mediation_committee: "调解委员会", industry_mediation: "行业调解",
   chamber_mediation: "商会调解", pre_litigation_centre: "诉前调解", port_station: "渔港站" }, en: {} };
+/** What each API error code means, for people (English keeps the server's words). */
+const ERR_NAMES = {
+  zh: {
+    "bad-request": "请求内容有误", unauthorized: "访问令牌无效、已过期或已吊销，请重新登录",
+    forbidden: "当前令牌无权执行此操作", "not-found": "未找到，或不在当前令牌的可见范围内",
+    "method-not-allowed": "不支持的请求方式", conflict: "工单已被他人更新，或当前状态不允许此操作，请刷新后重试",
+    "payload-too-large": "内容过大", "unsupported-media-type": "内容格式不受支持", unprocessable: "输入未通过校验",
+    "too-many-requests": "请求过于频繁，请稍后再试", unavailable: "服务暂不可用，请稍后再试", internal: "服务器内部错误",
+  },
+  en: {},
+};
 const KIND_NAMES = { zh: { consultation: "咨询", help: "求助", complaint: "投诉", report: "举报", suggestion: "建议", praise: "表扬" }, en: {} };
 const CHANNEL_NAMES = { zh: { phone: "电话", app: "App", wechat: "微信", web: "网站", grid: "网格员上报", open311: "Open311", other: "其他" }, en: {} };
 const FLAG_NAMES = { zh: { litigation: "已起诉", arbitration: "已申请仲裁", reconsideration: "已申请行政复议",
@@ -215,7 +226,12 @@ async function api(method, path, body, contentType = "application/json") {
   if (!res.ok) {
     const err = (json && json.error) || {};
     if (res.status === 401 && path !== "/v1/me") signOut();
-    throw new ApiError(res.status, err.code || String(res.status), `${res.status} ${err.code || ""}: ${err.message || text}`);
+    const code = err.code || String(res.status);
+    const detail = err.message || text;
+    // The headline in the console's language; the server's own words (specific, and what
+    // an operator searches the logs for) after it.
+    const said = ERR_NAMES[state.lang][code];
+    throw new ApiError(res.status, code, `${res.status} ${code}: ${said ? `${said}（${detail}）` : detail}`);
   }
   return json;
 }

@@ -21,7 +21,11 @@ async fn a_case_goes_from_the_intake_form_through_sign_and_return() {
     b.open(&format!("{base}/console/#/login")).await;
     b.fill("#token", "civic_nobody_0000").await;
     b.click("#sign-in").await;
-    b.wait_text("#flash", "401").await;
+    let refused = b.wait_text("#flash", "401").await;
+    assert!(
+        refused.contains("访问令牌无效"),
+        "the refusal is in the console's language, with its code: {refused}"
+    );
     b.shot("00-sign-in-refused").await;
 
     b.sign_in(&base, &agent).await;

@@ -379,3 +379,78 @@ async fn open311_errors_follow_the_spec() {
         404
     );
 }
+
+/// Apps send addresses as people write them: a community without its district's name, a
+/// street address around it — each placed in the directory; an address the directory cannot
+/// place but that names a district is taken to that district's desk with the address kept;
+/// only text that names no place of the city is refused, saying what it understands.
+#[tokio::test]
+async fn addresses_are_matched_as_people_write_them() {
+    let s = TestServer::start();
+    let key = s.admin.clone();
+    let post = |address: &'static str| {
+        let (s, key) = (&s, key.clone());
+        async move {
+            let (st, body) = raw(
+                s,
+                "POST",
+                "/open311/v2/requests.json",
+                form(&[
+                    ("api_key", &key),
+                    ("service_code", "noise"),
+                    ("address_string", address),
+                ]),
+            )
+            .await;
+            let v: serde_json::Value = serde_json::from_str(&body).unwrap_or(json!(body));
+            (st, v)
+        }
+    };
+    let case = |v: &serde_json::Value| {
+        let id = v[0]["service_request_id"].as_str().unwrap().to_owned();
+        s.svc.store().get_case(&id).unwrap().unwrap()
+    };
+    for (address, community) in [
+        ("月河社区", "jiyang/yuehe"),
+        ("吉阳区月河社区", "jiyang/yuehe"),
+        ("三亚市吉阳区月河社区迎宾路12号楼下烧烤店", "jiyang/yuehe"),
+    ] {
+        let (st, v) = post(address).await;
+        assert_eq!(st, 201, "{address}: {v}");
+        let c = case(&v);
+        assert_eq!(c.district, "jiyang", "{address}");
+        assert_eq!(
+            c.location.community.as_deref(),
+            Some(community),
+            "{address}"
+        );
+        assert_eq!(c.location.address.as_deref(), Some(address));
+    }
+    // A grid's name is more specific than its community's.
+    let (st, v) = post("月河社区第1网格旁").await;
+    assert_eq!(st, 201, "{v}");
+    assert_eq!(
+        case(&v).location.grid.as_deref(),
+        Some("jiyang/yuehe/grid-01")
+    );
+    // A street the directory does not know, in a district it does: taken, for triage.
+    let (st, v) = post("吉阳区不存在路88号").await;
+    assert_eq!(st, 201, "the citizen is not refused: {v}");
+    let c = case(&v);
+    assert_eq!(c.district, "jiyang");
+    assert_eq!(c.location.address.as_deref(), Some("吉阳区不存在路88号"));
+    assert!(c.location.community.is_none() && c.location.grid.is_none());
+    assert_eq!(
+        c.handler.as_deref(),
+        Some("jiyang"),
+        "the district desk triages it"
+    );
+    // Nothing of the city named: refused, saying what would be understood.
+    let (st, v) = post("火星基地一号").await;
+    assert_eq!(st, 400, "{v}");
+    let said = v.to_string();
+    assert!(
+        said.contains("吉阳区") && said.contains("address_id"),
+        "{said}"
+    );
+}

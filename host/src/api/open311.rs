@@ -702,22 +702,36 @@ fn locate(
                 format,
             )
         })?,
-        (None, Some(a)) => dir
-            .units()
-            .find(|u| {
-                matches!(
-                    u.kind,
-                    UnitKind::Grid | UnitKind::Community | UnitKind::Village
-                ) && (u.name == a || u.id == a)
-            })
-            .cloned()
-            .ok_or_else(|| {
-                err(
-                    400,
-                    format!("address_string `{a}` matches no community or grid; send address_id"),
-                    format,
-                )
-            })?,
+        (None, Some(a)) => match place_named(dir, a) {
+            Some(unit) => unit,
+            // An address the directory cannot place is still the citizen's case: it goes to
+            // its district's desk for triage with the address kept, when the text names a
+            // district.
+            None => {
+                let district = district_named(dir, a).ok_or_else(|| {
+                    err(
+                        400,
+                        format!(
+                            "address_string `{a}` names no community, grid or district of the city; \
+                             include one of {} or send address_id",
+                            dir.districts()
+                                .iter()
+                                .filter_map(|d| dir.unit(d).map(|u| district_name(&u.name)))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                        format,
+                    )
+                })?;
+                let loc = Location {
+                    lat,
+                    lon,
+                    address: Some(a.to_owned()),
+                    ..Location::default()
+                };
+                return Ok((district, loc));
+            }
+        },
         (None, None) if lat.is_some() && lon.is_some() => {
             return Err(err(
                 400,
@@ -755,6 +769,80 @@ fn locate(
         }
     }
     Ok((district, loc))
+}
+
+/// A district desk's name as people say the district: up to its first 区, 县 or 市
+/// (`吉阳区12345分中心` → `吉阳区`).
+fn district_name(desk: &str) -> &str {
+    desk.char_indices()
+        .find(|(_, c)| matches!(c, '区' | '县' | '市'))
+        .map_or(desk, |(i, c)| &desk[..i + c.len_utf8()])
+}
+
+/// The names people write a place by: its directory name, and that name without its
+/// district's (`吉阳区月河社区` → `月河社区`).
+fn spoken_names<'a>(dir: &'a Directory, u: &'a crate::directory::Unit) -> Vec<&'a str> {
+    let mut names = vec![u.name.as_str()];
+    if let Some(desk) = dir.district_of(&u.id).and_then(|d| dir.unit(d))
+        && let Some(short) = u.name.strip_prefix(district_name(&desk.name))
+        && !short.is_empty()
+    {
+        names.push(short);
+    }
+    names
+}
+
+/// The community, village or grid an address names — its id, its name, or its name as
+/// people write it, anywhere in the text (`三亚市月河社区幸福路12号`). The most specific
+/// wins (a grid over its community, a longer name over a shorter one); a name that fits
+/// places in two districts places nothing.
+fn place_named(dir: &Directory, address: &str) -> Option<std::sync::Arc<crate::directory::Unit>> {
+    let address = address.trim();
+    let mut best: Option<(usize, &std::sync::Arc<crate::directory::Unit>)> = None;
+    let mut districts = std::collections::BTreeSet::new();
+    for u in dir.units() {
+        if !matches!(
+            u.kind,
+            UnitKind::Grid | UnitKind::Community | UnitKind::Village
+        ) {
+            continue;
+        }
+        if u.id == address {
+            return Some(u.clone());
+        }
+        let Some(len) = spoken_names(dir, u)
+            .into_iter()
+            .filter(|n| address.contains(n))
+            .map(str::len)
+            .max()
+        else {
+            continue;
+        };
+        districts.insert(dir.district_of(&u.id));
+        let rank = len + usize::from(u.kind == UnitKind::Grid);
+        if best.is_none_or(|(r, _)| rank > r) {
+            best = Some((rank, u));
+        }
+    }
+    let (_, unit) = best?;
+    // A grid's name repeats its community's, so both fit one place; two districts do not.
+    (districts.len() == 1).then(|| unit.clone())
+}
+
+/// The district an address names (`吉阳区幸福路12号` → `jiyang`), if exactly one.
+fn district_named(dir: &Directory, address: &str) -> Option<String> {
+    let named: Vec<String> = dir
+        .districts()
+        .into_iter()
+        .filter(|d| {
+            dir.unit(d)
+                .is_some_and(|u| address.contains(district_name(&u.name)))
+        })
+        .collect();
+    match named.as_slice() {
+        [one] => Some(one.clone()),
+        _ => None,
+    }
 }
 
 /// Reads a form body strictly: `application/x-www-form-urlencoded`, every name and value

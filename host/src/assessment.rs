@@ -24,7 +24,19 @@ use serde::Serialize;
 use crate::model::{Action, Case, CaseStatus, Deadlines, Event, EventBody, Millis};
 
 /// What a fact counts toward.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, utoipa::ToSchema)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    serde::Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum Measure {
     /// A case dispatched (or moved up) to the unit.
@@ -135,19 +147,73 @@ impl Fact {
 struct Handling {
     handler: Option<String>,
     deadlines: Deadlines,
+    status: CaseStatus,
+    paused: bool,
+}
+
+impl Handling {
+    fn of(c: &Case) -> Self {
+        Self {
+            handler: c.handler.clone(),
+            deadlines: c.deadlines.clone(),
+            status: c.status,
+            paused: c.paused_at.is_some(),
+        }
+    }
+
+    /// The deadlines owed in this state, with their unit: sign-off until signed, first
+    /// contact until work starts, resolution until the reply — none while the case waits
+    /// for the citizen (its clock is stopped).
+    fn owed(&self) -> Vec<(String, Millis, Measure)> {
+        use CaseStatus as S;
+        let Some(unit) = &self.handler else {
+            return Vec::new();
+        };
+        if self.paused {
+            return Vec::new();
+        }
+        let d = &self.deadlines;
+        [
+            (
+                matches!(self.status, S::Dispatched),
+                d.sign_off,
+                Measure::SignOffDue,
+            ),
+            (
+                matches!(self.status, S::Dispatched | S::Signed),
+                d.first_contact,
+                Measure::ContactDue,
+            ),
+            (
+                matches!(self.status, S::Dispatched | S::Signed | S::InProgress),
+                d.resolution,
+                Measure::ResolutionDue,
+            ),
+        ]
+        .into_iter()
+        .filter_map(|(owes, at, m)| Some((unit.clone(), at.filter(|_| owes)?, m)))
+        .collect()
+    }
 }
 
 /// The facts `events` add to a case that stood as `before` (`None`: a new case).
 pub fn event_facts(before: Option<&Case>, district: &str, id: &str, events: &[Event]) -> Vec<Fact> {
-    let mut h = Handling {
-        handler: before.and_then(|c| c.handler.clone()),
-        deadlines: before.map(|c| c.deadlines.clone()).unwrap_or_default(),
-    };
+    let mut h = before.map_or(
+        Handling {
+            handler: None,
+            deadlines: Deadlines::default(),
+            status: CaseStatus::Received,
+            paused: false,
+        },
+        Handling::of,
+    );
     let mut out = Vec::new();
     for e in events {
-        let EventBody::Transition { action, .. } = &e.what else {
+        let EventBody::Transition { action, to, .. } = &e.what else {
             continue;
         };
+        let owed_before = h.owed();
+        let mut settled: Option<Measure> = None;
         let mut fact = |unit: &str, at: Millis, measure: Measure| {
             out.push(Fact {
                 district: district.to_owned(),
@@ -160,6 +226,7 @@ pub fn event_facts(before: Option<&Case>, district: &str, id: &str, events: &[Ev
         };
         // A deadline met or missed counts at the deadline; met when the act came by it.
         let mut due = |unit: &str, deadline: Option<Millis>, due: Measure, met: Measure| {
+            settled = Some(due);
             if let Some(d) = deadline {
                 fact(unit, d, due);
                 if e.at <= d {
@@ -252,8 +319,32 @@ pub fn event_facts(before: Option<&Case>, district: &str, id: &str, events: &[Ev
                     *slot = Some(*due_at);
                 }
             }
-            (Action::Resume { deadlines, .. }, _) => h.deadlines = deadlines.clone(),
+            (Action::Resume { deadlines, .. }, _) => {
+                h.deadlines = deadlines.clone();
+                h.paused = false;
+            }
+            (Action::Pause { .. }, _) => h.paused = true,
             _ => {}
+        }
+        h.status = *to;
+        // A deadline the case stops owing without the act that meets it (returned, moved
+        // up, merged, paused, its time moved) is missed if it had passed, and counted so;
+        // one still to come is simply no longer the unit's.
+        let owed_after = h.owed();
+        for (unit, at, measure) in owed_before {
+            let gone = !owed_after
+                .iter()
+                .any(|(u, a, m)| *u == unit && *a == at && *m == measure);
+            if gone && settled != Some(measure) && at < e.at {
+                out.push(Fact {
+                    district: district.to_owned(),
+                    unit,
+                    at,
+                    measure,
+                    case: id.to_owned(),
+                    seq: Some(e.seq),
+                });
+            }
         }
     }
     out
@@ -262,37 +353,16 @@ pub fn event_facts(before: Option<&Case>, district: &str, id: &str, events: &[Ev
 /// The deadlines `c` still owes, each counted at its time for its handler: sign-off until
 /// signed, first contact until work starts, resolution until the reply.
 pub fn open_facts(c: &Case) -> Vec<Fact> {
-    use CaseStatus as S;
-    let Some(unit) = &c.handler else {
-        return Vec::new();
-    };
-    let owed = [
-        (
-            matches!(c.status, S::Dispatched),
-            c.deadlines.sign_off,
-            Measure::SignOffDue,
-        ),
-        (
-            matches!(c.status, S::Dispatched | S::Signed),
-            c.deadlines.first_contact,
-            Measure::ContactDue,
-        ),
-        (
-            matches!(c.status, S::Dispatched | S::Signed | S::InProgress),
-            c.deadlines.resolution,
-            Measure::ResolutionDue,
-        ),
-    ];
-    owed.into_iter()
-        .filter_map(|(owes, deadline, measure)| {
-            Some(Fact {
-                district: c.district.clone(),
-                unit: unit.clone(),
-                at: deadline.filter(|_| owes)?,
-                measure,
-                case: c.id.clone(),
-                seq: None,
-            })
+    Handling::of(c)
+        .owed()
+        .into_iter()
+        .map(|(unit, at, measure)| Fact {
+            district: c.district.clone(),
+            unit,
+            at,
+            measure,
+            case: c.id.clone(),
+            seq: None,
         })
         .collect()
 }
@@ -306,7 +376,9 @@ pub fn case_facts(c: &Case, history: &[Event]) -> Vec<Fact> {
 
 /// How many facts of one measure a unit has in a period: `done` met or counted, `open`
 /// deadlines still owed, of which `overdue` have passed.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
 pub struct Count {
     /// Facts from events.
     pub done: u64,
@@ -565,6 +637,63 @@ mod tests {
                 ("a".into(), 200, Measure::ContactDue),
                 ("a".into(), 400, Measure::Returned),
             ]
+        );
+    }
+
+    /// A deadline the case stops owing without being met — returned before signing — is
+    /// counted missed if it had passed, and not at all if it had not.
+    #[test]
+    fn a_passed_deadline_the_case_stops_owing_counts_as_missed() {
+        let deadlines = Deadlines {
+            sign_off: Some(100),
+            first_contact: Some(200),
+            resolution: Some(1_000),
+            warning: None,
+        };
+        let t = |seq, at, action, from, to| Event {
+            seq,
+            at,
+            actor: "t".into(),
+            what: EventBody::Transition { action, from, to },
+        };
+        use CaseStatus as S;
+        let events = vec![
+            t(
+                0,
+                10,
+                Action::Dispatch {
+                    lead: "a".into(),
+                    co_handlers: vec![],
+                    deadlines,
+                    timers: vec![],
+                },
+                S::PendingDispatch,
+                S::Dispatched,
+            ),
+            t(
+                1,
+                150,
+                Action::Return {
+                    unit: "a".into(),
+                    reason: "not ours".into(),
+                },
+                S::Dispatched,
+                S::PendingDispatch,
+            ),
+        ];
+        let mut got: Vec<(Millis, Measure)> = event_facts(None, "d", "c-1", &events)
+            .into_iter()
+            .map(|f| (f.at, f.measure))
+            .collect();
+        got.sort();
+        assert_eq!(
+            got,
+            vec![
+                (10, Measure::Dispatched),
+                (100, Measure::SignOffDue),
+                (150, Measure::Returned),
+            ],
+            "the sign-off had passed and was missed; first contact and resolution had not"
         );
     }
 

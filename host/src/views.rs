@@ -290,7 +290,7 @@ pub struct Assessment {
 }
 
 /// The assessment of the days `first..=last` for `audience`, read from the facts the store
-/// keeps (one range per district; no case is read).
+/// keeps and the counts of ended days (see [`district_counts`]; no case is read).
 pub fn assessment(
     svc: &Service,
     audience: &Audience,
@@ -300,10 +300,6 @@ pub fn assessment(
     use crate::assessment::{Figures, INDICATORS};
     let dir = svc.directory()?;
     let now = svc.clock().now();
-    let (from, to) = (
-        svc.calendar().start_of(first),
-        svc.calendar().start_of(last + 1),
-    );
     let districts = match audience {
         Audience::City => dir.districts(),
         Audience::District(d) | Audience::Unit { district: d, .. } => vec![d.clone()],
@@ -314,7 +310,7 @@ pub fn assessment(
     };
     let mut all = crate::assessment::Counts::new();
     for d in &districts {
-        all.extend(svc.store().assessment(d, from, to, now)?);
+        all.extend(district_counts(svc, d, first, last, now)?);
     }
     if let Audience::Unit { unit, .. } = audience {
         all.retain(|(_, u, _), _| u == unit);
@@ -368,4 +364,66 @@ pub fn assessment(
         districts: district_rows,
         units: unit_rows,
     })
+}
+
+/// Where the counts of each ended day are kept, per district (`{district}/{day}`).
+const DAY_COUNTS: &str = "assessment-days";
+
+/// One kept day's counts, as stored.
+type DayRows = Vec<(
+    (String, String, crate::assessment::Measure),
+    crate::assessment::Count,
+)>;
+
+/// `district`'s counts for the days `first..=last`: each day that has ended from its kept
+/// counts (taken from the facts the first time it is asked for, then kept in the store for
+/// every host), today and later from the facts.
+///
+/// An ended day's counts do not change: what counts at a day is either something done then
+/// or a deadline that fell then, and once it has passed a deadline can only go from owed
+/// to missed or met late — below the line either way — and nothing new falls in the past
+/// (deadlines are set in the future).
+fn district_counts(
+    svc: &Service,
+    district: &str,
+    first: calendar::Day,
+    last: calendar::Day,
+    now: Millis,
+) -> Result<crate::assessment::Counts, ServiceError> {
+    let cal = svc.calendar();
+    let store = svc.store();
+    let today = cal.day_of(now);
+    let mut counts = crate::assessment::Counts::new();
+    let mut add = |more: crate::assessment::Counts| {
+        for (k, c) in more {
+            let e = counts.entry(k).or_default();
+            e.done += c.done;
+            e.open += c.open;
+            e.overdue += c.overdue;
+        }
+    };
+    for day in first..=last.min(today - 1) {
+        let key = format!("{district}/{day}");
+        let kept: Option<DayRows> = match store.record_get(DAY_COUNTS, &key)? {
+            Some(bytes) => serde_json::from_slice(&bytes).ok(),
+            None => None,
+        };
+        let day_counts = match kept {
+            Some(rows) => rows.into_iter().collect(),
+            None => {
+                let c =
+                    store.assessment(district, cal.start_of(day), cal.start_of(day + 1), now)?;
+                let rows: Vec<_> = c.iter().collect();
+                let bytes = serde_json::to_vec(&rows).expect("counts serialize");
+                store.record_put(DAY_COUNTS, &[(key, bytes)])?;
+                c
+            }
+        };
+        add(day_counts);
+    }
+    let live = first.max(today);
+    if live <= last {
+        add(store.assessment(district, cal.start_of(live), cal.start_of(last + 1), now)?);
+    }
+    Ok(counts)
 }

@@ -100,6 +100,10 @@ pub struct Figures {
     /// `GET /v1/assessment?month=…` as the city admin, for the month a fortnight before the
     /// end of the load (every district and unit).
     pub assessment_ms: f64,
+    /// The same request again, answered from the counts kept for each ended day.
+    pub assessment_kept_ms: f64,
+    /// Whether the two answers were the same.
+    pub assessment_kept_same: bool,
     /// Cases dispatched in that month by the assessment's city totals.
     pub assessment_dispatched: u64,
     /// The same by a walk of every case's history (runs of up to 100,000 cases only).
@@ -319,6 +323,15 @@ pub fn run(plan: &Plan, config: &ServiceConfig, say: &mut dyn FnMut(&str)) -> Fi
     let cal = svc.calendar();
     let month = civic_host::calendar::format_month(cal.day_of(now - 15 * DAY_MS));
     let (assessment_ms, assessment) = get(&format!("/v1/assessment?month={month}"), Some(&admin));
+    let (assessment_kept_ms, again) = get(&format!("/v1/assessment?month={month}"), Some(&admin));
+    let figures = |v: &serde_json::Value| {
+        (
+            v["city"].clone(),
+            v["districts"].clone(),
+            v["units"].clone(),
+        )
+    };
+    let assessment_kept_same = figures(&assessment) == figures(&again);
     let assessment_dispatched = assessment["city"]["figures"]["counts"]["dispatched"]
         .as_u64()
         .unwrap_or(0);
@@ -426,6 +439,8 @@ pub fn run(plan: &Plan, config: &ServiceConfig, say: &mut dyn FnMut(&str)) -> Fi
         jiyang_overdue: overdue["cases"].as_array().map_or(0, |a| a.len() as u64),
         overview_decisions,
         assessment_ms,
+        assessment_kept_ms,
+        assessment_kept_same,
         assessment_dispatched,
         dispatched_by_walk,
     }

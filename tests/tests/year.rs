@@ -52,6 +52,10 @@ fn check(config: &ServiceConfig) {
         "the last week's decisions are counted: {f:?}"
     );
     assert!(f.assessment_dispatched > 0, "{f:?}");
+    assert!(
+        f.assessment_kept_same,
+        "a month answered again from the kept day counts is the same: {f:?}"
+    );
     assert_eq!(
         Some(f.assessment_dispatched),
         f.dispatched_by_walk,

@@ -634,6 +634,24 @@ fn serve(opts: Serve) -> anyhow::Result<()> {
         }
         None => None,
     };
+    // The counts of each ended day, kept as days end (and, after an upgrade, for the last
+    // two months), so that an assessment is answered from them from its first asking.
+    let day_keeper = {
+        let svc = svc.clone();
+        crate::periodic::Periodic::start(
+            "civic-assessment",
+            std::time::Duration::from_secs(600),
+            move |_| {
+                match crate::views::keep_ended_days(&svc, 62) {
+                    Ok(0) => {}
+                    Ok(days) => tracing::info!(days, "kept the assessment counts of ended days"),
+                    Err(e) => tracing::warn!(error = %e, "could not keep the assessment counts of ended days; trying again later"),
+                }
+                false
+            },
+        )
+        .context("starting the keeper of assessment day counts")?
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -655,6 +673,7 @@ fn serve(opts: Serve) -> anyhow::Result<()> {
     // store closes.
     sweeper.stop();
     follower.stop();
+    day_keeper.stop();
     if let Some(a) = archiver {
         a.stop();
     }

@@ -403,27 +403,53 @@ fn district_counts(
         }
     };
     for day in first..=last.min(today - 1) {
-        let key = format!("{district}/{day}");
-        let kept: Option<DayRows> = match store.record_get(DAY_COUNTS, &key)? {
-            Some(bytes) => serde_json::from_slice(&bytes).ok(),
-            None => None,
-        };
-        let day_counts = match kept {
-            Some(rows) => rows.into_iter().collect(),
-            None => {
-                let c =
-                    store.assessment(district, cal.start_of(day), cal.start_of(day + 1), now)?;
-                let rows: Vec<_> = c.iter().collect();
-                let bytes = serde_json::to_vec(&rows).expect("counts serialize");
-                store.record_put(DAY_COUNTS, &[(key, bytes)])?;
-                c
-            }
-        };
-        add(day_counts);
+        add(day_counts(svc, district, day, now)?);
     }
     let live = first.max(today);
     if live <= last {
         add(store.assessment(district, cal.start_of(live), cal.start_of(last + 1), now)?);
     }
     Ok(counts)
+}
+
+/// One ended day's counts for `district`: kept ones, or taken from the facts and kept.
+fn day_counts(
+    svc: &Service,
+    district: &str,
+    day: calendar::Day,
+    now: Millis,
+) -> Result<crate::assessment::Counts, ServiceError> {
+    let (cal, store) = (svc.calendar(), svc.store());
+    let key = format!("{district}/{day}");
+    let kept: Option<DayRows> = match store.record_get(DAY_COUNTS, &key)? {
+        Some(bytes) => serde_json::from_slice(&bytes).ok(),
+        None => None,
+    };
+    if let Some(rows) = kept {
+        return Ok(rows.into_iter().collect());
+    }
+    let c = store.assessment(district, cal.start_of(day), cal.start_of(day + 1), now)?;
+    let rows: Vec<_> = c.iter().collect();
+    let bytes = serde_json::to_vec(&rows).expect("counts serialize");
+    store.record_put(DAY_COUNTS, &[(key, bytes)])?;
+    Ok(c)
+}
+
+/// Keeps the counts of every district's ended days among the last `days` (what `civic
+/// serve` does every few minutes, so that a month is answered from kept counts from its
+/// first asking). Returns how many days it had to count.
+pub fn keep_ended_days(svc: &Service, days: i64) -> Result<usize, ServiceError> {
+    let now = svc.clock().now();
+    let today = svc.calendar().day_of(now);
+    let mut counted = 0;
+    for district in svc.directory()?.districts() {
+        for day in today - days..today {
+            let key = format!("{district}/{day}");
+            if svc.store().record_get(DAY_COUNTS, &key)?.is_none() {
+                day_counts(svc, &district, day, now)?;
+                counted += 1;
+            }
+        }
+    }
+    Ok(counted)
 }

@@ -104,6 +104,13 @@ pub struct Figures {
     pub assessment_kept_ms: f64,
     /// Whether the two answers were the same.
     pub assessment_kept_same: bool,
+    /// Districts' ended days of the last 62 the day keeper counted after those requests
+    /// (`civic serve` runs it every ten minutes), and how long it took.
+    pub days_kept: usize,
+    /// Milliseconds the keeper took.
+    pub days_kept_ms: f64,
+    /// What it counted when run again at once (nothing: every day is kept).
+    pub days_kept_again: usize,
     /// Cases dispatched in that month by the assessment's city totals.
     pub assessment_dispatched: u64,
     /// The same by a walk of every case's history (runs of up to 100,000 cases only).
@@ -332,6 +339,10 @@ pub fn run(plan: &Plan, config: &ServiceConfig, say: &mut dyn FnMut(&str)) -> Fi
         )
     };
     let assessment_kept_same = figures(&assessment) == figures(&again);
+    let t = Instant::now();
+    let days_kept = civic_host::views::keep_ended_days(&svc, 62).expect("keep days");
+    let days_kept_ms = ms(t);
+    let days_kept_again = civic_host::views::keep_ended_days(&svc, 62).expect("keep days");
     let assessment_dispatched = assessment["city"]["figures"]["counts"]["dispatched"]
         .as_u64()
         .unwrap_or(0);
@@ -441,6 +452,9 @@ pub fn run(plan: &Plan, config: &ServiceConfig, say: &mut dyn FnMut(&str)) -> Fi
         assessment_ms,
         assessment_kept_ms,
         assessment_kept_same,
+        days_kept,
+        days_kept_ms,
+        days_kept_again,
         assessment_dispatched,
         dispatched_by_walk,
     }

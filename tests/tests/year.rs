@@ -56,6 +56,7 @@ fn check(config: &ServiceConfig) {
         f.assessment_kept_same,
         "a month answered again from the kept day counts is the same: {f:?}"
     );
+    assert!(f.days_kept > 0 && f.days_kept_again == 0, "{f:?}");
     assert_eq!(
         Some(f.assessment_dispatched),
         f.dispatched_by_walk,

@@ -29,7 +29,7 @@ const L = {
     "case.district": "区域", "case.category": "类别", "case.kind": "类型", "case.channel": "渠道", "case.status": "状态",
     "case.handler": "主办单位", "case.co": "协办单位", "case.location": "地点", "case.flags": "标记",
     "case.description": "诉求内容", "case.mediation": "调解", "case.supervised": "督办单位", "case.extension": "延期申请",
-    "case.satisfaction": "回访", "case.created": "受理时间", "case.returned": "退单单位", "case.version": "版本",
+    "case.satisfaction": "回访", "cb.satisfied": "满意", "cb.resolved": "已解决", "case.created": "受理时间", "case.returned": "退单单位", "case.version": "版本",
     "dl.sign_off": "签收期限", "dl.first_contact": "首次联系期限", "dl.resolution": "办结期限", "dl.warning": "黄灯预警",
     "act.dispatch": "派单", "act.queue-for-dispatch": "进入派单",
     "act.reject": "不予受理", "act.transfer": "转紧急热线", "act.answer-at-intake": "一线答复", "act.submit": "提交", "act.cancel": "取消",
@@ -39,7 +39,7 @@ const L = {
     "why.transferred": "转至", "why.mediation": "调解", "why.noop": "无意见（由市级默认规则决定）",
     "why.fallback": "（市级默认规则兜底）", "why.fuel": "燃料", "why.actions": "措施", "why.none": "无需措施",
     "intake.title": "受理登记", "intake.community": "社区/村", "intake.grid": "网格", "intake.address": "详细地址",
-    "intake.phone": "来电号码（仅存哈希）", "intake.urgent": "紧急", "intake.flags": "情形标记", "intake.dispute": "纠纷信息",
+    "intake.phone": "来电号码（仅存哈希）", "intake.urgent": "紧急", "intake.flags": "情形标记", "intake.pick": "请选择诉求类别", "intake.dispute": "纠纷信息",
     "intake.dtype": "纠纷类型", "intake.amount": "涉及金额（元）", "intake.chambers": "当事人所属商会（逗号分隔，无则留空）",
     "intake.submit": "提交并派单", "intake.result": "派单结果", "intake.open": "查看工单", "intake.none": "（无）",
     "plugins.title": "规则插件", "plugins.active": "当前生效", "plugins.versions": "版本", "plugins.deployed": "部署",
@@ -74,7 +74,7 @@ const L = {
     "case.district": "District", "case.category": "Category", "case.kind": "Kind", "case.channel": "Channel", "case.status": "Status",
     "case.handler": "Handler", "case.co": "Co-handlers", "case.location": "Location", "case.flags": "Flags",
     "case.description": "Description", "case.mediation": "Mediation", "case.supervised": "Supervised by", "case.extension": "Extension",
-    "case.satisfaction": "Callback", "case.created": "Received", "case.returned": "Returned by", "case.version": "Version",
+    "case.satisfaction": "Callback", "cb.satisfied": "satisfied", "cb.resolved": "resolved", "case.created": "Received", "case.returned": "Returned by", "case.version": "Version",
     "dl.sign_off": "Sign-off", "dl.first_contact": "First contact", "dl.resolution": "Resolution", "dl.warning": "Yellow light",
     "act.dispatch": "Dispatch", "act.queue-for-dispatch": "Queued for dispatch",
     "act.reject": "Reject", "act.transfer": "Transfer", "act.answer-at-intake": "Answered at intake", "act.submit": "Submit", "act.cancel": "Cancel",
@@ -84,7 +84,7 @@ const L = {
     "why.transferred": "transferred to", "why.mediation": "mediation", "why.noop": "no opinion (the city default decided)",
     "why.fallback": "(city default fallback)", "why.fuel": "fuel", "why.actions": "actions", "why.none": "nothing to do",
     "intake.title": "Take a case in", "intake.community": "Community / village", "intake.grid": "Grid", "intake.address": "Address",
-    "intake.phone": "Caller phone (stored only as a hash)", "intake.urgent": "Urgent", "intake.flags": "Flags", "intake.dispute": "Dispute",
+    "intake.phone": "Caller phone (stored only as a hash)", "intake.urgent": "Urgent", "intake.flags": "Flags", "intake.pick": "Choose a category", "intake.dispute": "Dispute",
     "intake.dtype": "Dispute type", "intake.amount": "Amount (CNY)", "intake.chambers": "Parties' chambers of commerce (comma-separated, blank for none)",
     "intake.submit": "Submit and dispatch", "intake.result": "Where it went", "intake.open": "Open the case", "intake.none": "(none)",
     "plugins.title": "Plug-ins", "plugins.active": "Active", "plugins.versions": "Versions", "plugins.deployed": "Deployed",
@@ -254,6 +254,16 @@ const catName = (code) => {
 const lamp = (l) => h("span", { class: `lamp ${l || ""}`, title: l ? t(`light.${l}`) : "—", "data-light": l || "none" });
 const isAdmin = () => state.me && ["city-admin", "district-admin"].includes(state.me.role);
 const districtsOf = () => (state.dir ? state.dir.districts : []);
+/** A district as people say it: its desk's name up to 区, 县 or 市 (`吉阳区`); the id in English. */
+const districtName = (id) => {
+  if (id === "city") return t("who.city");
+  const desk = state.dir && state.dir.units && state.dir.units.find((u) => u.id === id);
+  if (!desk || state.lang !== "zh") return id;
+  const m = desk.name.match(/^.*?[区县市]/);
+  return m ? m[0] : desk.name;
+};
+const HOOK_NAMES = { zh: { eligibility: "受理规则", routing: "派单规则", escalation: "督办规则" }, en: {} };
+const hookName = (hook) => HOOK_NAMES[state.lang][hook] || hook;
 const defaultDistrict = () => (state.me && state.me.district) || districtsOf()[0] || "";
 
 function signOut() {
@@ -294,7 +304,7 @@ function renderChrome(active) {
   if (role !== "intake-agent") links.push(["assessment", "#/assessment"]);
   for (const [k, href] of links) nav.append(h("a", { href, id: `nav-${k}`, class: k === active ? "on" : "" }, t(`nav.${k}`)));
   who.append(
-    `${t(`role.${role}`)} · ${state.me.district || t("who.city")}${state.me.unit ? ` · ${unitName(state.me.unit)}` : ""}`,
+    `${t(`role.${role}`)} · ${state.me.district ? districtName(state.me.district) : t("who.city")}${state.me.unit ? ` · ${unitName(state.me.unit)}` : ""}`,
     h("button", { type: "button", id: "sign-out", onclick: signOut }, t("signout")),
   );
 }
@@ -451,12 +461,12 @@ function timelineItem(e) {
     }
     case "decision":
       cls = "decision";
-      title = `${t("ev.decision")} [${w.hook}] ${describeDecision(w)}`;
+      title = `${t("ev.decision")} [${hookName(w.hook)}] ${describeDecision(w)}`;
       detail = `${w.plugin.name} @ ${w.plugin.version.slice(0, 12)} · ${t("why.fuel")} ${w.fuel_used} · ${w.duration_us} µs${w.fallback ? ` ${t("why.fallback")}` : ""}`;
       break;
     case "rule-failure":
       cls = "failure";
-      title = `${t("ev.rule-failure")} [${w.hook}] ${w.plugin.name}: ${JSON.stringify(w.failure)} → ${w.fallback}`;
+      title = `${t("ev.rule-failure")} [${hookName(w.hook)}] ${w.plugin.name}: ${JSON.stringify(w.failure)} → ${w.fallback}`;
       break;
     case "escalation":
       cls = "escalation";
@@ -561,7 +571,7 @@ async function viewCase(id, keepFlash = false) {
   const loc = c.location || {};
   const facts = h("dl", { class: "facts" },
     fact("case.status", h("span", { class: "status" }, statusName(c.status))),
-    fact("case.district", c.district),
+    fact("case.district", districtName(c.district)),
     fact("case.category", catName(c.category)),
     fact("case.kind", kindName(c.kind)),
     fact("case.channel", channelName(c.channel)),
@@ -573,7 +583,7 @@ async function viewCase(id, keepFlash = false) {
     c.supervised_by ? fact("case.supervised", unitName(c.supervised_by)) : null,
     c.returned_by.length ? fact("case.returned", c.returned_by.map(unitName).join("、")) : null,
     c.extension ? fact("case.extension", `${c.extension.days} · ${c.extension.reason} · ${c.extension.approved === null ? "…" : c.extension.approved}`) : null,
-    c.satisfaction ? fact("case.satisfaction", `${c.satisfaction.satisfied ? "✓" : "✗"} ${c.satisfaction.resolved ? "✓" : "✗"} ${c.satisfaction.note}`) : null,
+    c.satisfaction ? fact("case.satisfaction", `${t("cb.satisfied")} ${c.satisfaction.satisfied ? "✓" : "✗"} · ${t("cb.resolved")} ${c.satisfaction.resolved ? "✓" : "✗"}${c.satisfaction.note ? ` · ${c.satisfaction.note}` : ""}`) : null,
     fact("case.created", fmt(c.created_at)),
     fact("case.version", String(c.version)),
     fact("case.description", c.description || "—"));
@@ -597,8 +607,11 @@ function viewIntake() {
   const dir = state.dir;
   const ds = state.me.district ? [state.me.district] : districtsOf();
   const el = {};
-  el.district = h("select", { name: "district", id: "in-district" }, ds.map((d) => h("option", { value: d }, d)));
-  el.category = h("select", { name: "category", id: "in-category" }, dir.categories.map((c) => h("option", { value: c.code }, c.name)));
+  el.district = h("select", { name: "district", id: "in-district" }, ds.map((d) => h("option", { value: d }, districtName(d))));
+  // No category is chosen for the agent: the first in the list is rarely the caller's.
+  el.category = h("select", { name: "category", id: "in-category", required: "required" },
+    h("option", { value: "", disabled: "disabled", selected: "selected" }, t("intake.pick")),
+    dir.categories.map((c) => h("option", { value: c.code }, c.name)));
   el.kind = h("select", { name: "kind", id: "in-kind" }, h("option", { value: "" }, "—"), KINDS.map((k) => h("option", { value: k }, kindName(k))));
   el.channel = h("select", { name: "channel", id: "in-channel" }, CHANNELS.map((k) => h("option", { value: k }, channelName(k))));
   el.community = h("select", { name: "community", id: "in-community" });
@@ -658,10 +671,18 @@ function viewIntake() {
     try {
       const c = await api("POST", "/v1/cases", body);
       flash("");
+      // The next call is another citizen's: what this one said goes; the desk's own
+      // choices (district, channel) stay.
+      for (const k of ["phone", "description", "address", "dtype", "amount", "chambers", "kind", "category"]) el[k].value = "";
+      el.urgent.checked = false;
+      el.flags.forEach((f) => { f.checked = false; });
+      el.community.value = "";
+      fillGrids();
+      fillDispute();
       result.replaceChildren(h("div", { class: "card result" },
         h("h2", {}, t("intake.result")),
         h("p", { id: "result-handler" }, `${c.id} · ${statusName(c.status)} · ${t("why.routed")} ${unitName(c.handler)}`),
-        h("ul", { id: "result-reasons" }, c.decisions.map((d) => h("li", {}, `[${d.hook}] ${d.plugin}: ${d.reasons.map(reasonText).join(", ") || "—"}${d.fallback ? ` ${t("why.fallback")}` : ""}`))),
+        h("ul", { id: "result-reasons" }, c.decisions.map((d) => h("li", {}, `[${hookName(d.hook)}] ${d.plugin}: ${d.reasons.map(reasonText).join(", ") || "—"}${d.fallback ? ` ${t("why.fallback")}` : ""}`))),
         h("p", {}, `${t("dl.resolution")}: ${fmt(c.deadlines.resolution)}`),
         h("a", { href: `#/case/${encodeURIComponent(c.id)}`, id: "result-open", class: "button" }, t("intake.open"))));
     } catch (err) {
@@ -688,7 +709,7 @@ async function viewPlugins(district) {
   renderChrome("plugins");
   district = district || defaultDistrict();
   const picker = h("select", { id: "plugins-district", onchange: (e) => { location.hash = `#/plugins/${e.target.value}`; } },
-    (state.me.role === "city-admin" ? ["city", ...districtsOf()] : [district]).map((d) => h("option", { value: d, selected: d === district ? "selected" : null }, d)));
+    (state.me.role === "city-admin" ? ["city", ...districtsOf()] : [district]).map((d) => h("option", { value: d, selected: d === district ? "selected" : null }, districtName(d))));
   mount(h("h1", {}, t("plugins.title"), " ", picker), h("p", { class: "muted" }, "…"));
   let lists;
   try {
@@ -735,7 +756,7 @@ async function viewPlugins(district) {
     } }, h("label", {}, t("plugins.file"), file), h("label", {}, t("plugins.name"), name), h("button", { type: "submit" }, t("plugins.deploy"))) : null;
     const history = (slot.history || []).slice(-5).reverse().map((ev) => h("li", {}, `${fmt(ev.at)} ${ev.what} ${ev.version.slice(0, 12)} · ${ev.actor}${ev.detail ? ` · ${ev.detail}` : ""}`));
     return h("div", { class: "card", id: `hook-${hook}` },
-      h("h2", {}, hook, " ", slot.active ? h("code", { class: "active-version" }, slot.active.slice(0, 12)) : h("span", { class: "muted" }, t("plugins.citydefault"))),
+      h("h2", {}, hookName(hook), " ", slot.active ? h("code", { class: "active-version" }, slot.active.slice(0, 12)) : h("span", { class: "muted" }, t("plugins.citydefault"))),
       l.versions.length ? h("div", { class: "table-wrap" }, h("table", {},
         h("thead", {}, h("tr", {}, [t("plugins.versions"), t("plugins.name"), t("plugins.by"), t("plugins.deployed"), t("plugins.size"), ""].map((x) => h("th", {}, x)))),
         h("tbody", {}, rows))) : null,
@@ -779,7 +800,7 @@ async function activateWithCare(district, hook, version, act) {
 }
 
 function dryRunCard(district, lists) {
-  const hook = h("select", { id: "dry-hook" }, HOOKS.map((x) => h("option", { value: x }, x)));
+  const hook = h("select", { id: "dry-hook" }, HOOKS.map((x) => h("option", { value: x }, hookName(x))));
   const version = h("select", { id: "dry-version" });
   const fillVersions = () => {
     const l = lists[HOOKS.indexOf(hook.value)];
@@ -877,7 +898,7 @@ async function viewOverview(district, q) {
   district = district || defaultDistrict();
   const days = q.get("days") || "7";
   const picker = h("select", { id: "overview-district", onchange: (e) => { location.hash = `#/overview/${e.target.value}`; } },
-    (state.me.role === "city-admin" ? districtsOf() : [district]).map((d) => h("option", { value: d, selected: d === district ? "selected" : null }, d)));
+    (state.me.role === "city-admin" ? districtsOf() : [district]).map((d) => h("option", { value: d, selected: d === district ? "selected" : null }, districtName(d))));
   mount(h("h1", {}, t("ov.title"), " ", picker), h("p", { class: "muted" }, "…"));
   let o;
   try {
@@ -987,7 +1008,7 @@ async function viewAssessment(q) {
   const controls = h("div", { class: "filters" },
     scopeOptions.length ? h("label", {}, t("as.scope"), " ",
       h("select", { id: "as-district", onchange: (e) => go({ district: e.target.value }) },
-        scopeOptions.map((d) => h("option", { value: d, selected: d === district ? "selected" : null }, d ? unitName(d) : t("who.city"))))) : "",
+        scopeOptions.map((d) => h("option", { value: d, selected: d === district ? "selected" : null }, d ? districtName(d) : t("who.city"))))) : "",
     h("label", {}, " ", h("select", { id: "as-indicator", onchange: (e) => go({ indicator: e.target.value }) },
       indicators.map((i) => h("option", { value: i.id, selected: i.id === indicator ? "selected" : null, title: i.definition }, label(i))))));
   const totals = [...(a.city ? [[t("as.city"), a.city]] : []), ...a.districts.map((d) => [`${d.name} · ${t("as.district")}`, d])];

@@ -30,6 +30,13 @@ async fn a_case_goes_from_the_intake_form_through_sign_and_return() {
 
     b.sign_in(&base, &agent).await;
     b.click("#nav-intake").await;
+    // No category is chosen for the agent.
+    let category = b.find("#in-category").await.prop("value").await.unwrap();
+    assert_eq!(
+        category.as_deref(),
+        Some(""),
+        "the category starts unchosen"
+    );
     // Category and place are chosen from the directory, not typed.
     b.choose("#in-district", "jiyang").await;
     b.choose("#in-category", "noise").await;
@@ -46,6 +53,15 @@ async fn a_case_goes_from_the_intake_form_through_sign_and_return() {
         "intake result should say why: {reasons}"
     );
     b.shot("01-intake-result").await;
+    // The form is ready for the next caller: what this one said is gone.
+    for field in ["#in-phone", "#in-description", "#in-category"] {
+        let value = b.find(field).await.prop("value").await.unwrap();
+        assert_eq!(
+            value.as_deref(),
+            Some(""),
+            "{field} is cleared after intake"
+        );
+    }
     let id = result.split(' ').next().unwrap().to_owned();
     assert!(id.starts_with("c-"), "case id in the result: {result}");
 
@@ -77,6 +93,9 @@ async fn a_case_goes_from_the_intake_form_through_sign_and_return() {
         .unwrap();
     b.wait_text("#case-id", &id).await;
     b.wait_text("#fact-handler", "月河社区第1网格").await;
+    // Districts by name, not by their ids.
+    b.wait_text("#fact-district", "吉阳区").await;
+    b.wait_text("#who", "吉阳区").await;
     b.wait_text("#timeline", "grid.admissible").await;
     b.click("#act-sign").await;
     b.wait_text("#fact-status", "已签收").await;
@@ -104,7 +123,7 @@ async fn a_case_goes_from_the_intake_form_through_sign_and_return() {
     b.wait_text("#flash", "退单").await;
     // Returned cases are routed again, skipping the unit that returned it.
     let timeline = b.wait_text("#timeline", "route.returned-skip").await;
-    let routings = timeline.matches("[routing]").count();
+    let routings = timeline.matches("[派单规则]").count();
     assert_eq!(routings, 2, "two routing decisions in: {timeline}");
     let handler = b.find("#fact-handler").await.text().await.unwrap();
     assert_ne!(
@@ -162,6 +181,7 @@ async fn a_district_admin_deploys_activates_and_rolls_back_a_plugin() {
     b.sign_in(&base, &admin).await;
     b.click("#nav-plugins").await;
     b.find("#hook-routing").await;
+    b.wait_text("#hook-routing h2", "派单规则").await;
     b.find("#upload-routing")
         .await
         .send_keys(&component.path().display().to_string())
@@ -548,6 +568,10 @@ async fn the_assessment_page_shows_each_rate_with_its_counts() {
         "a dispatcher sees their district only"
     );
     b.shot("21-assessment-dispatcher").await;
+    // The callback on the case page says what each mark is.
+    b.open(&format!("{base}/console/#/case/{id}")).await;
+    let callback = b.wait_text("#fact-satisfaction", "满意 ✓").await;
+    assert!(callback.contains("已解决 ✓"), "{callback}");
 }
 
 /// A grid worker who returns a case sees where it went and that it is no longer theirs —

@@ -1023,6 +1023,59 @@ fn fired(c: &Case) -> Versioned {
     }
 }
 
+/// A write that moves assessment facts — a sign-off: the deadline owed goes, the deadline
+/// missed is counted — cut short after any of its operations is settled with the case:
+/// the facts are the ones the case's history derives, and the district's counts are the
+/// case's as it stands (before or after).
+#[test]
+fn a_write_of_assessment_facts_cut_short_anywhere_is_settled_with_its_case() {
+    for cut in 0.. {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("data");
+        let s = SledStore::open(&path, Durability::GroupCommit).unwrap();
+        let before = case_with_three_timers(&s);
+        let action = Action::Sign {
+            unit: "jiyang/yuehe/grid-01".into(),
+        };
+        let after = lifecycle::apply(&before, &action, T0 + 10).unwrap();
+        let event = EventBody::Transition {
+            action,
+            from: before.status,
+            to: after.status,
+        };
+        let staged = Versioned {
+            read: before.clone(),
+            change: Change {
+                case: after,
+                events: vec![(T0 + 10, "tester".into(), event)],
+            },
+            fence: None,
+        };
+        s.crash_after
+            .store(cut, std::sync::atomic::Ordering::SeqCst);
+        let whole = s.write(vec![staged]).is_ok();
+        s.sync().unwrap();
+        drop(s);
+        let s = SledStore::open(&path, Durability::GroupCommit).unwrap();
+        let now = s.get_case(&before.id).unwrap().unwrap();
+        consistent(&s, &format!("cut after {cut}"));
+        let mut want = crate::assessment::Counts::new();
+        let facts = crate::assessment::case_facts(&now, &s.history(&now.id).unwrap());
+        crate::assessment::count(&mut want, facts, T0 + 100);
+        assert_eq!(
+            s.assessment("jiyang", T0 - 1, T0 + 1_000, T0 + 100)
+                .unwrap(),
+            want,
+            "cut after {cut}"
+        );
+        if whole {
+            assert_eq!(now.status, CaseStatus::Signed);
+            assert!(cut > 2, "a write is more than two operations");
+            break;
+        }
+    }
+}
+
 /// A staged write is single sled operations inside a pending record. Cut short after any
 /// of them — as a crash would — readers see the case's history as its stored version
 /// counts it, and opening the store again settles the write: the case is wholly as before

@@ -388,21 +388,38 @@ pub struct Count {
     pub overdue: u64,
 }
 
+impl Count {
+    /// Adds `n` facts: done, or deadlines still owed (`passed`: already overdue).
+    pub fn add(&mut self, owed: bool, passed: bool, n: u64) {
+        if owed {
+            self.open += n;
+            if passed {
+                self.overdue += n;
+            }
+        } else {
+            self.done += n;
+        }
+    }
+
+    /// Adds another count of the same measure.
+    pub fn merge(&mut self, other: Count) {
+        self.done += other.done;
+        self.open += other.open;
+        self.overdue += other.overdue;
+    }
+}
+
 /// Counts per (district, unit, measure), as a store answers them.
 pub type Counts = BTreeMap<(String, String, Measure), Count>;
 
 /// Adds `facts` to `counts` (`now` tells an overdue deadline from one still to come).
 pub fn count(counts: &mut Counts, facts: impl IntoIterator<Item = Fact>, now: Millis) {
     for f in facts {
-        let c = counts.entry((f.district, f.unit, f.measure)).or_default();
-        if f.seq.is_some() {
-            c.done += 1;
-        } else {
-            c.open += 1;
-            if f.at < now {
-                c.overdue += 1;
-            }
-        }
+        let owed = f.is_open();
+        counts
+            .entry((f.district, f.unit, f.measure))
+            .or_default()
+            .add(owed, f.at < now, 1);
     }
 }
 

@@ -396,10 +396,7 @@ fn district_counts(
     let mut counts = crate::assessment::Counts::new();
     let mut add = |more: crate::assessment::Counts| {
         for (k, c) in more {
-            let e = counts.entry(k).or_default();
-            e.done += c.done;
-            e.open += c.open;
-            e.overdue += c.overdue;
+            counts.entry(k).or_default().merge(c);
         }
     };
     for day in first..=last.min(today - 1) {
@@ -419,6 +416,16 @@ fn day_counts(
     day: calendar::Day,
     now: Millis,
 ) -> Result<crate::assessment::Counts, ServiceError> {
+    Ok(kept_day(svc, district, day, now)?.0)
+}
+
+/// [`day_counts`], and whether they had to be counted (they were not kept).
+fn kept_day(
+    svc: &Service,
+    district: &str,
+    day: calendar::Day,
+    now: Millis,
+) -> Result<(crate::assessment::Counts, bool), ServiceError> {
     let (cal, store) = (svc.calendar(), svc.store());
     let key = format!("{district}/{day}");
     let kept: Option<DayRows> = match store.record_get(DAY_COUNTS, &key)? {
@@ -426,13 +433,13 @@ fn day_counts(
         None => None,
     };
     if let Some(rows) = kept {
-        return Ok(rows.into_iter().collect());
+        return Ok((rows.into_iter().collect(), false));
     }
     let c = store.assessment(district, cal.start_of(day), cal.start_of(day + 1), now)?;
     let rows: Vec<_> = c.iter().collect();
     let bytes = serde_json::to_vec(&rows).expect("counts serialize");
     store.record_put(DAY_COUNTS, &[(key, bytes)])?;
-    Ok(c)
+    Ok((c, true))
 }
 
 /// Keeps the counts of every district's ended days among the last `days` (what `civic
@@ -444,11 +451,7 @@ pub fn keep_ended_days(svc: &Service, days: i64) -> Result<usize, ServiceError> 
     let mut counted = 0;
     for district in svc.directory()?.districts() {
         for day in today - days..today {
-            let key = format!("{district}/{day}");
-            if svc.store().record_get(DAY_COUNTS, &key)?.is_none() {
-                day_counts(svc, &district, day, now)?;
-                counted += 1;
-            }
+            counted += usize::from(kept_day(svc, &district, day, now)?.1);
         }
     }
     Ok(counted)

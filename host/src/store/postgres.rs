@@ -1396,18 +1396,10 @@ impl CaseStore for PostgresStore {
                 key: format!("civic_facts.measure {name:?}"),
                 message: "not a measure this build knows".into(),
             })?;
-            let c = counts
+            counts
                 .entry((district.to_owned(), r.get(0), measure))
-                .or_default();
-            let n = r.get::<_, i64>(4) as u64;
-            if r.get::<_, bool>(2) {
-                c.open += n;
-                if r.get::<_, bool>(3) {
-                    c.overdue += n;
-                }
-            } else {
-                c.done += n;
-            }
+                .or_default()
+                .add(r.get(2), r.get(3), r.get::<_, i64>(4) as u64);
         }
         Ok(counts)
     }

@@ -1412,15 +1412,10 @@ impl CaseStore for SledStore {
                     key: hex::encode(&k),
                     message: "not an assessment fact key".into(),
                 })?;
-            let c = counts
+            counts
                 .entry((district.to_owned(), unit.to_owned(), measure))
-                .or_default();
-            if open {
-                c.open += 1;
-                c.overdue += u64::from(at < now);
-            } else {
-                c.done += 1;
-            }
+                .or_default()
+                .add(open, at < now, 1);
         }
         Ok(counts)
     }

@@ -880,14 +880,16 @@ impl PostgresStore {
         })
     }
 
-    /// Runs a read outside an explicit transaction.
+    /// Runs a read outside an explicit transaction, retried on a serialization failure: at
+    /// SERIALIZABLE even a read alone can be the one PostgreSQL aborts when writes race
+    /// around it (two sweeps over the same timers, say).
     fn read<T>(
         &self,
         f: impl AsyncFn(&deadpool_postgres::Client) -> Result<T, tokio_postgres::Error>,
     ) -> Result<T, StoreError> {
-        self.block(async {
+        self.retrying(async || {
             let client = self.pool.get().await.map_err(pool_error)?;
-            f(&client).await.map_err(pg_error)
+            f(&client).await.map_err(Fail::from)
         })
     }
 
